@@ -1,0 +1,24 @@
+"""One error shape for the whole API: ``{"error": "...", "details": ...}``."""
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from annotations.errors import InputError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, InputError):
+        return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(data, dict) and set(data) == {"detail"}:
+        response.data = {"error": str(data["detail"])}
+    elif isinstance(data, dict):
+        fields = "; ".join(f"{field}: {' '.join(map(str, errors if isinstance(errors, list) else [errors]))}" for field, errors in data.items())
+        response.data = {"error": fields, "details": data}
+    else:
+        response.data = {"error": "; ".join(map(str, data)), "details": data}
+    return response

@@ -1,0 +1,184 @@
+"""Shapes of the API's input and output. They translate; the domain modules decide."""
+
+from rest_framework import serializers
+
+from annotations.models import (
+    Annotation,
+    ClassifierLabel,
+    ClipQuery,
+    Deployment,
+    InferenceRun,
+    Label,
+    LabelValue,
+    Project,
+    Recording,
+)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100), write_only=True, required=False, default=list
+    )
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "created_at", "labels"]
+        read_only_fields = ["id", "created_at"]
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "description"]
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    latitude = serializers.FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
+    longitude = serializers.FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
+    server_folder = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "name", "site", "latitude", "longitude", "server_folder", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ProgressSerializer(serializers.Serializer):
+    files_total = serializers.IntegerField()
+    files_queued = serializers.IntegerField()
+    files_embedding = serializers.IntegerField()
+    files_done = serializers.IntegerField()
+    files_failed = serializers.IntegerField()
+    audio_hours_done = serializers.FloatField()
+    windows = serializers.IntegerField()
+    fraction_done = serializers.FloatField()
+
+
+class RecordingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Recording
+        fields = [
+            "id",
+            "filename",
+            "size_bytes",
+            "status",
+            "error",
+            "warning",
+            "duration_s",
+            "sample_rate",
+            "channels",
+            "windows_done",
+            "windows_expected",
+        ]
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    window_id = serializers.IntegerField(required=False)
+    clip_query_id = serializers.IntegerField(required=False)
+    k = serializers.IntegerField(min_value=1, max_value=500, default=50)
+
+    def validate(self, data):
+        if ("window_id" in data) == ("clip_query_id" in data):
+            raise serializers.ValidationError("give exactly one of window_id or clip_query_id")
+        return data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    window_id = serializers.IntegerField()
+    recording_id = serializers.IntegerField()
+    filename = serializers.CharField()
+    deployment_id = serializers.IntegerField()
+    deployment_name = serializers.CharField()
+    site = serializers.CharField()
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    score = serializers.FloatField()
+    labels = serializers.ListField(child=serializers.DictField())
+
+
+class ClipQuerySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClipQuery
+        fields = ["id", "filename", "status", "error", "created_at"]
+
+
+class AnnotationRequestSerializer(serializers.Serializer):
+    window = serializers.IntegerField()
+    label = serializers.IntegerField()
+    value = serializers.ChoiceField(choices=LabelValue.choices)
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label.name", read_only=True)
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "window", "label", "label_name", "value", "annotator", "created_at", "updated_at"]
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100)
+    regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, default=1.0)
+
+
+class ClassifierOutputSerializer(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label.name")
+
+    class Meta:
+        model = ClassifierLabel
+        fields = [
+            "label",
+            "label_name",
+            "index",
+            "train_positives",
+            "train_negatives",
+            "eval_positives",
+            "eval_negatives",
+            "roc_auc",
+            "average_precision",
+        ]
+
+
+class ClassifierSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    probe_type = serializers.CharField()
+    status = serializers.CharField()
+    error = serializers.CharField()
+    embedding_model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    outputs = ClassifierOutputSerializer(many=True)
+
+
+class RunRequestSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField()
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+
+
+class InferenceRunSerializer(serializers.ModelSerializer):
+    classifier_version = serializers.IntegerField(source="classifier.version")
+
+    class Meta:
+        model = InferenceRun
+        fields = [
+            "id",
+            "classifier",
+            "classifier_version",
+            "deployment",
+            "threshold",
+            "status",
+            "error",
+            "windows_total",
+            "windows_scored",
+            "created_at",
+        ]
+
+
+class DetectionSerializer(serializers.Serializer):
+    window_id = serializers.IntegerField(source="window.id")
+    recording = serializers.CharField(source="window.recording.filename")
+    start_s = serializers.FloatField(source="window.start_s")
+    end_s = serializers.FloatField(source="window.end_s")
+    label = serializers.CharField(source="label.name")
+    score = serializers.FloatField()

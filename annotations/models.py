@@ -1,0 +1,274 @@
+"""The domain of agile modeling: projects, audio, embeddings, labels, classifiers.
+
+Embeddings of different models never mix: every ``Window`` names the
+``EmbeddingModel`` that produced it, and searches and classifiers are tied to one model.
+The ``embedding`` column is an untyped pgvector ``vector`` so that models of different
+dimensions share one table; each model gets its own partial HNSW index over
+``embedding::vector(dim)`` (see ``annotations.embedding_index``).
+"""
+
+from django.conf import settings
+from django.db import models
+from pgvector.django import VectorField
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"  # manages deployments, members, vocabulary
+    ANNOTATOR = "annotator", "Annotator"  # searches, labels, trains, runs, exports
+    VIEWER = "viewer", "Viewer"  # reads only
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+
+class Label(models.Model):
+    """A term of a project's vocabulary: a species, a call type, a sound source."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_label_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmbeddingModel(models.Model):
+    """Which model made an embedding, down to the framing that defines its windows."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    embedding_dim = models.PositiveIntegerField()
+    window_s = models.FloatField()
+    hop_s = models.FloatField()
+    sample_rate = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "version", "window_s", "hop_s", "sample_rate"], name="unique_model_framing"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} ({self.embedding_dim}-d, {self.window_s:g} s windows)"
+
+
+class Deployment(models.Model):
+    """One recorder at one site for one season."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deployments")
+    name = models.CharField(max_length=200)
+    site = models.CharField(max_length=200, blank=True)
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    # A server folder registered by an admin (read in place), or empty for uploads.
+    server_folder = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RecordingStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    EMBEDDING = "embedding", "Embedding"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Recording(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="recordings")
+    # Absolute path of the audio file on the server (uploads live under MEDIA_ROOT).
+    path = models.CharField(max_length=1000)
+    filename = models.CharField(max_length=300)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.QUEUED)
+    # Why a recording failed, or what was odd about one that was ingested anyway.
+    error = models.TextField(blank=True)
+    warning = models.TextField(blank=True)
+    duration_s = models.FloatField(null=True)
+    sample_rate = models.PositiveIntegerField(null=True)
+    channels = models.PositiveSmallIntegerField(null=True)
+    windows_done = models.PositiveIntegerField(default=0)
+    windows_expected = models.PositiveIntegerField(null=True)
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["filename", "id"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "path"], name="unique_recording_path")]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class Window(models.Model):
+    """One model window of a recording and its embedding. Written by COPY, never by the ORM."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="windows")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="windows")
+    start_s = models.FloatField()
+    end_s = models.FloatField()
+    embedding = VectorField()
+
+    class Meta:
+        ordering = ["recording_id", "start_s"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "model", "start_s"], name="one_window_per_start")
+        ]
+
+
+class LabelValue(models.TextChoices):
+    POSITIVE = "positive", "Positive"
+    NEGATIVE = "negative", "Negative"
+    UNSURE = "unsure", "Unsure"
+
+
+class Annotation(models.Model):
+    """One annotator's judgement of one window for one label."""
+
+    window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="annotations")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="annotations")
+    value = models.CharField(max_length=16, choices=LabelValue.choices)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["window", "label", "annotator"], name="one_annotation_per_annotator")
+        ]
+
+
+class ClipQuery(models.Model):
+    """An uploaded example clip, embedded by a worker so that it can be searched with."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="clip_queries")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    path = models.CharField(max_length=1000)
+    filename = models.CharField(max_length=300)
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
+    status = models.CharField(max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.QUEUED)
+    error = models.TextField(blank=True)
+    # Mean of the clip's window embeddings (a clip shorter than a window is zero-padded).
+    embedding = VectorField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ProbeType(models.TextChoices):
+    LINEAR = "linear", "Linear probe (logistic regression)"
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Classifier(models.Model):
+    """An immutable trained probe: one version per training run."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classifiers")
+    version = models.PositiveIntegerField()
+    probe_type = models.CharField(max_length=16, choices=ProbeType.choices, default=ProbeType.LINEAR)
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    regularization_c = models.FloatField(default=1.0)
+    eval_fraction = models.FloatField(default=0.25)
+    random_seed = models.PositiveIntegerField(default=0)
+    # float32 [embedding_dim, n_labels], columns in ClassifierLabel.index order, then
+    # float32 [n_labels]: logit = embedding @ weights + bias (perch-hoplite's beta, beta_bias).
+    weights = models.BinaryField(null=True)
+    bias = models.BinaryField(null=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["project", "version"], name="unique_classifier_version")]
+
+    def __str__(self) -> str:
+        return f"v{self.version}"
+
+
+class ClassifierLabel(models.Model):
+    """One output of a classifier, with its held-out quality."""
+
+    classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="outputs")
+    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveSmallIntegerField()
+    train_positives = models.PositiveIntegerField(default=0)
+    train_negatives = models.PositiveIntegerField(default=0)
+    eval_positives = models.PositiveIntegerField(default=0)
+    eval_negatives = models.PositiveIntegerField(default=0)
+    # Null when the held-out set lacks positives or negatives: nothing to measure.
+    roc_auc = models.FloatField(null=True)
+    average_precision = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["classifier", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["classifier", "index"], name="unique_output_index"),
+            models.UniqueConstraint(fields=["classifier", "label"], name="unique_output_label"),
+        ]
+
+
+class InferenceRun(models.Model):
+    """A classifier scored over every window of one deployment."""
+
+    classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="runs")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="inference_runs")
+    threshold = models.FloatField(default=0.5)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    windows_total = models.PositiveIntegerField(default=0)
+    windows_scored = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Detection(models.Model):
+    """A window whose classifier score for a label reached the run's threshold."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="detections")
+    window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="+")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["-score"]
+        indexes = [models.Index(fields=["run", "label", "-score"], name="detection_ranking")]

@@ -1,0 +1,185 @@
+"""Django settings for Perch Agile.
+
+Everything that differs between a laptop and production comes from the environment:
+
+- ``DJANGO_DEBUG=1`` for development (off by default). Production needs
+  ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS``.
+- ``DATABASE_URL`` / ``REDIS_URL``: when unset, the embedded PostgreSQL + pgvector and
+  Redis that ``perch_agile.embedded`` starts under ``var/``.
+- ``PERCH_AGILE_MODEL``: the embedding model (``birdnet_v2_4`` offline default,
+  ``perch_v2`` in production); ``PERCH_AGILE_MODEL_PATH``: a local folder or file
+  holding its weights, for sites that cannot download them.
+- ``PERCH_AGILE_AUDIO_ROOTS``: ``:``-separated folders that admins may register as
+  server-side deployments.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from perch_agile import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = embedded.VAR_DIR
+
+
+def _env_flag(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(name: str, default: str, separator: str = ",") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(separator) if item.strip()]
+
+
+DEBUG = _env_flag("DJANGO_DEBUG")
+
+
+def _secret_key() -> str:
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for development).")
+    # Development: one random key per checkout, kept so sessions survive restarts.
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "annotations",
+    "frontend",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "perch_agile.urls"
+WSGI_APPLICATION = "perch_agile.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or embedded.database_url(), conn_max_age=60
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "frontend:projects"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Uploaded audio lives here; it is never served directly (audio goes through
+# permission-checked views).
+MEDIA_ROOT = Path(os.environ.get("PERCH_AGILE_MEDIA_ROOT", VAR_DIR / "media"))
+# Uploads stream to temporary files beyond 2.5 MB instead of sitting in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+PERCH_AGILE_MAX_UPLOAD_BYTES = int(os.environ.get("PERCH_AGILE_MAX_UPLOAD_BYTES", 8 * 1024**3))
+PERCH_AGILE_AUDIO_ROOTS = [
+    Path(p).resolve()
+    for p in _env_list("PERCH_AGILE_AUDIO_ROOTS", str(VAR_DIR / "audio"), separator=":")
+]
+
+# The embedding model every new ingest uses (see workers/embedding_models.py).
+PERCH_AGILE_MODEL = os.environ.get("PERCH_AGILE_MODEL", "birdnet_v2_4")
+PERCH_AGILE_MODEL_PATH = os.environ.get("PERCH_AGILE_MODEL_PATH", "")
+PERCH_AGILE_EMBED_BATCH = int(os.environ.get("PERCH_AGILE_EMBED_BATCH", 64))
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "EXCEPTION_HANDLER": "annotations.api.errors.exception_handler",
+}
+
+CELERY_BROKER_URL = os.environ.get("REDIS_URL") or embedded.redis_url()
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PERCH_AGILE_QUEUE", "perch_agile")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Long recordings take long: a visibility timeout below the longest task would make
+# Redis hand the same message to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("PERCH_AGILE_LOG_LEVEL", "INFO")},
+}
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = _env_flag("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 31_536_000))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Perch Agile's two commands:
+#   bash run.sh         install, start the embedded services, migrate, load the demo,
+#                       start a Celery worker and the web server, print URL and login
+#   bash run.sh test    install, start the embedded services, run the whole test suite
+# With DATABASE_URL / REDIS_URL set, those servers are used instead of embedded ones.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON="$VENV/bin/python"
+
+install() {
+  if [ ! -x "$PYTHON" ]; then
+    local base
+    base=$(command -v python3.11 || command -v python3)
+    "$base" -c 'import sys; assert (3, 10) <= sys.version_info[:2] < (3, 14), "Python 3.10-3.13 needed"'
+    "$base" -m venv "$VENV"
+  fi
+  # Reinstall only when requirements.txt changed since the last install.
+  local stamp="$VENV/.requirements.sha256"
+  local wanted
+  wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    "$PYTHON" -m pip install --quiet --upgrade pip
+    "$PYTHON" -m pip install --quiet -r requirements.txt
+    echo "$wanted" > "$stamp"
+  fi
+}
+
+start_services() {
+  "$PYTHON" -m perch_agile.embedded start >/dev/null
+}
+
+serve() {
+  export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
+  local port="${PORT:-8000}"
+  "$PYTHON" manage.py migrate --noinput
+  "$PYTHON" manage.py load_demo
+  mkdir -p var/log
+  "$VENV/bin/celery" -A perch_agile worker --loglevel=INFO --concurrency="${WORKERS:-1}" \
+    >var/log/worker.log 2>&1 &
+  local worker=$!
+  trap 'kill "$worker" 2>/dev/null || true' EXIT INT TERM
+  local login
+  login=$("$PYTHON" manage.py shell -c 'from annotations.demo import demo_login; print(" / ".join(demo_login()))')
+  echo
+  echo "Perch Agile is running at http://127.0.0.1:${port}/  (login: ${login})"
+  echo "Worker log: var/log/worker.log. Stop with Ctrl-C."
+  echo
+  "$VENV/bin/gunicorn" perch_agile.wsgi --bind "127.0.0.1:${port}" --workers 2 --timeout 120 --access-logfile -
+}
+
+run_tests() {
+  export DJANGO_DEBUG=1
+  set +e
+  "$PYTHON" -m pytest "$@"
+  local status=$?
+  set -e
+  if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests" >&2
+  fi
+  return "$status"
+}
+
+install
+start_services
+case "${1:-serve}" in
+  serve) serve ;;
+  test) shift; run_tests "$@" ;;
+  *) echo "usage: bash run.sh [test [pytest args]]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,174 @@
+"""Decoding, resampling and windowing audio, in chunks so memory stays flat.
+
+Pure functions over files and arrays: no Django, no model. A window ``k`` starts at
+``k * hop`` samples; windows are emitted until the audio is covered, the last one
+zero-padded, so no sound at the end of a file goes unheard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+# Read this much audio per block: long enough for the resampler, short enough that a
+# multi-hour file never sits in memory.
+BLOCK_SECONDS = 60.0
+
+
+class AudioError(Exception):
+    """A file that cannot be used, with a reason a person can act on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    # Set when the file holds less than its header promises (a recorder that lost power).
+    warning: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """How a model cuts audio: window and hop lengths in samples at ``sample_rate``."""
+
+    sample_rate: int
+    window_samples: int
+    hop_samples: int
+
+    @classmethod
+    def from_seconds(cls, sample_rate: int, window_s: float, hop_s: float) -> Framing:
+        return cls(sample_rate, round(window_s * sample_rate), round(hop_s * sample_rate))
+
+    def window_count(self, total_samples: int) -> int:
+        """Windows needed to cover ``total_samples``: ``k * hop`` for k = 0..n-1.
+
+        Window k is emitted while it starts inside the audio and the window before it
+        did not already reach the end.
+        """
+        if total_samples <= 0:
+            return 0
+        if total_samples <= self.window_samples:
+            return 1
+        return 1 + -(-(total_samples - self.window_samples) // self.hop_samples)
+
+
+def probe(path: Path) -> AudioInfo:
+    """Read a file's header and check it holds usable audio, without decoding it."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("file not found")
+    if path.stat().st_size == 0:
+        raise AudioError("the file is empty (0 bytes)")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"not a readable audio file ({_short(error)})") from None
+    if info.samplerate <= 0:
+        raise AudioError(f"invalid sample rate in header: {info.samplerate} Hz")
+    if info.channels <= 0:
+        raise AudioError("the header declares no audio channels")
+    if info.frames <= 0:
+        raise AudioError("the file holds no audio samples")
+    warning = _wav_truncation_warning(path, info) if info.format == "WAV" else ""
+    return AudioInfo(info.samplerate, info.channels, info.frames, info.format, warning)
+
+
+def _short(error: Exception) -> str:
+    return str(error).split(":", 1)[-1].strip() or type(error).__name__
+
+
+def _wav_truncation_warning(path: Path, info: soundfile._SoundFileInfo) -> str:
+    """Compare the RIFF data chunk's declared size with the bytes present."""
+    with open(path, "rb") as f:
+        header = f.read(64 * 1024)
+    position = header.find(b"data")
+    if position < 0 or position + 8 > len(header):
+        return ""
+    declared = struct.unpack("<I", header[position + 4 : position + 8])[0]
+    present = path.stat().st_size - (position + 8)
+    if declared in (0, 0xFFFFFFFF) or declared <= present:
+        return ""  # 0 / 0xFFFFFFFF: streaming writers that never filled in the size
+    bytes_per_second = present / info.frames * info.samplerate
+    return (
+        f"file is truncated: the header promises {declared / bytes_per_second:.1f} s but only "
+        f"{info.frames / info.samplerate:.1f} s of audio are present; the present audio was used"
+    )
+
+
+def iter_resampled_blocks(path: Path, target_rate: int, channel: int | None = None) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``target_rate``; ``channel=None`` mixes all channels."""
+    with soundfile.SoundFile(str(path)) as f:
+        source_rate = f.samplerate
+        resampler = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+        block_frames = max(1, int(BLOCK_SECONDS * source_rate))
+        while True:
+            try:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                raise AudioError(f"decoding failed at {f.tell() / source_rate:.1f} s ({_short(error)})") from None
+            last = len(block) < block_frames
+            mono = block.mean(axis=1) if channel is None else block[:, channel]
+            if not np.all(np.isfinite(mono)):
+                # NaN/inf would poison every embedding of the window: silence them.
+                mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+            out = mono if source_rate == target_rate else resampler.resample_chunk(mono, last=last)
+            if len(out):
+                yield out.astype(np.float32, copy=False)
+            if last:
+                return
+
+
+def iter_windows(blocks: Iterator[np.ndarray], framing: Framing) -> Iterator[tuple[int, np.ndarray]]:
+    """Cut a stream of sample blocks into windows.
+
+    Yields ``(start_sample, window)`` with ``window`` float32 of shape
+    [framing.window_samples]; the final window is zero-padded.
+    """
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # sample index of buffer[0]
+    next_start = 0
+    total = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        total += len(block)
+        while next_start + framing.window_samples <= total:
+            offset = next_start - buffer_start
+            yield next_start, buffer[offset : offset + framing.window_samples].copy()
+            next_start += framing.hop_samples
+        drop = next_start - buffer_start
+        if drop > 0:
+            buffer = buffer[drop:]
+            buffer_start = next_start
+    emitted = next_start // framing.hop_samples
+    while emitted < framing.window_count(total):
+        offset = next_start - buffer_start
+        window = np.zeros(framing.window_samples, dtype=np.float32)
+        tail = buffer[offset:]
+        window[: len(tail)] = tail
+        yield next_start, window
+        next_start += framing.hop_samples
+        emitted += 1
+
+
+def read_segment(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray, int]:
+    """Read ``[start_s, end_s)`` of a file at its own rate and channels, for playback.
+
+    Returns (samples [frames, channels] float32, sample_rate).
+    """
+    with soundfile.SoundFile(str(path)) as f:
+        start = max(0, int(round(start_s * f.samplerate)))
+        stop = min(f.frames, int(round(end_s * f.samplerate)))
+        f.seek(min(start, f.frames))
+        return f.read(max(0, stop - start), dtype="float32", always_2d=True), f.samplerate

@@ -1,0 +1,150 @@
+"""Ingest: decode a recording, cut it into model windows, embed them, store them.
+
+The database holds the truth. A worker takes a recording under a PostgreSQL advisory
+lock (released by the server when the worker dies, so a redelivered task can take it
+again), and writes all of a recording's windows in one transaction, replacing any
+earlier ones: a crash mid-file leaves nothing half-written, and a second run never
+duplicates windows. One bad file is marked failed with its reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from django.db import connection
+from django.utils import timezone
+
+from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
+from workers.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
+from workers.embedding_models import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+# Advisory-lock namespace (first key) for recordings, so other locks cannot collide.
+RECORDING_LOCK_NAMESPACE = 7_201
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedAudio:
+    """starts_s, ends_s: float64 [N]; embeddings: float32 [N, D]."""
+
+    starts_s: np.ndarray
+    ends_s: np.ndarray
+    embeddings: np.ndarray
+
+
+def model_row(model: LoadedModel) -> EmbeddingModel:
+    spec = model.spec
+    return register_embedding_model(
+        spec.name, spec.version, spec.embedding_dim, spec.window_s, spec.hop_s, spec.sample_rate
+    )
+
+
+def embed_file(
+    path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None
+) -> EmbeddedAudio:
+    """Embed every window of an audio file; ``on_batch`` hears the running window count."""
+    spec = model.spec
+    framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
+    info = probe(path)
+    duration_s = info.duration_s
+    starts: list[int] = []
+    chunks: list[np.ndarray] = []
+    for batch_starts, batch in _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size):
+        chunks.append(model.embed_windows(batch))
+        starts.extend(batch_starts)
+        on_batch(len(starts))
+    starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate
+    ends_s = np.minimum(starts_s + spec.window_s, duration_s)
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, spec.embedding_dim), np.float32)
+    return EmbeddedAudio(starts_s, ends_s, embeddings)
+
+
+def _batches(windows: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    starts: list[int] = []
+    batch: list[np.ndarray] = []
+    for start, window in windows:
+        starts.append(start)
+        batch.append(window)
+        if len(batch) == size:
+            yield starts, np.stack(batch)
+            starts, batch = [], []
+    if batch:
+        yield starts, np.stack(batch)
+
+
+def ingest_recording(recording_id: int, model: LoadedModel, batch_size: int = 64) -> str:
+    """Embed one recording unless another worker holds it or it is done. Returns its status."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+        if not cursor.fetchone()[0]:
+            return "busy"
+    try:
+        return _ingest_locked(recording_id, model, batch_size)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+
+
+def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> str:
+    recording = Recording.objects.filter(pk=recording_id).first()
+    if recording is None:
+        return "deleted"
+    embedding_model = model_row(model)
+    if recording.status == RecordingStatus.DONE and recording.embedding_model_id == embedding_model.pk:
+        return RecordingStatus.DONE
+    try:
+        info = probe(Path(recording.path))
+        framing = Framing.from_seconds(model.spec.sample_rate, model.spec.window_s, model.spec.hop_s)
+        _update(
+            recording,
+            status=RecordingStatus.EMBEDDING,
+            error="",
+            warning=info.warning,
+            duration_s=info.duration_s,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            windows_done=0,
+            windows_expected=framing.window_count(round(info.duration_s * model.spec.sample_rate)),
+            embedding_model=embedding_model,
+        )
+        embedded = embed_file(
+            Path(recording.path), model, batch_size, on_batch=lambda done: _update(recording, windows_done=done)
+        )
+    except AudioError as error:
+        _update(recording, status=RecordingStatus.FAILED, error=str(error))
+        return RecordingStatus.FAILED
+    except Exception as error:  # a broken file must not cost the rest of the deployment
+        logger.exception("ingest of recording %s failed", recording_id)
+        _update(recording, status=RecordingStatus.FAILED, error=f"could not be processed: {error!r}")
+        return RecordingStatus.FAILED
+    replace_windows(recording.pk, embedding_model, embedded.starts_s, embedded.ends_s, embedded.embeddings)
+    _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
+    return RecordingStatus.DONE
+
+
+def _update(recording: Recording, **fields) -> None:
+    for name, value in fields.items():
+        setattr(recording, name, value)
+    Recording.objects.filter(pk=recording.pk).update(updated_at=timezone.now(), **fields)
+
+
+def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
+    """Embed an uploaded example clip: the mean of its windows' embeddings."""
+    query = ClipQuery.objects.get(pk=clip_query_id)
+    try:
+        embedded = embed_file(Path(query.path), model, batch_size=64)
+    except AudioError as error:
+        ClipQuery.objects.filter(pk=query.pk).update(status=RecordingStatus.FAILED, error=str(error))
+        return RecordingStatus.FAILED
+    ClipQuery.objects.filter(pk=query.pk).update(
+        status=RecordingStatus.DONE,
+        embedding=embedded.embeddings.mean(axis=0),
+        embedding_model=model_row(model),
+    )
+    return RecordingStatus.DONE

@@ -1,0 +1,62 @@
+"""Celery tasks: thin wrappers that load what they need and call the domain functions.
+
+Every task is ``acks_late``: a message is acknowledged only after the work is stored,
+so a worker killed mid-task leaves the message for another worker, and the domain
+functions make doing the work twice harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.conf import settings
+
+from annotations.models import Classifier, InferenceRun, TaskStatus
+from annotations.training import train
+from workers import ingest
+from workers.embedding_models import configured_model
+from workers.inference import run_inference as score_deployment
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _warm_up_model(**_) -> None:
+    """Load the model (TensorFlow import, weights) once per worker process, at start."""
+    configured_model()
+
+
+@shared_task(acks_late=True, max_retries=3, time_limit=6 * 3600)
+def ingest_recording(recording_id: int) -> str:
+    return ingest.ingest_recording(recording_id, configured_model(), settings.PERCH_AGILE_EMBED_BATCH)
+
+
+@shared_task(acks_late=True, time_limit=600)
+def embed_clip_query(clip_query_id: int) -> str:
+    return ingest.embed_clip_query(clip_query_id, configured_model())
+
+
+@shared_task(acks_late=True, time_limit=3600)
+def train_classifier(classifier_id: int) -> str:
+    classifier = Classifier.objects.get(pk=classifier_id)
+    Classifier.objects.filter(pk=classifier_id).update(status=TaskStatus.RUNNING)
+    try:
+        train(classifier)
+    except ValueError as error:
+        Classifier.objects.filter(pk=classifier_id).update(status=TaskStatus.FAILED, error=str(error))
+        return TaskStatus.FAILED
+    return TaskStatus.DONE
+
+
+@shared_task(acks_late=True, time_limit=6 * 3600)
+def run_inference(run_id: int) -> str:
+    run = InferenceRun.objects.select_related("classifier__embedding_model").get(pk=run_id)
+    try:
+        score_deployment(run)
+    except Exception as error:
+        logger.exception("inference run %s failed", run_id)
+        InferenceRun.objects.filter(pk=run_id).update(status=TaskStatus.FAILED, error=repr(error))
+        raise
+    return TaskStatus.DONE
