@@ -7,6 +7,7 @@ the WAV read out of it, so no other network access is needed.
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,13 +26,12 @@ DEMO_USER = "demo"
 DEMO_PROJECT = "Demo: birdsong"
 
 
-def demo_audio_folder() -> Path:
-    """The folder holding the demo WAV (inside the first audio root), fetched if missing."""
-    folder = settings.PERCH_AGILE_AUDIO_ROOTS[0] / "demo"
-    target = folder / "birds_10s.wav"
-    if target.exists():
-        return folder
+def birdsong_wav() -> Path:
+    """The demo WAV, read out of the opensoundscape wheel (downloaded once into var/cache)."""
     cache = settings.VAR_DIR / "cache"
+    target = cache / "birds_10s.wav"
+    if target.exists():
+        return target
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("opensoundscape-*.whl"))
     if not wheels:
@@ -40,9 +40,18 @@ def demo_audio_folder() -> Path:
             check=True,
         )
         wheels = sorted(cache.glob("opensoundscape-*.whl"))
-    folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheels[-1]) as wheel:
         target.write_bytes(wheel.read(DEMO_MEMBER))
+    return target
+
+
+def demo_audio_folder() -> Path:
+    """A folder inside the first audio root holding the demo WAV."""
+    folder = settings.PERCH_AGILE_AUDIO_ROOTS[0] / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "birds_10s.wav"
+    if not target.exists():
+        shutil.copyfile(birdsong_wav(), target)
     return folder
 
 

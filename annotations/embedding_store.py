@@ -100,7 +100,7 @@ def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
         cursor.execute(
             f"SELECT id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s)", [list(window_ids)]
         )
-        return {row[0]: np.asarray(row[1], dtype=np.float32) for row in cursor.fetchall()}
+        return {row[0]: row[1].to_numpy() for row in cursor.fetchall()}
 
 
 def iter_deployment_embeddings(
@@ -122,4 +122,4 @@ def iter_deployment_embeddings(
         )
         while rows := cursor.fetchmany(chunk_size):
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.stack([np.asarray(row[1], dtype=np.float32) for row in rows])
+            yield ids, np.stack([row[1].to_numpy() for row in rows])

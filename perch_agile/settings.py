@@ -101,6 +101,9 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or embedded.database_url(), conn_max_age=60
     )
 }
+# A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
+if socket_dir := DATABASES["default"]["OPTIONS"].pop("host", None):
+    DATABASES["default"]["HOST"] = socket_dir
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

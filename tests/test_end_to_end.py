@@ -1,0 +1,204 @@
+"""The whole loop through the REST API, on the real database, broker, worker and model:
+ingest real audio, query by example, label, train, run, export."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from annotations.embedding_store import window_embeddings
+from annotations.models import Detection, Window
+from tests.audio_corpus import make_bad_files, make_recordings
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def upload(client, url, paths):
+    files = [open(path, "rb") for path in paths]
+    try:
+        return client.post(url, {"files": files}, format="multipart")
+    finally:
+        for f in files:
+            f.close()
+
+
+@pytest.fixture
+def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, client_for):
+    """A project with one deployment of 8 good recordings and 3 bad files, ingested."""
+    samples, rate = birdsong
+    recordings = make_recordings(tmp_path / "audio", samples, rate)
+    bad = make_bad_files(tmp_path / "bad", recordings[0].path)
+    user = make_user("ecologist")
+    client = client_for(user)
+    project = client.post("/api/projects/", {"name": "Loop", "labels": ["bird"]}, format="json").json()
+    base = f"/api/projects/{project['id']}"
+    deployment = client.post(
+        f"{base}/deployments/", {"name": "North ridge", "site": "N1", "latitude": 46.5, "longitude": 7.9}, format="json"
+    ).json()
+    response = upload(client, f"{base}/deployments/{deployment['id']}/files/", [r.path for r in recordings] + list(bad.values()))
+    assert response.status_code == 201, response.content
+    assert client.post(f"{base}/deployments/{deployment['id']}/ingest/").json() == {"queued": 11}
+
+    def finished():
+        progress = client.get(f"{base}/deployments/{deployment['id']}/").json()["progress"]
+        return progress if progress["files_queued"] + progress["files_embedding"] == 0 else None
+
+    progress = wait_for(finished, what=f"ingest (worker log: {celery_worker_process})")
+    files = {r["filename"]: r for r in client.get(f"{base}/deployments/{deployment['id']}/recordings/").json()}
+    return {
+        "client": client,
+        "base": base,
+        "project": project,
+        "deployment": deployment,
+        "label_id": client.get(f"{base}/labels/").json()[0]["id"],
+        "recordings": recordings,
+        "bad": bad,
+        "files": files,
+        "progress": progress,
+    }
+
+
+def windows_of(client, base, recording_id):
+    return client.get(f"{base}/recordings/{recording_id}/windows/").json()
+
+
+def test_bad_files_are_reported_and_the_rest_ingest(ingested):
+    files, progress = ingested["files"], ingested["progress"]
+    assert progress["files_done"] == 9 and progress["files_failed"] == 2
+    assert files["notes.wav"]["status"] == "failed"
+    assert "not a readable audio file" in files["notes.wav"]["error"]
+    assert files["cut_header.wav"]["status"] == "failed"
+    assert files["cut_header.wav"]["error"]
+    # A recorder that lost power: the audio that is there is used, and the file says so.
+    assert files["cut_data.wav"]["status"] == "done"
+    assert "truncated" in files["cut_data.wav"]["warning"]
+    for recording in ingested["recordings"]:
+        entry = files[recording.path.name]
+        assert entry["status"] == "done", entry
+        assert entry["windows_done"] == 4  # 12 s in 3 s windows, at every sample rate
+    assert progress["windows"] == 8 * 4 + files["cut_data.wav"]["windows_done"]
+
+
+def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):
+    client, base = ingested["client"], ingested["base"]
+    recording = ingested["recordings"][0]  # a 32 kHz file
+    recording_id = ingested["files"][recording.path.name]["id"]
+    window = windows_of(client, base, recording_id)[recording.song_window]
+    samples, rate = soundfile.read(str(recording.path), dtype="float32")
+    clip = samples[int(window["start_s"] * rate) : int(window["end_s"] * rate)]
+    clip_path = tmp_path / "example.wav"
+    soundfile.write(str(clip_path), clip, rate)
+    with open(clip_path, "rb") as f:
+        created = client.post(f"{base}/clip-queries/", {"file": f}, format="multipart")
+    assert created.status_code == 201, created.content
+    clip_id = created.json()["id"]
+    state = wait_for(
+        lambda: (s := client.get(f"{base}/clip-queries/{clip_id}/").json())["status"] in ("done", "failed") and s,
+        what="clip embedding",
+    )
+    assert state["status"] == "done", state
+    hits = client.post(f"{base}/search/", {"clip_query_id": clip_id, "k": 5}, format="json").json()["hits"]
+    assert hits[0]["window_id"] == window["id"]
+    assert hits[0]["score"] > 0.98
+
+
+def test_full_loop_query_label_train_run_export(ingested):
+    client, base, label_id = ingested["client"], ingested["base"], ingested["label_id"]
+
+    # Query by example with a birdsong window: the query itself is excluded, scores descend.
+    first = ingested["recordings"][0]
+    first_id = ingested["files"][first.path.name]["id"]
+    query_window = windows_of(client, base, first_id)[first.song_window]["id"]
+    response = client.post(f"{base}/search/", {"window_id": query_window, "k": 10}, format="json")
+    assert response.status_code == 200, response.content
+    hits = response.json()["hits"]
+    assert len(hits) == 10
+    assert query_window not in [h["window_id"] for h in hits]
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    # The other birdsong windows are more like the query than the noise is.
+    song_windows = set()
+    for recording in ingested["recordings"]:
+        windows = windows_of(client, base, ingested["files"][recording.path.name]["id"])
+        song_windows.add(windows[recording.song_window]["id"])
+        for index, window in enumerate(windows):
+            value = "positive" if index == recording.song_window else "negative"
+            answer = client.post(
+                f"{base}/annotations/", {"window": window["id"], "label": label_id, "value": value}, format="json"
+            )
+            assert answer.status_code == 201, answer.content
+    top = {h["window_id"] for h in hits[:4]}
+    assert len(top & song_windows) >= 3
+
+    # Train a linear probe, measured on held-out recordings.
+    response = client.post(f"{base}/classifiers/", {"labels": [label_id]}, format="json")
+    assert response.status_code == 202, response.content
+    classifier_id = response.json()["id"]
+    classifier = wait_for(
+        lambda: (c := client.get(f"{base}/classifiers/{classifier_id}/").json())["status"] in ("done", "failed") and c,
+        what="training",
+    )
+    assert classifier["status"] == "done", classifier
+    output = classifier["outputs"][0]
+    assert output["train_positives"] + output["eval_positives"] == 8
+    assert output["eval_positives"] > 0 and output["eval_negatives"] > 0
+    assert output["roc_auc"] > 0.9 and output["average_precision"] > 0.7
+
+    # Run it over the deployment.
+    deployment_id = ingested["deployment"]["id"]
+    response = client.post(
+        f"{base}/classifiers/{classifier_id}/runs/", {"deployment": deployment_id, "threshold": 0.5}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+    run = wait_for(
+        lambda: (r := client.get(f"{base}/runs/{run_id}/").json())["status"] in ("done", "failed") and r,
+        what="inference",
+    )
+    assert run["status"] == "done", run
+    assert run["windows_scored"] == run["windows_total"] == ingested["progress"]["windows"]
+    detections = client.get(f"{base}/runs/{run_id}/detections/?limit=1000").json()
+    assert detections["count"] >= 6
+
+    # Export: the classifier file, applied with numpy alone, gives the app's scores.
+    exported = client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=perch-agile")
+    assert exported.status_code == 200
+    spec = json.loads(exported.content)
+    weights = np.asarray(spec["weights"], dtype=np.float32)
+    bias = np.asarray(spec["bias"], dtype=np.float32)
+    window_ids = list(Window.objects.filter(recording__deployment_id=deployment_id).values_list("id", flat=True))
+    embeddings = window_embeddings(window_ids)
+    x = np.stack([embeddings[w] for w in window_ids])
+    numpy_scores = (1 / (1 + np.exp(-(x @ weights + bias))))[:, 0]
+    app_scores = dict(Detection.objects.filter(run_id=run_id).values_list("window_id", "score"))
+    expected = {w for w, score in zip(window_ids, numpy_scores, strict=True) if score >= 0.5}
+    assert set(app_scores) == expected
+    for window_id, score in zip(window_ids, numpy_scores, strict=True):
+        if window_id in app_scores:
+            assert abs(app_scores[window_id] - score) < 1e-5
+
+    # perch-hoplite's LinearClassifier reads the same weights.
+    from ml_collections import config_dict
+    from perch_hoplite.agile.classifier import LinearClassifier
+
+    hoplite_json = json.loads(
+        client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=hoplite").content
+    )
+    hoplite = LinearClassifier.from_config_dict(config_dict.ConfigDict(hoplite_json))
+    assert hoplite.classes == ("bird",) or list(hoplite.classes) == ["bird"]
+    np.testing.assert_allclose(1 / (1 + np.exp(-hoplite(x)))[:, 0], numpy_scores, atol=1e-5)
+    assert np.frombuffer(base64.b64decode(hoplite_json["beta"]), np.float32).shape == (weights.size,)
+
+    # Detections as CSV: one row per detection, best first.
+    response = client.get(f"{base}/runs/{run_id}/detections.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == detections["count"]
+    assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+    assert rows[0]["label"] == "bird" and rows[0]["site"] == "N1"
