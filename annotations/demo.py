@@ -61,7 +61,9 @@ def demo_login() -> tuple[str, str]:
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(9))
     password = password_file.read_text().strip()
-    user, _ = get_user_model().objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
+    )
     if not user.check_password(password):
         user.set_password(password)
         user.save()
@@ -84,6 +86,8 @@ def load_demo() -> Project:
             "search for similar ones, label them, train a classifier.",
             labels=["bird song", "background"],
         )
-        deployment = deployments.create_deployment(project, "Demo recorder", site="Sample site", server_folder=str(folder))
+        deployment = deployments.create_deployment(
+            project, "Demo recorder", site="Sample site", server_folder=str(folder)
+        )
         deployments.queue_ingest(deployment)
     return project

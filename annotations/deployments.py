@@ -157,7 +157,9 @@ class DeploymentProgress:
         finished = self.files_done + self.files_failed
         if not self.files_total:
             return 0.0
-        partial = self.windows_in_progress / self.windows_expected_in_progress if self.windows_expected_in_progress else 0
+        partial = (
+            self.windows_in_progress / self.windows_expected_in_progress if self.windows_expected_in_progress else 0
+        )
         return min(1.0, (finished + partial * self.files_embedding) / self.files_total)
 
 

@@ -50,24 +50,26 @@ def register_embedding_model(
     if model.embedding_dim != embedding_dim:
         raise ValueError(f"{model} is registered with {model.embedding_dim} dimensions, not {embedding_dim}")
     with connection.cursor() as cursor:
-        # pk and dimension are integers from our own table: safe to format into DDL.
-        cursor.execute(
-            f"CREATE INDEX IF NOT EXISTS {index_name(model)} ON {Window._meta.db_table} "
-            f"USING hnsw ((embedding::vector({int(model.embedding_dim)})) vector_cosine_ops) "
-            f"WHERE model_id = {int(model.pk)}"
-        )
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [index_name(model)])
+        if not cursor.fetchone()[0]:
+            # pk and dimension are integers from our own table: safe to format into DDL.
+            cursor.execute(
+                f"CREATE INDEX IF NOT EXISTS {index_name(model)} ON {Window._meta.db_table} "
+                f"USING hnsw ((embedding::vector({int(model.embedding_dim)})) vector_cosine_ops) "
+                f"WHERE model_id = {int(model.pk)}"
+            )
     return model
 
 
 def copy_rows(table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence]) -> int:
     """Binary COPY ``rows`` into ``table``, in the caller's transaction. Returns the row count."""
     count = 0
-    with raw_connection().cursor() as cursor:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(list(types))
-            for row in rows:
-                copy.write_row(row)
-                count += 1
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT BINARY)"
+    with raw_connection().cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+            count += 1
     return count
 
 
@@ -97,9 +99,7 @@ def replace_windows(
 def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """Embeddings of the given windows: {window_id: float32 [dim]}."""
     with raw_connection().cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s)", [list(window_ids)]
-        )
+        cursor.execute(f"SELECT id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s)", [list(window_ids)])
         return {row[0]: row[1].to_numpy() for row in cursor.fetchall()}
 
 

@@ -15,9 +15,7 @@ from pgvector.django import VectorField
 class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -40,6 +38,9 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
 
 
 class Label(models.Model):
@@ -141,9 +142,10 @@ class Window(models.Model):
 
     class Meta:
         ordering = ["recording_id", "start_s"]
-        constraints = [
-            models.UniqueConstraint(fields=["recording", "model", "start_s"], name="one_window_per_start")
-        ]
+        constraints = [models.UniqueConstraint(fields=["recording", "model", "start_s"], name="one_window_per_start")]
+
+    def __str__(self) -> str:
+        return f"{self.recording_id}@{self.start_s:g}s"
 
 
 class LabelValue(models.TextChoices):
@@ -168,6 +170,9 @@ class Annotation(models.Model):
             models.UniqueConstraint(fields=["window", "label", "annotator"], name="one_annotation_per_annotator")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.label_id} {self.value} by {self.annotator_id} on window {self.window_id}"
+
 
 class ClipQuery(models.Model):
     """An uploaded example clip, embedded by a worker so that it can be searched with."""
@@ -182,6 +187,9 @@ class ClipQuery(models.Model):
     # Mean of the clip's window embeddings (a clip shorter than a window is zero-padded).
     embedding = VectorField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.filename
 
 
 class ProbeType(models.TextChoices):
@@ -243,6 +251,9 @@ class ClassifierLabel(models.Model):
             models.UniqueConstraint(fields=["classifier", "label"], name="unique_output_label"),
         ]
 
+    def __str__(self) -> str:
+        return f"output {self.index} of classifier {self.classifier_id}"
+
 
 class InferenceRun(models.Model):
     """A classifier scored over every window of one deployment."""
@@ -260,6 +271,9 @@ class InferenceRun(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"run {self.pk} of classifier {self.classifier_id} on deployment {self.deployment_id}"
+
 
 class Detection(models.Model):
     """A window whose classifier score for a label reached the run's threshold."""
@@ -272,3 +286,6 @@ class Detection(models.Model):
     class Meta:
         ordering = ["-score"]
         indexes = [models.Index(fields=["run", "label", "-score"], name="detection_ranking")]
+
+    def __str__(self) -> str:
+        return f"{self.label_id} {self.score:.3f} on window {self.window_id}"

@@ -52,9 +52,24 @@ def nearest_windows(
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
+    with transaction.atomic(), raw_connection().cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(100, 2 * k))])
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute(
+            nearest_sql(model), {"query": query, "project": project.pk, "exclude": list(exclude_window_ids), "k": k}
+        )
+        scored = sorted(cursor.fetchall(), key=lambda row: -row[1])
+    return _hits(scored)
+
+
+def nearest_sql(model: EmbeddingModel) -> str:
+    """The k-nearest query on ``model``'s partial HNSW index.
+
+    Parameters: query (vector), project (id), exclude (ids), k.
+    """
     dim = int(model.embedding_dim)
     distance = f"w.embedding::vector({dim}) <=> %(query)s::vector({dim})"
-    sql = (
+    return (
         f"SELECT w.id, 1 - ({distance}) AS score FROM annotations_window w "
         "JOIN annotations_recording r ON r.id = w.recording_id "
         "JOIN annotations_deployment d ON d.id = r.deployment_id "
@@ -63,12 +78,6 @@ def nearest_windows(
         "AND NOT (w.id = ANY(%(exclude)s)) "
         f"ORDER BY {distance} LIMIT %(k)s"
     )
-    with transaction.atomic(), raw_connection().cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(100, 2 * k))])
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute(sql, {"query": query, "project": project.pk, "exclude": list(exclude_window_ids), "k": k})
-        scored = sorted(cursor.fetchall(), key=lambda row: -row[1])
-    return _hits(scored)
 
 
 def _hits(scored: list[tuple[int, float]]) -> list[SearchHit]:
@@ -121,7 +130,9 @@ def query_from_clip(project: Project, clip_query_id: int) -> Query:
     if clip is None:
         raise InputError(f"clip query {clip_query_id} is not part of this project")
     if clip.status != RecordingStatus.DONE:
-        raise InputError(f"clip {clip.filename} is not embedded yet ({clip.status}{': ' + clip.error if clip.error else ''})")
+        raise InputError(
+            f"clip {clip.filename} is not embedded yet ({clip.status}{': ' + clip.error if clip.error else ''})"
+        )
     return Query(clip.embedding_model, np.asarray(clip.embedding, dtype=np.float32))
 
 

@@ -42,13 +42,13 @@ def request_training(project: Project, user, label_ids: Sequence[int], regulariz
     labels = list(Label.objects.filter(project=project, pk__in=label_ids))
     if not labels or len(labels) != len(set(label_ids)):
         raise InputError("choose one or more labels of this project")
-    model = (
-        EmbeddingModel.objects.filter(windows__annotations__label__in=labels).distinct().order_by("-pk").first()
-    )
+    model = EmbeddingModel.objects.filter(windows__annotations__label__in=labels).distinct().order_by("-pk").first()
     if model is None:
         raise InputError("no labeled windows yet for these labels")
     with transaction.atomic():
-        version = (Classifier.objects.select_for_update().filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
+        version = (
+            Classifier.objects.select_for_update().filter(project=project).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
         classifier = Classifier.objects.create(
             project=project, version=version, embedding_model=model, created_by=user, regularization_c=regularization_c
         )
@@ -89,9 +89,7 @@ def training_set(classifier: Classifier) -> TrainingSet:
     for (window_id, label_id), positive in targets_by_key.items():
         targets[row[window_id], label_ids.index(label_id)] = int(positive)
     embeddings = window_embeddings(window_ids)
-    recordings = dict(
-        classifier.embedding_model.windows.filter(pk__in=window_ids).values_list("pk", "recording_id")
-    )
+    recordings = dict(classifier.embedding_model.windows.filter(pk__in=window_ids).values_list("pk", "recording_id"))
     return TrainingSet(
         window_ids=np.asarray(window_ids, dtype=np.int64),
         recording_ids=np.asarray([recordings[w] for w in window_ids], dtype=np.int64),

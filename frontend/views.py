@@ -8,7 +8,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from annotations import deployments, search as search_service
+from annotations import deployments
+from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
 from annotations.models import Classifier, Deployment, InferenceRun, Recording
@@ -57,7 +58,9 @@ def deployment(request, project_id, deployment_id):
 @login_required
 def recording(request, project_id, recording_id):
     project = project_for(request.user, project_id)
-    recording = get_object_or_404(Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=project)
+    recording = get_object_or_404(
+        Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=project
+    )
     windows = recording.windows.defer("embedding")
     return render(request, "frontend/recording.html", {"project": project, "recording": recording, "windows": windows})
 
@@ -87,7 +90,9 @@ def search(request, project_id):
 @login_required
 def classifier(request, project_id, classifier_id):
     project = project_for(request.user, project_id)
-    classifier = get_object_or_404(Classifier.objects.select_related("embedding_model"), pk=classifier_id, project=project)
+    classifier = get_object_or_404(
+        Classifier.objects.select_related("embedding_model"), pk=classifier_id, project=project
+    )
     context = {
         "project": project,
         "classifier": classifier,

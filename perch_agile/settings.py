@@ -97,9 +97,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or embedded.database_url(), conn_max_age=60
-    )
+    "default": dj_database_url.parse(os.environ.get("DATABASE_URL") or embedded.database_url(), conn_max_age=60)
 }
 # A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
 if socket_dir := DATABASES["default"]["OPTIONS"].pop("host", None):
@@ -140,8 +138,7 @@ MEDIA_ROOT = Path(os.environ.get("PERCH_AGILE_MEDIA_ROOT", VAR_DIR / "media"))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 PERCH_AGILE_MAX_UPLOAD_BYTES = int(os.environ.get("PERCH_AGILE_MAX_UPLOAD_BYTES", 8 * 1024**3))
 PERCH_AGILE_AUDIO_ROOTS = [
-    Path(p).resolve()
-    for p in _env_list("PERCH_AGILE_AUDIO_ROOTS", str(VAR_DIR / "audio"), separator=":")
+    Path(p).resolve() for p in _env_list("PERCH_AGILE_AUDIO_ROOTS", str(VAR_DIR / "audio"), separator=":")
 ]
 
 # The embedding model every new ingest uses (see workers/embedding_models.py).

@@ -31,7 +31,9 @@ def brown_noise(seconds: float, rate: int, rng: np.random.Generator, level: floa
     return (level * noise / (np.abs(noise).max() + 1e-9)).astype(np.float32)
 
 
-def make_recordings(folder: Path, birdsong: np.ndarray, rate: int, count: int = 8, seed: int = 0) -> list[CorpusRecording]:
+def make_recordings(
+    folder: Path, birdsong: np.ndarray, rate: int, count: int = 8, seed: int = 0
+) -> list[CorpusRecording]:
     """``count`` 12 s recordings, each with birdsong in exactly one window."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -72,8 +72,18 @@ def celery_worker_process(django_db_setup, django_db_blocker, worker_queue, tmp_
         "DJANGO_DEBUG": "1",
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "perch_agile", "worker",
-        "-Q", worker_queue, "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "perch_agile",
+        "worker",
+        "-Q",
+        worker_queue,
+        "--concurrency=1",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -4,6 +4,7 @@ ingest real audio, query by example, label, train, run, export."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -21,12 +22,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def upload(client, url, paths):
-    files = [open(path, "rb") for path in paths]
-    try:
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open(path, "rb")) for path in paths]
         return client.post(url, {"files": files}, format="multipart")
-    finally:
-        for f in files:
-            f.close()
 
 
 @pytest.fixture
@@ -42,7 +40,9 @@ def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, c
     deployment = client.post(
         f"{base}/deployments/", {"name": "North ridge", "site": "N1", "latitude": 46.5, "longitude": 7.9}, format="json"
     ).json()
-    response = upload(client, f"{base}/deployments/{deployment['id']}/files/", [r.path for r in recordings] + list(bad.values()))
+    response = upload(
+        client, f"{base}/deployments/{deployment['id']}/files/", [r.path for r in recordings] + list(bad.values())
+    )
     assert response.status_code == 201, response.content
     assert client.post(f"{base}/deployments/{deployment['id']}/ingest/").json() == {"queued": 11}
 
@@ -188,9 +188,7 @@ def test_full_loop_query_label_train_run_export(ingested):
     from ml_collections import config_dict
     from perch_hoplite.agile.classifier import LinearClassifier
 
-    hoplite_json = json.loads(
-        client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=hoplite").content
-    )
+    hoplite_json = json.loads(client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=hoplite").content)
     hoplite = LinearClassifier.from_config_dict(config_dict.ConfigDict(hoplite_json))
     assert hoplite.classes == ("bird",) or list(hoplite.classes) == ["bird"]
     np.testing.assert_allclose(1 / (1 + np.exp(-hoplite(x)))[:, 0], numpy_scores, atol=1e-5)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-BIRDNET_LICENCE = "BirdNET V2.4 weights: CC BY-NC-SA 4.0 (Cornell Lab of Ornithology, Chemnitz University of Technology)"
+BIRDNET_LICENCE = (
+    "BirdNET V2.4 weights: CC BY-NC-SA 4.0 (Cornell Lab of Ornithology, Chemnitz University of Technology)"
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,9 +45,7 @@ def model_row(model: LoadedModel) -> EmbeddingModel:
     )
 
 
-def embed_file(
-    path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None
-) -> EmbeddedAudio:
+def embed_file(path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None) -> EmbeddedAudio:
     """Embed every window of an audio file; ``on_batch`` hears the running window count."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
@@ -55,7 +53,9 @@ def embed_file(
     duration_s = info.duration_s
     starts: list[int] = []
     chunks: list[np.ndarray] = []
-    for batch_starts, batch in _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size):
+    for batch_starts, batch in _batches(
+        iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size
+    ):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
         on_batch(len(starts))

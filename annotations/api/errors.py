@@ -17,7 +17,10 @@ def exception_handler(exc, context):
     if isinstance(data, dict) and set(data) == {"detail"}:
         response.data = {"error": str(data["detail"])}
     elif isinstance(data, dict):
-        fields = "; ".join(f"{field}: {' '.join(map(str, errors if isinstance(errors, list) else [errors]))}" for field, errors in data.items())
+        fields = "; ".join(
+            f"{field}: {' '.join(map(str, errors if isinstance(errors, list) else [errors]))}"
+            for field, errors in data.items()
+        )
         response.data = {"error": fields, "details": data}
     else:
         response.data = {"error": "; ".join(map(str, data)), "details": data}

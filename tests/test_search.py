@@ -1,0 +1,105 @@
+"""Nearest-window search on the real PostgreSQL + pgvector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+
+from annotations.deployments import create_deployment, create_project
+from annotations.embedding_store import raw_connection, register_embedding_model, replace_windows
+from annotations.models import Recording, RecordingStatus
+from annotations.search import nearest_sql, nearest_windows
+
+pytestmark = pytest.mark.django_db
+
+
+def store_windows(deployment, model, vectors: np.ndarray, per_recording: int = 50) -> list[int]:
+    """Store vectors [N, dim] as windows of several recordings; returns their window ids in order."""
+    ids = []
+    for first in range(0, len(vectors), per_recording):
+        chunk = vectors[first : first + per_recording]
+        recording = Recording.objects.create(
+            deployment=deployment,
+            path=f"/{model.name}/r{first}.wav",
+            filename=f"r{first}.wav",
+            status=RecordingStatus.DONE,
+        )
+        starts = np.arange(len(chunk), dtype=np.float64)
+        replace_windows(recording.pk, model, starts, starts + 1, chunk)
+        ids += list(recording.windows.order_by("start_s").values_list("id", flat=True))
+    return ids
+
+
+@pytest.fixture
+def project_with_vectors(make_user):
+    rng = np.random.default_rng(3)
+    project = create_project(make_user("searcher"), "Search")
+    deployment = create_deployment(project, "D")
+    model = register_embedding_model("test-model", "1", 16, 1.0, 1.0, 16_000)
+    # Registered before any window is written: CREATE INDEX cannot run in a transaction
+    # with pending deferred foreign-key checks.
+    register_embedding_model("other-model", "1", 8, 3.0, 3.0, 48_000)
+    # Low intrinsic dimension, like real embeddings: HNSW's recall is meaningful here.
+    vectors = (rng.standard_normal((400, 4)) @ rng.standard_normal((4, 16))).astype(np.float32)
+    ids = store_windows(deployment, model, vectors)
+    return project, model, vectors, ids
+
+
+def exact_top(vectors, query, k):
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.argsort(-(unit @ (query / np.linalg.norm(query))))[:k]
+
+
+def test_top_k_beyond_pgvector_default_ef_search(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    query = vectors[7] + 0.01
+    hits = nearest_windows(project, model, query, k=60)
+    assert len(hits) == 60  # hnsw.ef_search defaults to 40, which would cut this short
+    expected = {ids[i] for i in exact_top(vectors, query, 60)}
+    assert len({h.window_id for h in hits} & expected) >= 57
+    assert hits[0].window_id == ids[7]
+    exact_scores = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
+    assert hits[0].score == pytest.approx(exact_scores[7], abs=1e-5)
+
+
+def test_excluded_windows_never_come_back(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    hits = nearest_windows(project, model, vectors[0], k=10, exclude_window_ids=[ids[0]])
+    assert ids[0] not in [h.window_id for h in hits]
+
+
+def test_the_models_hnsw_index_matches_the_search(project_with_vectors):
+    """The index's expression and partial predicate fit the query, so the planner can
+    serve the ORDER BY from it (here it must: sorting and seq scans are switched off)."""
+    project, model, vectors, _ = project_with_vectors
+    with transaction.atomic(), raw_connection().cursor() as cursor:
+        cursor.execute("ANALYZE annotations_window")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(
+            "EXPLAIN " + nearest_sql(model), {"query": vectors[0], "project": project.pk, "exclude": [], "k": 10}
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"window_embedding_hnsw_model_{model.pk}" in plan, plan
+
+
+def test_embeddings_of_different_models_never_mix(project_with_vectors, make_user):
+    project, model, vectors, ids = project_with_vectors
+    other_model = register_embedding_model("other-model", "1", 8, 3.0, 3.0, 48_000)
+    deployment = project.deployments.get()
+    other_ids = store_windows(deployment, other_model, np.ones((5, 8), np.float32))
+    hits = nearest_windows(project, model, vectors[1], k=500)
+    assert len(hits) == len(ids)
+    assert not {h.window_id for h in hits} & set(other_ids)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'window_embedding_hnsw_model_%%'")
+        assert cursor.fetchone()[0] == 2
+
+
+def test_searches_stay_inside_the_project(project_with_vectors, make_user):
+    project, model, vectors, _ = project_with_vectors
+    other = create_project(make_user("other"), "Other")
+    foreign = store_windows(create_deployment(other, "X"), model, vectors[:5])
+    hits = nearest_windows(project, model, vectors[0], k=500)
+    assert not {h.window_id for h in hits} & set(foreign)
