@@ -51,7 +51,18 @@ serve() {
   "$VENV/bin/gunicorn" perch_agile.wsgi --bind "127.0.0.1:${port}" --workers 2 --timeout 120 --access-logfile -
 }
 
+ensure_chromium() {
+  # Browser tests drive Debian's Chromium (Playwright's own browser download needs network).
+  command -v chromium >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed (apt-get install chromium): browser tests will be skipped" >&2
+  fi
+}
+
 run_tests() {
+  ensure_chromium
   export DJANGO_DEBUG=1
   set +e
   "$PYTHON" -m pytest "$@"

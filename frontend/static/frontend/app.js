@@ -163,6 +163,7 @@ async function undo() {
   await api(`${last.url}?${query}`, { method: "DELETE" }).catch((e) => flash(e.message, "error"));
   last.hit.querySelector("[data-saved]").textContent = "label removed";
   delete last.hit.dataset.labeled;
+  focusHit(hits().indexOf(last.hit));
   flash("Undone.");
 }
 
