@@ -36,14 +36,13 @@ serve() {
   export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
   local port="${PORT:-8000}"
   "$PYTHON" manage.py migrate --noinput
-  "$PYTHON" manage.py load_demo
+  local login
+  login=$("$PYTHON" manage.py load_demo | sed -n 's/^login: //p')
   mkdir -p var/log
   "$VENV/bin/celery" -A perch_agile worker --loglevel=INFO --concurrency="${WORKERS:-1}" \
     >var/log/worker.log 2>&1 &
-  local worker=$!
-  trap 'kill "$worker" 2>/dev/null || true' EXIT INT TERM
-  local login
-  login=$("$PYTHON" manage.py shell -c 'from annotations.demo import demo_login; print(" / ".join(demo_login()))')
+  WORKER_PID=$!
+  trap 'kill "$WORKER_PID" 2>/dev/null || true' EXIT INT TERM
   echo
   echo "Perch Agile is running at http://127.0.0.1:${port}/  (login: ${login})"
   echo "Worker log: var/log/worker.log. Stop with Ctrl-C."

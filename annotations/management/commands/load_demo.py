@@ -9,4 +9,5 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         project = load_demo()
         username, password = demo_login()
-        self.stdout.write(f"Demo project {project.name!r} (id {project.pk}); login {username} / {password}")
+        self.stdout.write(f"Demo project {project.name!r} (id {project.pk})")
+        self.stdout.write(f"login: {username} / {password}")
