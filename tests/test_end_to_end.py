@@ -46,11 +46,11 @@ def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, c
     assert response.status_code == 201, response.content
     assert client.post(f"{base}/deployments/{deployment['id']}/ingest/").json() == {"queued": 11}
 
-    def finished():
+    def ingest_finished():
         progress = client.get(f"{base}/deployments/{deployment['id']}/").json()["progress"]
         return progress if progress["files_queued"] + progress["files_embedding"] == 0 else None
 
-    progress = wait_for(finished, what=f"ingest (worker log: {celery_worker_process})")
+    progress = wait_for(ingest_finished, what=f"ingest (worker log: {celery_worker_process})")
     files = {r["filename"]: r for r in client.get(f"{base}/deployments/{deployment['id']}/recordings/").json()}
     return {
         "client": client,
@@ -63,6 +63,16 @@ def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, c
         "files": files,
         "progress": progress,
     }
+
+
+def finished(client, url: str, what: str) -> dict:
+    """Poll a resource until its status is done or failed; returns its last state."""
+
+    def state():
+        data = client.get(url).json()
+        return data if data["status"] in ("done", "failed") else None
+
+    return wait_for(state, what=what)
 
 
 def windows_of(client, base, recording_id):
@@ -99,10 +109,7 @@ def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):
         created = client.post(f"{base}/clip-queries/", {"file": f}, format="multipart")
     assert created.status_code == 201, created.content
     clip_id = created.json()["id"]
-    state = wait_for(
-        lambda: (s := client.get(f"{base}/clip-queries/{clip_id}/").json())["status"] in ("done", "failed") and s,
-        what="clip embedding",
-    )
+    state = finished(client, f"{base}/clip-queries/{clip_id}/", "clip embedding")
     assert state["status"] == "done", state
     hits = client.post(f"{base}/search/", {"clip_query_id": clip_id, "k": 5}, format="json").json()["hits"]
     assert hits[0]["window_id"] == window["id"]
@@ -141,10 +148,7 @@ def test_full_loop_query_label_train_run_export(ingested):
     response = client.post(f"{base}/classifiers/", {"labels": [label_id]}, format="json")
     assert response.status_code == 202, response.content
     classifier_id = response.json()["id"]
-    classifier = wait_for(
-        lambda: (c := client.get(f"{base}/classifiers/{classifier_id}/").json())["status"] in ("done", "failed") and c,
-        what="training",
-    )
+    classifier = finished(client, f"{base}/classifiers/{classifier_id}/", "training")
     assert classifier["status"] == "done", classifier
     output = classifier["outputs"][0]
     assert output["train_positives"] + output["eval_positives"] == 8
@@ -158,10 +162,7 @@ def test_full_loop_query_label_train_run_export(ingested):
     )
     assert response.status_code == 202, response.content
     run_id = response.json()["id"]
-    run = wait_for(
-        lambda: (r := client.get(f"{base}/runs/{run_id}/").json())["status"] in ("done", "failed") and r,
-        what="inference",
-    )
+    run = finished(client, f"{base}/runs/{run_id}/", "inference")
     assert run["status"] == "done", run
     assert run["windows_scored"] == run["windows_total"] == ingested["progress"]["windows"]
     detections = client.get(f"{base}/runs/{run_id}/detections/?limit=1000").json()
