@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 
 from annotations.errors import InputError
-from annotations.models import Deployment, Label, Membership, Project, Recording, RecordingStatus, Role, Window
+from annotations.models import (
+    Annotation,
+    Classifier,
+    Deployment,
+    Detection,
+    Label,
+    LabelChange,
+    Membership,
+    Project,
+    Recording,
+    RecordingStatus,
+    Role,
+    Window,
+)
+from annotations.queueing import enqueue_on_commit
+from workers.audio import sniff_format
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
 
@@ -90,24 +106,46 @@ def safe_filename(name: str) -> str:
     return cleaned[:200]
 
 
-def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> list[Recording]:
-    """Store uploads under MEDIA_ROOT (streamed in chunks) and register them as recordings."""
+@dataclasses.dataclass(frozen=True)
+class UploadResult:
+    recordings: list[Recording]
+    rejected: list[tuple[str, str]]  # (file name, reason)
+
+
+def upload_rejection(upload: UploadedFile) -> str:
+    """Why an uploaded file cannot be a recording, or "" when it may be one.
+
+    The content decides, not the name: the first bytes must announce an audio format.
+    """
+    if Path(upload.name).suffix.lower() not in AUDIO_EXTENSIONS:
+        return f"unsupported file type; expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}"
+    if upload.size > settings.PERCH_AGILE_MAX_UPLOAD_BYTES:
+        return (
+            f"{upload.size / 1e9:.1f} GB is over the limit of "
+            f"{settings.PERCH_AGILE_MAX_UPLOAD_BYTES / 1e9:.1f} GB per file"
+        )
+    if upload.size == 0:
+        return "the file is empty (0 bytes)"
+    upload.seek(0)
+    head = upload.read(16)
+    upload.seek(0)
+    if sniff_format(head) is None:
+        return "the content is not WAV, FLAC, OGG or MP3 audio, whatever its name says"
+    return ""
+
+
+def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> UploadResult:
+    """Store the uploads that are audio under MEDIA_ROOT (streamed in chunks) and register
+    them as recordings; the others are reported with their reason."""
     if not files:
-        raise InputError("No files were sent.")
-    for upload in files:
-        if Path(upload.name).suffix.lower() not in AUDIO_EXTENSIONS:
-            raise InputError(
-                f"{upload.name}: unsupported file type; expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}."
-            )
-        if upload.size > settings.PERCH_AGILE_MAX_UPLOAD_BYTES:
-            raise InputError(
-                f"{upload.name} is {upload.size / 1e9:.1f} GB; the limit is "
-                f"{settings.PERCH_AGILE_MAX_UPLOAD_BYTES / 1e9:.1f} GB per file."
-            )
+        raise InputError("No files were sent: use the multipart field 'files'.")
     folder = Path(settings.MEDIA_ROOT) / "deployments" / str(deployment.pk)
     folder.mkdir(parents=True, exist_ok=True)
-    recordings = []
+    recordings, rejected = [], []
     for upload in files:
+        if reason := upload_rejection(upload):
+            rejected.append((upload.name, reason))
+            continue
         target = _unused_path(folder, safe_filename(upload.name))
         with open(target, "wb") as out:
             for chunk in upload.chunks():
@@ -117,7 +155,7 @@ def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> lis
                 deployment=deployment, path=str(target), filename=target.name, size_bytes=upload.size
             )
         )
-    return recordings
+    return UploadResult(recordings, rejected)
 
 
 def _unused_path(folder: Path, name: str) -> Path:
@@ -136,7 +174,8 @@ def queue_ingest(deployment: Deployment) -> int:
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
     Recording.objects.filter(pk__in=pending).update(status=RecordingStatus.QUEUED, error="")
     for recording_id in pending:
-        transaction.on_commit(lambda rid=recording_id: ingest_recording.delay(rid))
+        # Unsent recordings stay queued in the database; ingesting again sends them.
+        enqueue_on_commit(ingest_recording, recording_id)
     return len(pending)
 
 
@@ -185,3 +224,77 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         windows_in_progress=counts["in_progress"] or 0,
         windows_expected_in_progress=counts["expected"] or 0,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeletionSummary:
+    """What deleting a project or deployment takes with it; said before anything is deleted."""
+
+    name: str
+    deployments: int
+    recordings: int
+    audio_hours: float
+    windows: int
+    annotations: int
+    classifiers: int
+    detections: int
+    uploaded_files: int  # files the app stored; files in server folders are never deleted
+
+
+def deletion_summary(target: Project | Deployment) -> DeletionSummary:
+    if isinstance(target, Project):
+        deployments = target.deployments.all()
+        classifiers = Classifier.objects.filter(project=target).count()
+    else:
+        deployments = Deployment.objects.filter(pk=target.pk)
+        classifiers = 0
+    recordings = Recording.objects.filter(deployment__in=deployments)
+    return DeletionSummary(
+        name=target.name,
+        deployments=deployments.count(),
+        recordings=recordings.count(),
+        audio_hours=(recordings.aggregate(s=Sum("duration_s"))["s"] or 0.0) / 3600,
+        windows=Window.objects.filter(recording__in=recordings).count(),
+        annotations=Annotation.objects.filter(window__recording__in=recordings).count(),
+        classifiers=classifiers,
+        detections=Detection.objects.filter(window__recording__in=recordings).count(),
+        uploaded_files=recordings.filter(deployment__server_folder="").count(),
+    )
+
+
+def delete_with_confirmation(target: Project | Deployment, confirm_name: str) -> DeletionSummary:
+    """Delete a project or deployment, with its uploaded audio, once ``confirm_name``
+    repeats its name exactly."""
+    summary = deletion_summary(target)
+    if confirm_name != target.name:
+        raise InputError(
+            f"to delete {target.name!r}, repeat its name exactly as confirmation; this deletes "
+            f"{summary.recordings} recordings ({summary.audio_hours:.1f} h), {summary.windows} windows, "
+            f"{summary.annotations} labels, {summary.classifiers} classifiers and {summary.detections} detections"
+        )
+    deployment_ids = (
+        [target.pk] if isinstance(target, Deployment) else list(target.deployments.values_list("pk", flat=True))
+    )
+    with transaction.atomic():
+        _delete_windows(deployment_ids)
+        target.delete()
+        transaction.on_commit(lambda: _delete_uploads(deployment_ids))
+    return summary
+
+
+def _delete_windows(deployment_ids: list[int]) -> None:
+    """Delete windows and what hangs on them in bulk: the ORM's cascade would first load
+    every window (embedding included) into memory."""
+    window_ids = (
+        "SELECT w.id FROM annotations_window w JOIN annotations_recording r ON r.id = w.recording_id "
+        "WHERE r.deployment_id = ANY(%s)"
+    )
+    with connection.cursor() as cursor:
+        for model in (Detection, LabelChange, Annotation, Window):
+            column = "id" if model is Window else "window_id"
+            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE {column} IN ({window_ids})", [deployment_ids])
+
+
+def _delete_uploads(deployment_ids: list[int]) -> None:
+    for deployment_id in deployment_ids:
+        shutil.rmtree(Path(settings.MEDIA_ROOT) / "deployments" / str(deployment_id), ignore_errors=True)

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from annotations.errors import InputError
 from annotations.models import Classifier, Deployment, InferenceRun, TaskStatus
+from annotations.queueing import enqueue_on_commit
 
 
 def request_inference(classifier: Classifier, deployment_id: int, threshold: float, user) -> InferenceRun:
@@ -20,5 +21,9 @@ def request_inference(classifier: Classifier, deployment_id: int, threshold: flo
         run = InferenceRun.objects.create(
             classifier=classifier, deployment=deployment, threshold=threshold, created_by=user
         )
-        transaction.on_commit(lambda: run_inference.delay(run.pk))
+        enqueue_on_commit(
+            run_inference,
+            run.pk,
+            on_failure=lambda why: InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.FAILED, error=why),
+        )
     return run

@@ -174,6 +174,26 @@ class Annotation(models.Model):
         return f"{self.label_id} {self.value} by {self.annotator_id} on window {self.window_id}"
 
 
+class LabelChange(models.Model):
+    """The audit trail: every label given, changed or removed, and by whom.
+
+    ``old_value`` is empty for a new label, ``new_value`` empty for a removed one.
+    """
+
+    window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="label_changes")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    old_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
+    new_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.old_value or '-'} -> {self.new_value or '-'} by {self.annotator_id}"
+
+
 class ClipQuery(models.Model):
     """An uploaded example clip, embedded by a worker so that it can be searched with."""
 
@@ -234,7 +254,8 @@ class ClassifierLabel(models.Model):
     """One output of a classifier, with its held-out quality."""
 
     classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="outputs")
-    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="+")
+    # RESTRICT: a label with classifiers cannot be deleted on its own, only with its project.
+    label = models.ForeignKey(Label, on_delete=models.RESTRICT, related_name="+")
     index = models.PositiveSmallIntegerField()
     train_positives = models.PositiveIntegerField(default=0)
     train_negatives = models.PositiveIntegerField(default=0)

@@ -19,6 +19,7 @@ from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
 from annotations.embedding_store import raw_connection, window_embeddings
 from annotations.errors import InputError
 from annotations.models import Annotation, ClipQuery, EmbeddingModel, Project, RecordingStatus, Window
+from annotations.queueing import enqueue_on_commit
 
 MAX_K = 500
 MAX_CLIP_BYTES = 50 * 1024 * 1024
@@ -155,5 +156,11 @@ def request_clip_query(project: Project, user, upload) -> ClipQuery:
                 out.write(chunk)
         query.path = str(path)
         query.save(update_fields=["path"])
-        transaction.on_commit(lambda: embed_clip_query.delay(query.pk))
+        enqueue_on_commit(
+            embed_clip_query,
+            query.pk,
+            on_failure=lambda why: ClipQuery.objects.filter(pk=query.pk).update(
+                status=RecordingStatus.FAILED, error=why
+            ),
+        )
     return query

@@ -22,6 +22,7 @@ from annotations.models import (
     TaskStatus,
 )
 from annotations.probes import fit_linear_probe, grouped_eval_mask, held_out_quality, linear_scores
+from annotations.queueing import enqueue_on_commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,12 @@ def request_training(project: Project, user, label_ids: Sequence[int], regulariz
         ClassifierLabel.objects.bulk_create(
             ClassifierLabel(classifier=classifier, label=label, index=i) for i, label in enumerate(labels)
         )
-        transaction.on_commit(lambda: train_classifier.delay(classifier.pk))
+        enqueue_on_commit(train_classifier, classifier.pk, on_failure=lambda why: _failed(classifier, why))
     return classifier
+
+
+def _failed(classifier: Classifier, reason: str) -> None:
+    Classifier.objects.filter(pk=classifier.pk).update(status=TaskStatus.FAILED, error=reason)
 
 
 def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:

@@ -1,15 +1,20 @@
 from django.urls import path
 
-from frontend import views
+from frontend import account_views, views
 
 app_name = "frontend"
 
+P = "projects/<id:project_id>/"
+
 urlpatterns = [
     path("", views.projects, name="projects"),
-    path("projects/<int:project_id>/", views.project, name="project"),
-    path("projects/<int:project_id>/deployments/<int:deployment_id>/", views.deployment, name="deployment"),
-    path("projects/<int:project_id>/recordings/<int:recording_id>/", views.recording, name="recording"),
-    path("projects/<int:project_id>/search/", views.search, name="search"),
-    path("projects/<int:project_id>/classifiers/<int:classifier_id>/", views.classifier, name="classifier"),
-    path("projects/<int:project_id>/runs/<int:run_id>/", views.run, name="run"),
+    path("account/", account_views.account, name="account"),
+    path(P, views.project, name="project"),
+    path(P + "settings/", views.project_settings, name="project-settings"),
+    path(P + "deployments/<id:deployment_id>/", views.deployment, name="deployment"),
+    path(P + "recordings/<id:recording_id>/", views.recording, name="recording"),
+    path(P + "windows/<id:window_id>/", views.window, name="window"),
+    path(P + "search/", views.search, name="search"),
+    path(P + "classifiers/<id:classifier_id>/", views.classifier, name="classifier"),
+    path(P + "runs/<id:run_id>/", views.run, name="run"),
 ]

@@ -43,6 +43,39 @@ def project(request, project_id):
 
 
 @login_required
+def project_settings(request, project_id):
+    """Members and roles, and deleting deployments or the project (admins only)."""
+    project = project_for(request.user, project_id, Action.MANAGE)
+    context = {
+        "project": project,
+        "members": project.memberships.select_related("user").order_by("user__username"),
+        "roles": Role.choices,
+        "summary": deployments.deletion_summary(project),
+        "deployments": [(d, deployments.deletion_summary(d)) for d in project.deployments.all()],
+    }
+    return render(request, "frontend/project_settings.html", context)
+
+
+@login_required
+def window(request, project_id, window_id):
+    """One window: listen to it, see its labels and their history."""
+    project = project_for(request.user, project_id)
+    window = get_object_or_404(
+        Window.objects.defer("embedding").select_related("recording__deployment"),
+        pk=window_id,
+        recording__deployment__project=project,
+    )
+    context = {
+        "project": project,
+        "window": window,
+        "labels": project.labels.all(),
+        "annotations": window.annotations.select_related("label", "annotator"),
+        "history": labeling.label_history(project, window.pk),
+    }
+    return render(request, "frontend/window.html", context)
+
+
+@login_required
 def deployment(request, project_id, deployment_id):
     project = project_for(request.user, project_id)
     deployment = get_object_or_404(Deployment, pk=deployment_id, project=project)

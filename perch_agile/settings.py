@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "annotations",
     "frontend",
     "workers",
@@ -99,6 +101,9 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(os.environ.get("DATABASE_URL") or embedded.database_url(), conn_max_age=60)
 }
+# A connection killed under a long-lived worker (database restart, failover) is noticed
+# and replaced at the start of the next request instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
 if socket_dir := DATABASES["default"]["OPTIONS"].pop("host", None):
     DATABASES["default"]["HOST"] = socket_dir
@@ -137,6 +142,7 @@ MEDIA_ROOT = Path(os.environ.get("PERCH_AGILE_MEDIA_ROOT", VAR_DIR / "media"))
 # Uploads stream to temporary files beyond 2.5 MB instead of sitting in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 PERCH_AGILE_MAX_UPLOAD_BYTES = int(os.environ.get("PERCH_AGILE_MAX_UPLOAD_BYTES", 8 * 1024**3))
+PERCH_AGILE_MAX_REQUEST_BYTES = int(os.environ.get("PERCH_AGILE_MAX_REQUEST_BYTES", 32 * 1024**3))
 PERCH_AGILE_AUDIO_ROOTS = [
     Path(p).resolve() for p in _env_list("PERCH_AGILE_AUDIO_ROOTS", str(VAR_DIR / "audio"), separator=":")
 ]
@@ -147,17 +153,42 @@ PERCH_AGILE_MODEL_PATH = os.environ.get("PERCH_AGILE_MODEL_PATH", "")
 PERCH_AGILE_EMBED_BATCH = int(os.environ.get("PERCH_AGILE_EMBED_BATCH", 64))
 
 REST_FRAMEWORK = {
+    # No HTTP basic auth: it would let scripts guess passwords past the login throttle.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("PERCH_AGILE_TOKEN_RATE", "20/min")},
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "EXCEPTION_HANDLER": "annotations.api.errors.exception_handler",
 }
 
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Perch Agile API",
+    "DESCRIPTION": "Agile modeling for bioacoustics: ingest, query by example, label, train, run, export.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RecordingStatusEnum": "annotations.models.RecordingStatus",
+        "TaskStatusEnum": "annotations.models.TaskStatus",
+        "LabelValueEnum": "annotations.models.LabelValue",
+    },
+}
+
 CELERY_BROKER_URL = os.environ.get("REDIS_URL") or embedded.redis_url()
+# Redis also backs the cache (login throttling), shared by every web process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CELERY_BROKER_URL.replace("redis+socket://", "unix://", 1),
+        "KEY_PREFIX": "perch_agile",
+    }
+}
+LOGIN_FAILURE_LIMIT = int(os.environ.get("PERCH_AGILE_LOGIN_FAILURE_LIMIT", 10))
+LOGIN_FAILURE_WINDOW_S = 15 * 60
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PERCH_AGILE_QUEUE", "perch_agile")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -174,6 +205,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PERCH_AGILE_LOG_LEVEL", "INFO")},
 }
+
+# Password reset mails: SMTP settings from the environment; printed to the log in development.
+EMAIL_BACKEND = os.environ.get(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("DJANGO_EMAIL_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_flag("DJANGO_EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "perch-agile@localhost")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = _env_flag("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -28,11 +28,11 @@ def upload(client, url, paths):
 
 
 @pytest.fixture
-def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, client_for):
+def ingested(celery_worker_process, media_root, settings, tmp_path, birdsong, make_user, client_for):
     """A project with one deployment of 8 good recordings and 3 bad files, ingested."""
     samples, rate = birdsong
     recordings = make_recordings(tmp_path / "audio", samples, rate)
-    bad = make_bad_files(tmp_path / "bad", recordings[0].path)
+    bad = make_bad_files(tmp_path / "bad", recordings[6].path)  # a 48 kHz WAV with song only at 6-9 s
     user = make_user("ecologist")
     client = client_for(user)
     project = client.post("/api/projects/", {"name": "Loop", "labels": ["bird"]}, format="json").json()
@@ -44,14 +44,30 @@ def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, c
         client, f"{base}/deployments/{deployment['id']}/files/", [r.path for r in recordings] + list(bad.values())
     )
     assert response.status_code == 201, response.content
-    assert client.post(f"{base}/deployments/{deployment['id']}/ingest/").json() == {"queued": 11}
+    # The content decides, not the name: a text file called .wav is refused at once.
+    assert response.json()["rejected"] == [
+        {"filename": "notes.wav", "reason": "the content is not WAV, FLAC, OGG or MP3 audio, whatever its name says"}
+    ]
+    # Files registered from a server folder are not sniffed on the way in: ingest reports them.
+    folder = tmp_path / "bad"
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    response = client.post(f"{base}/deployments/", {"name": "Folder", "server_folder": str(folder)}, format="json")
+    assert response.status_code == 201, response.content
+    folder_deployment = response.json()
+    assert client.post(f"{base}/deployments/{folder_deployment['id']}/ingest/").json() == {"queued": 3}
+    assert client.post(f"{base}/deployments/{deployment['id']}/ingest/").json() == {"queued": 10}
 
-    def ingest_finished():
-        progress = client.get(f"{base}/deployments/{deployment['id']}/").json()["progress"]
+    def ingest_finished(deployment_id):
+        progress = client.get(f"{base}/deployments/{deployment_id}/").json()["progress"]
         return progress if progress["files_queued"] + progress["files_embedding"] == 0 else None
 
-    progress = wait_for(ingest_finished, what=f"ingest (worker log: {celery_worker_process})")
-    files = {r["filename"]: r for r in client.get(f"{base}/deployments/{deployment['id']}/recordings/").json()}
+    what = f"ingest (worker log: {celery_worker_process})"
+    progress = wait_for(lambda: ingest_finished(deployment["id"]), what=what)
+    folder_progress = wait_for(lambda: ingest_finished(folder_deployment["id"]), what=what)
+    files, folder_files = (
+        {r["filename"]: r for r in client.get(f"{base}/deployments/{d['id']}/recordings/").json()}
+        for d in (deployment, folder_deployment)
+    )
     return {
         "client": client,
         "base": base,
@@ -62,6 +78,8 @@ def ingested(celery_worker_process, media_root, tmp_path, birdsong, make_user, c
         "bad": bad,
         "files": files,
         "progress": progress,
+        "folder_files": folder_files,
+        "folder_progress": folder_progress,
     }
 
 
@@ -81,18 +99,22 @@ def windows_of(client, base, recording_id):
 
 def test_bad_files_are_reported_and_the_rest_ingest(ingested):
     files, progress = ingested["files"], ingested["progress"]
-    assert progress["files_done"] == 9 and progress["files_failed"] == 2
-    assert files["notes.wav"]["status"] == "failed"
-    assert "not a readable audio file" in files["notes.wav"]["error"]
-    assert files["cut_header.wav"]["status"] == "failed"
-    assert files["cut_header.wav"]["error"]
+    assert progress["files_done"] == 9 and progress["files_failed"] == 1
+    folder_files = ingested["folder_files"]
+    assert ingested["folder_progress"]["files_failed"] == 2
+    assert folder_files["notes.wav"]["status"] == "failed"
+    assert "not a readable audio file" in folder_files["notes.wav"]["error"]
     # A recorder that lost power: the audio that is there is used, and the file says so.
-    assert files["cut_data.wav"]["status"] == "done"
-    assert "truncated" in files["cut_data.wav"]["warning"]
+    for listing in (files, folder_files):
+        assert listing["cut_header.wav"]["status"] == "failed"
+        assert listing["cut_header.wav"]["error"]
+        assert listing["cut_data.wav"]["status"] == "done"
+        assert "truncated" in listing["cut_data.wav"]["warning"]
     for recording in ingested["recordings"]:
         entry = files[recording.path.name]
         assert entry["status"] == "done", entry
         assert entry["windows_done"] == 4  # 12 s in 3 s windows, at every sample rate
+    assert files["cut_data.wav"]["windows_done"] > 0
     assert progress["windows"] == 8 * 4 + files["cut_data.wav"]["windows_done"]
 
 

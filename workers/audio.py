@@ -64,6 +64,26 @@ class Framing:
         return 1 + -(-(total_samples - self.window_samples) // self.hop_samples)
 
 
+# Leading bytes of the formats we decode. An upload is checked against these, not its name.
+_MAGIC = (
+    (b"RIFF", "WAV"),
+    (b"RF64", "WAV"),
+    (b"fLaC", "FLAC"),
+    (b"OggS", "OGG"),
+    (b"ID3", "MP3"),
+)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The audio format that a file's first bytes announce, or None."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "MP3"  # an MPEG audio frame sync without an ID3 tag
+    return None
+
+
 def probe(path: Path) -> AudioInfo:
     """Read a file's header and check it holds usable audio, without decoding it."""
     path = Path(path)

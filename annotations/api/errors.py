@@ -5,11 +5,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotations.errors import InputError
+from annotations.queueing import QueueUnavailable
 
 
 def exception_handler(exc, context):
     if isinstance(exc, InputError):
         return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, QueueUnavailable):
+        return Response({"error": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -9,10 +9,20 @@ from annotations.models import (
     Deployment,
     InferenceRun,
     Label,
+    LabelChange,
     LabelValue,
+    Membership,
     Project,
     Recording,
+    Role,
 )
+
+# Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
+MAX_ID = 2**63 - 1
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -73,8 +83,8 @@ class RecordingSerializer(serializers.ModelSerializer):
 
 
 class SearchRequestSerializer(serializers.Serializer):
-    window_id = serializers.IntegerField(required=False)
-    clip_query_id = serializers.IntegerField(required=False)
+    window_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    clip_query_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     k = serializers.IntegerField(min_value=1, max_value=500, default=50)
 
     def validate(self, data):
@@ -103,8 +113,8 @@ class ClipQuerySerializer(serializers.ModelSerializer):
 
 
 class AnnotationRequestSerializer(serializers.Serializer):
-    window = serializers.IntegerField()
-    label = serializers.IntegerField()
+    window = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    label = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     value = serializers.ChoiceField(choices=LabelValue.choices)
 
 
@@ -118,7 +128,9 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 class TrainRequestSerializer(serializers.Serializer):
-    labels = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100)
+    labels = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=100
+    )
     regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, default=1.0)
 
 
@@ -152,7 +164,7 @@ class ClassifierSerializer(serializers.Serializer):
 
 
 class RunRequestSerializer(serializers.Serializer):
-    deployment = serializers.IntegerField()
+    deployment = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
 
 
@@ -182,3 +194,62 @@ class DetectionSerializer(serializers.Serializer):
     end_s = serializers.FloatField(source="window.end_s")
     label = serializers.CharField(source="label.name")
     score = serializers.FloatField()
+
+
+class UploadResultSerializer(serializers.Serializer):
+    recordings = RecordingSerializer(many=True)
+    rejected = serializers.ListField(child=serializers.DictField())
+
+
+class QueuedSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+
+
+class SearchResultSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    hits = SearchHitSerializer(many=True)
+
+
+class DetectionPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    detections = DetectionSerializer(many=True)
+
+
+class WindowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    model_id = serializers.IntegerField()
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", max_length=150)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role"]
+
+
+class RoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class LabelChangeSerializer(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label.name")
+    annotator = serializers.CharField(source="annotator.username")
+
+    class Meta:
+        model = LabelChange
+        fields = ["label", "label_name", "annotator", "old_value", "new_value", "changed_at"]
+
+
+class DeletionSummarySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    deployments = serializers.IntegerField()
+    recordings = serializers.IntegerField()
+    audio_hours = serializers.FloatField()
+    windows = serializers.IntegerField()
+    annotations = serializers.IntegerField()
+    classifiers = serializers.IntegerField()
+    detections = serializers.IntegerField()
+    uploaded_files = serializers.IntegerField()

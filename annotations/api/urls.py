@@ -1,29 +1,37 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
 
 from annotations.api import views as v
 
-P = "projects/<int:project_id>/"
+
+P = "projects/<id:project_id>/"
 
 urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("token/", v.TokenView.as_view(), name="token"),
     path("projects/", v.ProjectListView.as_view(), name="project-list"),
     path(P, v.ProjectDetailView.as_view(), name="project-detail"),
+    path(P + "members/", v.MemberListView.as_view(), name="member-list"),
+    path(P + "members/<id:member_id>/", v.MemberDetailView.as_view(), name="member-detail"),
     path(P + "labels/", v.LabelListView.as_view(), name="label-list"),
+    path(P + "labels/<id:label_id>/", v.LabelDetailView.as_view(), name="label-detail"),
     path(P + "deployments/", v.DeploymentListView.as_view(), name="deployment-list"),
-    path(P + "deployments/<int:deployment_id>/", v.DeploymentDetailView.as_view(), name="deployment-detail"),
-    path(P + "deployments/<int:deployment_id>/files/", v.DeploymentFilesView.as_view(), name="deployment-files"),
-    path(P + "deployments/<int:deployment_id>/ingest/", v.DeploymentIngestView.as_view(), name="deployment-ingest"),
-    path(P + "deployments/<int:deployment_id>/recordings/", v.RecordingListView.as_view(), name="recording-list"),
-    path(P + "recordings/<int:recording_id>/windows/", v.WindowListView.as_view(), name="window-list"),
-    path(P + "windows/<int:window_id>/audio/", v.WindowAudioView.as_view(), name="window-audio"),
+    path(P + "deployments/<id:deployment_id>/", v.DeploymentDetailView.as_view(), name="deployment-detail"),
+    path(P + "deployments/<id:deployment_id>/files/", v.DeploymentFilesView.as_view(), name="deployment-files"),
+    path(P + "deployments/<id:deployment_id>/ingest/", v.DeploymentIngestView.as_view(), name="deployment-ingest"),
+    path(P + "deployments/<id:deployment_id>/recordings/", v.RecordingListView.as_view(), name="recording-list"),
+    path(P + "recordings/<id:recording_id>/windows/", v.WindowListView.as_view(), name="window-list"),
+    path(P + "windows/<id:window_id>/audio/", v.WindowAudioView.as_view(), name="window-audio"),
+    path(P + "windows/<id:window_id>/history/", v.WindowHistoryView.as_view(), name="window-history"),
     path(P + "search/", v.SearchView.as_view(), name="search"),
     path(P + "clip-queries/", v.ClipQueryListView.as_view(), name="clip-query-list"),
-    path(P + "clip-queries/<int:clip_query_id>/", v.ClipQueryDetailView.as_view(), name="clip-query-detail"),
+    path(P + "clip-queries/<id:clip_query_id>/", v.ClipQueryDetailView.as_view(), name="clip-query-detail"),
     path(P + "annotations/", v.AnnotationListView.as_view(), name="annotation-list"),
     path(P + "classifiers/", v.ClassifierListView.as_view(), name="classifier-list"),
-    path(P + "classifiers/<int:classifier_id>/", v.ClassifierDetailView.as_view(), name="classifier-detail"),
-    path(P + "classifiers/<int:classifier_id>/export/", v.ClassifierExportView.as_view(), name="classifier-export"),
-    path(P + "classifiers/<int:classifier_id>/runs/", v.InferenceRunListView.as_view(), name="run-list"),
-    path(P + "runs/<int:run_id>/", v.InferenceRunDetailView.as_view(), name="run-detail"),
-    path(P + "runs/<int:run_id>/detections/", v.DetectionListView.as_view(), name="detection-list"),
-    path(P + "runs/<int:run_id>/detections.csv", v.DetectionCsvView.as_view(), name="detection-csv"),
+    path(P + "classifiers/<id:classifier_id>/", v.ClassifierDetailView.as_view(), name="classifier-detail"),
+    path(P + "classifiers/<id:classifier_id>/export/", v.ClassifierExportView.as_view(), name="classifier-export"),
+    path(P + "classifiers/<id:classifier_id>/runs/", v.InferenceRunListView.as_view(), name="run-list"),
+    path(P + "runs/<id:run_id>/", v.InferenceRunDetailView.as_view(), name="run-detail"),
+    path(P + "runs/<id:run_id>/detections/", v.DetectionListView.as_view(), name="detection-list"),
+    path(P + "runs/<id:run_id>/detections.csv", v.DetectionCsvView.as_view(), name="detection-csv"),
 ]

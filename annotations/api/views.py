@@ -5,25 +5,53 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as drf_serializers
 from rest_framework import status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotations import deployments, detections, exports, labeling, search, training
+from annotations import deployments, detections, exports, labeling, membership, search, training
 from annotations.access import Action, project_for, visible_projects
 from annotations.api import serializers as s
 from annotations.errors import InputError
-from annotations.models import Annotation, Classifier, ClipQuery, Deployment, InferenceRun, Label, Recording, Window
+from annotations.models import (
+    Annotation,
+    Classifier,
+    ClipQuery,
+    Deployment,
+    InferenceRun,
+    Label,
+    Membership,
+    Recording,
+    Window,
+)
 from annotations.playback import window_wav
+
+ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
+CONFIRM = OpenApiParameter("confirm", str, description="the exact name of what is deleted, as confirmation")
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a user name and password for an API token (rate-limited)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
 
 
 class ProjectListView(APIView):
+    @extend_schema(responses=s.ProjectSerializer(many=True))
     def get(self, request):
         return Response(s.ProjectSerializer(visible_projects(request.user), many=True).data)
 
+    @extend_schema(request=s.ProjectSerializer, responses={201: s.ProjectSerializer, **ERRORS})
     def post(self, request):
         data = _valid(s.ProjectSerializer, request.data)
         project = deployments.create_project(request.user, data["name"], data.get("description", ""), data["labels"])
@@ -51,16 +79,57 @@ def _valid(serializer_class, data) -> dict:
 
 
 class ProjectDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(responses={200: s.ProjectSerializer, **ERRORS})
     def get(self, request, project_id):
         return Response(s.ProjectSerializer(self.project).data)
+
+    @extend_schema(parameters=[CONFIRM], responses={200: s.DeletionSummarySerializer, **ERRORS})
+    def delete(self, request, project_id):
+        summary = deployments.delete_with_confirmation(self.project, request.query_params.get("confirm", ""))
+        return Response(s.DeletionSummarySerializer(summary).data)
+
+
+class MemberListView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(responses={200: s.MemberSerializer(many=True), **ERRORS})
+    def get(self, request, project_id):
+        return Response(s.MemberSerializer(self.project.memberships.select_related("user"), many=True).data)
+
+    @extend_schema(request=s.MemberSerializer, responses={201: s.MemberSerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.MemberSerializer, request.data)
+        member = membership.add_member(self.project, data["user"]["username"], data["role"])
+        return Response(s.MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    def _member(self, member_id) -> Membership:
+        return get_object_or_404(Membership.objects.select_related("user"), pk=member_id, project=self.project)
+
+    @extend_schema(request=s.RoleSerializer, responses={200: s.MemberSerializer, **ERRORS})
+    def patch(self, request, project_id, member_id):
+        member = membership.change_role(self._member(member_id), _valid(s.RoleSerializer, request.data)["role"])
+        return Response(s.MemberSerializer(member).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, member_id):
+        membership.remove_member(self._member(member_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class LabelListView(ProjectView):
     write_action = Action.MANAGE
 
+    @extend_schema(responses={200: s.LabelSerializer(many=True), **ERRORS})
     def get(self, request, project_id):
         return Response(s.LabelSerializer(self.project.labels.all(), many=True).data)
 
+    @extend_schema(request=s.LabelSerializer, responses={201: s.LabelSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.LabelSerializer, request.data)
         if self.project.labels.filter(name=data["name"]).exists():
@@ -69,12 +138,40 @@ class LabelListView(ProjectView):
         return Response(s.LabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
+class LabelDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(request=s.LabelSerializer, responses={200: s.LabelSerializer, **ERRORS})
+    def patch(self, request, project_id, label_id):
+        label = get_object_or_404(Label, pk=label_id, project=self.project)
+        serializer = s.LabelSerializer(label, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        name = serializer.validated_data.get("name", label.name)
+        if self.project.labels.filter(name=name).exclude(pk=label.pk).exists():
+            raise InputError(f"label {name!r} already exists in this project")
+        serializer.save()
+        return Response(serializer.data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, label_id):
+        label = get_object_or_404(Label, pk=label_id, project=self.project)
+        used = label.annotations.count()
+        if used:
+            raise InputError(f"label {label.name!r} is on {used} windows; it cannot be deleted (rename it instead)")
+        if Classifier.objects.filter(outputs__label=label).exists():
+            raise InputError(f"label {label.name!r} belongs to trained classifiers; it cannot be deleted")
+        label.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class DeploymentListView(ProjectView):
     write_action = Action.MANAGE
 
+    @extend_schema(responses={200: s.DeploymentSerializer(many=True), **ERRORS})
     def get(self, request, project_id):
         return Response(s.DeploymentSerializer(self.project.deployments.all(), many=True).data)
 
+    @extend_schema(request=s.DeploymentSerializer, responses={201: s.DeploymentSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.DeploymentSerializer, request.data)
         deployment = deployments.create_deployment(self.project, **data)
@@ -89,36 +186,70 @@ def _deployment_data(deployment: Deployment) -> dict:
 
 
 class DeploymentDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(responses={200: s.DeploymentSerializer, **ERRORS})
     def get(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response(_deployment_data(deployment))
+
+    @extend_schema(parameters=[CONFIRM], responses={200: s.DeletionSummarySerializer, **ERRORS})
+    def delete(self, request, project_id, deployment_id):
+        deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
+        summary = deployments.delete_with_confirmation(deployment, request.query_params.get("confirm", ""))
+        return Response(s.DeletionSummarySerializer(summary).data)
 
 
 class DeploymentFilesView(ProjectView):
     write_action = Action.MANAGE
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "Upload", {"files": drf_serializers.ListField(child=drf_serializers.FileField())}
+            )
+        },
+        responses={201: s.UploadResultSerializer, 400: s.UploadResultSerializer, 413: s.ErrorSerializer},
+    )
     def post(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
-        recordings = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"))
-        return Response(s.RecordingSerializer(recordings, many=True).data, status=status.HTTP_201_CREATED)
+        # Refuse an oversized request before Django reads (and spools) any of it.
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.PERCH_AGILE_MAX_REQUEST_BYTES:
+            limit_gb = settings.PERCH_AGILE_MAX_REQUEST_BYTES / 1e9
+            return Response(
+                {"error": f"this upload is {length / 1e9:.1f} GB; send at most {limit_gb:.1f} GB per request"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"))
+        body = {
+            "recordings": s.RecordingSerializer(result.recordings, many=True).data,
+            "rejected": [{"filename": name, "reason": reason} for name, reason in result.rejected],
+        }
+        if not result.recordings:
+            body["error"] = "; ".join(f"{name}: {reason}" for name, reason in result.rejected)
+        return Response(body, status=status.HTTP_201_CREATED if result.recordings else status.HTTP_400_BAD_REQUEST)
 
 
 class DeploymentIngestView(ProjectView):
     write_action = Action.MANAGE
 
+    @extend_schema(request=None, responses={202: s.QueuedSerializer, **ERRORS})
     def post(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response({"queued": deployments.queue_ingest(deployment)}, status=status.HTTP_202_ACCEPTED)
 
 
 class RecordingListView(ProjectView):
+    @extend_schema(responses={200: s.RecordingSerializer(many=True), **ERRORS})
     def get(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response(s.RecordingSerializer(deployment.recordings.all(), many=True).data)
 
 
 class WindowListView(ProjectView):
+    @extend_schema(responses={200: s.WindowSerializer(many=True), **ERRORS})
     def get(self, request, project_id, recording_id):
         recording = get_object_or_404(Recording, pk=recording_id, deployment__project=self.project)
         windows = recording.windows.defer("embedding").values("id", "start_s", "end_s", "model_id")
@@ -126,6 +257,10 @@ class WindowListView(ProjectView):
 
 
 class WindowAudioView(ProjectView):
+    @extend_schema(
+        parameters=[OpenApiParameter("context", float, description="seconds of audio either side (0-10)")],
+        responses={(200, "audio/wav"): OpenApiTypes.BINARY, **ERRORS},
+    )
     def get(self, request, project_id, window_id):
         window = get_object_or_404(
             Window.objects.defer("embedding").select_related("recording"),
@@ -134,12 +269,15 @@ class WindowAudioView(ProjectView):
         )
         try:
             context_s = float(request.query_params.get("context", 0))
+            if context_s != context_s:  # NaN
+                raise ValueError
         except ValueError:
             raise InputError("context must be a number of seconds") from None
         return HttpResponse(window_wav(window, context_s), content_type="audio/wav")
 
 
 class SearchView(ProjectView):
+    @extend_schema(request=s.SearchRequestSerializer, responses={200: s.SearchResultSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.SearchRequestSerializer, request.data)
         if "window_id" in data:
@@ -153,6 +291,10 @@ class SearchView(ProjectView):
 class ClipQueryListView(ProjectView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        request={"multipart/form-data": inline_serializer("Clip", {"file": drf_serializers.FileField()})},
+        responses={201: s.ClipQuerySerializer, **ERRORS},
+    )
     def post(self, request, project_id):
         upload = request.FILES.get("file")
         if upload is None:
@@ -162,6 +304,7 @@ class ClipQueryListView(ProjectView):
 
 
 class ClipQueryDetailView(ProjectView):
+    @extend_schema(responses={200: s.ClipQuerySerializer, **ERRORS})
     def get(self, request, project_id, clip_query_id):
         clip = get_object_or_404(ClipQuery, pk=clip_query_id, project=self.project)
         return Response(s.ClipQuerySerializer(clip).data)
@@ -169,18 +312,23 @@ class ClipQueryDetailView(ProjectView):
 
 class AnnotationListView(ProjectView):
     parser_classes = [JSONParser, FormParser]
+    WINDOW = OpenApiParameter("window", int)
+    LABEL = OpenApiParameter("label", int)
 
+    @extend_schema(parameters=[WINDOW], responses={200: s.AnnotationSerializer(many=True), **ERRORS})
     def get(self, request, project_id):
         annotations = Annotation.objects.filter(label__project=self.project).select_related("label", "annotator")
         if window := request.query_params.get("window"):
             annotations = annotations.filter(window_id=_int(window, "window"))
         return Response(s.AnnotationSerializer(annotations[:5000], many=True).data)
 
+    @extend_schema(request=s.AnnotationRequestSerializer, responses={201: s.AnnotationSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.AnnotationRequestSerializer, request.data)
         annotation = labeling.set_label(self.project, request.user, data["window"], data["label"], data["value"])
         return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(parameters=[WINDOW, LABEL], responses={204: None, **ERRORS})
     def delete(self, request, project_id):
         window = _int(request.query_params.get("window"), "window")
         label = _int(request.query_params.get("label"), "label")
@@ -190,9 +338,21 @@ class AnnotationListView(ProjectView):
 
 def _int(value, name: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be an integer id") from None
+        raise InputError(f"{name} must be a whole number") from None
+    if not 0 <= number <= s.MAX_ID:
+        raise InputError(f"{name} is out of range")
+    return number
+
+
+class WindowHistoryView(ProjectView):
+    """The audit trail of one window's labels: who gave, changed or removed what, when."""
+
+    @extend_schema(responses={200: s.LabelChangeSerializer(many=True), **ERRORS})
+    def get(self, request, project_id, window_id):
+        get_object_or_404(Window.objects.defer("embedding"), pk=window_id, recording__deployment__project=self.project)
+        return Response(s.LabelChangeSerializer(labeling.label_history(self.project, window_id), many=True).data)
 
 
 def _classifier_data(classifier: Classifier) -> dict:
@@ -210,10 +370,12 @@ def _classifier_data(classifier: Classifier) -> dict:
 
 
 class ClassifierListView(ProjectView):
+    @extend_schema(responses={200: s.ClassifierSerializer(many=True), **ERRORS})
     def get(self, request, project_id):
         classifiers = self.project.classifiers.select_related("embedding_model")
         return Response([_classifier_data(c) for c in classifiers])
 
+    @extend_schema(request=s.TrainRequestSerializer, responses={202: s.ClassifierSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.TrainRequestSerializer, request.data)
         classifier = training.request_training(self.project, request.user, data["labels"], data["regularization_c"])
@@ -221,6 +383,7 @@ class ClassifierListView(ProjectView):
 
 
 class ClassifierDetailView(ProjectView):
+    @extend_schema(responses={200: s.ClassifierSerializer, **ERRORS})
     def get(self, request, project_id, classifier_id):
         return Response(_classifier_data(_classifier(self.project, classifier_id)))
 
@@ -232,6 +395,10 @@ def _classifier(project, classifier_id) -> Classifier:
 class ClassifierExportView(ProjectView):
     FORMATS = {"perch-agile": exports.perch_agile_classifier, "hoplite": exports.hoplite_linear_classifier}
 
+    @extend_schema(
+        parameters=[OpenApiParameter("export_format", str, enum=list(FORMATS))],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
     def get(self, request, project_id, classifier_id):
         classifier = _classifier(self.project, classifier_id)
         export_format = request.query_params.get("export_format", "perch-agile")
@@ -247,10 +414,12 @@ class ClassifierExportView(ProjectView):
 
 
 class InferenceRunListView(ProjectView):
+    @extend_schema(responses={200: s.InferenceRunSerializer(many=True), **ERRORS})
     def get(self, request, project_id, classifier_id):
         classifier = _classifier(self.project, classifier_id)
         return Response(s.InferenceRunSerializer(classifier.runs.select_related("classifier"), many=True).data)
 
+    @extend_schema(request=s.RunRequestSerializer, responses={202: s.InferenceRunSerializer, **ERRORS})
     def post(self, request, project_id, classifier_id):
         classifier = _classifier(self.project, classifier_id)
         data = _valid(s.RunRequestSerializer, request.data)
@@ -265,11 +434,13 @@ def _run(project, run_id) -> InferenceRun:
 
 
 class InferenceRunDetailView(ProjectView):
+    @extend_schema(responses={200: s.InferenceRunSerializer, **ERRORS})
     def get(self, request, project_id, run_id):
         return Response(s.InferenceRunSerializer(_run(self.project, run_id)).data)
 
 
 class DetectionListView(ProjectView):
+    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses={200: s.DetectionPageSerializer, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
         limit = min(max(_int(request.query_params.get("limit", 100), "limit"), 1), 1000)
@@ -278,6 +449,7 @@ class DetectionListView(ProjectView):
 
 
 class DetectionCsvView(ProjectView):
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
         response = StreamingHttpResponse(exports.detections_csv(run), content_type="text/csv")

@@ -36,14 +36,20 @@ document.addEventListener("submit", async (event) => {
   const form = event.target;
   if (form.dataset.apiForm) {
     event.preventDefault();
+    const method = form.dataset.method || "POST";
     try {
-      await api(form.dataset.apiForm, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(formJson(form)),
-      });
+      if (method === "DELETE") {
+        await api(`${form.dataset.apiForm}?${new URLSearchParams(formJson(form))}`, { method });
+      } else {
+        await api(form.dataset.apiForm, {
+          method,
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(formJson(form)),
+        });
+      }
       flash("Saved.");
       if (form.dataset.then === "reload") window.location.reload();
+      else if (form.dataset.then) window.location.href = form.dataset.then;
     } catch (error) {
       flash(error.message, "error");
     }
@@ -72,7 +78,13 @@ function uploadFiles(form) {
       return;
     }
     await api(form.dataset.ingestUrl, { method: "POST" });
-    window.location.reload();
+    const rejected = JSON.parse(request.responseText).rejected || [];
+    if (rejected.length) {
+      flash(`Not stored: ${rejected.map((r) => `${r.filename} (${r.reason})`).join("; ")}. The other files are being embedded.`, "error");
+      pollProgress();
+    } else {
+      window.location.reload();
+    }
   };
   request.onerror = () => flash("The upload was interrupted; nothing was stored. Try again.", "error");
   request.send(new FormData(form));

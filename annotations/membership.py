@@ -1,0 +1,42 @@
+"""Who belongs to a project, and in which role."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from annotations.errors import InputError
+from annotations.models import Membership, Project, Role
+
+
+def add_member(project: Project, username: str, role: str) -> Membership:
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise InputError(f"there is no user {username!r}; site staff create accounts in the admin")
+    membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+    if not created:
+        raise InputError(f"{username} is already a member ({membership.role}); change the role instead")
+    return membership
+
+
+def change_role(membership: Membership, role: str) -> Membership:
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=role != Role.ADMIN)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def remove_member(membership: Membership) -> None:
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=True)
+        membership.delete()
+
+
+def _keep_an_admin(membership: Membership, leaving: bool) -> None:
+    """A project must keep at least one admin, or nobody could manage it."""
+    if not leaving or membership.role != Role.ADMIN:
+        return
+    admins = Membership.objects.select_for_update().filter(project=membership.project_id, role=Role.ADMIN)
+    if admins.count() <= 1:
+        raise InputError("a project needs at least one admin: make someone else admin first")
