@@ -8,11 +8,11 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from annotations import deployments
+from annotations import deployments, labeling
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
-from annotations.models import Classifier, Deployment, InferenceRun, Recording
+from annotations.models import Classifier, Deployment, InferenceRun, Recording, Role, Window
 
 
 @login_required

@@ -3,7 +3,6 @@ from drf_spectacular.views import SpectacularAPIView
 
 from annotations.api import views as v
 
-
 P = "projects/<id:project_id>/"
 
 urlpatterns = [
