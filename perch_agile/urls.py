@@ -14,3 +14,5 @@ urlpatterns = [
     path("api/", include(("annotations.api.urls", "api"))),
     path("", include("frontend.urls")),
 ]
+
+handler404 = "perch_agile.errors.not_found"

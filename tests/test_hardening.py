@@ -1,0 +1,218 @@
+"""Bad input gets a clear error and loses nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from annotations.deployments import create_deployment, create_project
+from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.models import (
+    Annotation,
+    Deployment,
+    LabelChange,
+    Membership,
+    Project,
+    Recording,
+    RecordingStatus,
+    Role,
+    Window,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("owner")
+
+
+@pytest.fixture
+def project(owner):
+    return create_project(owner, "Wetlands", labels=["frog"])
+
+
+@pytest.fixture
+def window(project):
+    deployment = create_deployment(project, "Pond")
+    recording = Recording.objects.create(
+        deployment=deployment, path="/pond.wav", filename="pond.wav", status=RecordingStatus.DONE
+    )
+    model = register_embedding_model("test-model", "1", 4, 1.0, 1.0, 16_000)
+    replace_windows(recording.pk, model, np.array([0.0]), np.array([1.0]), np.ones((1, 4), np.float32))
+    return Window.objects.defer("embedding").get(recording=recording)
+
+
+def wav_bytes(seconds=1.0, rate=16_000) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(int(seconds * rate), np.float32), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def test_label_names_are_escaped_everywhere(client_for, owner, project, window):
+    hostile = '<img src=x onerror="alert(1)">'
+    api = client_for(owner)
+    assert api.post(f"/api/projects/{project.pk}/labels/", {"name": hostile}, format="json").status_code == 201
+    client = Client()
+    client.force_login(owner)
+    for url in (f"/projects/{project.pk}/", f"/projects/{project.pk}/windows/{window.pk}/"):
+        page = client.get(url).content.decode()
+        assert hostile not in page
+        assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_forms_and_session_api_calls_need_the_csrf_token(owner, project):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post(f"/api/projects/{project.pk}/labels/", {"name": "toad"}, content_type="application/json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]
+    assert client.post("/", {"name": "Sneaky"}).status_code == 403
+    assert not Project.objects.filter(name="Sneaky").exists()
+
+
+def test_server_folders_are_confined_to_the_audio_roots(client_for, owner, project, settings, tmp_path):
+    root = tmp_path / "audio"
+    (root / "site").mkdir(parents=True)
+    (root / "site" / "a.wav").write_bytes(wav_bytes())
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.wav").write_bytes(wav_bytes())
+    (root / "escape").symlink_to(outside)
+    (root / "site" / "linked.wav").symlink_to(outside / "secret.wav")
+    settings.PERCH_AGILE_AUDIO_ROOTS = [root]
+    api = client_for(owner)
+    url = f"/api/projects/{project.pk}/deployments/"
+    for folder in (str(outside), f"{root}/../private", str(root / "escape")):
+        response = api.post(url, {"name": "X", "server_folder": folder}, format="json")
+        assert response.status_code == 400
+        assert "outside the allowed audio folders" in response.json()["error"]
+    response = api.post(url, {"name": "Site", "server_folder": str(root / "site")}, format="json")
+    assert response.status_code == 201
+    # The symlink inside the folder that leads outside it is not registered.
+    assert list(Recording.objects.filter(deployment_id=response.json()["id"]).values_list("filename", flat=True)) == [
+        "a.wav"
+    ]
+    assert Deployment.objects.filter(name="X").count() == 0
+
+
+def test_uploads_are_sniffed_and_limited(client_for, owner, project, settings, media_root):
+    deployment = create_deployment(project, "Uploads")
+    url = f"/api/projects/{project.pk}/deployments/{deployment.pk}/files/"
+    api = client_for(owner)
+    files = [
+        SimpleUploadedFile("dawn.wav", wav_bytes()),
+        SimpleUploadedFile("notes.wav", b"just some text, not audio" * 10),
+        SimpleUploadedFile("photo.jpg", b"\xff\xd8\xff\xe0 jpeg"),
+        SimpleUploadedFile("empty.flac", b""),
+    ]
+    response = api.post(url, {"files": files}, format="multipart")
+    assert response.status_code == 201
+    body = response.json()
+    assert [r["filename"] for r in body["recordings"]] == ["dawn.wav"]
+    reasons = {r["filename"]: r["reason"] for r in body["rejected"]}
+    assert "not WAV, FLAC, OGG or MP3" in reasons["notes.wav"]
+    assert "unsupported file type" in reasons["photo.jpg"]
+    assert "empty" in reasons["empty.flac"]
+
+    settings.PERCH_AGILE_MAX_UPLOAD_BYTES = 1000
+    response = api.post(url, {"files": [SimpleUploadedFile("long.wav", wav_bytes())]}, format="multipart")
+    assert response.status_code == 400
+    assert "over the limit" in response.json()["error"]
+
+    settings.PERCH_AGILE_MAX_REQUEST_BYTES = 1000
+    response = api.post(url, {"files": [SimpleUploadedFile("long.wav", wav_bytes())]}, format="multipart")
+    assert response.status_code == 413
+    assert "per request" in response.json()["error"]
+    assert deployment.recordings.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/projects/99999999999999999999999/", None),
+        ("post", "/api/projects/{p}/annotations/", {"window": 2**70, "label": 1, "value": "positive"}),
+        ("post", "/api/projects/{p}/annotations/", {"window": "x", "label": None, "value": "maybe"}),
+        ("post", "/api/projects/{p}/search/", {"window_id": 1, "clip_query_id": 1}),
+        ("post", "/api/projects/{p}/search/", {"window_id": 1, "k": 10**9}),
+        ("delete", "/api/projects/{p}/annotations/?window=abc&label=1", None),
+        ("get", "/api/projects/{p}/runs/1/detections/?limit=lots", None),
+        ("post", "/api/projects/", {"name": "a\x00b"}),
+        ("post", "/api/projects/{p}/classifiers/", {"labels": []}),
+    ],
+)
+def test_malformed_calls_get_a_clear_4xx(client_for, owner, project, method, path, body):
+    api = client_for(owner)
+    url = path.replace("{p}", str(project.pk))
+    response = getattr(api, method)(url, body, format="json") if body is not None else getattr(api, method)(url)
+    assert 400 <= response.status_code < 500
+    if response.status_code != 404 or url.startswith("/api/projects/9"):
+        assert response.json()["error"]
+
+
+def test_every_label_change_is_in_the_audit_trail(client_for, owner, project, window):
+    api = client_for(owner)
+    label = project.labels.get()
+    base = f"/api/projects/{project.pk}"
+    for value in ("positive", "positive", "negative"):
+        api.post(f"{base}/annotations/", {"window": window.pk, "label": label.pk, "value": value}, format="json")
+    assert api.delete(f"{base}/annotations/?window={window.pk}&label={label.pk}").status_code == 204
+    history = api.get(f"{base}/windows/{window.pk}/history/").json()
+    assert [(h["old_value"], h["new_value"]) for h in history] == [
+        ("negative", ""),
+        ("positive", "negative"),
+        ("", "positive"),
+    ]
+    assert {h["annotator"] for h in history} == {"owner"}
+    assert Annotation.objects.count() == 0 and LabelChange.objects.count() == 3
+    client = Client()
+    client.force_login(owner)
+    page = client.get(f"/projects/{project.pk}/windows/{window.pk}/").content.decode()
+    assert "positive → negative" in page
+
+
+def test_members_and_the_last_admin(client_for, owner, project, make_user):
+    make_user("volunteer")
+    api = client_for(owner)
+    base = f"/api/projects/{project.pk}/members/"
+    created = api.post(base, {"username": "volunteer", "role": "viewer"}, format="json")
+    assert created.status_code == 201
+    assert api.post(base, {"username": "nobody", "role": "viewer"}, format="json").status_code == 400
+    volunteer = created.json()["id"]
+    assert api.patch(f"{base}{volunteer}/", {"role": "annotator"}, format="json").json()["role"] == "annotator"
+    own = Membership.objects.get(project=project, user=owner)
+    response = api.delete(f"{base}{own.pk}/")
+    assert response.status_code == 400 and "at least one admin" in response.json()["error"]
+    assert api.patch(f"{base}{volunteer}/", {"role": "admin"}, format="json").status_code == 200
+    assert api.delete(f"{base}{own.pk}/").status_code == 204
+    assert Membership.objects.filter(project=project, role=Role.ADMIN).count() == 1
+
+
+def test_deleting_asks_for_the_name_and_says_what_goes(
+    client_for, owner, project, window, media_root, django_capture_on_commit_callbacks
+):
+    api = client_for(owner)
+    deployment = window.recording.deployment
+    upload_dir = media_root / "deployments" / str(deployment.pk)
+    upload_dir.mkdir(parents=True)
+    (upload_dir / "x.wav").write_bytes(b"RIFF")
+    url = f"/api/projects/{project.pk}/deployments/{deployment.pk}/"
+    refused = api.delete(url + "?confirm=pond")
+    assert refused.status_code == 400
+    assert "1 recordings" in refused.json()["error"] and "1 windows" in refused.json()["error"]
+    assert Window.objects.filter(pk=window.pk).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = api.delete(url + "?confirm=Pond")
+    assert deleted.status_code == 200 and deleted.json()["windows"] == 1
+    assert not Window.objects.filter(pk=window.pk).exists()
+    assert not upload_dir.exists()
+    client = Client()
+    client.force_login(owner)
+    assert b"Type <code>Wetlands</code> to confirm" in client.get(f"/projects/{project.pk}/settings/").content
+    assert api.delete(f"/api/projects/{project.pk}/?confirm=Wetlands").status_code == 200
+    assert not Project.objects.filter(pk=project.pk).exists()
