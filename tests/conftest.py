@@ -51,9 +51,12 @@ def _database_url(settings_dict: dict) -> str:
 
 @pytest.fixture(scope="session")
 def worker_queue() -> str:
+    """A queue of the test session's own; whatever is left in it is purged at the end."""
     queue = f"perch_agile_test_{uuid.uuid4().hex[:8]}"
     celery_app.conf.task_default_queue = queue
-    return queue
+    yield queue
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from annotations.models import (
     Label,
     Membership,
     Recording,
+    Role,
     Window,
 )
 from annotations.playback import window_wav
@@ -101,7 +102,7 @@ class MemberListView(ProjectView):
     @extend_schema(request=s.MemberSerializer, responses={201: s.MemberSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.MemberSerializer, request.data)
-        member = membership.add_member(self.project, data["user"]["username"], data["role"])
+        member = membership.add_member(self.project, data["user"]["username"], data.get("role", Role.ANNOTATOR))
         return Response(s.MemberSerializer(member).data, status=status.HTTP_201_CREATED)
 
 
