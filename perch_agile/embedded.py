@@ -125,10 +125,14 @@ def start_redis() -> str:
     return redis_url()
 
 
-def stop_redis() -> None:
+def stop_redis(timeout_s: float = 10) -> None:
     pid = _redis_pid()
-    if pid is not None:
-        os.kill(pid, 15)
+    if pid is None:
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + timeout_s
+    while _redis_pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def main(argv: list[str]) -> int:
