@@ -35,3 +35,34 @@ class RecordingAdmin(admin.ModelAdmin):
 @admin.register(models.EmbeddingModel)
 class EmbeddingModelAdmin(admin.ModelAdmin):
     list_display = ["name", "version", "embedding_dim", "window_s", "hop_s", "sample_rate"]
+
+
+@admin.register(models.Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ["window", "label", "value", "annotator", "updated_at"]
+    list_filter = ["value", "label__project"]
+    raw_id_fields = ["window"]
+
+
+@admin.register(models.LabelChange)
+class LabelChangeAdmin(admin.ModelAdmin):
+    """The audit trail is read-only, here too."""
+
+    list_display = ["changed_at", "annotator", "label", "window", "old_value", "new_value"]
+    list_filter = ["label__project"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.Classifier)
+class ClassifierAdmin(admin.ModelAdmin):
+    list_display = ["project", "version", "probe_type", "status", "embedding_model", "created_at"]
+    list_filter = ["project", "status"]
+    exclude = ["weights", "bias"]
