@@ -28,6 +28,7 @@ from annotations.models import (
     Window,
 )
 from annotations.queueing import enqueue_on_commit
+from annotations.recording_time import start_time_from_filename
 from workers.audio import sniff_format
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
@@ -94,6 +95,7 @@ def register_folder_files(deployment: Deployment, folder: Path) -> list[Recordin
                 path=str(path),
                 filename=str(path.relative_to(folder)),
                 size_bytes=path.stat().st_size,
+                started_at=start_time_from_filename(path.name),
             )
         )
     return Recording.objects.bulk_create(new)
@@ -152,7 +154,11 @@ def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> Upl
                 out.write(chunk)
         recordings.append(
             Recording.objects.create(
-                deployment=deployment, path=str(target), filename=target.name, size_bytes=upload.size
+                deployment=deployment,
+                path=str(target),
+                filename=target.name,
+                size_bytes=upload.size,
+                started_at=start_time_from_filename(upload.name),
             )
         )
     return UploadResult(recordings, rejected)

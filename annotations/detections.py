@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotations.errors import InputError
 from annotations.models import Classifier, Deployment, InferenceRun, TaskStatus
@@ -27,3 +27,19 @@ def request_inference(classifier: Classifier, deployment_id: int, threshold: flo
             on_failure=lambda why: InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.FAILED, error=why),
         )
     return run
+
+
+def detections_per_site_and_day(run: InferenceRun) -> list[dict]:
+    """Detection counts per (label, site, day), days from the recordings' start times
+    (None where a file name carried none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT l.name, d.site, (r.started_at + make_interval(secs => w.start_s))::date AS day, count(*) "
+            "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
+            "JOIN annotations_recording r ON r.id = w.recording_id "
+            "JOIN annotations_deployment d ON d.id = r.deployment_id "
+            "JOIN annotations_label l ON l.id = x.label_id "
+            "WHERE x.run_id = %s AND x.score >= %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 NULLS LAST",
+            [run.pk, run.threshold],
+        )
+        return [{"label": label, "site": site, "day": day, "detections": count} for label, site, day, count in cursor]

@@ -2,14 +2,20 @@
 
 Two classifier formats:
 
-- ``perch-agile-classifier`` (ours, versioned). JSON with ``weights`` [D][L] and
-  ``bias`` [L] as float32 values written exactly, ``labels`` in column order, the
-  embedding model and framing it belongs to, and held-out metrics. Apply it with numpy
-  alone::
+- ``perch-agile-classifier`` (ours, versioned): ``labels`` in column order, the chosen
+  ``thresholds``, the embedding model and framing it belongs to, held-out metrics, the
+  ``probe_type`` and its parameters as float32 values written exactly. Apply it with
+  numpy alone. A linear probe (``weights`` [D][L], ``bias`` [L])::
 
       c = json.load(open("classifier.json"))
       w = np.asarray(c["weights"], np.float32); b = np.asarray(c["bias"], np.float32)
       probability = 1 / (1 + np.exp(-(embeddings.astype(np.float32) @ w + b)))
+
+  A prototype probe (``prototypes`` [L][K][D] unit rows, ``calibration`` [L] of a, b)::
+
+      unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+      best = (unit @ np.asarray(c["prototypes"][i], np.float32).T).max(axis=1)
+      probability = 1 / (1 + np.exp(-(c["calibration"][i]["a"] * best + c["calibration"][i]["b"])))
 
 - perch-hoplite's ``LinearClassifier`` JSON (``model_config``, ``classes``, base64
   float32 ``beta`` [D x L] and ``beta_bias``): load it with
@@ -22,9 +28,16 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import zipfile
+from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import PurePath
 
-from annotations.models import Classifier, Detection, InferenceRun
+import numpy as np
+
+from annotations.models import Classifier, Detection, InferenceRun, ProbeType
+from annotations.raven import Selection, write_selection_table
+from annotations.scoring import Scorer, prototype_head
 from annotations.training import classifier_arrays
 
 FORMAT_NAME = "perch-agile-classifier"
@@ -47,34 +60,50 @@ def _label_names(classifier: Classifier) -> list[str]:
     return [output.label.name for output in classifier.outputs.order_by("index").select_related("label")]
 
 
+def _floats(array: np.ndarray) -> list:
+    """float32 values as JSON numbers: float(np.float32) is exact, so the file reproduces the app's scores."""
+    return array.astype(np.float32).tolist()
+
+
 def perch_agile_classifier(classifier: Classifier) -> dict:
-    weights, bias = classifier_arrays(classifier)
-    outputs = classifier.outputs.order_by("index").select_related("label")
-    return {
+    scorer = Scorer(classifier)
+    outputs = scorer.outputs
+    document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "probe_type": classifier.probe_type,
-        "score": "probability = 1 / (1 + exp(-(embedding @ weights + bias)))",
         "classifier_version": classifier.version,
         "project": classifier.project.name,
         "created_at": classifier.created_at.isoformat(),
         "embedding_model": _model_config(classifier),
         "labels": [output.label.name for output in outputs],
-        # float(np.float32) is exact in JSON, so the file reproduces the app's scores.
-        "weights": [[float(v) for v in row] for row in weights],
-        "bias": [float(v) for v in bias],
-        "metrics": {
-            output.label.name: {
-                "train_positives": output.train_positives,
-                "train_negatives": output.train_negatives,
-                "eval_positives": output.eval_positives,
-                "eval_negatives": output.eval_negatives,
-                "roc_auc": output.roc_auc,
-                "average_precision": output.average_precision,
-            }
-            for output in outputs
-        },
+        "thresholds": [output.threshold for output in outputs],
     }
+    if classifier.probe_type == ProbeType.PROTOTYPE:
+        dim = classifier.embedding_model.embedding_dim
+        heads = [prototype_head(output, dim) for output in outputs]
+        document["score"] = (
+            "probability[label] = 1 / (1 + exp(-(a * max_k(unit(embedding) @ prototypes[label][k]) + b)))"
+        )
+        document["prototypes"] = [_floats(head.prototypes) for head in heads]
+        document["calibration"] = [{"a": float(head.a), "b": float(head.b)} for head in heads]
+    else:
+        weights, bias = classifier_arrays(classifier)
+        document["score"] = "probability = 1 / (1 + exp(-(embedding @ weights + bias)))"
+        document["weights"] = _floats(weights)
+        document["bias"] = _floats(bias)
+    document["metrics"] = {
+        output.label.name: {
+            "train_positives": output.train_positives,
+            "train_negatives": output.train_negatives,
+            "eval_positives": output.eval_positives,
+            "eval_negatives": output.eval_negatives,
+            "roc_auc": output.roc_auc,
+            "average_precision": output.average_precision,
+        }
+        for output in outputs
+    }
+    return document
 
 
 def hoplite_linear_classifier(classifier: Classifier) -> dict:
@@ -140,3 +169,25 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
             ]
         )
         yield flush()
+
+
+def raven_tables_zip(run: InferenceRun) -> bytes:
+    """A ZIP with one Raven selection table per recording that has detections."""
+    by_recording: dict = defaultdict(list)
+    detections = (
+        Detection.objects.filter(run=run)
+        .select_related("window__recording", "label")
+        .defer("window__embedding")
+        .order_by("window__recording_id", "window__start_s")
+    )
+    for detection in detections.iterator(chunk_size=2000):
+        by_recording[detection.window.recording].append(
+            Selection(detection.window.start_s, detection.window.end_s, detection.label.name, score=detection.score)
+        )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for recording, selections in by_recording.items():
+            nyquist = (recording.sample_rate or 48_000) / 2
+            stem = PurePath(recording.filename).stem.replace("/", "_")
+            archive.writestr(f"{stem}.Table.1.selections.txt", write_selection_table(selections, nyquist))
+    return buffer.getvalue()

@@ -118,6 +118,8 @@ class Recording(models.Model):
     duration_s = models.FloatField(null=True)
     sample_rate = models.PositiveIntegerField(null=True)
     channels = models.PositiveSmallIntegerField(null=True)
+    # Read from the recorder's file name where it carries one (annotations.recording_time).
+    started_at = models.DateTimeField(null=True, blank=True)
     windows_done = models.PositiveIntegerField(default=0)
     windows_expected = models.PositiveIntegerField(null=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
@@ -214,6 +216,7 @@ class ClipQuery(models.Model):
 
 class ProbeType(models.TextChoices):
     LINEAR = "linear", "Linear probe (logistic regression)"
+    PROTOTYPE = "prototype", "Prototype probe (best cosine match among learned prototypes)"
 
 
 class TaskStatus(models.TextChoices):
@@ -234,11 +237,15 @@ class Classifier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
     error = models.TextField(blank=True)
-    regularization_c = models.FloatField(default=1.0)
+    # Hyper-parameters. A null regularisation is chosen per label by grouped cross-validation.
+    regularization_c = models.FloatField(null=True, blank=True)
+    prototypes_per_label = models.PositiveSmallIntegerField(default=4)
+    weak_negatives = models.PositiveIntegerField(default=0)  # random unlabeled windows, as perch-hoplite does
+    weak_negative_weight = models.FloatField(default=0.05)
     eval_fraction = models.FloatField(default=0.25)
     random_seed = models.PositiveIntegerField(default=0)
-    # float32 [embedding_dim, n_labels], columns in ClassifierLabel.index order, then
-    # float32 [n_labels]: logit = embedding @ weights + bias (perch-hoplite's beta, beta_bias).
+    # Linear probes: float32 [embedding_dim, n_labels], columns in ClassifierLabel.index order,
+    # and float32 [n_labels]: logit = embedding @ weights + bias (perch-hoplite's beta, beta_bias).
     weights = models.BinaryField(null=True)
     bias = models.BinaryField(null=True)
 
@@ -264,6 +271,18 @@ class ClassifierLabel(models.Model):
     # Null when the held-out set lacks positives or negatives: nothing to measure.
     roc_auc = models.FloatField(null=True)
     average_precision = models.FloatField(null=True)
+    # The held-out scores and truths behind the measures, float32 [n_eval] and uint8 [n_eval]:
+    # the PR curve and the score histogram are drawn from them.
+    eval_scores = models.BinaryField(null=True)
+    eval_targets = models.BinaryField(null=True)
+    regularization_c = models.FloatField(null=True)  # linear: the C used
+    # Prototype probes: float32 [K, embedding_dim] unit rows, and the calibration
+    # probability = sigmoid(calibration_a * best cosine + calibration_b).
+    prototypes = models.BinaryField(null=True)
+    calibration_a = models.FloatField(null=True)
+    calibration_b = models.FloatField(null=True)
+    # The user's choice on the PR curve; a setting, not part of the trained model.
+    threshold = models.FloatField(default=0.5)
 
     class Meta:
         ordering = ["classifier", "index"]
@@ -274,6 +293,25 @@ class ClassifierLabel(models.Model):
 
     def __str__(self) -> str:
         return f"output {self.index} of classifier {self.classifier_id}"
+
+
+class ClassifierExample(models.Model):
+    """The labels snapshot: each window a classifier version learned from or was measured on."""
+
+    classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="examples")
+    window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="+")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    is_positive = models.BooleanField()
+    held_out = models.BooleanField()
+    weak = models.BooleanField(default=False)  # an unlabeled window taken as a weak negative
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["classifier", "window", "label"], name="one_example_per_window_label")
+        ]
+
+    def __str__(self) -> str:
+        return f"{'+' if self.is_positive else '-'} window {self.window_id} for classifier {self.classifier_id}"
 
 
 class InferenceRun(models.Model):

@@ -1,9 +1,16 @@
 """Probes on frozen embeddings: pure functions over NumPy arrays, no database.
 
-A linear probe scores a window as ``sigmoid(embedding @ weights + bias)``. It is fitted
-on standardised embeddings (so that one regularisation strength suits every model) and
-the standardisation is folded back into the weights, leaving a plain linear head that
-perch-hoplite and numpy alone can apply.
+Two probe types, both applied with numpy alone:
+
+- **Linear**: ``probability = sigmoid(embedding @ weights + bias)``. Logistic regression
+  with balanced class weights, fitted on standardised embeddings (so that one
+  regularisation grid suits every model) with the standardisation folded back into the
+  weights: a plain linear head, which perch-hoplite can load too. The regularisation
+  strength is chosen by cross-validation grouped by recording.
+- **Prototype**: K unit vectors per label (spherical k-means on the positives);
+  a window's similarity is its best cosine match among them, turned into a probability
+  by a 1-d logistic calibration fitted on all labels:
+  ``probability = sigmoid(a * max_k cos(embedding, prototype_k) + b)``.
 """
 
 from __future__ import annotations
@@ -12,8 +19,14 @@ import dataclasses
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+C_GRID = (0.01, 0.1, 1.0)
+# Cross-validating on at most this many examples keeps training near a second for 10,000 labels.
+CV_SAMPLE = 2000
+# Fewer held-out examples of either class than this and the measures mean little.
+MIN_HELD_OUT = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +35,16 @@ class LinearHead:
 
     weights: np.ndarray
     bias: np.float32
+    regularization_c: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PrototypeHead:
+    """prototypes: float32 [K, D], unit rows; probability = sigmoid(a * max cos + b)."""
+
+    prototypes: np.ndarray
+    a: np.float32
+    b: np.float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +54,39 @@ class HeldOutQuality:
     roc_auc: float | None  # None when the held-out set lacks a class
     average_precision: float | None
 
+    @property
+    def too_small(self) -> bool:
+        return min(self.positives, self.negatives) < MIN_HELD_OUT
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionRecall:
+    """At each threshold t (ascending): precision and recall of ``score >= t``. All [M]."""
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+
+    def threshold_for_precision(self, min_precision: float) -> float | None:
+        """The lowest threshold whose precision reaches ``min_precision`` (most recall)."""
+        reaching = np.nonzero(self.precision >= min_precision)[0]
+        return float(self.thresholds[reaching[0]]) if len(reaching) else None
+
+    def at(self, threshold: float) -> tuple[float, float]:
+        """(precision, recall) of ``score >= threshold``."""
+        index = int(np.searchsorted(self.thresholds, threshold, side="left"))
+        if index >= len(self.thresholds):
+            return 1.0, 0.0
+        return float(self.precision[index]), float(self.recall[index])
+
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
 def linear_scores(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -41,22 +94,106 @@ def linear_scores(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray)
     return sigmoid(embeddings.astype(np.float32) @ weights.astype(np.float32) + bias.astype(np.float32))
 
 
-def fit_linear_probe(embeddings: np.ndarray, targets: np.ndarray, regularization_c: float = 1.0) -> LinearHead:
-    """Logistic regression with balanced class weights.
+def prototype_similarity(embeddings: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Best cosine match of each embedding [N, D] among prototypes [K, D]: [N]."""
+    return (unit_rows(embeddings) @ prototypes.astype(np.float32).T).max(axis=1)
 
-    embeddings: float32 [N, D]; targets: bool [N]. Needs both classes.
-    """
+
+def prototype_scores(embeddings: np.ndarray, head: PrototypeHead) -> np.ndarray:
+    """Probabilities [N] of one label's prototype head."""
+    return sigmoid(head.a * prototype_similarity(embeddings, head.prototypes) + head.b)
+
+
+def _require_both_classes(targets: np.ndarray) -> None:
     if targets.all() or not targets.any():
         raise ValueError("training needs at least one positive and one negative example")
-    x = embeddings.astype(np.float64)
+
+
+def _fit_standardised(x: np.ndarray, y: np.ndarray, c: float, sample_weight: np.ndarray | None):
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
-    regression = LogisticRegression(C=regularization_c, class_weight="balanced", max_iter=5000)
-    regression.fit((x - mean) / scale, targets)
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, tol=1e-3)
+    regression.fit((x - mean) / scale, y, sample_weight=sample_weight)
     weights = regression.coef_[0] / scale
     bias = regression.intercept_[0] - float(np.dot(weights, mean))
-    return LinearHead(weights.astype(np.float32), np.float32(bias))
+    return weights, bias
+
+
+def choose_regularization(embeddings: np.ndarray, targets: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
+    """The C of C_GRID with the best grouped cross-validated average precision.
+
+    Falls back to 1.0 when there are too few recordings or examples of a class to split.
+    """
+    rng = np.random.default_rng(seed)
+    if len(targets) > CV_SAMPLE:
+        keep = rng.choice(len(targets), CV_SAMPLE, replace=False)
+        embeddings, targets, groups = embeddings[keep], targets[keep], groups[keep]
+    n_splits = min(3, len(np.unique(groups)))
+    if n_splits < 2 or min(targets.sum(), (~targets).sum()) < n_splits:
+        return 1.0
+    x = embeddings.astype(np.float32)
+    best_c, best_ap = 1.0, -1.0
+    for c in C_GRID:
+        scores, truths = [], []
+        for train, test in GroupKFold(n_splits=n_splits).split(x, targets, groups):
+            if targets[train].all() or not targets[train].any():
+                continue
+            weights, bias = _fit_standardised(x[train], targets[train], c, None)
+            scores.append(x[test] @ weights + bias)
+            truths.append(targets[test])
+        if not scores or not np.concatenate(truths).any():
+            continue
+        ap = average_precision_score(np.concatenate(truths), np.concatenate(scores))
+        if ap > best_ap + 1e-9:
+            best_c, best_ap = c, ap
+    return best_c
+
+
+def fit_linear_probe(
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    regularization_c: float = 1.0,
+    sample_weight: np.ndarray | None = None,
+) -> LinearHead:
+    """Logistic regression with balanced class weights.
+
+    embeddings: float32 [N, D]; targets: bool [N] (needs both classes);
+    sample_weight: [N] or None (e.g. low weights for weak negatives).
+    """
+    _require_both_classes(targets)
+    weights, bias = _fit_standardised(embeddings.astype(np.float32), targets, regularization_c, sample_weight)
+    return LinearHead(weights.astype(np.float32), np.float32(bias), regularization_c)
+
+
+def fit_prototype_probe(embeddings: np.ndarray, targets: np.ndarray, k: int = 4, seed: int = 0) -> PrototypeHead:
+    """K prototypes by spherical k-means on the positives, then a 1-d calibration.
+
+    embeddings: float32 [N, D]; targets: bool [N] (needs both classes).
+    """
+    _require_both_classes(targets)
+    positives = unit_rows(embeddings[targets])
+    k = max(1, min(k, len(positives)))
+    rng = np.random.default_rng(seed)
+    prototypes = positives[rng.choice(len(positives), k, replace=False)]
+    for _ in range(50):
+        assignment = np.argmax(positives @ prototypes.T, axis=1)
+        updated = np.stack(
+            [positives[assignment == j].mean(axis=0) if np.any(assignment == j) else prototypes[j] for j in range(k)]
+        )
+        updated = unit_rows(updated)
+        if np.allclose(updated, prototypes, atol=1e-6):
+            break
+        prototypes = updated
+    similarity = prototype_similarity(embeddings, prototypes)[:, None]
+    calibration = LogisticRegression(class_weight="balanced", C=100.0, max_iter=1000).fit(similarity, targets)
+    return PrototypeHead(prototypes, np.float32(calibration.coef_[0, 0]), np.float32(calibration.intercept_[0]))
+
+
+def nearest_examples(embeddings: np.ndarray, prototypes: np.ndarray, per_prototype: int = 5) -> list[np.ndarray]:
+    """For each prototype [K, D], the indices of the ``per_prototype`` embeddings [N, D] closest to it."""
+    similarity = unit_rows(embeddings) @ prototypes.T  # [N, K]
+    return [np.argsort(-similarity[:, j])[:per_prototype] for j in range(prototypes.shape[0])]
 
 
 def grouped_eval_mask(groups: np.ndarray, stratify: np.ndarray, eval_fraction: float, seed: int) -> np.ndarray:
@@ -88,3 +225,11 @@ def held_out_quality(targets: np.ndarray, scores: np.ndarray) -> HeldOutQuality:
         float(roc_auc_score(targets, scores)),
         float(average_precision_score(targets, scores)),
     )
+
+
+def precision_recall(targets: np.ndarray, scores: np.ndarray) -> PrecisionRecall | None:
+    """The held-out precision-recall curve, or None without positives."""
+    if not targets.any():
+        return None
+    precision, recall, thresholds = precision_recall_curve(targets, scores)
+    return PrecisionRecall(thresholds, precision[:-1], recall[:-1])

@@ -60,7 +60,7 @@ def nearest_windows(
             nearest_sql(model), {"query": query, "project": project.pk, "exclude": list(exclude_window_ids), "k": k}
         )
         scored = sorted(cursor.fetchall(), key=lambda row: -row[1])
-    return _hits(scored)
+    return hits_for(scored)
 
 
 def nearest_sql(model: EmbeddingModel) -> str:
@@ -81,7 +81,8 @@ def nearest_sql(model: EmbeddingModel) -> str:
     )
 
 
-def _hits(scored: list[tuple[int, float]]) -> list[SearchHit]:
+def hits_for(scored: list[tuple[int, float]]) -> list[SearchHit]:
+    """Search hits (window, recording, site, labels) for [(window_id, score)], in that order."""
     windows = Window.objects.defer("embedding").select_related("recording__deployment").in_bulk([w for w, _ in scored])
     labels: dict[int, list[dict]] = {}
     for annotation in Annotation.objects.filter(window_id__in=windows).select_related("label", "annotator"):

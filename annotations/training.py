@@ -1,4 +1,4 @@
-"""Turning a project's labels into a trained, stored classifier version."""
+"""Turning a project's labels into a trained, stored, immutable classifier version."""
 
 from __future__ import annotations
 
@@ -9,34 +9,54 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Max
 
-from annotations.embedding_store import window_embeddings
+from annotations.embedding_store import raw_connection, window_embeddings
 from annotations.errors import InputError
 from annotations.models import (
     Annotation,
     Classifier,
+    ClassifierExample,
     ClassifierLabel,
     EmbeddingModel,
     Label,
     LabelValue,
+    ProbeType,
     Project,
     TaskStatus,
 )
-from annotations.probes import fit_linear_probe, grouped_eval_mask, held_out_quality, linear_scores
+from annotations.probes import (
+    choose_regularization,
+    fit_linear_probe,
+    fit_prototype_probe,
+    grouped_eval_mask,
+    held_out_quality,
+    linear_scores,
+    prototype_scores,
+)
 from annotations.queueing import enqueue_on_commit
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSet:
     """window_ids: int [N]; recording_ids: int [N]; embeddings: float32 [N, D];
-    targets: int8 [N, L], 1 positive, 0 negative, -1 not labeled for that label."""
+    targets: int8 [N, L], 1 positive, 0 negative, -1 not labeled for that label;
+    weak: bool [N], True for unlabeled windows taken as weak negatives."""
 
     window_ids: np.ndarray
     recording_ids: np.ndarray
     embeddings: np.ndarray
     targets: np.ndarray
+    weak: np.ndarray
 
 
-def request_training(project: Project, user, label_ids: Sequence[int], regularization_c: float = 1.0) -> Classifier:
+def request_training(
+    project: Project,
+    user,
+    label_ids: Sequence[int],
+    probe_type: str = ProbeType.LINEAR,
+    regularization_c: float | None = None,
+    prototypes_per_label: int = 4,
+    weak_negatives: int = 0,
+) -> Classifier:
     """Create the next classifier version and queue its training."""
     from workers.tasks import train_classifier
 
@@ -47,11 +67,16 @@ def request_training(project: Project, user, label_ids: Sequence[int], regulariz
     if model is None:
         raise InputError("no labeled windows yet for these labels")
     with transaction.atomic():
-        version = (
-            Classifier.objects.select_for_update().filter(project=project).aggregate(v=Max("version"))["v"] or 0
-        ) + 1
+        latest = Classifier.objects.select_for_update().filter(project=project).aggregate(v=Max("version"))["v"]
         classifier = Classifier.objects.create(
-            project=project, version=version, embedding_model=model, created_by=user, regularization_c=regularization_c
+            project=project,
+            version=(latest or 0) + 1,
+            probe_type=probe_type,
+            embedding_model=model,
+            created_by=user,
+            regularization_c=regularization_c,
+            prototypes_per_label=prototypes_per_label,
+            weak_negatives=weak_negatives,
         )
         ClassifierLabel.objects.bulk_create(
             ClassifierLabel(classifier=classifier, label=label, index=i) for i, label in enumerate(labels)
@@ -85,34 +110,54 @@ def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
     }
 
 
+def _random_unlabeled_windows(classifier: Classifier, count: int, exclude: set[int]) -> list[int]:
+    if count <= 0:
+        return []
+    with raw_connection().cursor() as cursor:
+        cursor.execute(
+            "SELECT w.id FROM annotations_window w JOIN annotations_recording r ON r.id = w.recording_id "
+            "JOIN annotations_deployment d ON d.id = r.deployment_id "
+            "WHERE d.project_id = %s AND w.model_id = %s ORDER BY md5(w.id::text || %s) LIMIT %s",
+            [classifier.project_id, classifier.embedding_model_id, str(classifier.random_seed), count + len(exclude)],
+        )
+        return [row[0] for row in cursor.fetchall() if row[0] not in exclude][:count]
+
+
 def training_set(classifier: Classifier) -> TrainingSet:
     label_ids = list(classifier.outputs.order_by("index").values_list("label_id", flat=True))
     targets_by_key = consensus_targets(classifier)
-    window_ids = sorted({window_id for window_id, _ in targets_by_key})
+    labeled = sorted({window_id for window_id, _ in targets_by_key})
+    weak = _random_unlabeled_windows(classifier, classifier.weak_negatives, set(labeled))
+    window_ids = labeled + weak
     row = {window_id: i for i, window_id in enumerate(window_ids)}
     targets = np.full((len(window_ids), len(label_ids)), -1, dtype=np.int8)
+    targets[len(labeled) :] = 0
     for (window_id, label_id), positive in targets_by_key.items():
         targets[row[window_id], label_ids.index(label_id)] = int(positive)
     embeddings = window_embeddings(window_ids)
     recordings = dict(classifier.embedding_model.windows.filter(pk__in=window_ids).values_list("pk", "recording_id"))
+    dim = classifier.embedding_model.embedding_dim
     return TrainingSet(
         window_ids=np.asarray(window_ids, dtype=np.int64),
         recording_ids=np.asarray([recordings[w] for w in window_ids], dtype=np.int64),
-        embeddings=np.stack([embeddings[w] for w in window_ids])
-        if window_ids
-        else np.zeros((0, classifier.embedding_model.embedding_dim), np.float32),
+        embeddings=np.stack([embeddings[w] for w in window_ids]) if window_ids else np.zeros((0, dim), np.float32),
         targets=targets,
+        weak=np.arange(len(window_ids)) >= len(labeled),
     )
 
 
 def train(classifier: Classifier) -> None:
-    """Fit one linear probe per label on the training recordings, measure it on the
-    held-out recordings, and store weights and quality. Raises ValueError with a reason
-    a person can act on when the labels cannot support a probe."""
+    """Fit one probe per label on the training recordings, measure it on the held-out
+    recordings, and store it with its labels snapshot. Raises InputError with a reason a
+    person can act on when the labels cannot support a probe."""
     data = training_set(classifier)
     outputs = list(classifier.outputs.order_by("index").select_related("label"))
-    held_out = grouped_eval_mask(
-        data.recording_ids, (data.targets == 1).any(axis=1), classifier.eval_fraction, classifier.random_seed
+    # Weak negatives never sit in the held-out set: they are guesses, not labels.
+    held_out = (
+        grouped_eval_mask(
+            data.recording_ids, (data.targets == 1).any(axis=1), classifier.eval_fraction, classifier.random_seed
+        )
+        & ~data.weak
     )
     dim = classifier.embedding_model.embedding_dim
     weights = np.zeros((dim, len(outputs)), dtype=np.float32)
@@ -120,7 +165,8 @@ def train(classifier: Classifier) -> None:
     for output in outputs:
         labeled = data.targets[:, output.index] >= 0
         train_rows = labeled & ~held_out
-        eval_rows = labeled & held_out
+        if classifier.probe_type == ProbeType.PROTOTYPE:
+            train_rows &= ~data.weak
         train_targets = data.targets[train_rows, output.index] == 1
         if train_targets.all() or not train_targets.any():
             raise InputError(
@@ -128,11 +174,24 @@ def train(classifier: Classifier) -> None:
                 f"in the training recordings (has {int(train_targets.sum())} positive, "
                 f"{int((~train_targets).sum())} negative)"
             )
-        head = fit_linear_probe(data.embeddings[train_rows], train_targets, classifier.regularization_c)
-        weights[:, output.index] = head.weights
-        bias[output.index] = head.bias
+        x = data.embeddings[train_rows]
+        eval_rows = labeled & held_out
+        if classifier.probe_type == ProbeType.PROTOTYPE:
+            head = fit_prototype_probe(x, train_targets, classifier.prototypes_per_label, classifier.random_seed)
+            output.prototypes = head.prototypes.tobytes()
+            output.calibration_a, output.calibration_b = float(head.a), float(head.b)
+            eval_scores = prototype_scores(data.embeddings[eval_rows], head)
+        else:
+            c = classifier.regularization_c or choose_regularization(
+                x, train_targets, data.recording_ids[train_rows], classifier.random_seed
+            )
+            sample_weight = np.where(data.weak[train_rows], classifier.weak_negative_weight, 1.0)
+            head = fit_linear_probe(x, train_targets, c, sample_weight)
+            weights[:, output.index] = head.weights
+            bias[output.index] = head.bias
+            output.regularization_c = c
+            eval_scores = linear_scores(data.embeddings[eval_rows], head.weights[:, None], np.array([head.bias]))[:, 0]
         eval_targets = data.targets[eval_rows, output.index] == 1
-        eval_scores = linear_scores(data.embeddings[eval_rows], head.weights[:, None], np.array([head.bias]))[:, 0]
         quality = held_out_quality(eval_targets, eval_scores)
         output.train_positives = int(train_targets.sum())
         output.train_negatives = int((~train_targets).sum())
@@ -140,22 +199,58 @@ def train(classifier: Classifier) -> None:
         output.eval_negatives = quality.negatives
         output.roc_auc = quality.roc_auc
         output.average_precision = quality.average_precision
+        output.eval_scores = eval_scores.astype(np.float32).tobytes()
+        output.eval_targets = eval_targets.astype(np.uint8).tobytes()
     with transaction.atomic():
         ClassifierLabel.objects.bulk_update(
             outputs,
-            ["train_positives", "train_negatives", "eval_positives", "eval_negatives", "roc_auc", "average_precision"],
+            [
+                "train_positives",
+                "train_negatives",
+                "eval_positives",
+                "eval_negatives",
+                "roc_auc",
+                "average_precision",
+                "eval_scores",
+                "eval_targets",
+                "regularization_c",
+                "prototypes",
+                "calibration_a",
+                "calibration_b",
+            ],
         )
-        classifier.weights = weights.tobytes()
-        classifier.bias = bias.tobytes()
+        _store_snapshot(classifier, data, outputs, held_out)
+        if classifier.probe_type == ProbeType.LINEAR:
+            classifier.weights = weights.tobytes()
+            classifier.bias = bias.tobytes()
         classifier.status = TaskStatus.DONE
         classifier.error = ""
         classifier.save(update_fields=["weights", "bias", "status", "error"])
 
 
+def _store_snapshot(classifier: Classifier, data: TrainingSet, outputs, held_out: np.ndarray) -> None:
+    ClassifierExample.objects.filter(classifier=classifier).delete()
+    ClassifierExample.objects.bulk_create(
+        (
+            ClassifierExample(
+                classifier=classifier,
+                window_id=int(data.window_ids[row]),
+                label_id=output.label_id,
+                is_positive=bool(data.targets[row, output.index] == 1),
+                held_out=bool(held_out[row]),
+                weak=bool(data.weak[row]),
+            )
+            for output in outputs
+            for row in np.nonzero(data.targets[:, output.index] >= 0)[0]
+        ),
+        batch_size=5000,
+    )
+
+
 def classifier_arrays(classifier: Classifier) -> tuple[np.ndarray, np.ndarray]:
-    """(weights float32 [D, L], bias float32 [L]) of a trained classifier."""
+    """(weights float32 [D, L], bias float32 [L]) of a trained linear classifier."""
     if classifier.weights is None:
-        raise InputError(f"classifier v{classifier.version} is not trained")
+        raise InputError(f"classifier v{classifier.version} has no linear weights ({classifier.status})")
     n_labels = classifier.outputs.count()
     weights = np.frombuffer(bytes(classifier.weights), dtype=np.float32).reshape(-1, n_labels)
     return weights, np.frombuffer(bytes(classifier.bias), dtype=np.float32)

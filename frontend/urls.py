@@ -16,5 +16,6 @@ urlpatterns = [
     path(P + "windows/<id:window_id>/", views.window, name="window"),
     path(P + "search/", views.search, name="search"),
     path(P + "classifiers/<id:classifier_id>/", views.classifier, name="classifier"),
+    path(P + "classifiers/<id:classifier_id>/review/", views.review, name="review"),
     path(P + "runs/<id:run_id>/", views.run, name="run"),
 ]

@@ -8,11 +8,14 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from annotations import deployments, labeling
+from annotations import deployments, labeling, review_queues, scoring
+from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
-from annotations.models import Classifier, Deployment, InferenceRun, Recording, Role, Window
+from annotations.models import Classifier, Deployment, InferenceRun, ProbeType, Recording, Role, TaskStatus, Window
+from annotations.probes import MIN_HELD_OUT
+from frontend import charts
 
 
 @login_required
@@ -38,6 +41,7 @@ def project(request, project_id):
         "deployments": [(d, deployments.deployment_progress(d)) for d in project.deployments.all()],
         "labels": project.labels.all(),
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
+        "probe_types": ProbeType.choices,
     }
     return render(request, "frontend/project.html", context)
 
@@ -120,21 +124,68 @@ def search(request, project_id):
     return render(request, "frontend/search.html", context)
 
 
+def _output_panel(output, previous_outputs: dict) -> dict:
+    """What the classifier page shows for one label: quality, pictures, the previous version."""
+    targets, scores = scoring.held_out_arrays(output)
+    curve = scoring.held_out_curve(output)
+    precision, recall = curve.at(output.threshold) if curve else (None, None)
+    panel = {
+        "output": output,
+        "pr_curve": charts.pr_curve(curve, output.threshold),
+        "histogram": charts.score_histogram(targets, scores, output.threshold),
+        "precision": precision,
+        "recall": recall,
+        "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
+        "previous": previous_outputs.get(output.label_id),
+    }
+    if output.prototypes is not None:
+        panel["prototype_examples"] = scoring.prototype_examples(output)
+    return panel
+
+
 @login_required
 def classifier(request, project_id, classifier_id):
     project = project_for(request.user, project_id)
     classifier = get_object_or_404(
         Classifier.objects.select_related("embedding_model"), pk=classifier_id, project=project
     )
+    previous = (
+        project.classifiers.filter(version__lt=classifier.version, status=TaskStatus.DONE)
+        .prefetch_related("outputs")
+        .first()
+    )
+    previous_outputs = {o.label_id: o for o in previous.outputs.all()} if previous else {}
+    outputs = classifier.outputs.select_related("label", "classifier__embedding_model")
+    done = classifier.status == TaskStatus.DONE
     context = {
         "project": project,
         "classifier": classifier,
-        "outputs": classifier.outputs.select_related("label"),
+        "previous": previous,
+        "panels": [_output_panel(o, previous_outputs) for o in outputs] if done else [],
+        "outputs": outputs,
+        "queue_kinds": review_queues.KINDS,
         "runs": classifier.runs.select_related("deployment"),
         "deployments": project.deployments.all(),
         "can_annotate": role_in(project, request.user) in Action.ANNOTATE.value,
     }
     return render(request, "frontend/classifier.html", context)
+
+
+@login_required
+def review(request, project_id, classifier_id):
+    """An active-learning queue opened in the labeling view."""
+    project = project_for(request.user, project_id)
+    classifier = get_object_or_404(Classifier, pk=classifier_id, project=project)
+    context = {"project": project, "classifier": classifier, "labels": project.labels.all(), "hits": None}
+    try:
+        label_id = int(request.GET.get("label", ""))
+        kind = request.GET.get("kind", "top")
+        context["hits"] = search_service.hits_for(review_queues.review_queue(classifier, label_id, kind, size=50))
+        context["kind"] = kind
+        context["labels"] = project.labels.filter(pk=label_id)
+    except (InputError, ValueError) as error:
+        context["error"] = str(error)
+    return render(request, "frontend/review.html", context)
 
 
 @login_required
@@ -144,5 +195,17 @@ def run(request, project_id, run_id):
         InferenceRun.objects.select_related("classifier", "deployment"), pk=run_id, classifier__project=project
     )
     detections = run.detections.select_related("window__recording", "label").defer("window__embedding")[:200]
-    context = {"project": project, "run": run, "detections": detections, "labels": project.labels.all()}
+    per_day = detections_service.detections_per_site_and_day(run)
+    context = {
+        "project": project,
+        "run": run,
+        "detections": detections,
+        "labels": project.labels.all(),
+        "per_day": per_day,
+        "per_day_chart": charts.bar_chart(
+            "Detections per site and day",
+            [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],
+            [row["detections"] for row in per_day],
+        ),
+    }
     return render(request, "frontend/run.html", context)

@@ -8,13 +8,14 @@ import contextlib
 import csv
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
 import soundfile
 
 from annotations.embedding_store import window_embeddings
-from annotations.models import Detection, Window
+from annotations.models import Annotation, ClassifierExample, Detection, Window
 from tests.audio_corpus import make_bad_files, make_recordings
 from tests.conftest import wait_for
 
@@ -138,6 +139,23 @@ def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):
     assert hits[0]["score"] > 0.98
 
 
+def label_by_construction(ingested, recordings) -> set[int]:
+    """Label every window of ``recordings``: positive where the birdsong was placed.
+    Returns the ids of the song windows."""
+    client, base, label_id = ingested["client"], ingested["base"], ingested["label_id"]
+    song_windows = set()
+    for recording in recordings:
+        windows = windows_of(client, base, ingested["files"][recording.path.name]["id"])
+        song_windows.add(windows[recording.song_window]["id"])
+        for index, window in enumerate(windows):
+            value = "positive" if index == recording.song_window else "negative"
+            answer = client.post(
+                f"{base}/annotations/", {"window": window["id"], "label": label_id, "value": value}, format="json"
+            )
+            assert answer.status_code == 201, answer.content
+    return song_windows
+
+
 def test_full_loop_query_label_train_run_export(ingested):
     client, base, label_id = ingested["client"], ingested["base"], ingested["label_id"]
 
@@ -153,16 +171,7 @@ def test_full_loop_query_label_train_run_export(ingested):
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
     # The other birdsong windows are more like the query than the noise is.
-    song_windows = set()
-    for recording in ingested["recordings"]:
-        windows = windows_of(client, base, ingested["files"][recording.path.name]["id"])
-        song_windows.add(windows[recording.song_window]["id"])
-        for index, window in enumerate(windows):
-            value = "positive" if index == recording.song_window else "negative"
-            answer = client.post(
-                f"{base}/annotations/", {"window": window["id"], "label": label_id, "value": value}, format="json"
-            )
-            assert answer.status_code == 201, answer.content
+    song_windows = label_by_construction(ingested, ingested["recordings"])
     top = {h["window_id"] for h in hits[:4]}
     assert len(top & song_windows) >= 3
 
@@ -223,3 +232,96 @@ def test_full_loop_query_label_train_run_export(ingested):
     assert len(rows) == detections["count"]
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
     assert rows[0]["label"] == "bird" and rows[0]["site"] == "N1"
+
+
+def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
+    client, base, label_id = ingested["client"], ingested["base"], ingested["label_id"]
+    labeled, unlabeled = ingested["recordings"][:6], ingested["recordings"][6:]
+    label_by_construction(ingested, labeled)
+
+    response = client.post(
+        f"{base}/classifiers/",
+        {"labels": [label_id], "probe_type": "prototype", "prototypes_per_label": 2},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    classifier_id = response.json()["id"]
+    classifier = finished(client, f"{base}/classifiers/{classifier_id}/", "training")
+    assert classifier["status"] == "done", classifier
+    assert classifier["probe_type"] == "prototype"
+    output = classifier["outputs"][0]
+    assert output["train_positives"] + output["eval_positives"] == 6
+    assert output["roc_auc"] > 0.9
+
+    # The labels snapshot: every labeled window once, whole recordings on one side of the split.
+    examples = ClassifierExample.objects.filter(classifier_id=classifier_id).select_related("window")
+    assert examples.count() == 6 * 4
+    sides = {}
+    for example in examples:
+        sides.setdefault(example.window.recording_id, set()).add(example.held_out)
+    assert all(len(side) == 1 for side in sides.values())
+
+    # Scored over every window (threshold 0), the numpy formula of the export gives the app's scores.
+    deployment_id = ingested["deployment"]["id"]
+    run_id = client.post(
+        f"{base}/classifiers/{classifier_id}/runs/", {"deployment": deployment_id, "threshold": 0.0}, format="json"
+    ).json()["id"]
+    assert finished(client, f"{base}/runs/{run_id}/", "inference")["status"] == "done"
+    spec = json.loads(client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=perch-agile").content)
+    assert spec["probe_type"] == "prototype" and len(spec["prototypes"][0]) == 2
+    app_scores = dict(Detection.objects.filter(run_id=run_id).values_list("window_id", "score"))
+    assert len(app_scores) == ingested["progress"]["windows"]
+    embeddings = window_embeddings(list(app_scores))
+    x = np.stack([embeddings[w] for w in app_scores])
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    best = (unit @ np.asarray(spec["prototypes"][0], np.float32).T).max(axis=1)
+    a, b = spec["calibration"][0]["a"], spec["calibration"][0]["b"]
+    numpy_scores = 1 / (1 + np.exp(-(a * best + b)))
+    np.testing.assert_allclose(numpy_scores, np.array(list(app_scores.values())), atol=1e-5)
+    hoplite = client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=hoplite")
+    assert hoplite.status_code == 400 and "linear" in hoplite.json()["error"]
+
+    # A threshold chosen on the PR curve, then review queues over the unlabeled windows.
+    response = client.post(
+        f"{base}/classifiers/{classifier_id}/threshold/", {"label": label_id, "min_precision": 0.5}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert 0.0 <= response.json()["threshold"] <= 1.0
+    labeled_ids = set(Annotation.objects.values_list("window_id", flat=True))
+    queue = client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind=top&size=5").json()
+    assert len(queue) == 5 and not {item["window_id"] for item in queue} & labeled_ids
+    assert [item["score"] for item in queue] == sorted((item["score"] for item in queue), reverse=True)
+    unlabeled_songs = {
+        windows_of(client, base, ingested["files"][r.path.name]["id"])[r.song_window]["id"] for r in unlabeled
+    }
+    assert unlabeled_songs <= {item["window_id"] for item in queue[:3]}
+    for kind in ("margin", "bins", "diverse"):
+        response = client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind={kind}&size=4")
+        assert response.status_code == 200 and 1 <= len(response.json()) <= 4, (kind, response.content)
+
+    # Detections per site and day, from the recorders' file names.
+    summary = client.get(f"{base}/runs/{run_id}/summary/").json()
+    assert {row["site"] for row in summary} == {"N1"}
+    assert sum(row["detections"] for row in summary) == len(app_scores)
+    assert {row["day"] for row in summary} >= {"2026-05-10", "2026-05-17"}
+
+    # Raven tables of a run at 0.5, read back as labels of a new label: the same windows.
+    run_id = client.post(
+        f"{base}/classifiers/{classifier_id}/runs/", {"deployment": deployment_id, "threshold": 0.5}, format="json"
+    ).json()["id"]
+    assert finished(client, f"{base}/runs/{run_id}/", "inference")["status"] == "done"
+    detected = set(Detection.objects.filter(run_id=run_id).values_list("window_id", flat=True))
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"{base}/runs/{run_id}/raven.zip").content))
+    new_label = client.post(f"{base}/labels/", {"name": "bird (imported)"}, format="json").json()
+    for name in archive.namelist():
+        recording = name.split(".Table.")[0]
+        filename = next(f for f in ingested["files"] if f.rsplit(".", 1)[0] == recording)
+        response = client.post(
+            f"{base}/deployments/{deployment_id}/label-import/",
+            {"file": io.BytesIO(archive.read(name)), "label": new_label["name"], "recording": filename},
+            format="multipart",
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["unmatched_files"] == [], response.json()
+    imported = set(Annotation.objects.filter(label_id=new_label["id"]).values_list("window_id", flat=True))
+    assert imported == detected and detected

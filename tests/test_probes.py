@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations.probes import fit_linear_probe, grouped_eval_mask, held_out_quality, linear_scores
+from annotations.probes import (
+    C_GRID,
+    choose_regularization,
+    fit_linear_probe,
+    fit_prototype_probe,
+    grouped_eval_mask,
+    held_out_quality,
+    linear_scores,
+    nearest_examples,
+    precision_recall,
+    prototype_scores,
+    unit_rows,
+)
 
 
 def separable(rng, n=200, dim=16):
@@ -47,3 +59,58 @@ def test_quality_is_none_without_both_classes_held_out():
     assert held_out_quality(np.array([True, True]), np.array([0.9, 0.8])).roc_auc is None
     quality = held_out_quality(np.array([True, False, False]), np.array([0.9, 0.2, 0.4]))
     assert quality.roc_auc == 1.0 and quality.average_precision == 1.0
+
+
+def clusters(rng, n=120, dim=32):
+    """Positives around two directions (two call types), negatives around a third."""
+    centres = unit_rows(rng.standard_normal((3, dim)))
+    which = rng.integers(0, 3, n)
+    x = (centres[which] * 5 + rng.standard_normal((n, dim))).astype(np.float32)
+    return x, which < 2
+
+
+def test_prototype_probe_finds_both_call_types():
+    rng = np.random.default_rng(2)
+    x, y = clusters(rng)
+    head = fit_prototype_probe(x, y, k=2)
+    assert head.prototypes.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(head.prototypes, axis=1), 1, atol=1e-5)
+    scores = prototype_scores(x, head)
+    assert held_out_quality(y, scores).roc_auc > 0.99
+    assert head.a > 0  # more similar means more likely
+
+
+def test_prototype_examples_are_the_nearest_windows():
+    prototypes = unit_rows(np.eye(2, 3, dtype=np.float32))
+    x = np.array([[1, 0.1, 0], [0.1, 1, 0], [1, 0, 0.2]], np.float32)
+    assert [list(map(int, i)) for i in nearest_examples(x, prototypes, 2)] == [[0, 2], [1, 0]]
+
+
+def test_regularization_is_chosen_by_grouped_cross_validation():
+    rng = np.random.default_rng(4)
+    x, y = separable(rng, n=300)
+    groups = np.repeat(np.arange(30), 10)
+    assert choose_regularization(x, y, groups) in C_GRID
+    assert choose_regularization(x[:20], y[:20], np.zeros(20)) == 1.0  # one recording: nothing to split
+
+
+def test_weak_negatives_count_less():
+    rng = np.random.default_rng(5)
+    x, y = separable(rng)
+    weights = np.where(y, 1.0, 0.01)
+    light = fit_linear_probe(x, y, 1.0, weights)
+    full = fit_linear_probe(x, y, 1.0)
+    light_scores = linear_scores(x, light.weights[:, None], np.array([light.bias]))[:, 0]
+    full_scores = linear_scores(x, full.weights[:, None], np.array([full.bias]))[:, 0]
+    assert light_scores[~y].mean() > full_scores[~y].mean()
+
+
+def test_threshold_for_a_precision_on_the_pr_curve():
+    targets = np.array([0, 0, 1, 0, 1, 1, 1], bool)
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 0.9], np.float32)
+    curve = precision_recall(targets, scores)
+    threshold = curve.threshold_for_precision(1.0)
+    assert threshold == pytest.approx(0.6)
+    assert curve.at(threshold) == (1.0, 0.75)
+    assert curve.threshold_for_precision(0.5) == pytest.approx(0.1)  # the lowest threshold reaching it
+    assert precision_recall(np.zeros(3, bool), scores[:3]) is None

@@ -7,18 +7,15 @@ from django.db import transaction
 
 from annotations.embedding_store import copy_rows, iter_deployment_embeddings
 from annotations.models import Detection, InferenceRun, TaskStatus, Window
-from annotations.probes import linear_scores
-from annotations.training import classifier_arrays
+from annotations.scoring import Scorer
 
 
 def run_inference(run: InferenceRun, chunk_size: int = 4096) -> int:
     """Score the deployment's windows in chunks; store detections at or above the
     threshold. Re-running a run replaces its detections. Returns the detection count."""
     classifier = run.classifier
-    weights, bias = classifier_arrays(classifier)
-    label_ids = np.asarray(
-        list(classifier.outputs.order_by("index").values_list("label_id", flat=True)), dtype=np.int64
-    )
+    scorer = Scorer(classifier)
+    label_ids = scorer.label_ids
     model = classifier.embedding_model
     total = Window.objects.filter(recording__deployment=run.deployment, model=model).count()
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.RUNNING, windows_total=total, windows_scored=0)
@@ -26,7 +23,7 @@ def run_inference(run: InferenceRun, chunk_size: int = 4096) -> int:
     scored = 0
     detections = 0
     for window_ids, embeddings in iter_deployment_embeddings(run.deployment_id, model, chunk_size):
-        scores = linear_scores(embeddings, weights, bias)  # [n, L]
+        scores = scorer.scores(embeddings)  # [n, L]
         rows, columns = np.nonzero(scores >= run.threshold)
         with transaction.atomic():
             detections += copy_rows(

@@ -12,6 +12,7 @@ from annotations.models import (
     LabelChange,
     LabelValue,
     Membership,
+    ProbeType,
     Project,
     Recording,
     Role,
@@ -131,7 +132,41 @@ class TrainRequestSerializer(serializers.Serializer):
     labels = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=100
     )
-    regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, default=1.0)
+    probe_type = serializers.ChoiceField(choices=ProbeType.choices, default=ProbeType.LINEAR)
+    # Leave out to choose it by cross-validation grouped by recording.
+    regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, required=False, allow_null=True)
+    prototypes_per_label = serializers.IntegerField(min_value=1, max_value=64, default=4)
+    weak_negatives = serializers.IntegerField(min_value=0, max_value=100_000, default=0)
+
+
+class ThresholdRequestSerializer(serializers.Serializer):
+    label = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    min_precision = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+
+    def validate(self, data):
+        if ("threshold" in data) == ("min_precision" in data):
+            raise serializers.ValidationError("give exactly one of threshold or min_precision")
+        return data
+
+
+class QueueItemSerializer(serializers.Serializer):
+    window_id = serializers.IntegerField()
+    score = serializers.FloatField()
+
+
+class SiteDaySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    site = serializers.CharField()
+    day = serializers.DateField(allow_null=True)
+    detections = serializers.IntegerField()
+
+
+class ImportSummarySerializer(serializers.Serializer):
+    selections = serializers.IntegerField()
+    windows_labeled = serializers.IntegerField()
+    unmatched_files = serializers.ListField(child=serializers.CharField())
+    unmatched_selections = serializers.IntegerField()
 
 
 class ClassifierOutputSerializer(serializers.ModelSerializer):
@@ -149,6 +184,8 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "eval_negatives",
             "roc_auc",
             "average_precision",
+            "regularization_c",
+            "threshold",
         ]
 
 

@@ -18,7 +18,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotations import deployments, detections, exports, labeling, membership, search, training
+from annotations import (
+    deployments,
+    detections,
+    exports,
+    label_import,
+    labeling,
+    membership,
+    review_queues,
+    scoring,
+    search,
+    training,
+)
 from annotations.access import Action, project_for, visible_projects
 from annotations.api import serializers as s
 from annotations.errors import InputError
@@ -379,7 +390,15 @@ class ClassifierListView(ProjectView):
     @extend_schema(request=s.TrainRequestSerializer, responses={202: s.ClassifierSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.TrainRequestSerializer, request.data)
-        classifier = training.request_training(self.project, request.user, data["labels"], data["regularization_c"])
+        classifier = training.request_training(
+            self.project,
+            request.user,
+            data["labels"],
+            probe_type=data["probe_type"],
+            regularization_c=data.get("regularization_c"),
+            prototypes_per_label=data["prototypes_per_label"],
+            weak_negatives=data["weak_negatives"],
+        )
         return Response(_classifier_data(classifier), status=status.HTTP_202_ACCEPTED)
 
 
@@ -405,13 +424,42 @@ class ClassifierExportView(ProjectView):
         export_format = request.query_params.get("export_format", "perch-agile")
         if export_format not in self.FORMATS:
             raise InputError(f"export_format must be one of {', '.join(self.FORMATS)}")
-        if classifier.weights is None:
-            raise InputError(f"classifier v{classifier.version} is not trained ({classifier.status})")
         body = json.dumps(self.FORMATS[export_format](classifier), indent=1)
         response = HttpResponse(body, content_type="application/json")
         name = f"{self.project.name}-classifier-v{classifier.version}-{export_format}.json"
         response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
         return response
+
+
+class ClassifierThresholdView(ProjectView):
+    """Choose a label's threshold, directly or as the lowest reaching a precision on the held-out PR curve."""
+
+    @extend_schema(request=s.ThresholdRequestSerializer, responses={200: s.ClassifierOutputSerializer, **ERRORS})
+    def post(self, request, project_id, classifier_id):
+        classifier = _classifier(self.project, classifier_id)
+        data = _valid(s.ThresholdRequestSerializer, request.data)
+        output = get_object_or_404(classifier.outputs.select_related("label"), label_id=data["label"])
+        scoring.choose_threshold(output, data.get("threshold"), data.get("min_precision"))
+        return Response(s.ClassifierOutputSerializer(output).data)
+
+
+class ReviewQueueView(ProjectView):
+    """Unlabeled windows to review next: top, margin, bins or diverse (see annotations.review_queues)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("label", int, required=True),
+            OpenApiParameter("kind", str, enum=list(review_queues.KINDS)),
+            OpenApiParameter("size", int),
+        ],
+        responses={200: s.QueueItemSerializer(many=True), **ERRORS},
+    )
+    def get(self, request, project_id, classifier_id):
+        classifier = _classifier(self.project, classifier_id)
+        label = _int(request.query_params.get("label"), "label")
+        size = min(max(_int(request.query_params.get("size", 50), "size"), 1), 500)
+        queue = review_queues.review_queue(classifier, label, request.query_params.get("kind", "top"), size)
+        return Response([{"window_id": w, "score": score} for w, score in queue])
 
 
 class InferenceRunListView(ProjectView):
@@ -447,6 +495,59 @@ class DetectionListView(ProjectView):
         limit = min(max(_int(request.query_params.get("limit", 100), "limit"), 1), 1000)
         rows = run.detections.select_related("window__recording", "label").defer("window__embedding")[:limit]
         return Response({"count": run.detections.count(), "detections": s.DetectionSerializer(rows, many=True).data})
+
+
+class RunSummaryView(ProjectView):
+    @extend_schema(responses={200: s.SiteDaySerializer(many=True), **ERRORS})
+    def get(self, request, project_id, run_id):
+        return Response(
+            s.SiteDaySerializer(detections.detections_per_site_and_day(_run(self.project, run_id)), many=True).data
+        )
+
+
+class RavenExportView(ProjectView):
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
+    def get(self, request, project_id, run_id):
+        run = _run(self.project, run_id)
+        response = HttpResponse(exports.raven_tables_zip(run), content_type="application/zip")
+        name = f"raven-run-{run.pk}-{run.deployment.name}.zip"
+        response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
+        return response
+
+
+class LabelImportView(ProjectView):
+    """Label windows from a Raven selection table, an Audacity label track or a CSV."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "LabelImport",
+                {
+                    "file": drf_serializers.FileField(),
+                    "label": drf_serializers.CharField(required=False),
+                    "recording": drf_serializers.CharField(required=False),
+                },
+            )
+        },
+        responses={200: s.ImportSummarySerializer, **ERRORS},
+    )
+    def post(self, request, project_id, deployment_id):
+        deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InputError("send the table as the multipart field 'file'")
+        if upload.size > 50 * 1024 * 1024:
+            raise InputError("a label table must be under 50 MB")
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError("the table is not UTF-8 text") from None
+        summary = label_import.import_labels(
+            deployment, request.user, text, request.data.get("label", ""), request.data.get("recording", "")
+        )
+        return Response(s.ImportSummarySerializer(summary).data)
 
 
 class DetectionCsvView(ProjectView):

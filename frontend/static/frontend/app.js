@@ -59,6 +59,15 @@ document.addEventListener("submit", async (event) => {
   } else if (form.dataset.clipForm) {
     event.preventDefault();
     searchWithClip(form);
+  } else if (form.dataset.importForm) {
+    event.preventDefault();
+    try {
+      const result = await api(form.dataset.importForm, { method: "POST", body: new FormData(form) });
+      const unmatched = result.unmatched_files.length ? ` Files not in this deployment: ${result.unmatched_files.join(", ")}.` : "";
+      flash(`${result.selections} selections labeled ${result.windows_labeled} windows.${unmatched}`);
+    } catch (error) {
+      flash(error.message, "error");
+    }
   }
 });
 

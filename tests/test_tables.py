@@ -1,0 +1,91 @@
+"""Raven selection tables, other tools' label tables, recorder file names, review queues."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from annotations.label_import import overlaps_enough
+from annotations.raven import Selection, read_label_table, write_selection_table
+from annotations.recording_time import start_time_from_filename
+from annotations.review_queues import pick, pick_diverse
+
+
+def test_a_raven_table_written_and_read_back_gives_the_same_detections():
+    detections = [
+        Selection(0.0, 3.0, "Hermit Thrush", score=0.912345),
+        Selection(3.0, 6.0, "Hermit Thrush", score=0.5),
+        Selection(42.0, 45.0, "Owl, barred", score=0.999999),
+    ]
+    table = write_selection_table(detections, nyquist_hz=24_000)
+    header = table.splitlines()[0].split("\t")
+    assert header[:7] == [
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+    ]
+    assert table.splitlines()[1].split("\t")[6] == "24000.0"
+    assert read_label_table(table) == detections
+
+
+def test_raven_waveform_rows_are_not_counted_twice():
+    table = (
+        "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\n"
+        "1\tSpectrogram 1\t1\t1.5\t2.5\t0\t8000\twren\n"
+        "1\tWaveform 1\t1\t1.5\t2.5\t0\t8000\twren\n"
+    )
+    assert read_label_table(table) == [Selection(1.5, 2.5, "wren")]
+
+
+def test_audacity_and_csv_label_tables():
+    assert read_label_table("1.0\t4.0\tcall\n5.5\t6.0\t\n", default_label="song") == [
+        Selection(1.0, 4.0, "call"),
+        Selection(5.5, 6.0, "song"),
+    ]
+    csv_text = "IN FILE,Start (s),End (s),MANUAL ID,value\nC:\\data\\a.wav,0,3,frog,negative\n"
+    assert read_label_table(csv_text) == [Selection(0.0, 3.0, "frog", file="a.wav", value="negative")]
+    with pytest.raises(ValueError, match="begin and end"):
+        read_label_table("file,label\na.wav,frog\n")
+    with pytest.raises(ValueError, match="no label column"):
+        read_label_table("Begin Time (s),End Time (s)\n0,1\n")
+
+
+def test_a_selection_labels_the_windows_it_mostly_covers():
+    assert overlaps_enough(1.0, 2.0, 0.0, 3.0)  # a short call inside a window
+    assert overlaps_enough(2.0, 5.0, 3.0, 6.0)  # two thirds of the window
+    assert not overlaps_enough(2.5, 5.5, 0.0, 3.0)  # a sliver of the previous window
+    assert not overlaps_enough(3.0, 6.0, 0.0, 3.0)  # touching is not overlapping
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("20240521_053000.WAV", dt.datetime(2024, 5, 21, 5, 30, tzinfo=dt.UTC)),
+        ("SM4XYZ_20240521_053000.wav", dt.datetime(2024, 5, 21, 5, 30, tzinfo=dt.UTC)),
+        (
+            "20240521T053000+1000_site-a_3.flac",
+            dt.datetime(2024, 5, 21, 5, 30, tzinfo=dt.timezone(dt.timedelta(hours=10))),
+        ),
+        ("site1_20260511_050001.wav", dt.datetime(2026, 5, 11, 5, 0, 1, tzinfo=dt.UTC)),
+        ("notes.wav", None),
+        ("20241399_999999.wav", None),
+    ],
+)
+def test_start_times_from_recorder_file_names(name, expected):
+    assert start_time_from_filename(name) == expected
+
+
+def test_review_queues_pick_what_they_promise():
+    scores = np.array([0.05, 0.95, 0.45, 0.55, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65], np.float32)
+    assert list(pick("top", scores, 3, 0.5)) == [1, 5, 7]
+    assert list(pick("margin", scores, 2, 0.5)) == [2, 3]
+    binned = pick("bins", scores, 10, 0.5)
+    assert len(set(np.minimum((scores[binned] * 10).astype(int), 9))) == 10  # one from every tenth
+    embeddings = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
+    assert list(pick_diverse(np.array([0.9, 0.8, 0.7]), embeddings, 2)) == [0, 2]  # 1 is a near-duplicate of 0
