@@ -7,7 +7,12 @@ import pytest
 from django.db import connection, transaction
 
 from annotations.deployments import create_deployment, create_project
-from annotations.embedding_store import raw_connection, register_embedding_model, replace_windows
+from annotations.embedding_store import (
+    ensure_search_index,
+    raw_connection,
+    register_embedding_model,
+    replace_windows,
+)
 from annotations.models import Recording, RecordingStatus
 from annotations.search import nearest_sql, nearest_windows
 
@@ -37,9 +42,6 @@ def project_with_vectors(make_user):
     project = create_project(make_user("searcher"), "Search")
     deployment = create_deployment(project, "D")
     model = register_embedding_model("test-model", "1", 16, 1.0, 1.0, 16_000)
-    # Registered before any window is written: CREATE INDEX cannot run in a transaction
-    # with pending deferred foreign-key checks.
-    register_embedding_model("other-model", "1", 8, 3.0, 3.0, 48_000)
     # Low intrinsic dimension, like real embeddings: HNSW's recall is meaningful here.
     vectors = (rng.standard_normal((400, 4)) @ rng.standard_normal((4, 16))).astype(np.float32)
     ids = store_windows(deployment, model, vectors)
@@ -73,6 +75,7 @@ def test_the_models_hnsw_index_matches_the_search(project_with_vectors):
     """The index's expression and partial predicate fit the query, so the planner can
     serve the ORDER BY from it (here it must: sorting and seq scans are switched off)."""
     project, model, vectors, _ = project_with_vectors
+    assert ensure_search_index(model) and not ensure_search_index(model)  # built once
     with transaction.atomic(), raw_connection().cursor() as cursor:
         cursor.execute("ANALYZE annotations_window")
         cursor.execute("SET LOCAL enable_seqscan = off")
@@ -92,9 +95,12 @@ def test_embeddings_of_different_models_never_mix(project_with_vectors, make_use
     hits = nearest_windows(project, model, vectors[1], k=500)
     assert len(hits) == len(ids)
     assert not {h.window_id for h in hits} & set(other_ids)
+    ensure_search_index(model)
+    ensure_search_index(other_model)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'window_embedding_hnsw_model_%%'")
         assert cursor.fetchone()[0] == 2
+    assert len(nearest_windows(project, model, vectors[1], k=500)) == len(ids)  # the same through the index
 
 
 def test_searches_stay_inside_the_project(project_with_vectors, make_user):

@@ -18,7 +18,7 @@ import numpy as np
 from django.db import connection
 from django.utils import timezone
 
-from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from workers.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
 from workers.embedding_models import LoadedModel
@@ -125,6 +125,9 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
         return RecordingStatus.FAILED
     replace_windows(recording.pk, embedding_model, embedded.starts_s, embedded.ends_s, embedded.embeddings)
     _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
+    if not Recording.objects.filter(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]).exists():
+        # The bulk load is over: now index it for search (see ensure_search_index).
+        ensure_search_index(embedding_model)
     return RecordingStatus.DONE
 
 

@@ -1,0 +1,104 @@
+"""Benchmark: scoring a deployment from PostgreSQL against a bare numpy product.
+
+    .venv/bin/python -m bench.inference [--windows 100000] [--dim 1024]
+
+Runs in a database of its own (``perch_agile_bench``, dropped afterwards) on the
+configured or embedded PostgreSQL. The embeddings are synthetic (random vectors), which
+is fine for throughput: scoring cost does not depend on what the vectors hold. Prints
+windows/s of ``workers.inference.run_inference`` (stream from the database, score, store
+detections) and of the reference, ``sigmoid(X @ W + b)`` on the same embeddings already
+in memory, and their ratio; and binary COPY rows/s of writing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+BENCH_DATABASE = "perch_agile_bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--recordings", type=int, default=100)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perch_agile.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")
+    import django
+    from django.conf import settings
+
+    settings.DATABASES["default"]["TEST"] = {"NAME": BENCH_DATABASE}
+    django.setup()
+    from django.db import connection
+
+    original_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)  # migrated, empty
+    try:
+        run(args)
+    finally:
+        connection.creation.destroy_test_db(original_name, verbosity=0)
+
+
+def run(args) -> None:
+    from django.contrib.auth import get_user_model
+
+    from annotations.deployments import create_deployment, create_project
+    from annotations.embedding_store import register_embedding_model, replace_windows
+    from annotations.models import Classifier, ClassifierLabel, InferenceRun, Recording, TaskStatus
+    from annotations.probes import linear_scores
+    from workers.inference import run_inference
+
+    rng = np.random.default_rng(0)
+    user = get_user_model().objects.create_user("bench")
+    project = create_project(user, "bench", labels=["a", "b"])
+    deployment = create_deployment(project, "bench")
+    model = register_embedding_model("bench-synthetic", "1", args.dim, 5.0, 5.0, 32_000)
+    embeddings = rng.standard_normal((args.windows, args.dim), dtype=np.float32)
+    per_recording = -(-args.windows // args.recordings)
+
+    started = time.perf_counter()
+    for first in range(0, args.windows, per_recording):
+        chunk = embeddings[first : first + per_recording]
+        recording = Recording.objects.create(deployment=deployment, path=f"/bench/{first}.wav", filename=f"{first}.wav")
+        starts = np.arange(len(chunk), dtype=np.float64) * 5
+        replace_windows(recording.pk, model, starts, starts + 5, chunk)
+    copy_s = time.perf_counter() - started
+
+    weights = (rng.standard_normal((args.dim, 2)) * 0.05).astype(np.float32)
+    bias = np.array([-3.0, -3.0], np.float32)
+    classifier = Classifier.objects.create(
+        project=project,
+        version=1,
+        embedding_model=model,
+        status=TaskStatus.DONE,
+        weights=weights.tobytes(),
+        bias=bias.tobytes(),
+    )
+    for index, label in enumerate(project.labels.order_by("name")):
+        ClassifierLabel.objects.create(classifier=classifier, label=label, index=index)
+
+    started = time.perf_counter()
+    reference = linear_scores(embeddings, weights, bias)
+    numpy_s = time.perf_counter() - started
+    run = InferenceRun.objects.create(classifier=classifier, deployment=deployment, threshold=0.5)
+    started = time.perf_counter()
+    detections = run_inference(run)
+    app_s = time.perf_counter() - started
+    assert detections == int((reference >= 0.5).sum()), "the app and numpy disagree on the detections"
+
+    print(f"windows: {args.windows} x {args.dim}-d (synthetic), {args.recordings} recordings, 2 labels")
+    print(f"COPY write:          {args.windows / copy_s:12,.0f} rows/s")
+    print(f"numpy reference:     {args.windows / numpy_s:12,.0f} windows/s (embeddings in memory)")
+    print(f"run_inference:       {args.windows / app_s:12,.0f} windows/s (stream from PostgreSQL, score, store)")
+    print(f"ratio app/reference: {numpy_s / app_s:12.4f}")
+    print(f"detections stored:   {detections:12,d}")
+
+
+if __name__ == "__main__":
+    main()
