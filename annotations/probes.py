@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
@@ -81,7 +82,7 @@ class PrecisionRecall:
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    return expit(logits)  # 1 / (1 + exp(-logits)), without overflow warnings
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -133,21 +134,24 @@ def choose_regularization(embeddings: np.ndarray, targets: np.ndarray, groups: n
     if n_splits < 2 or min(targets.sum(), (~targets).sum()) < n_splits:
         return 1.0
     x = embeddings.astype(np.float32)
-    best_c, best_ap = 1.0, -1.0
-    for c in C_GRID:
-        scores, truths = [], []
-        for train, test in GroupKFold(n_splits=n_splits).split(x, targets, groups):
-            if targets[train].all() or not targets[train].any():
-                continue
-            weights, bias = _fit_standardised(x[train], targets[train], c, None)
-            scores.append(x[test] @ weights + bias)
-            truths.append(targets[test])
-        if not scores or not np.concatenate(truths).any():
+    scores = {c: [] for c in C_GRID}
+    truths = []
+    for train, test in GroupKFold(n_splits=n_splits).split(x, targets, groups):
+        if targets[train].all() or not targets[train].any():
             continue
-        ap = average_precision_score(np.concatenate(truths), np.concatenate(scores))
-        if ap > best_ap + 1e-9:
-            best_c, best_ap = c, ap
-    return best_c
+        mean, scale = x[train].mean(axis=0), x[train].std(axis=0)
+        scale[scale == 0] = 1.0
+        # One estimator along the C path, warm-started from the previous, stronger penalty.
+        regression = LogisticRegression(class_weight="balanced", max_iter=1000, tol=1e-3, warm_start=True)
+        for c in sorted(C_GRID):
+            regression.set_params(C=c).fit((x[train] - mean) / scale, targets[train])
+            scores[c].append(regression.decision_function((x[test] - mean) / scale))
+        truths.append(targets[test])
+    if not truths or not np.concatenate(truths).any():
+        return 1.0
+    truth = np.concatenate(truths)
+    precision_by_c = {c: average_precision_score(truth, np.concatenate(scores[c])) for c in C_GRID}
+    return max(C_GRID, key=lambda c: (precision_by_c[c], -c))
 
 
 def fit_linear_probe(

@@ -9,7 +9,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Max
 
-from annotations.embedding_store import raw_connection, window_embeddings
+from annotations.embedding_store import copy_rows, raw_connection, window_embeddings
 from annotations.errors import InputError
 from annotations.models import (
     Annotation,
@@ -229,21 +229,24 @@ def train(classifier: Classifier) -> None:
 
 
 def _store_snapshot(classifier: Classifier, data: TrainingSet, outputs, held_out: np.ndarray) -> None:
+    """Write the labels snapshot with COPY (the ORM's bulk_create took seconds for 10,000 rows)."""
     ClassifierExample.objects.filter(classifier=classifier).delete()
-    ClassifierExample.objects.bulk_create(
+    copy_rows(
+        ClassifierExample._meta.db_table,
+        ["classifier_id", "window_id", "label_id", "is_positive", "held_out", "weak"],
+        ["bigint", "bigint", "bigint", "boolean", "boolean", "boolean"],
         (
-            ClassifierExample(
-                classifier=classifier,
-                window_id=int(data.window_ids[row]),
-                label_id=output.label_id,
-                is_positive=bool(data.targets[row, output.index] == 1),
-                held_out=bool(held_out[row]),
-                weak=bool(data.weak[row]),
+            (
+                classifier.pk,
+                int(data.window_ids[row]),
+                output.label_id,
+                bool(data.targets[row, output.index] == 1),
+                bool(held_out[row]),
+                bool(data.weak[row]),
             )
             for output in outputs
             for row in np.nonzero(data.targets[:, output.index] >= 0)[0]
         ),
-        batch_size=5000,
     )
 
 

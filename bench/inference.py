@@ -13,12 +13,11 @@ in memory, and their ratio; and binary COPY rows/s of writing them.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
 
-BENCH_DATABASE = "perch_agile_bench"
+from bench.database import bench_database
 
 
 def main() -> None:
@@ -28,21 +27,8 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=100)
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perch_agile.settings")
-    os.environ.setdefault("DJANGO_DEBUG", "1")
-    import django
-    from django.conf import settings
-
-    settings.DATABASES["default"]["TEST"] = {"NAME": BENCH_DATABASE}
-    django.setup()
-    from django.db import connection
-
-    original_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)  # migrated, empty
-    try:
+    with bench_database():
         run(args)
-    finally:
-        connection.creation.destroy_test_db(original_name, verbosity=0)
 
 
 def run(args) -> None:
