@@ -121,6 +121,7 @@ class Recording(models.Model):
     # Read from the recorder's file name where it carries one (annotations.recording_time).
     started_at = models.DateTimeField(null=True, blank=True)
     windows_done = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)  # embedding runs started, to spot retries
     windows_expected = models.PositiveIntegerField(null=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)

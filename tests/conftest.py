@@ -8,6 +8,7 @@ development worker never takes the tests' tasks.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,20 +60,17 @@ def worker_queue() -> str:
         connection.default_channel.queue_purge(queue)
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, worker_queue, tmp_path_factory):
-    """A real Celery worker process on the test database; yields its log path."""
-    OUTPUT_DIR.mkdir(exist_ok=True)
-    log_path = OUTPUT_DIR / "worker.log"
-    with django_db_blocker.unblock():
-        database_url = _database_url(connection.settings_dict)
+def start_worker(queue: str, log_path: Path, **extra_env: str) -> subprocess.Popen:
+    """Start ``celery worker`` on the test database and ``queue``, in a process group of
+    its own (so a test can SIGKILL the whole worker, pool included)."""
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": _database_url(connection.settings_dict),
         "REDIS_URL": settings.CELERY_BROKER_URL,
-        "PERCH_AGILE_QUEUE": worker_queue,
+        "PERCH_AGILE_QUEUE": queue,
         "PERCH_AGILE_MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "DJANGO_DEBUG": "1",
+        **extra_env,
     }
     command = [
         sys.executable,
@@ -82,21 +80,38 @@ def celery_worker_process(django_db_setup, django_db_blocker, worker_queue, tmp_
         "perch_agile",
         "worker",
         "-Q",
-        worker_queue,
+        queue,
         "--concurrency=1",
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
+        "--hostname",
+        f"{log_path.stem}@%h",
     ]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield log_path
+        return subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, worker_queue):
+    """A real Celery worker process on the test database; yields its log path."""
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    log_path = OUTPUT_DIR / "worker.log"
+    with django_db_blocker.unblock():
+        process = start_worker(worker_queue, log_path)
+    yield log_path
+    stop_worker(process)
 
 
 @pytest.fixture

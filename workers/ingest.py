@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
@@ -95,9 +96,10 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
     recording = Recording.objects.filter(pk=recording_id).first()
     if recording is None:
         return "deleted"
+    if recording.status not in (RecordingStatus.QUEUED, RecordingStatus.EMBEDDING):
+        return recording.status  # done or failed already: this message is a duplicate
     embedding_model = model_row(model)
-    if recording.status == RecordingStatus.DONE and recording.embedding_model_id == embedding_model.pk:
-        return RecordingStatus.DONE
+    Recording.objects.filter(pk=recording.pk).update(attempts=F("attempts") + 1)
     try:
         info = probe(Path(recording.path))
         framing = Framing.from_seconds(model.spec.sample_rate, model.spec.window_s, model.spec.hop_s)
@@ -151,3 +153,26 @@ def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
         embedding_model=model_row(model),
     )
     return RecordingStatus.DONE
+
+
+def requeue_stalled() -> int:
+    """Send again every recording that is queued or embedding but that no worker holds.
+
+    Run when a worker starts: a worker killed mid-file (SIGKILL, lost machine) leaves its
+    recording "embedding" and its messages unacknowledged in Redis until the visibility
+    timeout; the database knows what is unfinished, so the new worker picks it up now.
+    A duplicate message is harmless: the recording is skipped once done.
+    """
+    from workers.tasks import ingest_recording
+
+    pending = Recording.objects.filter(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING])
+    requeued = 0
+    with connection.cursor() as cursor:
+        for recording_id in pending.values_list("pk", flat=True):
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+            if not cursor.fetchone()[0]:
+                continue  # a live worker is on it
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+            ingest_recording.delay(recording_id)
+            requeued += 1
+    return requeued

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
+from django.db import connections
 
 from annotations.models import Classifier, InferenceRun, TaskStatus
 from annotations.training import train
@@ -26,6 +27,16 @@ logger = logging.getLogger(__name__)
 def _warm_up_model(**_) -> None:
     """Load the model (TensorFlow import, weights) once per worker process, at start."""
     configured_model()
+
+
+@worker_ready.connect
+def _pick_up_stalled_work(**_) -> None:
+    """Resume what a crashed worker left unfinished (see ingest.requeue_stalled)."""
+    requeued = ingest.requeue_stalled()
+    # This is the pool's parent: children forked later must not share its connection.
+    connections.close_all()
+    if requeued:
+        logger.info("requeued %d stalled recordings", requeued)
 
 
 @shared_task(acks_late=True, max_retries=3, time_limit=6 * 3600)
