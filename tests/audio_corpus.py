@@ -70,3 +70,58 @@ def make_bad_files(folder: Path, good_wav: Path) -> dict[str, Path]:
     files["header_cut"].write_bytes(data[:30])
     files["data_cut"].write_bytes(data[: len(data) // 2])
     return files
+
+
+def _pcm16_wav_header(sample_rate: int, channels: int, data_bytes: int) -> bytes:
+    """A canonical 44-byte PCM WAV header, with whatever sizes a test wants it to claim."""
+    import struct
+
+    byte_rate = sample_rate * channels * 2
+    return (
+        b"RIFF"
+        + struct.pack("<I", (36 + data_bytes) & 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, byte_rate, channels * 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes & 0xFFFFFFFF)
+    )
+
+
+def make_hostile_corpus(folder: Path, birdsong: np.ndarray, rate: int) -> dict[str, tuple[str, str | int]]:
+    """Files that break naive ingest, each with what should happen to it:
+    {file name: ("failed", words in the reason) or ("done", expected window count)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    one_second = (birdsong[:rate] * 32767).astype("<i2").tobytes()
+    expected: dict[str, tuple[str, str | int]] = {}
+
+    (folder / "empty.wav").write_bytes(b"")
+    expected["empty.wav"] = ("failed", "empty")
+    (folder / "wrong_magic.wav").write_bytes(b"RIFX" + bytes(range(256)) * 4)
+    expected["wrong_magic.wav"] = ("failed", "not a readable audio file")
+    (folder / "notes.flac").write_text("not audio at all\n" * 50)
+    expected["notes.flac"] = ("failed", "not a readable audio file")
+    (folder / "zero_rate.wav").write_bytes(_pcm16_wav_header(0, 1, len(one_second)) + one_second)
+    expected["zero_rate.wav"] = ("failed", "")
+    # A header that claims 2^31 frames over one second of data.
+    (folder / "claims_2e31_frames.wav").write_bytes(_pcm16_wav_header(rate, 1, 2**32 - 2) + one_second)
+    expected["claims_2e31_frames.wav"] = ("done", 1)
+    nan_audio = birdsong[: 6 * rate].copy()
+    nan_audio[rate : 2 * rate] = np.nan
+    soundfile.write(str(folder / "nan_samples.wav"), nan_audio, rate, subtype="FLOAT")
+    expected["nan_samples.wav"] = ("done", 2)
+    soundfile.write(str(folder / "eight_channels.wav"), np.tile(birdsong[: 9 * rate, None], (1, 8)), rate)
+    expected["eight_channels.wav"] = ("done", 3)
+    soundfile.write(str(folder / "ultrasonic_384k.wav"), soxr.resample(birdsong[: 6 * rate], rate, 384_000), 384_000)
+    expected["ultrasonic_384k.wav"] = ("done", 2)
+    # Three hours of digital silence: FLAC keeps it small; the model embeds it once.
+    silence_rate = 8_000
+    with soundfile.SoundFile(
+        str(folder / "silence_3h.flac"), "w", silence_rate, 1, subtype="PCM_16", format="FLAC"
+    ) as f:
+        block = np.zeros(silence_rate * 600, dtype=np.int16)
+        for _ in range(18):
+            f.write(block)
+    expected["silence_3h.flac"] = ("done", 3600)
+    soundfile.write(str(folder / "good.wav"), birdsong, rate)
+    expected["good.wav"] = ("done", 4)
+    return expected

@@ -53,9 +53,26 @@ class LoadedModel:
     def __init__(self, spec: ModelSpec, hoplite_model):
         self.spec = spec
         self._model = hoplite_model
+        self._silence: np.ndarray | None = None  # the embedding of an all-zero window
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Embed a batch of windows: float32 [B, window_samples] -> float32 [B, embedding_dim]."""
+        """Embed a batch of windows: float32 [B, window_samples] -> float32 [B, embedding_dim].
+
+        Digital silence (a recorder's gaps, padding, hours of nothing) is embedded once:
+        the model is deterministic, so every all-zero window has the same embedding.
+        """
+        silent = ~windows.any(axis=1)
+        if not silent.any():
+            return self._embed(windows)
+        if self._silence is None:
+            self._silence = self._embed(np.zeros((1, windows.shape[1]), np.float32))[0]
+        embeddings = np.empty((len(windows), self.spec.embedding_dim), np.float32)
+        embeddings[silent] = self._silence
+        if not silent.all():
+            embeddings[~silent] = self._embed(windows[~silent])
+        return embeddings
+
+    def _embed(self, windows: np.ndarray) -> np.ndarray:
         outputs = self._model.batch_embed(windows)
         # hoplite returns [B, frames, channels, D]; a window is exactly one frame.
         embeddings = np.asarray(outputs.embeddings, dtype=np.float32).reshape(len(windows), -1)
