@@ -81,3 +81,21 @@ def test_bad_files_get_clear_reasons(tmp_path, birdsong):
     assert "truncated" in info.warning
     assert info.duration_s == pytest.approx(len(samples) / rate / 2, abs=0.01)
     assert probe(good).warning == ""
+
+
+def test_prefetching_keeps_order_and_passes_errors_on():
+    from workers.ingest import prefetched
+
+    assert list(prefetched(iter(range(100)))) == list(range(100))
+
+    def failing():
+        yield 1
+        raise AudioError("decoding failed at 3.0 s")
+
+    produced = prefetched(failing())
+    assert next(produced) == 1
+    with pytest.raises(AudioError, match="decoding failed"):
+        next(produced)
+    abandoned = prefetched(iter(range(1000)), depth=2)
+    assert next(abandoned) == 0
+    abandoned.close()  # the producer thread stops instead of blocking forever

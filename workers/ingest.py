@@ -9,8 +9,11 @@ duplicates windows. One bad file is marked failed with its reason; the others go
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +57,8 @@ def embed_file(path: Path, model: LoadedModel, batch_size: int, on_batch=lambda 
     duration_s = info.duration_s
     starts: list[int] = []
     chunks: list[np.ndarray] = []
-    for batch_starts, batch in _batches(
-        iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size
-    ):
+    batches = _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size)
+    for batch_starts, batch in prefetched(batches):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
         on_batch(len(starts))
@@ -64,6 +66,37 @@ def embed_file(path: Path, model: LoadedModel, batch_size: int, on_batch=lambda 
     ends_s = np.minimum(starts_s + spec.window_s, duration_s)
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, spec.embedding_dim), np.float32)
     return EmbeddedAudio(starts_s, ends_s, embeddings)
+
+
+def prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """Produce ``items`` in a background thread, ``depth`` ahead: decoding and resampling
+    (which release the GIL) overlap with the model working on the previous batch."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+        except BaseException as error:  # re-raised in the consumer, where it can be handled
+            buffer.put(error)
+        buffer.put(done)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full buffer
+            with contextlib.suppress(queue.Empty):
+                buffer.get(timeout=0.1)
 
 
 def _batches(windows: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[list[int], np.ndarray]]:
