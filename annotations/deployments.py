@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 
 from annotations.errors import InputError
 from annotations.models import (
@@ -179,10 +180,15 @@ def queue_ingest(deployment: Deployment) -> int:
 
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
     Recording.objects.filter(pk__in=pending).update(status=RecordingStatus.QUEUED, error="")
+    if pending:
+        Deployment.objects.filter(pk=deployment.pk).update(ingest_started_at=timezone.now())
     for recording_id in pending:
         # Unsent recordings stay queued in the database; ingesting again sends them.
         enqueue_on_commit(ingest_recording, recording_id)
     return len(pending)
+
+
+FINISHED = [RecordingStatus.DONE, RecordingStatus.FAILED]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +202,10 @@ class DeploymentProgress:
     windows: int
     windows_in_progress: int
     windows_expected_in_progress: int
+    # Since the latest ingest was queued: windows embedded per second, and the seconds
+    # left at that pace (estimated from the bytes still to do); None until measurable.
+    windows_per_s: float | None = None
+    eta_s: float | None = None
 
     @property
     def fraction_done(self) -> float:
@@ -209,8 +219,12 @@ class DeploymentProgress:
 
 
 def deployment_progress(deployment: Deployment) -> DeploymentProgress:
+    since = deployment.ingest_started_at or timezone.now()
     counts = deployment.recordings.aggregate(
         total=Count("id"),
+        bytes_pending=Sum("size_bytes", filter=Q(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING])),
+        bytes_finished=Sum("size_bytes", filter=Q(updated_at__gte=since, status__in=FINISHED)),
+        windows_finished=Sum("windows_done", filter=Q(updated_at__gte=since, status=RecordingStatus.DONE)),
         queued=Count("id", filter=Q(status=RecordingStatus.QUEUED)),
         embedding=Count("id", filter=Q(status=RecordingStatus.EMBEDDING)),
         done=Count("id", filter=Q(status=RecordingStatus.DONE)),
@@ -219,7 +233,14 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         in_progress=Sum("windows_done", filter=Q(status=RecordingStatus.EMBEDDING)),
         expected=Sum("windows_expected", filter=Q(status=RecordingStatus.EMBEDDING)),
     )
+    elapsed = (timezone.now() - since).total_seconds()
+    windows_since = (counts["windows_finished"] or 0) + (counts["in_progress"] or 0)
+    windows_per_s = windows_since / elapsed if elapsed > 0 and windows_since else None
+    bytes_finished = counts["bytes_finished"] or 0
+    eta_s = (counts["bytes_pending"] or 0) / (bytes_finished / elapsed) if bytes_finished and elapsed > 0 else None
     return DeploymentProgress(
+        windows_per_s=windows_per_s,
+        eta_s=eta_s,
         files_total=counts["total"],
         files_queued=counts["queued"],
         files_embedding=counts["embedding"],

@@ -90,6 +90,8 @@ class Deployment(models.Model):
     # A server folder registered by an admin (read in place), or empty for uploads.
     server_folder = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the latest ingest was queued: throughput and ETA are measured from here.
+    ingest_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]

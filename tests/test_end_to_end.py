@@ -101,6 +101,8 @@ def windows_of(client, base, recording_id):
 def test_bad_files_are_reported_and_the_rest_ingest(ingested):
     files, progress = ingested["files"], ingested["progress"]
     assert progress["files_done"] == 9 and progress["files_failed"] == 1
+    assert progress["fraction_done"] == 1.0
+    assert progress["windows_per_s"] > 0 and progress["eta_s"] == 0  # measured since the ingest was queued
     folder_files = ingested["folder_files"]
     assert ingested["folder_progress"]["files_failed"] == 2
     assert folder_files["notes.wav"]["status"] == "failed"

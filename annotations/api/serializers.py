@@ -63,6 +63,8 @@ class ProgressSerializer(serializers.Serializer):
     audio_hours_done = serializers.FloatField()
     windows = serializers.IntegerField()
     fraction_done = serializers.FloatField()
+    windows_per_s = serializers.FloatField(allow_null=True)
+    eta_s = serializers.FloatField(allow_null=True)
 
 
 class RecordingSerializer(serializers.ModelSerializer):

@@ -127,6 +127,12 @@ async function searchWithClip(form) {
   }
 }
 
+function formatDuration(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 // Deployment progress: poll while anything is queued or embedding.
 async function pollProgress() {
   const rows = [...document.querySelectorAll("[data-progress-url]")];
@@ -142,6 +148,9 @@ async function pollProgress() {
     set("files", `${p.files_done} done, ${p.files_failed} failed of ${p.files_total}`);
     set("hours", p.audio_hours_done.toFixed(2));
     set("windows", p.windows);
+    const pace = p.windows_per_s ? `${p.windows_per_s.toFixed(1)} windows/s` : "";
+    const left = p.eta_s && busy ? `, about ${formatDuration(p.eta_s)} left` : "";
+    set("pace", pace + left);
   }
   if (busy) setTimeout(pollProgress, 2000);
 }
