@@ -26,3 +26,29 @@ def bench_database():
         yield
     finally:
         connection.creation.destroy_test_db(original_name, verbosity=0)
+
+
+def synthetic_deployment(embeddings, recordings: int, labels: list[str]):
+    """A project with one deployment whose windows hold ``embeddings`` [N, D], spread over
+    ``recordings`` recordings, under a model named "bench-synthetic".
+
+    Returns (user, project, deployment, model).
+    """
+    import numpy as np
+    from django.contrib.auth import get_user_model
+
+    from annotations.deployments import create_deployment, create_project
+    from annotations.embedding_store import register_embedding_model, replace_windows
+    from annotations.models import Recording
+
+    user = get_user_model().objects.create_user("bench")
+    project = create_project(user, "bench", labels=labels)
+    deployment = create_deployment(project, "bench")
+    model = register_embedding_model("bench-synthetic", "1", embeddings.shape[1], 5.0, 5.0, 32_000)
+    per_recording = -(-len(embeddings) // recordings)
+    for first in range(0, len(embeddings), per_recording):
+        chunk = embeddings[first : first + per_recording]
+        recording = Recording.objects.create(deployment=deployment, path=f"/bench/{first}.wav", filename=f"{first}.wav")
+        starts = np.arange(len(chunk), dtype=np.float64) * 5
+        replace_windows(recording.pk, model, starts, starts + 5, chunk)
+    return user, project, deployment, model

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from bench.database import bench_database
+from bench.database import bench_database, synthetic_deployment
 
 
 def main() -> None:
@@ -32,28 +32,14 @@ def main() -> None:
 
 
 def run(args) -> None:
-    from django.contrib.auth import get_user_model
-
-    from annotations.deployments import create_deployment, create_project
-    from annotations.embedding_store import register_embedding_model, replace_windows
-    from annotations.models import Classifier, ClassifierLabel, InferenceRun, Recording, TaskStatus
+    from annotations.models import Classifier, ClassifierLabel, InferenceRun, TaskStatus
     from annotations.probes import linear_scores
     from workers.inference import run_inference
 
     rng = np.random.default_rng(0)
-    user = get_user_model().objects.create_user("bench")
-    project = create_project(user, "bench", labels=["a", "b"])
-    deployment = create_deployment(project, "bench")
-    model = register_embedding_model("bench-synthetic", "1", args.dim, 5.0, 5.0, 32_000)
     embeddings = rng.standard_normal((args.windows, args.dim), dtype=np.float32)
-    per_recording = -(-args.windows // args.recordings)
-
     started = time.perf_counter()
-    for first in range(0, args.windows, per_recording):
-        chunk = embeddings[first : first + per_recording]
-        recording = Recording.objects.create(deployment=deployment, path=f"/bench/{first}.wav", filename=f"{first}.wav")
-        starts = np.arange(len(chunk), dtype=np.float64) * 5
-        replace_windows(recording.pk, model, starts, starts + 5, chunk)
+    _, project, deployment, model = synthetic_deployment(embeddings, args.recordings, ["a", "b"])
     copy_s = time.perf_counter() - started
 
     weights = (rng.standard_normal((args.dim, 2)) * 0.05).astype(np.float32)
@@ -79,7 +65,7 @@ def run(args) -> None:
     assert detections == int((reference >= 0.5).sum()), "the app and numpy disagree on the detections"
 
     print(f"windows: {args.windows} x {args.dim}-d (synthetic), {args.recordings} recordings, 2 labels")
-    print(f"COPY write:          {args.windows / copy_s:12,.0f} rows/s")
+    print(f"COPY write:          {args.windows / copy_s:12,.0f} rows/s (recordings created too)")
     print(f"numpy reference:     {args.windows / numpy_s:12,.0f} windows/s (embeddings in memory)")
     print(f"run_inference:       {args.windows / app_s:12,.0f} windows/s (stream from PostgreSQL, score, store)")
     print(f"ratio app/reference: {numpy_s / app_s:12.4f}")

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from bench.database import bench_database
+from bench.database import bench_database, synthetic_deployment
 
 
 def main() -> None:
@@ -31,29 +31,16 @@ def main() -> None:
 
 
 def run(args) -> None:
-    from django.contrib.auth import get_user_model
-
-    from annotations.deployments import create_deployment, create_project
-    from annotations.embedding_store import register_embedding_model, replace_windows
-    from annotations.models import Annotation, Classifier, ClassifierLabel, ProbeType, Recording, Window
+    from annotations.models import Annotation, Classifier, ClassifierLabel, ProbeType, Window
     from annotations.training import train
 
     rng = np.random.default_rng(0)
-    user = get_user_model().objects.create_user("bench")
-    project = create_project(user, "bench", labels=["call"])
-    label = project.labels.get()
-    deployment = create_deployment(project, "bench")
-    model = register_embedding_model("bench-synthetic", "1", args.dim, 5.0, 5.0, 32_000)
     latent = rng.standard_normal((args.labels, 16)).astype(np.float32)
     embeddings = latent @ rng.standard_normal((16, args.dim)).astype(np.float32)
     embeddings += 0.5 * rng.standard_normal(embeddings.shape, dtype=np.float32)
     targets = latent[:, 0] > 1.0  # about 16% positives
-    per_recording = -(-args.labels // args.recordings)
-    for first in range(0, args.labels, per_recording):
-        recording = Recording.objects.create(deployment=deployment, path=f"/b/{first}.wav", filename=f"{first}.wav")
-        chunk = embeddings[first : first + per_recording]
-        starts = np.arange(len(chunk), dtype=np.float64) * 5
-        replace_windows(recording.pk, model, starts, starts + 5, chunk)
+    user, project, _, model = synthetic_deployment(embeddings, args.recordings, ["call"])
+    label = project.labels.get()
     window_ids = list(Window.objects.order_by("recording_id", "start_s").values_list("pk", flat=True))
     Annotation.objects.bulk_create(
         Annotation(window_id=w, label=label, annotator=user, value="positive" if t else "negative")
