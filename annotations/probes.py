@@ -55,10 +55,6 @@ class HeldOutQuality:
     roc_auc: float | None  # None when the held-out set lacks a class
     average_precision: float | None
 
-    @property
-    def too_small(self) -> bool:
-        return min(self.positives, self.negatives) < MIN_HELD_OUT
-
 
 @dataclasses.dataclass(frozen=True)
 class PrecisionRecall:
