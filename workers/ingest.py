@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
-from workers.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
+from workers.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
 from workers.embedding_models import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,14 @@ def model_row(model: LoadedModel) -> EmbeddingModel:
     )
 
 
-def embed_file(path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None) -> EmbeddedAudio:
-    """Embed every window of an audio file; ``on_batch`` hears the running window count."""
+def embed_file(
+    path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None, info: AudioInfo | None = None
+) -> EmbeddedAudio:
+    """Embed every window of an audio file; ``on_batch`` hears the running window count.
+    ``info``: the file's header, where the caller has already probed it."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
-    info = probe(path)
-    duration_s = info.duration_s
+    duration_s = (info or probe(path)).duration_s
     starts: list[int] = []
     chunks: list[np.ndarray] = []
     batches = _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size)
@@ -149,7 +151,11 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
             embedding_model=embedding_model,
         )
         embedded = embed_file(
-            Path(recording.path), model, batch_size, on_batch=lambda done: _update(recording, windows_done=done)
+            Path(recording.path),
+            model,
+            batch_size,
+            on_batch=lambda done: _update(recording, windows_done=done),
+            info=info,
         )
     except AudioError as error:
         _update(recording, status=RecordingStatus.FAILED, error=str(error))
