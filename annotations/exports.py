@@ -131,6 +131,17 @@ DETECTION_COLUMNS = [
 ]
 
 
+def _detections(run: InferenceRun, *ordering: str) -> Iterator[Detection]:
+    """A run's detections with their windows, recordings and labels, streamed in chunks."""
+    detections = (
+        Detection.objects.filter(run=run)
+        .select_related("window__recording", "label")
+        .defer("window__embedding")
+        .order_by(*ordering)
+    )
+    return detections.iterator(chunk_size=2000)
+
+
 def detections_csv(run: InferenceRun) -> Iterator[str]:
     """CSV lines of a run's detections, best first, streamed."""
     buffer = io.StringIO()
@@ -145,13 +156,7 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
     writer.writerow(DETECTION_COLUMNS)
     yield flush()
     deployment = run.deployment
-    detections = (
-        Detection.objects.filter(run=run)
-        .select_related("window__recording", "label")
-        .defer("window__embedding")
-        .order_by("-score", "window_id")
-    )
-    for detection in detections.iterator(chunk_size=2000):
+    for detection in _detections(run, "-score", "window_id"):
         recording = detection.window.recording
         writer.writerow(
             [
@@ -174,13 +179,7 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
 def raven_tables_zip(run: InferenceRun) -> bytes:
     """A ZIP with one Raven selection table per recording that has detections."""
     by_recording: dict = defaultdict(list)
-    detections = (
-        Detection.objects.filter(run=run)
-        .select_related("window__recording", "label")
-        .defer("window__embedding")
-        .order_by("window__recording_id", "window__start_s")
-    )
-    for detection in detections.iterator(chunk_size=2000):
+    for detection in _detections(run, "window__recording_id", "window__start_s"):
         by_recording[detection.window.recording].append(
             Selection(detection.window.start_s, detection.window.end_s, detection.label.name, score=detection.score)
         )
