@@ -90,6 +90,12 @@ def _valid(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
+def _as_attachment(response: HttpResponse, name: str) -> HttpResponse:
+    """Make the browser save the response as a file of this (sanitised) name."""
+    response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
+    return response
+
+
 class ProjectDetailView(ProjectView):
     write_action = Action.MANAGE
 
@@ -427,8 +433,7 @@ class ClassifierExportView(ProjectView):
         body = json.dumps(self.FORMATS[export_format](classifier), indent=1)
         response = HttpResponse(body, content_type="application/json")
         name = f"{self.project.name}-classifier-v{classifier.version}-{export_format}.json"
-        response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
-        return response
+        return _as_attachment(response, name)
 
 
 class ClassifierThresholdView(ProjectView):
@@ -511,8 +516,7 @@ class RavenExportView(ProjectView):
         run = _run(self.project, run_id)
         response = HttpResponse(exports.raven_tables_zip(run), content_type="application/zip")
         name = f"raven-run-{run.pk}-{run.deployment.name}.zip"
-        response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
-        return response
+        return _as_attachment(response, name)
 
 
 class LabelImportView(ProjectView):
@@ -556,5 +560,4 @@ class DetectionCsvView(ProjectView):
         run = _run(self.project, run_id)
         response = StreamingHttpResponse(exports.detections_csv(run), content_type="text/csv")
         name = f"detections-run-{run.pk}-{run.deployment.name}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{deployments.safe_filename(name)}"'
-        return response
+        return _as_attachment(response, name)
