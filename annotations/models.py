@@ -8,6 +8,7 @@ dimensions share one table; each model gets its own partial HNSW index over
 """
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from pgvector.django import VectorField
 
@@ -67,6 +68,8 @@ class EmbeddingModel(models.Model):
     window_s = models.FloatField()
     hop_s = models.FloatField()
     sample_rate = models.PositiveIntegerField()
+    # The model's own output classes (e.g. species codes), indexed by Window.top_classes.
+    class_names = ArrayField(models.CharField(max_length=200), default=list, blank=True)
 
     class Meta:
         constraints = [
@@ -87,6 +90,13 @@ class Deployment(models.Model):
     site = models.CharField(max_length=200, blank=True)
     latitude = models.FloatField(null=True, blank=True)
     longitude = models.FloatField(null=True, blank=True)
+    recorder = models.CharField(max_length=200, blank=True)  # e.g. "AudioMoth 1.2 #24F3190"
+    # IANA name of the site's time zone: local dates and times of day are read in it.
+    timezone = models.CharField(max_length=64, default="UTC")
+    deployed_on = models.DateField(null=True, blank=True)
+    retrieved_on = models.DateField(null=True, blank=True)
+    # Which channel of multichannel files is embedded (0-based); null embeds the mix of all.
+    channel = models.PositiveSmallIntegerField(null=True, blank=True)
     # A server folder registered by an admin (read in place), or empty for uploads.
     server_folder = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,6 +117,13 @@ class RecordingStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class StartTimeSource(models.TextChoices):
+    UNKNOWN = "", "Unknown"
+    FILENAME = "filename", "File name"
+    WAV_COMMENT = "wav_comment", "WAV comment (AudioMoth)"
+    EDITED = "edited", "Edited by a person"
+
+
 class Recording(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="recordings")
     # Absolute path of the audio file on the server (uploads live under MEDIA_ROOT).
@@ -122,6 +139,7 @@ class Recording(models.Model):
     channels = models.PositiveSmallIntegerField(null=True)
     # Read from the recorder's file name where it carries one (annotations.recording_time).
     started_at = models.DateTimeField(null=True, blank=True)
+    started_at_source = models.CharField(max_length=16, choices=StartTimeSource.choices, blank=True)
     windows_done = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)  # embedding runs started, to spot retries
     windows_expected = models.PositiveIntegerField(null=True)
@@ -144,6 +162,10 @@ class Window(models.Model):
     start_s = models.FloatField()
     end_s = models.FloatField()
     embedding = VectorField()
+    # The model's own highest-scoring classes for this window, best first: indices into
+    # model.class_names and their logits. Null for models without a classifier head.
+    top_classes = ArrayField(models.IntegerField(), null=True)
+    top_logits = ArrayField(models.FloatField(), null=True)
 
     class Meta:
         ordering = ["recording_id", "start_s"]
@@ -206,6 +228,11 @@ class ClipQuery(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     path = models.CharField(max_length=1000)
     filename = models.CharField(max_length=300)
+    # A region dragged on a recording's spectrogram is a clip of that recording...
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    # ...and both kinds may be trimmed to [start_s, end_s) seconds of their audio.
+    start_s = models.FloatField(null=True, blank=True)
+    end_s = models.FloatField(null=True, blank=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
     status = models.CharField(max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.QUEUED)
     error = models.TextField(blank=True)
@@ -351,3 +378,67 @@ class Detection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label_id} {self.score:.3f} on window {self.window_id}"
+
+
+class Combine(models.TextChoices):
+    MEAN = "mean", "Mean embedding"
+    BEST = "best", "Best match"
+
+
+class LabeledFilter(models.TextChoices):
+    ANY = "any", "Labeled or not"
+    UNLABELED = "unlabeled", "Not labeled for the label"
+    LABELED = "labeled", "Labeled for the label"
+
+
+class SearchRecord(models.Model):
+    """One query by example as an annotator ran it: the history they can return to."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="search_records")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    positive_windows = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    negative_windows = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    positive_clips = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    combine = models.CharField(max_length=8, choices=Combine.choices, default=Combine.MEAN)
+    # Filters; empty or null means no filter.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    site = models.CharField(max_length=200, blank=True)
+    date_from = models.DateField(null=True, blank=True)
+    date_to = models.DateField(null=True, blank=True)
+    hour_from = models.PositiveSmallIntegerField(null=True, blank=True)  # local time of day, [from, to)
+    hour_to = models.PositiveSmallIntegerField(null=True, blank=True)
+    predicted_class = models.CharField(max_length=200, blank=True)  # among the model's top predictions
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    labeled = models.CharField(max_length=16, choices=LabeledFilter.choices, default=LabeledFilter.ANY)
+    result_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"search {self.pk} by {self.user_id}"
+
+
+class UploadSession(models.Model):
+    """A resumable browser upload of one file, written to disk chunk by chunk.
+
+    ``received_bytes`` is the length of the partial file on disk, so an interrupted
+    upload continues from there. Once complete, the file becomes ``recording``.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="upload_sessions")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    filename = models.CharField(max_length=300)
+    size_bytes = models.BigIntegerField()
+    received_bytes = models.BigIntegerField(default=0)
+    partial_path = models.CharField(max_length=1000)
+    recording = models.OneToOneField(Recording, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.received_bytes}/{self.size_bytes} bytes)"
