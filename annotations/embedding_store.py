@@ -15,6 +15,8 @@ import numpy as np
 import psycopg
 from django.db import connection, transaction
 from pgvector.psycopg import register_vector
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 from annotations.models import EmbeddingModel, Window
 
@@ -117,15 +119,70 @@ def replace_windows(
         )
 
 
+class _VectorBytesLoader(Loader):
+    """Leaves a binary ``vector`` as its bytes, so that a whole batch is decoded by one
+    NumPy call (``_stack_vectors``) instead of one Python object per row."""
+
+    format = Format.BINARY
+
+    def load(self, data) -> bytes:
+        return bytes(data)
+
+
+def _binary_vector_cursor(server_side_name: str = "") -> psycopg.Cursor | psycopg.ServerCursor:
+    """A cursor for reading vectors in binary: parsing them from text costs more than using them.
+
+    Django's connection makes client-side cursors, which cannot return binary, so this
+    makes its own. A named one is server-side and WITH HOLD, so that it lives outside a
+    transaction and whatever is written between its chunks is visible to others at once.
+    """
+    raw = raw_connection()
+    cursor = raw.cursor(name=server_side_name, withhold=True, binary=True) if server_side_name else psycopg.Cursor(raw)
+    cursor.adapters.register_loader("vector", _VectorBytesLoader)
+    return cursor
+
+
+def _stack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """pgvector's binary vectors (int16 dim, int16 unused, dim big-endian float32) -> float32 [N, dim]."""
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    if raw.size != len(blobs) * (4 + 4 * dim):
+        raise ValueError(f"embeddings are not all {dim}-dimensional")
+    return raw.reshape(len(blobs), 4 + 4 * dim)[:, 4:].copy().view(">f4").astype(np.float32)
+
+
 def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """Embeddings of the given windows: {window_id: float32 [dim]}."""
-    # Binary transfer: parsing vectors from text costs more than using them.
-    # (Django's connection makes client-side cursors, which cannot return binary.)
-    with psycopg.Cursor(raw_connection()) as cursor:
+    with _binary_vector_cursor() as cursor:
         cursor.execute(
             f"SELECT id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s)", [list(window_ids)], binary=True
         )
-        return {row[0]: row[1].to_numpy() for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    if not rows:
+        return {}
+    embeddings = _stack_vectors([row[1] for row in rows], (len(rows[0][1]) - 4) // 4)
+    return {row[0]: embedding for row, embedding in zip(rows, embeddings, strict=True)}
+
+
+def window_matrix(window_ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recording ids int64 [N] and embeddings float32 [N, dim] of the windows, in the given order.
+
+    One binary query for both: training reads thousands of windows and nothing else.
+    """
+    with _binary_vector_cursor() as cursor:
+        cursor.execute(
+            f"SELECT w.id, w.recording_id, w.embedding FROM unnest(%s::bigint[]) WITH ORDINALITY AS q(id, n) "
+            f"JOIN {Window._meta.db_table} w ON w.id = q.id ORDER BY q.n",
+            [list(window_ids)],
+            binary=True,
+        )
+        rows = cursor.fetchall()
+    if len(rows) != len(window_ids):
+        missing = set(window_ids) - {row[0] for row in rows}
+        raise LookupError(f"windows {sorted(missing)[:5]} no longer exist")
+    recording_ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+    return recording_ids, _stack_vectors([row[2] for row in rows], dim)
 
 
 def iter_deployment_embeddings(
@@ -135,11 +192,7 @@ def iter_deployment_embeddings(
 
     Yields (window_ids int64 [n], embeddings float32 [n, dim]) with n <= chunk_size.
     """
-    raw = raw_connection()
-    # WITH HOLD keeps the server-side cursor alive outside a transaction, so progress
-    # written between chunks is visible to others at once. Binary transfer: parsing
-    # vectors from text cost more than scoring them (bench/inference.py).
-    with raw.cursor(name=f"deployment_embeddings_{deployment_id}", withhold=True, binary=True) as cursor:
+    with _binary_vector_cursor(f"deployment_embeddings_{deployment_id}") as cursor:
         cursor.execute(
             f"SELECT w.id, w.embedding FROM {Window._meta.db_table} w "
             "JOIN annotations_recording r ON r.id = w.recording_id "
@@ -148,4 +201,4 @@ def iter_deployment_embeddings(
         )
         while rows := cursor.fetchmany(chunk_size):
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.stack([row[1].to_numpy() for row in rows])
+            yield ids, _stack_vectors([row[1] for row in rows], model.embedding_dim)

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import transaction
 from django.db.models import Max
+from threadpoolctl import threadpool_limits
 
-from annotations.embedding_store import copy_rows, raw_connection, window_embeddings
+from annotations.embedding_store import copy_rows, raw_connection, window_matrix
 from annotations.errors import InputError
 from annotations.models import (
     Annotation,
@@ -134,13 +135,11 @@ def training_set(classifier: Classifier) -> TrainingSet:
     targets[len(labeled) :] = 0
     for (window_id, label_id), positive in targets_by_key.items():
         targets[row[window_id], label_ids.index(label_id)] = int(positive)
-    embeddings = window_embeddings(window_ids)
-    recordings = dict(classifier.embedding_model.windows.filter(pk__in=window_ids).values_list("pk", "recording_id"))
-    dim = classifier.embedding_model.embedding_dim
+    recording_ids, embeddings = window_matrix(window_ids, classifier.embedding_model.embedding_dim)
     return TrainingSet(
         window_ids=np.asarray(window_ids, dtype=np.int64),
-        recording_ids=np.asarray([recordings[w] for w in window_ids], dtype=np.int64),
-        embeddings=np.stack([embeddings[w] for w in window_ids]) if window_ids else np.zeros((0, dim), np.float32),
+        recording_ids=recording_ids,
+        embeddings=embeddings,
         targets=targets,
         weak=np.arange(len(window_ids)) >= len(labeled),
     )
@@ -150,6 +149,14 @@ def train(classifier: Classifier) -> None:
     """Fit one probe per label on the training recordings, measure it on the held-out
     recordings, and store it with its labels snapshot. Raises InputError with a reason a
     person can act on when the labels cannot support a probe."""
+    # These problems are small: one BLAS/OpenMP thread fits them several times faster
+    # than two threads that wait on each other (bench/training.py), and leaves the other
+    # core to whatever else the worker's machine is doing.
+    with threadpool_limits(limits=1):
+        _train(classifier)
+
+
+def _train(classifier: Classifier) -> None:
     data = training_set(classifier)
     outputs = list(classifier.outputs.order_by("index").select_related("label"))
     # Weak negatives never sit in the held-out set: they are guesses, not labels.

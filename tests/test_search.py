@@ -9,9 +9,12 @@ from django.db import connection, transaction
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import (
     ensure_search_index,
+    iter_deployment_embeddings,
     raw_connection,
     register_embedding_model,
     replace_windows,
+    window_embeddings,
+    window_matrix,
 )
 from annotations.models import Recording, RecordingStatus
 from annotations.search import nearest_sql, nearest_windows
@@ -51,6 +54,24 @@ def project_with_vectors(make_user):
 def exact_top(vectors, query, k):
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.argsort(-(unit @ (query / np.linalg.norm(query))))[:k]
+
+
+def test_every_reader_returns_the_stored_embeddings_exactly(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    by_id = window_embeddings(ids[::7])
+    assert set(by_id) == set(ids[::7])
+    for i in range(0, len(ids), 7):
+        np.testing.assert_array_equal(by_id[ids[i]], vectors[i])
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    recording_ids, matrix = window_matrix([ids[i] for i in shuffled], model.embedding_dim)
+    np.testing.assert_array_equal(matrix, vectors[shuffled])
+    assert len(set(recording_ids[np.argsort(shuffled)][:50])) == 1  # the first 50 windows share a recording
+    deployment = project.deployments.get()
+    streamed = list(iter_deployment_embeddings(deployment.pk, model, chunk_size=64))
+    assert [len(chunk_ids) for chunk_ids, _ in streamed] == [64] * 6 + [16]
+    row_of = {window_id: i for i, window_id in enumerate(ids)}
+    for chunk_ids, chunk in streamed:
+        np.testing.assert_array_equal(chunk, vectors[[row_of[w] for w in chunk_ids]])
 
 
 def test_top_k_beyond_pgvector_default_ef_search(project_with_vectors):
