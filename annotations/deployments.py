@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
+import math
 import re
 import shutil
+import zoneinfo
 from pathlib import Path
 
 from django.conf import settings
@@ -19,17 +23,19 @@ from annotations.models import (
     Classifier,
     Deployment,
     Detection,
-    Label,
     LabelChange,
     Membership,
     Project,
     Recording,
     RecordingStatus,
     Role,
+    StartTimeSource,
     Window,
 )
 from annotations.queueing import enqueue_on_commit
-from annotations.recording_time import start_time_from_filename
+from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
+from annotations.spectrograms import cache_folder
+from annotations.vocabulary import add_label
 from workers.audio import sniff_format
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
@@ -40,31 +46,82 @@ def create_project(user, name: str, description: str = "", labels: list[str] = (
         project = Project.objects.create(name=name, description=description, created_by=user)
         Membership.objects.create(project=project, user=user, role=Role.ADMIN)
         for label in labels:
-            Label.objects.create(project=project, name=label)
+            add_label(project, label)
     return project
 
 
-def create_deployment(
-    project: Project,
-    name: str,
-    site: str = "",
-    latitude: float | None = None,
-    longitude: float | None = None,
-    server_folder: str = "",
-) -> Deployment:
-    """Create a deployment; with ``server_folder``, register the audio files found there."""
+LATITUDE_RANGE = (-90.0, 90.0)
+LONGITUDE_RANGE = (-180.0, 180.0)
+MAX_CHANNEL = 255
+# Deployment fields a person describes; create_deployment and update_deployment take them.
+METADATA_FIELDS = (
+    "name",
+    "site",
+    "latitude",
+    "longitude",
+    "recorder",
+    "timezone",
+    "deployed_on",
+    "retrieved_on",
+    "channel",
+)
+
+
+@functools.cache
+def time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def metadata_problems(deployment: Deployment) -> list[str]:
+    """What is wrong with a deployment's metadata, in words a person can act on."""
+    problems = []
+    if not deployment.name.strip():
+        problems.append("name is empty")
+    for field in ("name", "site", "recorder"):
+        if len(getattr(deployment, field)) > 200:
+            problems.append(f"{field} is longer than 200 characters")
+    for field, (low, high) in (("latitude", LATITUDE_RANGE), ("longitude", LONGITUDE_RANGE)):
+        value = getattr(deployment, field)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            problems.append(f"{field} {value:g} is out of range ({low:g} to {high:g})")
+    if deployment.timezone not in time_zone_names():
+        problems.append(
+            f"timezone {deployment.timezone!r} is not an IANA time zone name such as 'Europe/Berlin' or 'UTC'"
+        )
+    if deployment.deployed_on and deployment.retrieved_on and deployment.retrieved_on < deployment.deployed_on:
+        problems.append(f"retrieved_on {deployment.retrieved_on} is before deployed_on {deployment.deployed_on}")
+    if deployment.channel is not None and not 0 <= deployment.channel <= MAX_CHANNEL:
+        problems.append(f"channel {deployment.channel} is out of range (0 to {MAX_CHANNEL}, or empty for the mix)")
+    return problems
+
+
+def _check_metadata(deployment: Deployment) -> None:
+    if problems := metadata_problems(deployment):
+        raise InputError("; ".join(problems))
+
+
+def create_deployment(project: Project, name: str, server_folder: str = "", **metadata) -> Deployment:
+    """Create a deployment; with ``server_folder``, register the audio files found there.
+
+    ``metadata``: any of METADATA_FIELDS besides the name.
+    """
+    deployment = Deployment(project=project, name=name, **metadata)
+    _check_metadata(deployment)
     folder = confined_folder(server_folder) if server_folder else None
     with transaction.atomic():
-        deployment = Deployment.objects.create(
-            project=project,
-            name=name,
-            site=site,
-            latitude=latitude,
-            longitude=longitude,
-            server_folder=str(folder or ""),
-        )
+        deployment.server_folder = str(folder or "")
+        deployment.save()
         if folder:
             register_folder_files(deployment, folder)
+    return deployment
+
+
+def update_deployment(deployment: Deployment, **metadata) -> Deployment:
+    """Change a deployment's metadata (any of METADATA_FIELDS); its server folder stays."""
+    for field, value in metadata.items():
+        setattr(deployment, field, value)
+    _check_metadata(deployment)
+    deployment.save()
     return deployment
 
 
@@ -90,16 +147,39 @@ def register_folder_files(deployment: Deployment, folder: Path) -> list[Recordin
             continue
         if folder not in path.resolve().parents:
             continue
-        new.append(
-            Recording(
-                deployment=deployment,
-                path=str(path),
-                filename=str(path.relative_to(folder)),
-                size_bytes=path.stat().st_size,
-                started_at=start_time_from_filename(path.name),
-            )
-        )
+        new.append(new_recording(deployment, path, str(path.relative_to(folder)), path.name))
     return Recording.objects.bulk_create(new)
+
+
+def new_recording(deployment: Deployment, path: Path, filename: str, original_name: str) -> Recording:
+    """An unsaved recording of the audio file at ``path``, with its start time (see
+    ``recording_time.recording_start``). The first recorder serial a file states becomes
+    the deployment's recorder where it names none."""
+    start = recording_start(path, original_name, zoneinfo.ZoneInfo(deployment.timezone))
+    if start.recorder and not deployment.recorder:
+        deployment.recorder = start.recorder
+        Deployment.objects.filter(pk=deployment.pk, recorder="").update(recorder=start.recorder)
+    return Recording(
+        deployment=deployment,
+        path=str(path),
+        filename=filename,
+        size_bytes=path.stat().st_size,
+        started_at=start.started_at,
+        started_at_source=start.source,
+    )
+
+
+def edit_start_time(recording: Recording, started_at: dt.datetime | None) -> Recording:
+    """Set a recording's start time by hand (None: unknown)."""
+    if started_at and not plausible_start(started_at):
+        raise InputError(f"a start time must lie between {EARLIEST.year} and {LATEST.year}")
+    recording.started_at = started_at
+    recording.started_at_source = StartTimeSource.EDITED if started_at else StartTimeSource.UNKNOWN
+    # Not save(): updated_at measures ingest throughput (deployment_progress).
+    Recording.objects.filter(pk=recording.pk).update(
+        started_at=recording.started_at, started_at_source=recording.started_at_source
+    )
+    return recording
 
 
 def safe_filename(name: str) -> str:
@@ -115,26 +195,41 @@ class UploadResult:
     rejected: list[tuple[str, str]]  # (file name, reason)
 
 
-def upload_rejection(upload: UploadedFile) -> str:
-    """Why an uploaded file cannot be a recording, or "" when it may be one.
+SNIFF_BYTES = 16  # enough for workers.audio.sniff_format to recognise every format
+
+
+def name_and_size_rejection(name: str, size: int) -> str:
+    """Why a file of this name and size cannot become a recording, or "" when it may.
+
+    Checked before any byte is stored, so a browser learns at once what will be refused.
+    """
+    if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+        return f"unsupported file type; expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}"
+    if size > settings.PERCH_AGILE_MAX_UPLOAD_BYTES:
+        return f"{size / 1e9:.1f} GB is over the limit of {settings.PERCH_AGILE_MAX_UPLOAD_BYTES / 1e9:.1f} GB per file"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    return ""
+
+
+def content_rejection(head: bytes) -> str:
+    """Why a file whose first bytes are ``head`` is not audio, or "" when it may be.
 
     The content decides, not the name: the first bytes must announce an audio format.
     """
-    if Path(upload.name).suffix.lower() not in AUDIO_EXTENSIONS:
-        return f"unsupported file type; expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}"
-    if upload.size > settings.PERCH_AGILE_MAX_UPLOAD_BYTES:
-        return (
-            f"{upload.size / 1e9:.1f} GB is over the limit of "
-            f"{settings.PERCH_AGILE_MAX_UPLOAD_BYTES / 1e9:.1f} GB per file"
-        )
-    if upload.size == 0:
-        return "the file is empty (0 bytes)"
-    upload.seek(0)
-    head = upload.read(16)
-    upload.seek(0)
     if sniff_format(head) is None:
         return "the content is not WAV, FLAC, OGG or MP3 audio, whatever its name says"
     return ""
+
+
+def upload_rejection(upload: UploadedFile) -> str:
+    """Why an uploaded file cannot be a recording, or "" when it may be one."""
+    if reason := name_and_size_rejection(upload.name, upload.size):
+        return reason
+    upload.seek(0)
+    head = upload.read(SNIFF_BYTES)
+    upload.seek(0)
+    return content_rejection(head)
 
 
 def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> UploadResult:
@@ -142,36 +237,48 @@ def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> Upl
     them as recordings; the others are reported with their reason."""
     if not files:
         raise InputError("No files were sent: use the multipart field 'files'.")
-    folder = Path(settings.MEDIA_ROOT) / "deployments" / str(deployment.pk)
-    folder.mkdir(parents=True, exist_ok=True)
     recordings, rejected = [], []
     for upload in files:
         if reason := upload_rejection(upload):
             rejected.append((upload.name, reason))
             continue
-        target = _unused_path(folder, safe_filename(upload.name))
+        target = claim_upload_path(deployment, upload.name)
         with open(target, "wb") as out:
             for chunk in upload.chunks():
                 out.write(chunk)
-        recordings.append(
-            Recording.objects.create(
-                deployment=deployment,
-                path=str(target),
-                filename=target.name,
-                size_bytes=upload.size,
-                started_at=start_time_from_filename(upload.name),
-            )
-        )
+        recordings.append(register_upload(deployment, target, upload.name))
     return UploadResult(recordings, rejected)
 
 
-def _unused_path(folder: Path, name: str) -> Path:
-    target = folder / name
-    counter = 1
-    while target.exists():
-        target = folder / f"{Path(name).stem}-{counter}{Path(name).suffix}"
-        counter += 1
-    return target
+def upload_folder(deployment_id: int) -> Path:
+    """Where the app keeps a deployment's uploaded audio, partial uploads included: one
+    folder, so that deleting the deployment deletes all of it."""
+    return Path(settings.MEDIA_ROOT) / "deployments" / str(deployment_id)
+
+
+def claim_upload_path(deployment: Deployment, name: str) -> Path:
+    """Create an empty file under a free, sanitised version of ``name`` in the deployment's
+    upload folder and return its path. Created exclusively (O_EXCL), so two uploads of the
+    same name at the same moment cannot overwrite each other."""
+    folder = upload_folder(deployment.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = Path(safe_filename(name))
+    target, counter = folder / safe.name, 0
+    while True:
+        try:
+            target.touch(exist_ok=False)
+            return target
+        except FileExistsError:
+            counter += 1
+            target = folder / f"{safe.stem}-{counter}{safe.suffix}"
+
+
+def register_upload(deployment: Deployment, stored: Path, original_name: str) -> Recording:
+    """Register a file the app stored as a recording. The start time comes from the name the
+    uploader gave (sanitising may have mangled it, e.g. a "+1000" UTC offset)."""
+    recording = new_recording(deployment, stored, stored.name, original_name)
+    recording.save()
+    return recording
 
 
 def queue_ingest(deployment: Deployment) -> int:
@@ -324,4 +431,5 @@ def _delete_windows(deployment_ids: list[int]) -> None:
 
 def _delete_uploads(deployment_ids: list[int]) -> None:
     for deployment_id in deployment_ids:
-        shutil.rmtree(Path(settings.MEDIA_ROOT) / "deployments" / str(deployment_id), ignore_errors=True)
+        shutil.rmtree(upload_folder(deployment_id), ignore_errors=True)
+        shutil.rmtree(cache_folder(deployment_id), ignore_errors=True)

@@ -4,9 +4,10 @@ every change kept in the audit trail (``LabelChange``) in the same transaction."
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Count
 
 from annotations.errors import InputError
-from annotations.models import Annotation, Label, LabelChange, Project, Window
+from annotations.models import Annotation, Label, LabelChange, LabelValue, Project, Window
 
 
 def set_label(project: Project, user, window_id: int, label_id: int, value: str) -> Annotation:
@@ -29,6 +30,44 @@ def set_label(project: Project, user, window_id: int, label_id: int, value: str)
     return annotation
 
 
+def set_labels(project: Project, user, window_ids: list[int], label_id: int, value: str) -> int:
+    """Give one value for a label to many windows at once, in one transaction (e.g. "mark
+    everything else on this page negative"). Returns how many labels changed."""
+    window_ids = list(dict.fromkeys(window_ids))
+    found = set(
+        Window.objects.filter(pk__in=window_ids, recording__deployment__project=project).values_list("pk", flat=True)
+    )
+    if missing := [w for w in window_ids if w not in found]:
+        raise InputError(f"window {missing[0]} is not part of this project")
+    if not Label.objects.filter(pk=label_id, project=project).exists():
+        raise InputError(f"label {label_id} is not in this project's vocabulary")
+    with transaction.atomic():
+        existing = {
+            a.window_id: a
+            for a in Annotation.objects.select_for_update().filter(
+                window_id__in=window_ids, label_id=label_id, annotator=user
+            )
+        }
+        changed = [w for w in window_ids if w not in existing or existing[w].value != value]
+        Annotation.objects.filter(pk__in=[existing[w].pk for w in changed if w in existing]).update(value=value)
+        Annotation.objects.bulk_create(
+            Annotation(window_id=w, label_id=label_id, annotator=user, value=value)
+            for w in changed
+            if w not in existing
+        )
+        LabelChange.objects.bulk_create(
+            LabelChange(
+                window_id=w,
+                label_id=label_id,
+                annotator=user,
+                old_value=existing[w].value if w in existing else "",
+                new_value=value,
+            )
+            for w in changed
+        )
+    return len(changed)
+
+
 def clear_label(project: Project, user, window_id: int, label_id: int) -> bool:
     """Remove ``user``'s value (undo). Returns whether there was one."""
     with transaction.atomic():
@@ -46,6 +85,68 @@ def clear_label(project: Project, user, window_id: int, label_id: int) -> bool:
     return True
 
 
+def labels_by_window(window_ids: list[int]) -> dict[int, list[dict]]:
+    """Every annotator's labels on the windows: {window_id: [{label_id, label, value, annotator}]}."""
+    labels: dict[int, list[dict]] = {}
+    for annotation in Annotation.objects.filter(window_id__in=window_ids).select_related("label", "annotator"):
+        labels.setdefault(annotation.window_id, []).append(
+            {
+                "label_id": annotation.label_id,
+                "label": annotation.label.name,
+                "value": annotation.value,
+                "annotator": annotation.annotator.username,
+            }
+        )
+    return labels
+
+
 def label_history(project: Project, window_id: int):
     """A window's label changes, newest first."""
     return LabelChange.objects.filter(window_id=window_id, label__project=project).select_related("label", "annotator")
+
+
+def labeled_window_ids(
+    label: Label, annotator_id: int | None = None, value: str = "", conflicts_only: bool = False
+) -> list[int]:
+    """Windows labeled for ``label`` (by one annotator, with one value, or where annotators
+    disagree), most recently labeled first."""
+    annotations = Annotation.objects.filter(label=label)
+    if annotator_id is not None:
+        annotations = annotations.filter(annotator_id=annotator_id)
+    if value:
+        annotations = annotations.filter(value=value)
+    if conflicts_only:
+        annotations = annotations.filter(window_id__in=conflicting_window_ids(label))
+    latest = annotations.order_by("window_id", "-updated_at").distinct("window_id").values("window_id", "updated_at")
+    return [row["window_id"] for row in sorted(latest, key=lambda row: row["updated_at"], reverse=True)]
+
+
+def conflicting_window_ids(label: Label):
+    """A query of the windows one annotator marked positive and another negative for ``label``."""
+    return (
+        Annotation.objects.filter(label=label, value__in=[LabelValue.POSITIVE, LabelValue.NEGATIVE])
+        .values("window_id")
+        .annotate(values=Count("value", distinct=True))
+        .filter(values=2)
+        .values("window_id")
+    )
+
+
+def resolve_conflict(project: Project, user, window_id: int, label_id: int, value: str) -> int:
+    """Settle a disagreement: ``user``'s value becomes ``value`` and every other annotator's
+    differing label on the window is removed (each change in the audit trail, by ``user``).
+    Returns how many labels were removed."""
+    with transaction.atomic():
+        set_label(project, user, window_id, label_id, value)
+        others = list(
+            Annotation.objects.select_for_update()
+            .filter(window_id=window_id, label_id=label_id)
+            .exclude(annotator=user)
+            .exclude(value=value)
+        )
+        LabelChange.objects.bulk_create(
+            LabelChange(window_id=window_id, label_id=label_id, annotator=user, old_value=a.value, new_value="")
+            for a in others
+        )
+        Annotation.objects.filter(pk__in=[a.pk for a in others]).delete()
+    return len(others)

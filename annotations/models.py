@@ -50,6 +50,8 @@ class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
+    # The key that makes this the active label on labeling pages (annotations.vocabulary).
+    shortcut = models.CharField(max_length=1, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -418,6 +420,10 @@ class SearchRecord(models.Model):
 
     def __str__(self) -> str:
         return f"search {self.pk} by {self.user_id}"
+
+    @property
+    def example_count(self) -> int:
+        return len(self.positive_windows) + len(self.positive_clips)
 
 
 class UploadSession(models.Model):

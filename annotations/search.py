@@ -1,15 +1,24 @@
-"""Query by example: the windows nearest a query embedding by cosine similarity.
+"""Query by example: the windows nearest one or more examples by cosine similarity.
 
 The query runs on the model's partial HNSW index (``annotations.embedding_store``).
 pgvector's ``hnsw.ef_search`` defaults to 40, which would silently cap a top-50 at 40
 rows, so it is raised to at least twice k; ``iterative_scan`` keeps filtered queries
-(this project only, excluded windows) from coming back short.
+(this project only, excluded windows, the filters of a ``SearchFilters``) from coming
+back short.
+
+Several examples are combined either by their **mean** direction (one index query) or
+by **best match** (a window scores its highest cosine with any example; one index query
+per example, merged). **Negative** examples push results away: a candidate's score
+loses ``NEGATIVE_WEIGHT`` times its highest cosine with any negative, so windows that
+sound like a rejected example sink. Both re-rank a candidate pool exactly in NumPy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -18,11 +27,59 @@ from django.db import transaction
 from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
 from annotations.embedding_store import raw_connection, window_embeddings
 from annotations.errors import InputError
-from annotations.models import Annotation, ClipQuery, EmbeddingModel, Project, RecordingStatus, Window
+from annotations.labeling import labels_by_window
+from annotations.models import (
+    ClipQuery,
+    Combine,
+    EmbeddingModel,
+    LabeledFilter,
+    Project,
+    Recording,
+    RecordingStatus,
+    SearchRecord,
+    Window,
+)
+from annotations.predictions import top_predictions_of
+from annotations.probes import unit_rows
 from annotations.queueing import enqueue_on_commit
 
 MAX_K = 500
+PAGE_SIZE = 50
 MAX_CLIP_BYTES = 50 * 1024 * 1024
+NEGATIVE_WEIGHT = 0.5
+MAX_EXAMPLES = 20
+MAX_REGION_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchFilters:
+    """Which windows a search may return; the defaults filter nothing.
+
+    Dates and hours are local to each deployment's time zone; hours are [from, to) and
+    may wrap midnight (22 to 4). Windows of recordings without a known start time never
+    pass a date or hour filter.
+    """
+
+    deployment_id: int | None = None
+    site: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    hour_from: int | None = None
+    hour_to: int | None = None
+    predicted_class: str = ""  # part of a class name among the window's top model predictions
+    label_id: int | None = None
+    labeled: str = LabeledFilter.ANY  # for label_id
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    """A query by example: what to look for, what to avoid, where to look."""
+
+    positive_windows: tuple[int, ...] = ()
+    negative_windows: tuple[int, ...] = ()
+    positive_clips: tuple[int, ...] = ()
+    combine: str = Combine.MEAN
+    filters: SearchFilters = SearchFilters()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +92,21 @@ class SearchHit:
     site: str
     start_s: float
     end_s: float
-    score: float  # cosine similarity, 1.0 for the same direction
+    score: float  # cosine similarity, 1.0 for the same direction (less any push from negatives)
     labels: list[dict]
+    # Wall-clock start of the window in the deployment's time zone, when the recording's start is known.
+    started_at: dt.datetime | None = None
+    predictions: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # the model's own top classes
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """The embeddings a search starts from. positives: float32 [P, D]; negatives: float32 [Q, D]."""
+
+    model: EmbeddingModel
+    positives: np.ndarray
+    negatives: np.ndarray
+    exclude_window_ids: tuple[int, ...]
 
 
 def nearest_windows(
@@ -45,50 +115,111 @@ def nearest_windows(
     query: np.ndarray,
     k: int = 50,
     exclude_window_ids: Sequence[int] = (),
+    filters: SearchFilters = SearchFilters(),
 ) -> list[SearchHit]:
     """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim])."""
+    return hits_for(nearest_window_ids(project, model, _checked_query(model, query), k, exclude_window_ids, filters))
+
+
+def _checked_query(model: EmbeddingModel, query: np.ndarray) -> np.ndarray:
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
         raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
+    return query
+
+
+def nearest_window_ids(
+    project: Project,
+    model: EmbeddingModel,
+    query: np.ndarray,
+    k: int,
+    exclude_window_ids: Sequence[int],
+    filters: SearchFilters,
+) -> list[tuple[int, float]]:
+    """[(window_id, cosine)] of the k nearest windows, best first, from the HNSW index."""
     k = max(1, min(int(k), MAX_K))
+    sql, params = nearest_sql(model, filters)
+    params.update(query=query, project=project.pk, exclude=list(exclude_window_ids), k=k)
     with transaction.atomic(), raw_connection().cursor() as cursor:
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(100, 2 * k))])
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute(
-            nearest_sql(model), {"query": query, "project": project.pk, "exclude": list(exclude_window_ids), "k": k}
-        )
-        scored = sorted(cursor.fetchall(), key=lambda row: -row[1])
-    return hits_for(scored)
+        cursor.execute(sql, params)
+        return sorted(cursor.fetchall(), key=lambda row: -row[1])
 
 
-def nearest_sql(model: EmbeddingModel) -> str:
-    """The k-nearest query on ``model``'s partial HNSW index.
+# A window's local wall-clock time; null when its recording's start is unknown.
+_LOCAL_TIME = "((r.started_at + w.start_s * interval '1 second') AT TIME ZONE d.timezone)"
 
-    Parameters: query (vector), project (id), exclude (ids), k.
+
+def nearest_sql(model: EmbeddingModel, filters: SearchFilters = SearchFilters()) -> tuple[str, dict]:
+    """The k-nearest query on ``model``'s partial HNSW index, and its filter parameters.
+
+    The caller adds the parameters query (vector), project (id), exclude (ids) and k.
     """
     dim = int(model.embedding_dim)
     distance = f"w.embedding::vector({dim}) <=> %(query)s::vector({dim})"
-    return (
+    conditions, params = _filter_conditions(model, filters)
+    sql = (
         f"SELECT w.id, 1 - ({distance}) AS score FROM annotations_window w "
         "JOIN annotations_recording r ON r.id = w.recording_id "
         "JOIN annotations_deployment d ON d.id = r.deployment_id "
         # The model id is a literal so the planner can match the partial index.
         f"WHERE w.model_id = {int(model.pk)} AND d.project_id = %(project)s "
-        "AND NOT (w.id = ANY(%(exclude)s)) "
+        "AND NOT (w.id = ANY(%(exclude)s)) " + "".join(f"AND {condition} " for condition in conditions) + ""
         f"ORDER BY {distance} LIMIT %(k)s"
     )
+    return sql, params
+
+
+def _filter_conditions(model: EmbeddingModel, filters: SearchFilters) -> tuple[list[str], dict]:
+    conditions: list[str] = []
+    params: dict = {}
+    if filters.deployment_id is not None:
+        conditions.append("d.id = %(deployment)s")
+        params["deployment"] = filters.deployment_id
+    if filters.site:
+        conditions.append("d.site = %(site)s")
+        params["site"] = filters.site
+    if filters.date_from is not None:
+        conditions.append(f"{_LOCAL_TIME}::date >= %(date_from)s")
+        params["date_from"] = filters.date_from
+    if filters.date_to is not None:
+        conditions.append(f"{_LOCAL_TIME}::date <= %(date_to)s")
+        params["date_to"] = filters.date_to
+    if filters.hour_from is not None or filters.hour_to is not None:
+        hour_from, hour_to = filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
+        hour = f"EXTRACT(HOUR FROM {_LOCAL_TIME})"
+        joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
+        conditions.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
+        params.update(hour_from=hour_from, hour_to=hour_to)
+    if filters.predicted_class:
+        conditions.append("w.top_classes && %(classes)s::integer[]")
+        params["classes"] = matching_classes(model, filters.predicted_class)
+    if filters.labeled != LabeledFilter.ANY:
+        if filters.label_id is None:
+            raise InputError("choose the label whose labeled or unlabeled windows you want")
+        exists = "EXISTS (SELECT 1 FROM annotations_annotation a WHERE a.window_id = w.id AND a.label_id = %(label)s)"
+        conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
+        params["label"] = filters.label_id
+    return conditions, params
+
+
+def matching_classes(model: EmbeddingModel, text: str) -> list[int]:
+    """Indices of the model's classes whose name contains ``text`` (case-insensitive)."""
+    needle = text.strip().lower()
+    indices = [i for i, name in enumerate(model.class_names or []) if needle in name.lower()]
+    if not indices:
+        raise InputError(f"{model} has no class whose name contains {text!r}")
+    return indices
 
 
 def hits_for(scored: list[tuple[int, float]]) -> list[SearchHit]:
-    """Search hits (window, recording, site, labels) for [(window_id, score)], in that order."""
+    """Search hits (window, recording, site, time, labels, predictions) for [(window_id, score)], in that order."""
     windows = Window.objects.defer("embedding").select_related("recording__deployment").in_bulk([w for w, _ in scored])
-    labels: dict[int, list[dict]] = {}
-    for annotation in Annotation.objects.filter(window_id__in=windows).select_related("label", "annotator"):
-        labels.setdefault(annotation.window_id, []).append(
-            {"label": annotation.label.name, "value": annotation.value, "annotator": annotation.annotator.username}
-        )
+    labels = labels_by_window(list(windows))
+    predictions = top_predictions_of(list(windows))
     hits = []
     for window_id, score in scored:
         window = windows[window_id]
@@ -105,50 +236,273 @@ def hits_for(scored: list[tuple[int, float]]) -> list[SearchHit]:
                 end_s=window.end_s,
                 score=float(score),
                 labels=labels.get(window_id, []),
+                started_at=window_start_time(window),
+                predictions=predictions.get(window_id, []),
             )
         )
     return hits
 
 
+def window_start_time(window: Window) -> dt.datetime | None:
+    """When the window's audio was recorded, in its deployment's time zone."""
+    recording = window.recording
+    if recording.started_at is None:
+        return None
+    try:
+        zone = zoneinfo.ZoneInfo(recording.deployment.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    return (recording.started_at + dt.timedelta(seconds=window.start_s)).astimezone(zone)
+
+
+def examples_for(project: Project, spec: SearchSpec) -> Examples:
+    """The embeddings of a spec's example windows and clips, all of one model."""
+    window_ids = list(dict.fromkeys(spec.positive_windows + spec.negative_windows))
+    if not spec.positive_windows and not spec.positive_clips:
+        raise InputError("give at least one example to search with: a window or a clip")
+    if len(window_ids) + len(spec.positive_clips) > MAX_EXAMPLES:
+        raise InputError(f"a search takes at most {MAX_EXAMPLES} examples")
+    windows = Window.objects.defer("embedding").filter(pk__in=window_ids, recording__deployment__project=project)
+    models = {w.pk: w.model for w in windows.select_related("model")}
+    if missing := [w for w in window_ids if w not in models]:
+        raise InputError(f"window {missing[0]} is not part of this project")
+    clips = list(
+        ClipQuery.objects.filter(pk__in=spec.positive_clips, project=project).select_related("embedding_model")
+    )
+    if len(clips) != len(set(spec.positive_clips)):
+        raise InputError("a clip query of this search is not part of this project")
+    for clip in clips:
+        if clip.status != RecordingStatus.DONE:
+            reason = f": {clip.error}" if clip.error else ""
+            raise InputError(f"clip {clip.filename} is not embedded yet ({clip.status}{reason})")
+    used = set(models.values()) | {clip.embedding_model for clip in clips}
+    if len(used) > 1:
+        raise InputError("the examples come from different embedding models and cannot be compared")
+    model = used.pop()
+    embeddings = window_embeddings(window_ids)
+    positives = [embeddings[w] for w in spec.positive_windows] + [np.asarray(c.embedding) for c in clips]
+    negatives = [embeddings[w] for w in spec.negative_windows]
+    return Examples(
+        model=model,
+        positives=np.asarray(positives, dtype=np.float32).reshape(-1, model.embedding_dim),
+        negatives=np.asarray(negatives, dtype=np.float32).reshape(-1, model.embedding_dim),
+        exclude_window_ids=tuple(window_ids),
+    )
+
+
+def combined_scores(candidates: np.ndarray, examples: Examples, combine: str) -> np.ndarray:
+    """Scores float [N] of candidate embeddings [N, D]: cosine with the mean example
+    direction or the best cosine with any example, less NEGATIVE_WEIGHT times the best
+    cosine with any negative example."""
+    unit = unit_rows(candidates)
+    positives = unit_rows(examples.positives)
+    if combine == Combine.BEST:
+        scores = (unit @ positives.T).max(axis=1)
+    else:
+        scores = unit @ unit_rows(positives.mean(axis=0, keepdims=True))[0]
+    if len(examples.negatives):
+        scores = scores - NEGATIVE_WEIGHT * (unit @ unit_rows(examples.negatives).T).max(axis=1)
+    return scores
+
+
 @dataclasses.dataclass(frozen=True)
-class Query:
-    """A query embedding (float32 [dim]) of one model, and windows to leave out of the results."""
-
+class SearchPage:
     model: EmbeddingModel
-    embedding: np.ndarray
-    exclude_window_ids: tuple[int, ...] = ()
+    hits: list[SearchHit]
 
 
-def query_from_window(project: Project, window_id: int) -> Query:
-    """Search with a window's own embedding; the window itself is left out of the hits."""
-    window = Window.objects.defer("embedding").filter(pk=window_id, recording__deployment__project=project).first()
-    if window is None:
-        raise InputError(f"window {window_id} is not part of this project")
-    return Query(window.model, window_embeddings([window_id])[window_id], (window_id,))
-
-
-def query_from_clip(project: Project, clip_query_id: int) -> Query:
-    clip = ClipQuery.objects.filter(pk=clip_query_id, project=project).select_related("embedding_model").first()
-    if clip is None:
-        raise InputError(f"clip query {clip_query_id} is not part of this project")
-    if clip.status != RecordingStatus.DONE:
-        raise InputError(
-            f"clip {clip.filename} is not embedded yet ({clip.status}{': ' + clip.error if clip.error else ''})"
+def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
+    """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
+    if spec.combine not in Combine.values:
+        raise InputError(f"combine must be one of {', '.join(Combine.values)}")
+    examples = examples_for(project, spec)
+    wanted = min(max(int(offset), 0) + max(int(k), 1), MAX_K)
+    single = len(examples.positives) == 1 and not len(examples.negatives)
+    if single:  # the index's own cosine is the score: no re-ranking needed
+        scored = nearest_window_ids(
+            project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
         )
-    return Query(clip.embedding_model, np.asarray(clip.embedding, dtype=np.float32))
+        return SearchPage(examples.model, hits_for(scored[offset:wanted]))
+    # A pool larger than the page, so that re-ranking has something to promote.
+    pool = min(2 * wanted, 2 * MAX_K)
+    queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
+    candidate_ids: dict[int, None] = {}
+    for query in queries:
+        nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
+        candidate_ids.update((window_id, None) for window_id, _ in nearest)
+    if not candidate_ids:
+        return SearchPage(examples.model, [])
+    embeddings = window_embeddings(list(candidate_ids))
+    ids = np.fromiter(candidate_ids, dtype=np.int64)
+    scores = combined_scores(np.stack([embeddings[w] for w in ids]), examples, spec.combine)
+    order = np.argsort(-scores, kind="stable")[offset:wanted]
+    return SearchPage(examples.model, hits_for([(int(ids[i]), float(scores[i])) for i in order]))
 
 
-def request_clip_query(project: Project, user, upload) -> ClipQuery:
-    """Store an uploaded example clip and queue its embedding."""
-    from workers.tasks import embed_clip_query
+def spec_from_params(params: Mapping) -> SearchSpec:
+    """A spec from a page's or the API's parameters (a QueryDict or a dict of lists/values).
 
+    Repeated ``window``, ``negative`` and ``clip`` give several examples.
+    """
+
+    def many(name: str) -> tuple[int, ...]:
+        values = params.getlist(name) if hasattr(params, "getlist") else params.get(name) or []
+        values = values if isinstance(values, list | tuple) else [values]
+        return tuple(_int(v, name) for v in values if str(v).strip())
+
+    def one(name: str) -> str:
+        value = params.get(name, "")
+        return str(value).strip() if value is not None else ""
+
+    filters = SearchFilters(
+        deployment_id=_int(one("deployment"), "deployment") if one("deployment") else None,
+        site=one("site")[:200],
+        date_from=_date(one("date_from"), "date_from"),
+        date_to=_date(one("date_to"), "date_to"),
+        hour_from=_hour(one("hour_from"), "hour_from"),
+        hour_to=_hour(one("hour_to"), "hour_to"),
+        predicted_class=one("predicted")[:200],
+        label_id=_int(one("label"), "label") if one("label") else None,
+        labeled=one("labeled") or LabeledFilter.ANY,
+    )
+    if filters.labeled not in LabeledFilter.values:
+        raise InputError(f"labeled must be one of {', '.join(LabeledFilter.values)}")
+    return SearchSpec(
+        positive_windows=many("window"),
+        negative_windows=many("negative"),
+        positive_clips=many("clip"),
+        combine=one("combine") or Combine.MEAN,
+        filters=filters,
+    )
+
+
+def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:
+    """The parameters that ``spec_from_params`` reads back as ``spec``, for links."""
+    params = [("window", str(w)) for w in spec.positive_windows]
+    params += [("negative", str(w)) for w in spec.negative_windows]
+    params += [("clip", str(c)) for c in spec.positive_clips]
+    if spec.combine != Combine.MEAN:
+        params.append(("combine", spec.combine))
+    f = spec.filters
+    for name, value in (
+        ("deployment", f.deployment_id),
+        ("site", f.site),
+        ("date_from", f.date_from),
+        ("date_to", f.date_to),
+        ("hour_from", f.hour_from),
+        ("hour_to", f.hour_to),
+        ("predicted", f.predicted_class),
+        ("label", f.label_id),
+        ("labeled", "" if f.labeled == LabeledFilter.ANY else f.labeled),
+    ):
+        if value not in (None, ""):
+            params.append((name, value.isoformat() if isinstance(value, dt.date) else str(value)))
+    return params
+
+
+def _int(value, name: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InputError(f"{name} must be a whole number, not {str(value)[:40]!r}") from None
+    if not 0 < number < 10**18:
+        raise InputError(f"{name} {number} is out of range")
+    return number
+
+
+def _date(value: str, name: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{name} must be a date like 2024-05-21, not {value[:40]!r}") from None
+
+
+def _hour(value: str, name: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or not 0 <= int(value) <= 24:
+        raise InputError(f"{name} must be an hour from 0 to 24, not {value[:40]!r}")
+    return int(value)
+
+
+def save_search(project: Project, user, spec: SearchSpec) -> SearchRecord:
+    """Remember a search in the user's history (after checking that it can run)."""
+    examples_for(project, spec)
+    f = spec.filters
+    if f.deployment_id is not None and not project.deployments.filter(pk=f.deployment_id).exists():
+        raise InputError(f"deployment {f.deployment_id} is not part of this project")
+    if f.label_id is not None and not project.labels.filter(pk=f.label_id).exists():
+        raise InputError(f"label {f.label_id} is not part of this project")
+    return SearchRecord.objects.create(
+        project=project,
+        user=user,
+        positive_windows=list(spec.positive_windows),
+        negative_windows=list(spec.negative_windows),
+        positive_clips=list(spec.positive_clips),
+        combine=spec.combine,
+        deployment_id=f.deployment_id,
+        site=f.site,
+        date_from=f.date_from,
+        date_to=f.date_to,
+        hour_from=f.hour_from,
+        hour_to=f.hour_to,
+        predicted_class=f.predicted_class,
+        label_id=f.label_id,
+        labeled=f.labeled,
+    )
+
+
+def spec_of(record: SearchRecord) -> SearchSpec:
+    return SearchSpec(
+        positive_windows=tuple(record.positive_windows),
+        negative_windows=tuple(record.negative_windows),
+        positive_clips=tuple(record.positive_clips),
+        combine=record.combine,
+        filters=SearchFilters(
+            deployment_id=record.deployment_id,
+            site=record.site,
+            date_from=record.date_from,
+            date_to=record.date_to,
+            hour_from=record.hour_from,
+            hour_to=record.hour_to,
+            predicted_class=record.predicted_class,
+            label_id=record.label_id,
+            labeled=record.labeled,
+        ),
+    )
+
+
+def search_history(project: Project, user, limit: int = 20) -> list[SearchRecord]:
+    return list(SearchRecord.objects.filter(project=project, user=user)[:limit])
+
+
+def _checked_span(start_s: float | None, end_s: float | None) -> tuple[float | None, float | None]:
+    if start_s is None and end_s is None:
+        return None, None
+    start_s = 0.0 if start_s is None else float(start_s)
+    if not (start_s >= 0 and (end_s is None or end_s > start_s)):
+        raise InputError("a trimmed clip needs 0 <= start < end (seconds)")
+    if end_s is not None and end_s - start_s > MAX_REGION_S:
+        raise InputError(f"an example is at most {MAX_REGION_S:g} s long; trim it to the sound of interest")
+    return start_s, end_s
+
+
+def request_clip_query(
+    project: Project, user, upload, start_s: float | None = None, end_s: float | None = None
+) -> ClipQuery:
+    """Store an uploaded example clip, optionally trimmed to [start_s, end_s), and queue its embedding."""
     name = safe_filename(upload.name)
     if not any(name.lower().endswith(ext) for ext in AUDIO_EXTENSIONS):
         raise InputError(f"{upload.name}: unsupported file type; expected {', '.join(sorted(AUDIO_EXTENSIONS))}")
     if upload.size > MAX_CLIP_BYTES:
         raise InputError("an example clip must be under 50 MB; trim it to the sound of interest")
+    start_s, end_s = _checked_span(start_s, end_s)
     with transaction.atomic():
-        query = ClipQuery.objects.create(project=project, created_by=user, filename=name, path="")
+        query = ClipQuery.objects.create(
+            project=project, created_by=user, filename=name, path="", start_s=start_s, end_s=end_s
+        )
         folder = settings.MEDIA_ROOT / "clip_queries"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{query.pk}-{name}"
@@ -157,11 +511,37 @@ def request_clip_query(project: Project, user, upload) -> ClipQuery:
                 out.write(chunk)
         query.path = str(path)
         query.save(update_fields=["path"])
-        enqueue_on_commit(
-            embed_clip_query,
-            query.pk,
-            on_failure=lambda why: ClipQuery.objects.filter(pk=query.pk).update(
-                status=RecordingStatus.FAILED, error=why
-            ),
-        )
+        _queue_clip_embedding(query)
     return query
+
+
+def request_region_query(project: Project, user, recording_id: int, start_s: float, end_s: float) -> ClipQuery:
+    """Queue the embedding of a region dragged on a recording's spectrogram, as an example."""
+    recording = Recording.objects.filter(pk=recording_id, deployment__project=project).first()
+    if recording is None:
+        raise InputError(f"recording {recording_id} is not part of this project")
+    start_s, end_s = _checked_span(start_s, end_s)
+    if end_s is None or (recording.duration_s and start_s >= recording.duration_s):
+        raise InputError(f"the region must lie inside the recording (0 to {recording.duration_s or 0:.1f} s)")
+    with transaction.atomic():
+        query = ClipQuery.objects.create(
+            project=project,
+            created_by=user,
+            recording=recording,
+            path=recording.path,
+            filename=f"{recording.filename} {start_s:.2f}-{end_s:.2f} s",
+            start_s=start_s,
+            end_s=end_s,
+        )
+        _queue_clip_embedding(query)
+    return query
+
+
+def _queue_clip_embedding(query: ClipQuery) -> None:
+    from workers.tasks import embed_clip_query
+
+    enqueue_on_commit(
+        embed_clip_query,
+        query.pk,
+        on_failure=lambda why: ClipQuery.objects.filter(pk=query.pk).update(status=RecordingStatus.FAILED, error=why),
+    )

@@ -61,7 +61,7 @@ def run(args, folder: Path) -> None:
     from annotations.models import Recording, Window
     from workers.audio import Framing, iter_resampled_blocks, iter_windows
     from workers.embedding_models import configured_model
-    from workers.ingest import _batches, ingest_recording, model_row
+    from workers.ingest import _batches, _concatenate, ingest_recording, model_row
 
     model = configured_model()
     spec = model.spec
@@ -74,7 +74,7 @@ def run(args, folder: Path) -> None:
     ]
     model.embed_windows(batches[0])  # warm-up, outside both timings
     started = time.perf_counter()
-    embeddings = [model.embed_windows(batch) for batch in batches]
+    outputs = [model.embed_windows(batch) for batch in batches]
     bare_s = time.perf_counter() - started
     windows = sum(len(batch) for batch in batches)
 
@@ -87,11 +87,19 @@ def run(args, folder: Path) -> None:
     ingest_s = time.perf_counter() - started
     assert Window.objects.filter(recording__deployment=deployment).count() == windows
 
-    all_embeddings = np.concatenate(embeddings)
-    starts = np.arange(len(all_embeddings), dtype=np.float64) * spec.hop_s
+    every = _concatenate(outputs, spec.embedding_dim)
+    starts = np.arange(windows, dtype=np.float64) * spec.hop_s
     copy_recording = Recording.objects.create(deployment=deployment, path="/bench/copy.wav", filename="copy.wav")
     started = time.perf_counter()
-    replace_windows(copy_recording.pk, model_row(model), starts, starts + spec.window_s, all_embeddings)
+    replace_windows(
+        copy_recording.pk,
+        model_row(model),
+        starts,
+        starts + spec.window_s,
+        every.embeddings,
+        every.top_classes,
+        every.top_logits,
+    )
     copy_s = time.perf_counter() - started
 
     audio_s = args.files * args.seconds

@@ -4,17 +4,36 @@ scripts share one implementation and one permission check."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import deployments, labeling, review_queues, scoring
+from annotations import deployment_metadata, deployments, labeling, review_queues, scoring
 from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
-from annotations.models import Classifier, Deployment, InferenceRun, ProbeType, Recording, Role, TaskStatus, Window
+from annotations.models import (
+    Classifier,
+    Combine,
+    Deployment,
+    InferenceRun,
+    Label,
+    LabeledFilter,
+    LabelValue,
+    ProbeType,
+    Recording,
+    Role,
+    SearchRecord,
+    TaskStatus,
+    Window,
+)
 from annotations.probes import MIN_HELD_OUT
+from annotations.spectrograms import SpectrogramStyle
 from frontend import charts
 
 
@@ -47,6 +66,23 @@ def project(request, project_id):
 
 
 @login_required
+@require_POST
+def deployment_metadata_import(request, project_id):
+    """The project page's metadata table upload: a plain form, answered with a message."""
+    project = project_for(request.user, project_id, Action.MANAGE)
+    try:
+        if "file" not in request.FILES:
+            raise InputError("choose a CSV file")
+        text = deployment_metadata.read_table_upload(request.FILES["file"])
+        result = deployment_metadata.import_deployment_metadata(project, text)
+    except InputError as error:
+        messages.error(request, f"Nothing was imported: {error}")
+    else:
+        messages.success(request, f"Created {len(result.created)} and updated {len(result.updated)} deployments.")
+    return redirect("frontend:project", project_id=project.pk)
+
+
+@login_required
 def project_settings(request, project_id):
     """Members and roles, and deleting deployments or the project (admins only)."""
     project = project_for(request.user, project_id, Action.MANAGE)
@@ -74,6 +110,7 @@ def window(request, project_id, window_id):
         "window": window,
         "labels": project.labels.all(),
         "annotations": window.annotations.select_related("label", "annotator"),
+        "hit_labels": labeling.labels_by_window([window.pk]).get(window.pk, []),
         "history": labeling.label_history(project, window.pk),
     }
     return render(request, "frontend/window.html", context)
@@ -85,6 +122,7 @@ def deployment(request, project_id, deployment_id):
     deployment = get_object_or_404(Deployment, pk=deployment_id, project=project)
     context = {
         "project": project,
+        "role": role_in(project, request.user),
         "deployment": deployment,
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),
@@ -92,36 +130,151 @@ def deployment(request, project_id, deployment_id):
     return render(request, "frontend/deployment.html", context)
 
 
+RECORDING_SPAN_S = 30.0
+
+
 @login_required
 def recording(request, project_id, recording_id):
+    """A recording in 30 s spans: its spectrogram (drag a region to search with it) and
+    the windows of the span as a labeling list (``m`` searches with the current window)."""
     project = project_for(request.user, project_id)
     recording = get_object_or_404(
         Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=project
     )
-    windows = recording.windows.defer("embedding")
-    return render(request, "frontend/recording.html", {"project": project, "recording": recording, "windows": windows})
+    duration = recording.duration_s or 0.0
+    try:
+        start = float(request.GET.get("start", 0))
+    except ValueError:
+        start = 0.0
+    start = max(0.0, min(start if start == start else 0.0, max(0.0, duration - 1)))  # NaN and overshoot: clamp
+    start = RECORDING_SPAN_S * int(start // RECORDING_SPAN_S)
+    end = min(start + RECORDING_SPAN_S, duration) if duration else start + RECORDING_SPAN_S
+    windows = recording.windows.defer("embedding").filter(start_s__gte=start, start_s__lt=end)
+    hits = search_service.hits_for([(w.pk, 1.0) for w in windows])
+    context = {
+        "project": project,
+        "recording": recording,
+        "hits": hits,
+        "hide_score": True,  # hits of a recording are in time order, not scored
+        "labels": project.labels.all(),
+        "span_start": start,
+        "span_end": end,
+        "previous_start": start - RECORDING_SPAN_S if start > 0 else None,
+        "next_start": end if end < duration else None,
+        "px_per_s": SpectrogramStyle().px_per_s,
+        "axis_px": SpectrogramStyle().axis_px,
+    }
+    return render(request, "frontend/recording.html", context)
+
+
+@login_required
+def label_review(request, project_id, label_id):
+    """Every window labeled for one label, filtered by annotator, value or disagreement; editable."""
+    project = project_for(request.user, project_id)
+    label = get_object_or_404(Label, pk=label_id, project=project)
+    annotators = project.memberships.select_related("user").order_by("user__username")
+    annotator = request.GET.get("annotator", "")
+    value = request.GET.get("value", "")
+    conflicts = request.GET.get("conflicts") == "1"
+    annotator_id = next((m.user_id for m in annotators if m.user.username == annotator), None)
+    ids = labeling.labeled_window_ids(
+        label, annotator_id, value if value in LabelValue.values else "", conflicts_only=conflicts
+    )
+    try:
+        offset = _page_int(request.GET.get("offset", "0"))
+    except InputError:
+        offset = 0
+    page_ids = ids[offset : offset + search_service.PAGE_SIZE]
+    filters = urlencode({"annotator": annotator, "value": value, "conflicts": "1" if conflicts else ""})
+    context = {
+        "project": project,
+        "label": label,
+        "labels": [label, *project.labels.exclude(pk=label.pk)],  # this label is the active one
+        "annotators": annotators,
+        "annotator": annotator,
+        "value": value,
+        "values": LabelValue.choices,
+        "conflicts": conflicts,
+        "total": len(ids),
+        "hits": search_service.hits_for([(w, 1.0) for w in page_ids]),
+        "hide_score": True,
+        "offset": offset,
+        "can_resolve": role_in(project, request.user) == Role.ADMIN,
+        "resolve_url": reverse("api:annotation-resolve", args=[project.pk]),
+    }
+    if offset + search_service.PAGE_SIZE < len(ids):
+        context["next_page"] = f"?{filters}&offset={offset + search_service.PAGE_SIZE}"
+    if request.GET.get("partial"):
+        return render(request, "frontend/_hit_items.html", {**context, "partial": True})
+    return render(request, "frontend/label_review.html", context)
 
 
 @login_required
 def search(request, project_id):
+    """Query by example. A new query (examples and filters in the address) is saved to the
+    user's history and redirected to, so that reloading or going back never runs it twice."""
     project = project_for(request.user, project_id)
-    context = {"project": project, "labels": project.labels.all(), "hits": None, "error": ""}
+    context = {
+        "project": project,
+        "labels": project.labels.all(),
+        "deployments": project.deployments.all(),
+        "sites": sorted({d.site for d in project.deployments.all() if d.site}),
+        "combine_choices": Combine.choices,
+        "labeled_choices": LabeledFilter.choices,
+        "hits": None,
+        "error": "",
+    }
     try:
-        k = min(max(int(request.GET.get("k", 50)), 1), search_service.MAX_K)
-        if window_id := request.GET.get("window"):
-            query = search_service.query_from_window(project, int(window_id))
-        elif clip_id := request.GET.get("clip"):
-            query = search_service.query_from_clip(project, int(clip_id))
+        if "history" in request.GET:
+            record = get_object_or_404(SearchRecord, pk=_page_int(request.GET["history"]), project=project)
+            offset = _page_int(request.GET.get("offset", "0"))
+            context.update(_search_results(project, record, offset))
+            if request.GET.get("partial"):
+                return render(request, "frontend/_hit_items.html", {**context, "partial": True})
         else:
-            query = None
-        if query is not None:
-            context["hits"] = search_service.nearest_windows(
-                project, query.model, query.embedding, k, query.exclude_window_ids
-            )
-            context["query_model"] = query.model
-    except (InputError, ValueError) as error:
+            spec = search_service.spec_from_params(request.GET)
+            if spec.positive_windows or spec.positive_clips:
+                record = search_service.save_search(project, request.user, spec)
+                return redirect(f"{reverse('frontend:search', args=[project.pk])}?history={record.pk}")
+    except InputError as error:
         context["error"] = str(error)
+    context["history"] = search_service.search_history(project, request.user)
     return render(request, "frontend/search.html", context)
+
+
+def _search_results(project, record: SearchRecord, offset: int) -> dict:
+    """The search page's context for one page of a saved search's results."""
+    spec = search_service.spec_of(record)
+    context = {
+        "record": record,
+        "spec": spec,
+        "spec_query": urlencode(search_service.spec_params(spec)),
+        "examples": _example_windows(spec),
+        "offset": offset,
+    }
+    page = search_service.run_search(project, spec, search_service.PAGE_SIZE, offset)
+    if offset == 0 and record.result_count != len(page.hits):
+        SearchRecord.objects.filter(pk=record.pk).update(result_count=len(page.hits))
+    context.update(hits=page.hits, query_model=page.model)
+    next_offset = offset + len(page.hits)
+    if len(page.hits) == search_service.PAGE_SIZE and next_offset < search_service.MAX_K:
+        context["next_page"] = f"?history={record.pk}&offset={next_offset}"
+    return context
+
+
+def _page_int(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise InputError(f"{value[:20]!r} is not a valid number")
+    return int(value)
+
+
+def _example_windows(spec) -> list[tuple[str, Window]]:
+    """(role, window) for the spec's example windows, positives first, for the query panel."""
+    ids = spec.positive_windows + spec.negative_windows
+    windows = Window.objects.defer("embedding").select_related("recording").in_bulk(ids)
+    return [("positive", windows[w]) for w in spec.positive_windows if w in windows] + [
+        ("negative", windows[w]) for w in spec.negative_windows if w in windows
+    ]
 
 
 def _output_panel(output, previous_outputs: dict) -> dict:

@@ -19,6 +19,7 @@ from annotations.models import (
     RecordingStatus,
     Role,
     TaskStatus,
+    UploadSession,
     Window,
 )
 
@@ -64,6 +65,7 @@ def other_project(make_user):
     ClassifierLabel.objects.create(classifier=classifier, label=project.labels.get(), index=0)
     run = InferenceRun.objects.create(classifier=classifier, deployment=deployment)
     member = Membership.objects.get(project=project, user=owner)
+    upload = UploadSession.objects.create(deployment=deployment, created_by=owner, filename="u.wav", size_bytes=1)
     ids = {
         "project_id": project.pk,
         "deployment_id": deployment.pk,
@@ -73,6 +75,7 @@ def other_project(make_user):
         "classifier_id": classifier.pk,
         "run_id": run.pk,
         "member_id": member.pk,
+        "upload_id": upload.pk,
         "label_id": project.labels.get().pk,
     }
     return project, ids

@@ -71,34 +71,88 @@ def log_in(page, username: str) -> None:
     page.keyboard.press("Enter")
 
 
-def test_find_similar_and_label_from_the_keyboard(page, celery_worker_process, settings, tmp_path, birdsong, make_user):
+def follow_link(page, text: str, limit: int = 80) -> None:
+    """Press Tab until the focused link reads ``text``, then Enter: the keyboard way to follow it."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement && document.activeElement.textContent.trim()") == text:
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+            return
+    raise AssertionError(f"no focusable element reads {text!r}")
+
+
+def test_a_whole_labeling_session_with_the_keyboard_alone(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    """Open a project, pick an example in a recording, search, play a hit, label ten hits,
+    undo one, reload: exactly nine labels, with the values given. No mouse anywhere."""
     user = make_user("annotator")
     project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=3)
-    log_in(page, "annotator")
-    page.get_by_role("link", name="Ridge survey").click()
+    page.goto("/")
+    page.keyboard.type("annotator")  # the user name field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type("a-long-test-password")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("h1:has-text('Projects')")
+
+    follow_link(page, "Ridge survey")
     page.wait_for_selector("text=3 done, 0 failed of 3")
     page.screenshot(path=OUTPUT_DIR / "project.png", full_page=True)
+    follow_link(page, "Ridge")
+    first = Recording.objects.filter(deployment=deployment).order_by("filename").first()
+    follow_link(page, first.filename)
+    page.wait_for_selector(".region-view img.spectrogram")
+    page.wait_for_function("document.querySelector('.region-view img').naturalWidth > 0")
+    page.screenshot(path=OUTPUT_DIR / "recording.png", full_page=True)
+    page.keyboard.press("j")  # the recording's second window is the example
+    example = int(page.get_attribute(".hit.current", "data-window"))
+    with page.expect_navigation():
+        page.keyboard.press("m")
+    page.wait_for_selector(".hits .hit.current")
+    assert "history=" in page.url
+    assert page.locator(".hit").count() == 11  # 12 windows in the deployment, less the example
+    assert example not in [int(w) for w in page.locator(".hit").evaluate_all("hs => hs.map(h => h.dataset.window)")]
 
-    page.get_by_role("link", name="Ridge", exact=True).click()
-    page.get_by_role("link", name=Recording.objects.filter(deployment=deployment).first().filename).click()
-    page.get_by_role("link", name="Find similar").first.click()
-    page.wait_for_selector(".hit.current")
-    assert page.locator(".hit").count() == 11  # 12 windows in the deployment, less the query
+    page.keyboard.press(" ")
+    page.wait_for_function("!document.querySelector('.hit.current audio').paused")
+    page.keyboard.press(" ")
 
-    page.keyboard.press("1")
-    page.wait_for_selector(".hit:nth-child(1)[data-labeled=positive]")
-    page.keyboard.press("2")
-    page.wait_for_selector(".hit:nth-child(2)[data-labeled=negative]")
-    page.keyboard.press("3")
-    page.wait_for_selector(".hit:nth-child(3)[data-labeled=unsure]")
+    given = []
+    for index in range(10):
+        value = ("positive", "negative")[index % 3 == 2]
+        page.keyboard.press("1" if value == "positive" else "2")
+        page.wait_for_selector(f".hit:nth-child({index + 1})[data-labeled={value}]")
+        given.append((int(page.locator(".hit").nth(index).get_attribute("data-window")), value))
     page.keyboard.press("u")
     page.wait_for_selector("#flash:has-text('Undone')")
+    page.keyboard.press("?")
+    page.wait_for_selector("#keys-help[open]")
+    page.screenshot(path=OUTPUT_DIR / "keys-help.png")
+    page.keyboard.press("Escape")
     page.screenshot(path=OUTPUT_DIR / "search.png", full_page=True)
 
-    values = sorted(Annotation.objects.filter(annotator=user).values_list("value", flat=True))
-    assert values == ["negative", "positive"]
     page.reload()
-    assert "bird: positive (annotator)" in page.locator(".hit").nth(0).inner_text()
+    page.wait_for_selector(".hit.current")
+    saved = set(Annotation.objects.filter(annotator=user).values_list("window_id", "value"))
+    assert saved == set(given[:9])
+    chips = page.locator(".hit .chip").evaluate_all(
+        "cs => cs.map(c => [Number(c.closest('.hit').dataset.window), c.dataset.value])"
+    )
+    assert {tuple(chip) for chip in chips} == set(given[:9])
+
+    # "n" marks the two hits nobody labeled negative in one step; "u" takes both back.
+    page.keyboard.press("n")
+    page.wait_for_selector("#flash:has-text('2 unlabeled hits marked')")
+    assert Annotation.objects.filter(annotator=user).count() == 11
+    page.keyboard.press("u")
+    page.wait_for_selector("#flash:has-text('Undone (2 labels)')")
+    assert set(Annotation.objects.filter(annotator=user).values_list("window_id", "value")) == set(given[:9])
+
+    page.goto(f"/projects/{project.pk}/labels/{project.labels.get().pk}/")
+    page.wait_for_selector(".hit")
+    assert page.locator(".hit").count() == 9
+    page.screenshot(path=OUTPUT_DIR / "label-review.png", full_page=True)
 
 
 def test_train_run_and_look_at_the_results(page, celery_worker_process, settings, tmp_path, birdsong, make_user):

@@ -140,6 +140,25 @@ def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):
     assert hits[0]["window_id"] == window["id"]
     assert hits[0]["score"] > 0.98
 
+    # The same stretch as a region dragged on the recording, and as a whole file trimmed in the page.
+    span = {"start_s": window["start_s"], "end_s": window["end_s"]}
+    region = client.post(f"{base}/region-queries/", {"recording_id": recording_id, **span}, format="json")
+    assert region.status_code == 201, region.content
+    with open(recording.path, "rb") as f:
+        trimmed = client.post(f"{base}/clip-queries/", {"file": f, **span}, format="multipart")
+    assert trimmed.status_code == 201, trimmed.content
+    for created in (region, trimmed):
+        state = finished(client, f"{base}/clip-queries/{created.json()['id']}/", "example embedding")
+        assert state["status"] == "done", state
+        body = {"clip_query_id": created.json()["id"], "k": 5}
+        hits = client.post(f"{base}/search/", body, format="json").json()["hits"]
+        assert hits[0]["window_id"] == window["id"]
+        assert hits[0]["score"] > 0.98
+    beyond = client.post(
+        f"{base}/region-queries/", {"recording_id": recording_id, "start_s": 5, "end_s": 4}, format="json"
+    )
+    assert beyond.status_code == 400
+
 
 def label_by_construction(ingested, recordings) -> set[int]:
     """Label every window of ``recordings``: positive where the birdsong was placed.

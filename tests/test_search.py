@@ -17,7 +17,7 @@ from annotations.embedding_store import (
     window_matrix,
 )
 from annotations.models import Recording, RecordingStatus
-from annotations.search import nearest_sql, nearest_windows
+from annotations.search import SearchFilters, nearest_sql, nearest_windows
 
 pytestmark = pytest.mark.django_db
 
@@ -101,11 +101,15 @@ def test_the_models_hnsw_index_matches_the_search(project_with_vectors):
         cursor.execute("ANALYZE annotations_window")
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute(
-            "EXPLAIN " + nearest_sql(model), {"query": vectors[0], "project": project.pk, "exclude": [], "k": 10}
-        )
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert f"window_embedding_hnsw_model_{model.pk}" in plan, plan
+        for filters in (
+            SearchFilters(),
+            SearchFilters(site="R1", hour_from=4, hour_to=8, labeled="unlabeled", label_id=1),
+        ):
+            sql, params = nearest_sql(model, filters)
+            params.update(query=vectors[0], project=project.pk, exclude=[], k=10)
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert f"window_embedding_hnsw_model_{model.pk}" in plan, plan
 
 
 def test_embeddings_of_different_models_never_mix(project_with_vectors, make_user):

@@ -19,6 +19,8 @@ import soxr
 # Read this much audio per block: long enough for the resampler, short enough that a
 # multi-hour file never sits in memory.
 BLOCK_SECONDS = 60.0
+# A WAV's header chunks (format, comments) are read from its first bytes, never its audio.
+WAV_HEAD_BYTES = 64 * 1024
 
 
 class AudioError(Exception):
@@ -112,7 +114,7 @@ def _short(error: Exception) -> str:
 def _wav_truncation_warning(path: Path, info: soundfile._SoundFileInfo) -> str:
     """Compare the RIFF data chunk's declared size with the bytes present."""
     with open(path, "rb") as f:
-        header = f.read(64 * 1024)
+        header = f.read(WAV_HEAD_BYTES)
     position = header.find(b"data")
     if position < 0 or position + 8 > len(header):
         return ""
@@ -127,18 +129,27 @@ def _wav_truncation_warning(path: Path, info: soundfile._SoundFileInfo) -> str:
     )
 
 
-def iter_resampled_blocks(path: Path, target_rate: int, channel: int | None = None) -> Iterator[np.ndarray]:
-    """Yield mono float32 blocks at ``target_rate``; ``channel=None`` mixes all channels."""
+def iter_resampled_blocks(
+    path: Path, target_rate: int, channel: int | None = None, start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``target_rate`` of ``[start_s, end_s)`` of the file (all
+    of it by default); ``channel=None`` mixes all channels."""
     with soundfile.SoundFile(str(path)) as f:
+        _check_channel(channel, f.channels)
         source_rate = f.samplerate
         resampler = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
         block_frames = max(1, int(BLOCK_SECONDS * source_rate))
+        first = min(f.frames, max(0, round(start_s * source_rate)))
+        left = f.frames - first if end_s is None else max(0, min(f.frames, round(end_s * source_rate)) - first)
+        if first:
+            f.seek(first)
         while True:
             try:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                block = f.read(min(block_frames, left), dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as error:
                 raise AudioError(f"decoding failed at {f.tell() / source_rate:.1f} s ({_short(error)})") from None
-            last = len(block) < block_frames
+            left -= len(block)
+            last = left <= 0 or len(block) < block_frames
             mono = block.mean(axis=1) if channel is None else block[:, channel]
             if not np.all(np.isfinite(mono)):
                 # NaN/inf would poison every embedding of the window: silence them.
@@ -182,13 +193,68 @@ def iter_windows(blocks: Iterator[np.ndarray], framing: Framing) -> Iterator[tup
         emitted += 1
 
 
-def read_segment(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray, int]:
-    """Read ``[start_s, end_s)`` of a file at its own rate and channels, for playback.
+def _check_channel(channel: int | None, channels: int) -> None:
+    if channel is not None and not 0 <= channel < channels:
+        raise AudioError(
+            f"the deployment uses channel {channel} (counted from 0), but the file has only {channels} channel(s)"
+        )
 
-    Returns (samples [frames, channels] float32, sample_rate).
+
+def read_segment(path: Path, start_s: float, end_s: float, channel: int | None = None) -> tuple[np.ndarray, int]:
+    """Read ``[start_s, end_s)`` of a file at its own rate, for playback: all its channels,
+    or only ``channel`` (the one that was embedded).
+
+    Returns (samples [frames, channels or 1] float32, sample_rate).
     """
     with soundfile.SoundFile(str(path)) as f:
+        _check_channel(channel, f.channels)
         start = max(0, int(round(start_s * f.samplerate)))
         stop = min(f.frames, int(round(end_s * f.samplerate)))
         f.seek(min(start, f.frames))
-        return f.read(max(0, stop - start), dtype="float32", always_2d=True), f.samplerate
+        samples = f.read(max(0, stop - start), dtype="float32", always_2d=True)
+        return (samples if channel is None else samples[:, channel : channel + 1]), f.samplerate
+
+
+# A WAV's chunks before its audio: RIFF/RF64 header, then (id, little-endian size, data, pad to even).
+_RIFF_HEADER = struct.Struct("<4sI4s")
+_CHUNK_HEADER = struct.Struct("<4sI")
+
+
+def wav_info_comment(head: bytes) -> str:
+    """The ICMT comment of a WAV's LIST/INFO chunk, from the file's first bytes, or "".
+
+    Walks the chunks up to the audio data (AudioMoth writes its comment before it) and
+    stops at the end of ``head``, so a comment is found without reading any audio.
+    """
+    if len(head) < _RIFF_HEADER.size:
+        return ""
+    riff, _, wave = _RIFF_HEADER.unpack_from(head)
+    if riff not in (b"RIFF", b"RF64") or wave != b"WAVE":
+        return ""
+    position = _RIFF_HEADER.size
+    while position + _CHUNK_HEADER.size <= len(head):
+        chunk_id, size = _CHUNK_HEADER.unpack_from(head, position)
+        body = head[position + _CHUNK_HEADER.size : position + _CHUNK_HEADER.size + size]
+        if chunk_id == b"data":
+            break
+        if chunk_id == b"LIST" and body[:4] == b"INFO" and (comment := _info_comment(body[4:])):
+            return comment
+        position += _CHUNK_HEADER.size + size + size % 2
+    return ""
+
+
+def _info_comment(info: bytes) -> str:
+    position = 0
+    while position + _CHUNK_HEADER.size <= len(info):
+        chunk_id, size = _CHUNK_HEADER.unpack_from(info, position)
+        if chunk_id == b"ICMT":
+            text = info[position + _CHUNK_HEADER.size : position + _CHUNK_HEADER.size + size]
+            return text.split(b"\0", 1)[0].decode("latin-1").strip()
+        position += _CHUNK_HEADER.size + size + size % 2
+    return ""
+
+
+def read_wav_comment(path: Path) -> str:
+    """The ICMT comment of a WAV file (see ``wav_info_comment``); "" for other files."""
+    with open(path, "rb") as f:
+        return wav_info_comment(f.read(WAV_HEAD_BYTES))

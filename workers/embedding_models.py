@@ -9,6 +9,9 @@
   hoplite's BirdNET wrapper loads; ``PERCH_AGILE_MODEL_PATH`` may name another
   ``.tflite`` file.
 
+Both have a classifier head; each window keeps its ``TOP_K`` highest logits and their
+classes, so that people can browse what the model itself hears.
+
 TensorFlow is imported only when a model is loaded, so the web process never pays
 for it.
 """
@@ -41,46 +44,100 @@ class ModelSpec:
     licence: str = ""
 
 
+TOP_K = 5
+
 SPECS = {
     "birdnet_v2_4": ModelSpec("birdnet_v2_4", "2.4-fp32", 1024, 3.0, 3.0, 48_000, BIRDNET_LICENCE),
     "perch_v2": ModelSpec("perch_v2", "2", 1536, 5.0, 5.0, 32_000, "Perch 2.0: Apache 2.0"),
 }
 
 
-class LoadedModel:
-    """A hoplite ``EmbeddingModel`` with the spec it was loaded under."""
+@dataclasses.dataclass(frozen=True)
+class WindowOutputs:
+    """What a model says about a batch of B windows.
 
-    def __init__(self, spec: ModelSpec, hoplite_model):
+    embeddings: float32 [B, embedding_dim]; top_classes: int32 [B, K] indices into the
+    model's class_names, best first; top_logits: float32 [B, K], descending. The last two
+    are None for a model without a classifier head.
+    """
+
+    embeddings: np.ndarray
+    top_classes: np.ndarray | None = None
+    top_logits: np.ndarray | None = None
+
+
+def hoplite_class_list(hoplite_model) -> tuple[str, tuple[str, ...]]:
+    """The logits key and class names of a hoplite model's classifier head, or ("", ()).
+
+    hoplite models keep either one ``class_list`` named by ``class_list_name`` (BirdNET)
+    or a dict of them by logits key (Perch, whose species head is "label").
+    """
+    class_list = getattr(hoplite_model, "class_list", None)
+    if isinstance(class_list, dict):
+        key = "label" if "label" in class_list else next(iter(class_list), "")
+        return key, tuple(class_list[key].classes) if key else ()
+    if class_list is None:
+        return "", ()
+    return hoplite_model.class_list_name, tuple(class_list.classes)
+
+
+class LoadedModel:
+    """A hoplite ``EmbeddingModel`` with the spec it was loaded under and its classes."""
+
+    def __init__(self, spec: ModelSpec, hoplite_model, class_names: tuple[str, ...] | None = None):
+        """``class_names``: the classes of the logits, where hoplite's class list is wrong."""
         self.spec = spec
         self._model = hoplite_model
-        self._silence: np.ndarray | None = None  # the embedding of an all-zero window
+        self._logits_key, hoplite_names = hoplite_class_list(hoplite_model)
+        self.class_names = hoplite_names if class_names is None else class_names
+        self._silence: WindowOutputs | None = None  # what the model says of an all-zero window
 
-    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Embed a batch of windows: float32 [B, window_samples] -> float32 [B, embedding_dim].
+    def embed_windows(self, windows: np.ndarray) -> WindowOutputs:
+        """Embed a batch of windows, float32 [B, window_samples], and keep their top classes.
 
         Digital silence (a recorder's gaps, padding, hours of nothing) is embedded once:
-        the model is deterministic, so every all-zero window has the same embedding.
+        the model is deterministic, so every all-zero window has the same outputs.
         """
         silent = ~windows.any(axis=1)
         if not silent.any():
             return self._embed(windows)
         if self._silence is None:
-            self._silence = self._embed(np.zeros((1, windows.shape[1]), np.float32))[0]
-        embeddings = np.empty((len(windows), self.spec.embedding_dim), np.float32)
-        embeddings[silent] = self._silence
-        if not silent.all():
-            embeddings[~silent] = self._embed(windows[~silent])
-        return embeddings
+            self._silence = self._embed(np.zeros((1, windows.shape[1]), np.float32))
+        heard = self._embed(windows[~silent]) if not silent.all() else None
 
-    def _embed(self, windows: np.ndarray) -> np.ndarray:
+        def merge(field: str) -> np.ndarray | None:
+            quiet = getattr(self._silence, field)
+            if quiet is None:
+                return None
+            merged = np.empty((len(windows), *quiet.shape[1:]), quiet.dtype)
+            merged[silent] = quiet[0]
+            if heard is not None:
+                merged[~silent] = getattr(heard, field)
+            return merged
+
+        return WindowOutputs(*(merge(field.name) for field in dataclasses.fields(WindowOutputs)))
+
+    def _embed(self, windows: np.ndarray) -> WindowOutputs:
         outputs = self._model.batch_embed(windows)
-        # hoplite returns [B, frames, channels, D]; a window is exactly one frame.
+        # hoplite returns [B, frames, channels, D] (logits [B, frames, (channels,) classes]);
+        # a window is exactly one frame.
         embeddings = np.asarray(outputs.embeddings, dtype=np.float32).reshape(len(windows), -1)
         if embeddings.shape[1] != self.spec.embedding_dim:
             raise RuntimeError(
                 f"{self.spec.name} returned {embeddings.shape[1]}-d embeddings, expected {self.spec.embedding_dim}"
             )
-        return embeddings
+        if not self.class_names or not outputs.logits or self._logits_key not in outputs.logits:
+            return WindowOutputs(embeddings)
+        logits = np.asarray(outputs.logits[self._logits_key], dtype=np.float32).reshape(len(windows), -1)
+        if logits.shape[1] != len(self.class_names):
+            raise RuntimeError(
+                f"{self.spec.name} returned {logits.shape[1]} logits for {len(self.class_names)} classes"
+            )
+        k = min(TOP_K, logits.shape[1])
+        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(logits, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        return WindowOutputs(embeddings, top.astype(np.int32), np.take_along_axis(logits, top, axis=1))
 
 
 def birdnet_model_file() -> Path:
@@ -95,9 +152,10 @@ def _load_birdnet(spec: ModelSpec, model_path: str) -> LoadedModel:
     from ml_collections import config_dict
     from perch_hoplite.zoo import model_configs
 
+    model_file = Path(model_path) if model_path else birdnet_model_file()
     config = config_dict.ConfigDict(
         {
-            "model_path": model_path or str(birdnet_model_file()),
+            "model_path": str(model_file),
             "class_list_name": "birdnet_v2_4",
             "window_size_s": spec.window_s,
             "hop_size_s": spec.hop_s,
@@ -105,7 +163,11 @@ def _load_birdnet(spec: ModelSpec, model_path: str) -> LoadedModel:
             "num_tflite_threads": os.cpu_count() or 1,
         }
     )
-    return LoadedModel(spec, model_configs.get_model_class("birdnet").from_config(config))
+    # hoplite reads the labels file beside the model as a CSV whose first row names a
+    # namespace, losing the first class; the logits have one per line of the file.
+    labels = model_file.with_name("BirdNET_GLOBAL_6K_V2.4_Labels.txt").read_text(encoding="utf-8")
+    class_names = tuple(line.strip() for line in labels.splitlines() if line.strip())
+    return LoadedModel(spec, model_configs.get_model_class("birdnet").from_config(config), class_names)
 
 
 def _load_perch_v2(spec: ModelSpec, model_path: str) -> LoadedModel:

@@ -18,56 +18,80 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from django.db import connection
+import redis
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.utils import timezone
 
 from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from workers.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
-from workers.embedding_models import LoadedModel
+from workers.embedding_models import LoadedModel, WindowOutputs
 
 logger = logging.getLogger(__name__)
 
 # Advisory-lock namespace (first key) for recordings, so other locks cannot collide.
 RECORDING_LOCK_NAMESPACE = 7_201
+# Failures of the services, not of the audio: the task is retried (workers.tasks) rather
+# than the recording marked failed.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis.exceptions.ConnectionError)
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddedAudio:
-    """starts_s, ends_s: float64 [N]; embeddings: float32 [N, D]."""
+    """starts_s, ends_s: float64 [N]; outputs: the model's embeddings and top classes of the N windows."""
 
     starts_s: np.ndarray
     ends_s: np.ndarray
-    embeddings: np.ndarray
+    outputs: WindowOutputs
 
 
 def model_row(model: LoadedModel) -> EmbeddingModel:
     spec = model.spec
     return register_embedding_model(
-        spec.name, spec.version, spec.embedding_dim, spec.window_s, spec.hop_s, spec.sample_rate
+        spec.name, spec.version, spec.embedding_dim, spec.window_s, spec.hop_s, spec.sample_rate, model.class_names
     )
 
 
 def embed_file(
-    path: Path, model: LoadedModel, batch_size: int, on_batch=lambda windows_done: None, info: AudioInfo | None = None
+    path: Path,
+    model: LoadedModel,
+    batch_size: int,
+    on_batch=lambda windows_done: None,
+    info: AudioInfo | None = None,
+    channel: int | None = None,
+    span_s: tuple[float, float | None] = (0.0, None),
 ) -> EmbeddedAudio:
     """Embed every window of an audio file; ``on_batch`` hears the running window count.
-    ``info``: the file's header, where the caller has already probed it."""
+    ``info``: the file's header, where the caller has already probed it; ``channel``: the
+    one channel to embed (None: the mix of all); ``span_s``: the part of the file to embed,
+    (start, end or None for the rest), with window times counted from its start."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
     duration_s = (info or probe(path)).duration_s
     starts: list[int] = []
-    chunks: list[np.ndarray] = []
-    batches = _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), batch_size)
+    chunks: list[WindowOutputs] = []
+    blocks = iter_resampled_blocks(path, spec.sample_rate, channel, *span_s)
+    batches = _batches(iter_windows(blocks, framing), batch_size)
     for batch_starts, batch in prefetched(batches):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
         on_batch(len(starts))
     starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate
     ends_s = np.minimum(starts_s + spec.window_s, duration_s)
-    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, spec.embedding_dim), np.float32)
-    return EmbeddedAudio(starts_s, ends_s, embeddings)
+    return EmbeddedAudio(starts_s, ends_s, _concatenate(chunks, spec.embedding_dim))
+
+
+def _concatenate(chunks: list[WindowOutputs], embedding_dim: int) -> WindowOutputs:
+    if not chunks:
+        return WindowOutputs(np.zeros((0, embedding_dim), np.float32))
+    fields = (field.name for field in dataclasses.fields(WindowOutputs))
+    return WindowOutputs(
+        *(
+            None if getattr(chunks[0], name) is None else np.concatenate([getattr(c, name) for c in chunks])
+            for name in fields
+        )
+    )
 
 
 def prefetched(items: Iterator, depth: int = 2) -> Iterator:
@@ -128,7 +152,7 @@ def ingest_recording(recording_id: int, model: LoadedModel, batch_size: int = 64
 
 
 def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> str:
-    recording = Recording.objects.filter(pk=recording_id).first()
+    recording = Recording.objects.select_related("deployment").filter(pk=recording_id).first()
     if recording is None:
         return "deleted"
     if recording.status not in (RecordingStatus.QUEUED, RecordingStatus.EMBEDDING):
@@ -156,15 +180,27 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
             batch_size,
             on_batch=lambda done: _update(recording, windows_done=done),
             info=info,
+            channel=recording.deployment.channel,
         )
     except AudioError as error:
         _update(recording, status=RecordingStatus.FAILED, error=str(error))
         return RecordingStatus.FAILED
+    except TRANSIENT_ERRORS:
+        raise
     except Exception as error:  # a broken file must not cost the rest of the deployment
         logger.exception("ingest of recording %s failed", recording_id)
         _update(recording, status=RecordingStatus.FAILED, error=f"could not be processed: {error!r}")
         return RecordingStatus.FAILED
-    replace_windows(recording.pk, embedding_model, embedded.starts_s, embedded.ends_s, embedded.embeddings)
+    outputs = embedded.outputs
+    replace_windows(
+        recording.pk,
+        embedding_model,
+        embedded.starts_s,
+        embedded.ends_s,
+        outputs.embeddings,
+        outputs.top_classes,
+        outputs.top_logits,
+    )
     _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
     if not Recording.objects.filter(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]).exists():
         # The bulk load is over: now index it for search (see ensure_search_index).
@@ -179,16 +215,22 @@ def _update(recording: Recording, **fields) -> None:
 
 
 def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
-    """Embed an uploaded example clip: the mean of its windows' embeddings."""
-    query = ClipQuery.objects.get(pk=clip_query_id)
+    """Embed an example clip (an upload, or a region of a recording), trimmed to its span:
+    the mean of its windows' embeddings. A region is read from the deployment's channel."""
+    query = ClipQuery.objects.select_related("recording__deployment").get(pk=clip_query_id)
+    channel = query.recording.deployment.channel if query.recording else None
     try:
-        embedded = embed_file(Path(query.path), model, batch_size=64)
+        embedded = embed_file(
+            Path(query.path), model, batch_size=64, channel=channel, span_s=(query.start_s or 0.0, query.end_s)
+        )
+        if not len(embedded.starts_s):
+            raise AudioError("the chosen part of the clip holds no audio (is the start past its end?)")
     except AudioError as error:
         ClipQuery.objects.filter(pk=query.pk).update(status=RecordingStatus.FAILED, error=str(error))
         return RecordingStatus.FAILED
     ClipQuery.objects.filter(pk=query.pk).update(
         status=RecordingStatus.DONE,
-        embedding=embedded.embeddings.mean(axis=0),
+        embedding=embedded.outputs.embeddings.mean(axis=0),
         embedding_model=model_row(model),
     )
     return RecordingStatus.DONE

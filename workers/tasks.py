@@ -2,7 +2,8 @@
 
 Every task is ``acks_late``: a message is acknowledged only after the work is stored,
 so a worker killed mid-task leaves the message for another worker, and the domain
-functions make doing the work twice harmless.
+functions make doing the work twice harmless. A lost database or Redis connection is
+retried with exponential backoff; bad input (a broken audio file) is a recorded failure.
 """
 
 from __future__ import annotations
@@ -19,8 +20,21 @@ from annotations.training import train
 from workers import ingest
 from workers.embedding_models import configured_model
 from workers.inference import run_inference as score_deployment
+from workers.ingest import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
+
+# Options of every task: a worker that dies mid-task leaves its message for another, and
+# a service that is briefly away is tried again 5 times, after random waits of up to
+# 5 s, 10 s, 20 s ... (at most 5 min).
+TASK_OPTIONS = {
+    "acks_late": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
 @worker_process_init.connect
@@ -39,17 +53,17 @@ def _pick_up_stalled_work(**_) -> None:
         logger.info("requeued %d stalled recordings", requeued)
 
 
-@shared_task(acks_late=True, max_retries=3, time_limit=6 * 3600)
+@shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
 def ingest_recording(recording_id: int) -> str:
     return ingest.ingest_recording(recording_id, configured_model(), settings.PERCH_AGILE_EMBED_BATCH)
 
 
-@shared_task(acks_late=True, time_limit=600)
+@shared_task(**TASK_OPTIONS, time_limit=600)
 def embed_clip_query(clip_query_id: int) -> str:
     return ingest.embed_clip_query(clip_query_id, configured_model())
 
 
-@shared_task(acks_late=True, time_limit=3600)
+@shared_task(**TASK_OPTIONS, time_limit=3600)
 def train_classifier(classifier_id: int) -> str:
     classifier = Classifier.objects.get(pk=classifier_id)
     Classifier.objects.filter(pk=classifier_id).update(status=TaskStatus.RUNNING)
@@ -61,11 +75,13 @@ def train_classifier(classifier_id: int) -> str:
     return TaskStatus.DONE
 
 
-@shared_task(acks_late=True, time_limit=6 * 3600)
+@shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
 def run_inference(run_id: int) -> str:
     run = InferenceRun.objects.select_related("classifier__embedding_model").get(pk=run_id)
     try:
         score_deployment(run)
+    except TRANSIENT_ERRORS:
+        raise
     except Exception as error:
         logger.exception("inference run %s failed", run_id)
         InferenceRun.objects.filter(pk=run_id).update(status=TaskStatus.FAILED, error=repr(error))

@@ -2,14 +2,17 @@
 
 from rest_framework import serializers
 
+from annotations.deployments import LATITUDE_RANGE, LONGITUDE_RANGE, MAX_CHANNEL, METADATA_FIELDS
 from annotations.models import (
     Annotation,
     ClassifierLabel,
     ClipQuery,
+    Combine,
     Deployment,
     InferenceRun,
     Label,
     LabelChange,
+    LabeledFilter,
     LabelValue,
     Membership,
     ProbeType,
@@ -17,6 +20,7 @@ from annotations.models import (
     Recording,
     Role,
 )
+from annotations.search import SearchFilters, SearchSpec
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
 MAX_ID = 2**63 - 1
@@ -40,18 +44,37 @@ class ProjectSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
-        fields = ["id", "name", "description"]
+        fields = ["id", "name", "description", "shortcut"]
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
-    latitude = serializers.FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
-    longitude = serializers.FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
+    latitude = serializers.FloatField(
+        min_value=LATITUDE_RANGE[0], max_value=LATITUDE_RANGE[1], required=False, allow_null=True
+    )
+    longitude = serializers.FloatField(
+        min_value=LONGITUDE_RANGE[0], max_value=LONGITUDE_RANGE[1], required=False, allow_null=True
+    )
+    timezone = serializers.CharField(
+        max_length=64, required=False, help_text="IANA time zone of the site, e.g. Europe/Berlin (default UTC)"
+    )
+    channel = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_CHANNEL,
+        required=False,
+        allow_null=True,
+        help_text="channel of multichannel files to embed, counted from 0; null embeds the mix of all",
+    )
     server_folder = serializers.CharField(max_length=1000, required=False, allow_blank=True)
 
     class Meta:
         model = Deployment
-        fields = ["id", "name", "site", "latitude", "longitude", "server_folder", "created_at"]
+        fields = ["id", *METADATA_FIELDS, "server_folder", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class MetadataImportSerializer(serializers.Serializer):
+    created = serializers.ListField(child=serializers.CharField())
+    updated = serializers.ListField(child=serializers.CharField())
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -80,20 +103,78 @@ class RecordingSerializer(serializers.ModelSerializer):
             "duration_s",
             "sample_rate",
             "channels",
+            "started_at",
+            "started_at_source",
             "windows_done",
             "windows_expected",
         ]
 
 
+class RecordingStartSerializer(serializers.Serializer):
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="ISO 8601; without a UTC offset it is read in the deployment's time zone"
+    )
+
+
 class SearchRequestSerializer(serializers.Serializer):
+    """A query by example. ``window_id`` / ``clip_query_id`` are shorthands for one example."""
+
     window_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     clip_query_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    positive_window_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=20
+    )
+    negative_window_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=20
+    )
+    positive_clip_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=20
+    )
+    combine = serializers.ChoiceField(choices=Combine.choices, default=Combine.MEAN)
+    deployment_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    site = serializers.CharField(required=False, max_length=200)
+    date_from = serializers.DateField(required=False)
+    date_to = serializers.DateField(required=False)
+    hour_from = serializers.IntegerField(required=False, min_value=0, max_value=24)
+    hour_to = serializers.IntegerField(required=False, min_value=0, max_value=24)
+    predicted_class = serializers.CharField(required=False, max_length=200)
+    label_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    labeled = serializers.ChoiceField(choices=LabeledFilter.choices, default=LabeledFilter.ANY)
     k = serializers.IntegerField(min_value=1, max_value=500, default=50)
+    offset = serializers.IntegerField(min_value=0, max_value=499, default=0)
 
     def validate(self, data):
-        if ("window_id" in data) == ("clip_query_id" in data):
-            raise serializers.ValidationError("give exactly one of window_id or clip_query_id")
+        positives = data.get("positive_window_ids", []) + ([data["window_id"]] if "window_id" in data else [])
+        clips = data.get("positive_clip_ids", []) + ([data["clip_query_id"]] if "clip_query_id" in data else [])
+        if not positives and not clips:
+            raise serializers.ValidationError("give at least one example: window_id, clip_query_id or their lists")
+        data["spec"] = SearchSpec(
+            positive_windows=tuple(positives),
+            negative_windows=tuple(data.get("negative_window_ids", [])),
+            positive_clips=tuple(clips),
+            combine=data["combine"],
+            filters=SearchFilters(
+                deployment_id=data.get("deployment_id"),
+                site=data.get("site", ""),
+                date_from=data.get("date_from"),
+                date_to=data.get("date_to"),
+                hour_from=data.get("hour_from"),
+                hour_to=data.get("hour_to"),
+                predicted_class=data.get("predicted_class", ""),
+                label_id=data.get("label_id"),
+                labeled=data["labeled"],
+            ),
+        )
         return data
+
+
+class PredictionSerializer(serializers.Serializer):
+    class_name = serializers.CharField()
+    logit = serializers.FloatField()
+
+    def to_representation(self, instance):
+        class_name, logit = instance
+        return {"class_name": class_name, "logit": logit}
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -105,14 +186,38 @@ class SearchHitSerializer(serializers.Serializer):
     site = serializers.CharField()
     start_s = serializers.FloatField()
     end_s = serializers.FloatField()
+    started_at = serializers.DateTimeField(allow_null=True, help_text="wall-clock start, in the site's time zone")
     score = serializers.FloatField()
     labels = serializers.ListField(child=serializers.DictField())
+    predictions = PredictionSerializer(many=True, help_text="the embedding model's own top classes")
+
+
+class RegionQuerySerializer(serializers.Serializer):
+    recording_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    start_s = serializers.FloatField(min_value=0, max_value=1e7)
+    end_s = serializers.FloatField(min_value=0, max_value=1e7)
 
 
 class ClipQuerySerializer(serializers.ModelSerializer):
     class Meta:
         model = ClipQuery
         fields = ["id", "filename", "status", "error", "created_at"]
+
+
+class BulkAnnotationSerializer(serializers.Serializer):
+    windows = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=500
+    )
+    label = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    value = serializers.ChoiceField(choices=LabelValue.choices)
+
+
+class BulkAnnotationResultSerializer(serializers.Serializer):
+    changed = serializers.IntegerField(help_text="labels given or changed (the others had this value already)")
+
+
+class ResolvedConflictSerializer(serializers.Serializer):
+    removed = serializers.IntegerField(help_text="other annotators' differing labels removed")
 
 
 class AnnotationRequestSerializer(serializers.Serializer):
@@ -259,6 +364,7 @@ class WindowSerializer(serializers.Serializer):
     start_s = serializers.FloatField()
     end_s = serializers.FloatField()
     model_id = serializers.IntegerField()
+    predictions = PredictionSerializer(many=True, help_text="the embedding model's own top classes, best first")
 
 
 class MemberSerializer(serializers.ModelSerializer):

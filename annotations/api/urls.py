@@ -1,6 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from annotations.api import uploads as u
 from annotations.api import views as v
 
 P = "projects/<id:project_id>/"
@@ -15,18 +16,33 @@ urlpatterns = [
     path(P + "labels/", v.LabelListView.as_view(), name="label-list"),
     path(P + "labels/<id:label_id>/", v.LabelDetailView.as_view(), name="label-detail"),
     path(P + "deployments/", v.DeploymentListView.as_view(), name="deployment-list"),
+    path(P + "deployments/metadata-import/", v.DeploymentMetadataImportView.as_view(), name="deployment-metadata"),
     path(P + "deployments/<id:deployment_id>/", v.DeploymentDetailView.as_view(), name="deployment-detail"),
     path(P + "deployments/<id:deployment_id>/files/", v.DeploymentFilesView.as_view(), name="deployment-files"),
+    path(P + "deployments/<id:deployment_id>/uploads/", u.UploadListView.as_view(), name="upload-list"),
+    path(
+        P + "deployments/<id:deployment_id>/uploads/<id:upload_id>/", u.UploadDetailView.as_view(), name="upload-detail"
+    ),
     path(P + "deployments/<id:deployment_id>/ingest/", v.DeploymentIngestView.as_view(), name="deployment-ingest"),
     path(P + "deployments/<id:deployment_id>/recordings/", v.RecordingListView.as_view(), name="recording-list"),
     path(P + "deployments/<id:deployment_id>/label-import/", v.LabelImportView.as_view(), name="label-import"),
+    path(P + "recordings/<id:recording_id>/", v.RecordingDetailView.as_view(), name="recording-detail"),
     path(P + "recordings/<id:recording_id>/windows/", v.WindowListView.as_view(), name="window-list"),
     path(P + "windows/<id:window_id>/audio/", v.WindowAudioView.as_view(), name="window-audio"),
+    path(P + "windows/<id:window_id>/spectrogram.png", v.WindowSpectrogramView.as_view(), name="window-spectrogram"),
+    path(
+        P + "recordings/<id:recording_id>/spectrogram.png",
+        v.RecordingSpectrogramView.as_view(),
+        name="recording-spectrogram",
+    ),
     path(P + "windows/<id:window_id>/history/", v.WindowHistoryView.as_view(), name="window-history"),
     path(P + "search/", v.SearchView.as_view(), name="search"),
     path(P + "clip-queries/", v.ClipQueryListView.as_view(), name="clip-query-list"),
+    path(P + "region-queries/", v.RegionQueryView.as_view(), name="region-query-list"),
     path(P + "clip-queries/<id:clip_query_id>/", v.ClipQueryDetailView.as_view(), name="clip-query-detail"),
     path(P + "annotations/", v.AnnotationListView.as_view(), name="annotation-list"),
+    path(P + "annotations/bulk/", v.AnnotationBulkView.as_view(), name="annotation-bulk"),
+    path(P + "annotations/resolve/", v.ConflictResolveView.as_view(), name="annotation-resolve"),
     path(P + "classifiers/", v.ClassifierListView.as_view(), name="classifier-list"),
     path(P + "classifiers/<id:classifier_id>/", v.ClassifierDetailView.as_view(), name="classifier-detail"),
     path(P + "classifiers/<id:classifier_id>/export/", v.ClassifierExportView.as_view(), name="classifier-export"),

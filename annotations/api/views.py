@@ -4,10 +4,12 @@ objects of projects the user is not a member of answer 404."""
 from __future__ import annotations
 
 import json
+import zoneinfo
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
@@ -19,16 +21,20 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotations import (
+    deployment_metadata,
     deployments,
     detections,
     exports,
     label_import,
     labeling,
     membership,
+    predictions,
     review_queues,
     scoring,
     search,
+    spectrograms,
     training,
+    vocabulary,
 )
 from annotations.access import Action, project_for, visible_projects
 from annotations.api import serializers as s
@@ -82,6 +88,14 @@ class ProjectView(APIView):
         super().initial(request, *args, **kwargs)
         action = Action.READ if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
         self.project = project_for(request.user, kwargs["project_id"], action)
+
+    def window(self, window_id: int) -> Window:
+        """A window of this project, with its recording and deployment; 404 otherwise."""
+        return get_object_or_404(
+            Window.objects.defer("embedding").select_related("recording__deployment"),
+            pk=window_id,
+            recording__deployment__project=self.project,
+        )
 
 
 def _valid(serializer_class, data) -> dict:
@@ -150,9 +164,7 @@ class LabelListView(ProjectView):
     @extend_schema(request=s.LabelSerializer, responses={201: s.LabelSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.LabelSerializer, request.data)
-        if self.project.labels.filter(name=data["name"]).exists():
-            raise InputError(f"label {data['name']!r} already exists in this project")
-        label = Label.objects.create(project=self.project, **data)
+        label = vocabulary.add_label(self.project, **data)
         return Response(s.LabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -164,11 +176,8 @@ class LabelDetailView(ProjectView):
         label = get_object_or_404(Label, pk=label_id, project=self.project)
         serializer = s.LabelSerializer(label, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        name = serializer.validated_data.get("name", label.name)
-        if self.project.labels.filter(name=name).exclude(pk=label.pk).exists():
-            raise InputError(f"label {name!r} already exists in this project")
-        serializer.save()
-        return Response(serializer.data)
+        vocabulary.update_label(label, **serializer.validated_data)
+        return Response(s.LabelSerializer(label).data)
 
     @extend_schema(responses={204: None, **ERRORS})
     def delete(self, request, project_id, label_id):
@@ -211,11 +220,41 @@ class DeploymentDetailView(ProjectView):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response(_deployment_data(deployment))
 
+    @extend_schema(request=s.DeploymentSerializer, responses={200: s.DeploymentSerializer, **ERRORS})
+    def patch(self, request, project_id, deployment_id):
+        deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
+        serializer = s.DeploymentSerializer(deployment, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if data.pop("server_folder", deployment.server_folder) != deployment.server_folder:
+            raise InputError("a deployment's server folder cannot change; create another deployment for that folder")
+        deployments.update_deployment(deployment, **data)
+        return Response(_deployment_data(deployment))
+
     @extend_schema(parameters=[CONFIRM], responses={200: s.DeletionSummarySerializer, **ERRORS})
     def delete(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         summary = deployments.delete_with_confirmation(deployment, request.query_params.get("confirm", ""))
         return Response(s.DeletionSummarySerializer(summary).data)
+
+
+class DeploymentMetadataImportView(ProjectView):
+    """Create or update deployments from a CSV table (see annotations.deployment_metadata)."""
+
+    write_action = Action.MANAGE
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": inline_serializer("MetadataTable", {"file": drf_serializers.FileField()})},
+        responses={200: s.MetadataImportSerializer, **ERRORS},
+    )
+    def post(self, request, project_id):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InputError("send the table as the multipart field 'file'")
+        text = deployment_metadata.read_table_upload(upload)
+        result = deployment_metadata.import_deployment_metadata(self.project, text)
+        return Response(s.MetadataImportSerializer(result).data)
 
 
 class DeploymentFilesView(ProjectView):
@@ -266,12 +305,36 @@ class RecordingListView(ProjectView):
         return Response(s.RecordingSerializer(deployment.recordings.all(), many=True).data)
 
 
+class RecordingDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    def _recording(self, recording_id) -> Recording:
+        return get_object_or_404(
+            Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=self.project
+        )
+
+    @extend_schema(responses={200: s.RecordingSerializer, **ERRORS})
+    def get(self, request, project_id, recording_id):
+        return Response(s.RecordingSerializer(self._recording(recording_id)).data)
+
+    @extend_schema(request=s.RecordingStartSerializer, responses={200: s.RecordingSerializer, **ERRORS})
+    def patch(self, request, project_id, recording_id):
+        """Correct a recording's start time (its source becomes "edited")."""
+        recording = self._recording(recording_id)
+        # A time without a UTC offset is local time at the deployment's site.
+        with timezone.override(zoneinfo.ZoneInfo(recording.deployment.timezone)):
+            started_at = _valid(s.RecordingStartSerializer, request.data)["started_at"]
+        deployments.edit_start_time(recording, started_at)
+        return Response(s.RecordingSerializer(recording).data)
+
+
 class WindowListView(ProjectView):
     @extend_schema(responses={200: s.WindowSerializer(many=True), **ERRORS})
     def get(self, request, project_id, recording_id):
         recording = get_object_or_404(Recording, pk=recording_id, deployment__project=self.project)
-        windows = recording.windows.defer("embedding").values("id", "start_s", "end_s", "model_id")
-        return Response(list(windows))
+        windows = list(recording.windows.values("id", "start_s", "end_s", "model_id"))
+        named = predictions.top_predictions_of([window["id"] for window in windows])
+        return Response(s.WindowSerializer([{**w, "predictions": named[w["id"]]} for w in windows], many=True).data)
 
 
 class WindowAudioView(ProjectView):
@@ -280,11 +343,7 @@ class WindowAudioView(ProjectView):
         responses={(200, "audio/wav"): OpenApiTypes.BINARY, **ERRORS},
     )
     def get(self, request, project_id, window_id):
-        window = get_object_or_404(
-            Window.objects.defer("embedding").select_related("recording"),
-            pk=window_id,
-            recording__deployment__project=self.project,
-        )
+        window = self.window(window_id)
         try:
             context_s = float(request.query_params.get("context", 0))
             if context_s != context_s:  # NaN
@@ -298,26 +357,98 @@ class SearchView(ProjectView):
     @extend_schema(request=s.SearchRequestSerializer, responses={200: s.SearchResultSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.SearchRequestSerializer, request.data)
-        if "window_id" in data:
-            query = search.query_from_window(self.project, data["window_id"])
-        else:
-            query = search.query_from_clip(self.project, data["clip_query_id"])
-        hits = search.nearest_windows(self.project, query.model, query.embedding, data["k"], query.exclude_window_ids)
-        return Response({"model": str(query.model), "hits": s.SearchHitSerializer(hits, many=True).data})
+        page = search.run_search(self.project, data["spec"], data["k"], data["offset"])
+        return Response({"model": str(page.model), "hits": s.SearchHitSerializer(page.hits, many=True).data})
+
+
+def _optional_seconds(value, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of seconds") from None
+    if not 0 <= seconds < 1e7:  # also refuses NaN
+        raise InputError(f"{name} must be a number of seconds from 0")
+    return seconds
+
+
+class RegionQueryView(ProjectView):
+    @extend_schema(request=s.RegionQuerySerializer, responses={201: s.ClipQuerySerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.RegionQuerySerializer, request.data)
+        clip = search.request_region_query(
+            self.project, request.user, data["recording_id"], data["start_s"], data["end_s"]
+        )
+        return Response(s.ClipQuerySerializer(clip).data, status=status.HTTP_201_CREATED)
+
+
+SCALE = OpenApiParameter("scale", str, enum=list(spectrograms.SCALES), description="frequency axis (default mel)")
+
+
+def _png(path) -> FileResponse:
+    response = FileResponse(open(path, "rb"), content_type="image/png")  # noqa: SIM115 (FileResponse closes it)
+    # A picture of a stretch of a recording does not change: browsers may keep it for a day.
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+class WindowSpectrogramView(ProjectView):
+    @extend_schema(
+        parameters=[SCALE, OpenApiParameter("context", float, description="seconds either side (0-10)")],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+    )
+    def get(self, request, project_id, window_id):
+        window = self.window(window_id)
+        style = spectrograms.SpectrogramStyle(scale=request.query_params.get("scale", "mel"))
+        context_s = _optional_seconds(request.query_params.get("context"), "context") or 0.0
+        return _png(spectrograms.window_spectrogram(window, style, context_s))
+
+
+class RecordingSpectrogramView(ProjectView):
+    @extend_schema(
+        parameters=[
+            SCALE,
+            OpenApiParameter("start", float, description="seconds from the recording's start"),
+            OpenApiParameter("end", float, description=f"seconds; at most {spectrograms.MAX_SPAN_S:g} s after start"),
+        ],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+    )
+    def get(self, request, project_id, recording_id):
+        recording = get_object_or_404(
+            Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=self.project
+        )
+        start = _optional_seconds(request.query_params.get("start"), "start") or 0.0
+        end = _optional_seconds(request.query_params.get("end"), "end")
+        if end is None:
+            end = min(start + 30.0, recording.duration_s or start + 30.0)
+        style = spectrograms.SpectrogramStyle(scale=request.query_params.get("scale", "mel"))
+        return _png(spectrograms.recording_spectrogram(recording, start, end, style))
 
 
 class ClipQueryListView(ProjectView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        request={"multipart/form-data": inline_serializer("Clip", {"file": drf_serializers.FileField()})},
+        request={
+            "multipart/form-data": inline_serializer(
+                "Clip",
+                {
+                    "file": drf_serializers.FileField(),
+                    "start_s": drf_serializers.FloatField(required=False, help_text="trim: first second used"),
+                    "end_s": drf_serializers.FloatField(required=False, help_text="trim: end of the part used"),
+                },
+            )
+        },
         responses={201: s.ClipQuerySerializer, **ERRORS},
     )
     def post(self, request, project_id):
         upload = request.FILES.get("file")
         if upload is None:
             raise InputError("send the example clip as the multipart field 'file'")
-        clip = search.request_clip_query(self.project, request.user, upload)
+        start_s = _optional_seconds(request.data.get("start_s"), "start_s")
+        end_s = _optional_seconds(request.data.get("end_s"), "end_s")
+        clip = search.request_clip_query(self.project, request.user, upload, start_s, end_s)
         return Response(s.ClipQuerySerializer(clip).data, status=status.HTTP_201_CREATED)
 
 
@@ -352,6 +483,29 @@ class AnnotationListView(ProjectView):
         label = _int(request.query_params.get("label"), "label")
         removed = labeling.clear_label(self.project, request.user, window, label)
         return Response(status=status.HTTP_204_NO_CONTENT if removed else status.HTTP_404_NOT_FOUND)
+
+
+class AnnotationBulkView(ProjectView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=s.BulkAnnotationSerializer, responses={200: s.BulkAnnotationResultSerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.BulkAnnotationSerializer, request.data)
+        changed = labeling.set_labels(self.project, request.user, data["windows"], data["label"], data["value"])
+        return Response({"changed": changed})
+
+
+class ConflictResolveView(ProjectView):
+    """Admins settle annotators' disagreements on a window."""
+
+    write_action = Action.MANAGE
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=s.AnnotationRequestSerializer, responses={200: s.ResolvedConflictSerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.AnnotationRequestSerializer, request.data)
+        removed = labeling.resolve_conflict(self.project, request.user, data["window"], data["label"], data["value"])
+        return Response({"removed": removed})
 
 
 def _int(value, name: str) -> int:

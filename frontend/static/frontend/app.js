@@ -53,9 +53,6 @@ document.addEventListener("submit", async (event) => {
     } catch (error) {
       flash(error.message, "error");
     }
-  } else if (form.dataset.uploadForm) {
-    event.preventDefault();
-    uploadFiles(form);
   } else if (form.dataset.clipForm) {
     event.preventDefault();
     searchWithClip(form);
@@ -71,34 +68,6 @@ document.addEventListener("submit", async (event) => {
   }
 });
 
-function uploadFiles(form) {
-  // XMLHttpRequest rather than fetch: it reports upload progress.
-  const bar = form.querySelector("[data-upload-progress]");
-  const request = new XMLHttpRequest();
-  request.open("POST", form.dataset.uploadForm);
-  request.setRequestHeader("X-CSRFToken", csrfToken());
-  bar.hidden = false;
-  request.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
-  request.onload = async () => {
-    if (request.status >= 300) {
-      let message = `upload failed (${request.status})`;
-      try { message = JSON.parse(request.responseText).error || message; } catch (_) { /* not JSON */ }
-      flash(message, "error");
-      return;
-    }
-    await api(form.dataset.ingestUrl, { method: "POST" });
-    const rejected = JSON.parse(request.responseText).rejected || [];
-    if (rejected.length) {
-      flash(`Not stored: ${rejected.map((r) => `${r.filename} (${r.reason})`).join("; ")}. The other files are being embedded.`, "error");
-      pollProgress();
-    } else {
-      window.location.reload();
-    }
-  };
-  request.onerror = () => flash("The upload was interrupted; nothing was stored. Try again.", "error");
-  request.send(new FormData(form));
-}
-
 document.addEventListener("click", async (event) => {
   const ingest = event.target.closest("[data-ingest]");
   if (ingest) {
@@ -106,25 +75,27 @@ document.addEventListener("click", async (event) => {
     if (data) { flash(`${data.queued} file(s) queued.`); pollProgress(); }
     return;
   }
-  const button = event.target.closest(".label-buttons button[data-value]");
-  if (button) labelHit(button.closest(".hit"), button.dataset.value);
 });
 
 async function searchWithClip(form) {
   try {
-    const body = new FormData(form);
-    const clip = await api(form.dataset.clipForm, { method: "POST", body });
-    flash("Embedding the clip…");
-    for (;;) {
-      const state = await api(`${form.dataset.clipForm}${clip.id}/`);
-      if (state.status === "done") break;
-      if (state.status === "failed") throw new Error(`${state.filename}: ${state.error}`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-    window.location.href = `${form.dataset.searchUrl}?clip=${clip.id}`;
+    const clip = await api(form.dataset.clipForm, { method: "POST", body: new FormData(form) });
+    await searchWhenEmbedded(form.dataset.clipForm, clip, form.dataset.searchUrl);
   } catch (error) {
     flash(error.message, "error");
   }
+}
+
+// Wait for a worker to embed an example clip (or region), then search with it.
+async function searchWhenEmbedded(clipListUrl, clip, searchUrl) {
+  flash("Embedding the example…");
+  for (;;) {
+    const state = await api(`${clipListUrl}${clip.id}/`);
+    if (state.status === "done") break;
+    if (state.status === "failed") throw new Error(`${state.filename}: ${state.error}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  window.location.href = `${searchUrl}?clip=${clip.id}`;
 }
 
 function formatDuration(seconds) {
@@ -156,10 +127,17 @@ async function pollProgress() {
 }
 if (document.querySelector("[data-progress-url]")) pollProgress();
 
-// Labeling at keyboard speed on lists of hits.
+// Labeling at keyboard speed on lists of hits (search results, review queues, detections).
+// The keys here are annotations.vocabulary.PAGE_KEYS; labels' own shortcut keys pick the active label.
 const hits = () => [...document.querySelectorAll(".hit")];
 let current = 0;
 const undoStack = [];
+const playback = { slow: false, context: false };
+
+function activeLabel() {
+  const select = document.getElementById("active-label");
+  return select && select.value ? { id: Number(select.value), name: select.selectedOptions[0].dataset.name } : null;
+}
 
 function focusHit(index) {
   const list = hits();
@@ -168,47 +146,328 @@ function focusHit(index) {
   list.forEach((hit, i) => hit.classList.toggle("current", i === current));
   list[current].focus({ preventScroll: true });
   list[current].scrollIntoView({ block: "nearest" });
+  if (current >= list.length - 3) loadNextPage();
+}
+
+function chipFor(hit, labelId, annotator) {
+  return hit.querySelector(`.chip[data-label-id="${labelId}"][data-annotator="${CSS.escape(annotator)}"]`);
+}
+
+// Show one annotator's value for a label on a hit (null removes it); returns the previous value.
+function showLabel(hit, label, annotator, value) {
+  const chips = hit.querySelector("[data-labels]");
+  let chip = chipFor(hit, label.id, annotator);
+  const previous = chip ? chip.dataset.value : null;
+  if (value === null) {
+    if (chip) chip.remove();
+  } else {
+    if (!chip) {
+      chip = document.createElement("span");
+      chip.className = "chip";
+      chip.dataset.labelId = label.id;
+      chip.dataset.annotator = annotator;
+      chips.append(chip);
+    }
+    chip.dataset.value = value;
+    chip.textContent = `${label.name}: ${value} (${annotator})`;
+  }
+  refreshHit(hit);
+  return previous;
+}
+
+// A hit's colour shows my value for the active label; a red edge, annotators who disagree.
+function refreshHit(hit) {
+  const label = activeLabel();
+  if (!label) return;
+  const mine = chipFor(hit, label.id, document.body.dataset.user);
+  if (mine) hit.dataset.labeled = mine.dataset.value; else delete hit.dataset.labeled;
+  const values = new Set([...hit.querySelectorAll(`.chip[data-label-id="${label.id}"]`)].map((c) => c.dataset.value));
+  hit.classList.toggle("conflict", values.has("positive") && values.has("negative"));
+}
+
+function annotationUrl(hit) {
+  return hit.closest("[data-annotation-url]").dataset.annotationUrl;
 }
 
 async function labelHit(hit, value) {
-  const box = hit.querySelector(".label-buttons");
-  const select = box.querySelector("[data-label-select]");
-  if (!select || !select.value) { flash("Add a label to the project first.", "error"); return; }
-  const url = hit.closest("[data-annotation-url]").dataset.annotationUrl;
-  const body = { window: Number(box.dataset.window), label: Number(select.value), value };
+  const label = activeLabel();
+  if (!label) { flash("Add a label to the project first.", "error"); return false; }
+  const me = document.body.dataset.user;
+  const window_ = Number(hit.dataset.window);
   try {
-    await api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    undoStack.push({ url, body, hit });
-    box.querySelector("[data-saved]").textContent = `${select.selectedOptions[0].text}: ${value} ✓ saved`;
-    hit.dataset.labeled = value;
+    await api(annotationUrl(hit), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ window: window_, label: label.id, value }),
+    });
   } catch (error) {
     flash(error.message, "error");
+    return false;
   }
+  const previous = showLabel(hit, label, me, value);
+  undoStack.push([{ hit, label, previous }]);
+  flash(`${label.name}: ${value} ✓ saved`);
+  return true;
+}
+
+// "Mark all unlabeled on this page negative": hits nobody has labeled for the active label.
+async function markPageNegative() {
+  const label = activeLabel();
+  if (!label) return;
+  const unlabeled = hits().filter((hit) => !hit.querySelector(`.chip[data-label-id="${label.id}"]`));
+  if (!unlabeled.length) { flash("Every hit here is labeled for this label."); return; }
+  const url = `${annotationUrl(unlabeled[0])}bulk/`;
+  try {
+    await api(url, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ windows: unlabeled.map((hit) => Number(hit.dataset.window)), label: label.id, value: "negative" }),
+    });
+  } catch (error) {
+    flash(error.message, "error");
+    return;
+  }
+  const me = document.body.dataset.user;
+  undoStack.push(unlabeled.map((hit) => ({ hit, label, previous: showLabel(hit, label, me, "negative") })));
+  flash(`${unlabeled.length} unlabeled hits marked ${label.name}: negative (u undoes).`);
 }
 
 async function undo() {
-  const last = undoStack.pop();
-  if (!last) return;
-  const query = new URLSearchParams({ window: last.body.window, label: last.body.label });
-  await api(`${last.url}?${query}`, { method: "DELETE" }).catch((e) => flash(e.message, "error"));
-  last.hit.querySelector("[data-saved]").textContent = "label removed";
-  delete last.hit.dataset.labeled;
-  focusHit(hits().indexOf(last.hit));
-  flash("Undone.");
+  const changes = undoStack.pop();
+  if (!changes) { flash("Nothing to undo."); return; }
+  const me = document.body.dataset.user;
+  try {
+    for (const { hit, label, previous } of changes) {
+      const url = annotationUrl(hit);
+      const window_ = Number(hit.dataset.window);
+      if (previous === null) {
+        await api(`${url}?${new URLSearchParams({ window: window_, label: label.id })}`, { method: "DELETE" });
+      } else {
+        await api(url, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ window: window_, label: label.id, value: previous }),
+        });
+      }
+      showLabel(hit, label, me, previous);
+    }
+  } catch (error) {
+    flash(error.message, "error");
+    return;
+  }
+  focusHit(hits().indexOf(changes[0].hit));
+  flash(changes.length > 1 ? `Undone (${changes.length} labels).` : "Undone.");
 }
 
-document.addEventListener("keydown", (event) => {
-  if (!hits().length || event.target.closest("input, select, textarea")) return;
-  const hit = hits()[current];
-  const keys = {
-    j: () => focusHit(current + 1),
-    k: () => focusHit(current - 1),
-    " ": () => { const audio = hit.querySelector("audio"); audio.paused ? audio.play() : audio.pause(); },
-    1: () => labelHit(hit, "positive").then(() => focusHit(current + 1)),
-    2: () => labelHit(hit, "negative").then(() => focusHit(current + 1)),
-    3: () => labelHit(hit, "unsure").then(() => focusHit(current + 1)),
-    u: () => undo(),
-  };
-  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+function audioOf(hit) {
+  const audio = hit.querySelector("audio");
+  if (audio && audio.dataset.src) {
+    const context = playback.context ? "?context=2" : "";
+    const wanted = new URL(audio.dataset.src + context, window.location.href).href;
+    if (audio.src !== wanted) audio.src = wanted;
+  }
+  return audio;
+}
+
+function togglePlay(hit) {
+  const audio = audioOf(hit);
+  if (!audio) return;
+  if (audio.paused) {
+    audio.playbackRate = playback.slow ? 0.5 : 1;
+    audio.preservesPitch = false; // slowed calls drop in pitch, as on a tape: fast trills become audible
+    audio.play().catch((error) => flash(`Cannot play: ${error.message}`, "error"));
+  } else {
+    audio.pause();
+  }
+}
+
+function toggleOption(name, message) {
+  playback[name] = !playback[name];
+  document.querySelectorAll(`[data-playback=${name}]`).forEach((box) => { box.checked = playback[name]; });
+  flash(message(playback[name]));
+}
+
+// Focus follows the playing hit, and only one hit plays at a time.
+document.addEventListener("play", (event) => {
+  const hit = event.target.closest && event.target.closest(".hit");
+  if (!hit) return;
+  document.querySelectorAll(".hit audio").forEach((audio) => { if (audio !== event.target) audio.pause(); });
+  const index = hits().indexOf(hit);
+  if (index !== current) focusHit(index);
+}, true);
+
+document.addEventListener("change", (event) => {
+  const box = event.target.closest("[data-playback]");
+  if (box) playback[box.dataset.playback] = box.checked;
+  if (event.target.id === "active-label") hits().forEach(refreshHit);
 });
+
+// More results as the list's end comes into view: appended in place, so the scroll position stays.
+let loadingPage = null;
+function loadNextPage() {
+  const marker = document.querySelector("[data-next-page]");
+  if (!marker || !marker.dataset.nextPage || loadingPage) return loadingPage;
+  loadingPage = (async () => {
+    try {
+      const response = await fetch(`${marker.dataset.nextPage}&partial=1`, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`more results failed (${response.status})`);
+      const fragment = document.createElement("template");
+      fragment.innerHTML = await response.text();
+      const next = fragment.content.querySelector("[data-next-page-value]");
+      marker.dataset.nextPage = next ? next.dataset.nextPageValue : "";
+      if (next) next.remove();
+      const added = [...fragment.content.querySelectorAll(".hit")];
+      document.querySelector("ol.hits").append(fragment.content);
+      added.forEach(refreshHit);
+      added.forEach((hit) => applySpectrogramScale(hit));
+      if (!marker.dataset.nextPage) marker.textContent = "End of the results.";
+      hits().forEach((hit, i) => hit.classList.toggle("current", i === current));
+    } catch (error) {
+      flash(error.message, "error");
+    } finally {
+      loadingPage = null;
+    }
+  })();
+  return loadingPage;
+}
+const nextPageMarker = document.querySelector("[data-next-page]");
+if (nextPageMarker && "IntersectionObserver" in window) {
+  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadNextPage(); }).observe(nextPageMarker);
+}
+
+function go(hit, key) {
+  const url = hit.dataset[key];
+  if (url) window.location.href = url;
+}
+
+const help = document.getElementById("keys-help");
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[data-show-help]") && help) help.showModal();
+});
+
+const pageKeys = {
+  j: () => focusHit(current + 1),
+  k: () => focusHit(current - 1),
+  " ": (hit) => togglePlay(hit),
+  1: (hit) => labelHit(hit, "positive").then((ok) => ok && focusHit(current + 1)),
+  2: (hit) => labelHit(hit, "negative").then((ok) => ok && focusHit(current + 1)),
+  3: (hit) => labelHit(hit, "unsure").then((ok) => ok && focusHit(current + 1)),
+  u: () => undo(),
+  n: () => markPageNegative(),
+  s: () => toggleOption("slow", (on) => (on ? "Playing at half speed." : "Playing at normal speed.")),
+  c: () => toggleOption("context", (on) => (on ? "Playing 2 s of context either side." : "Playing the window alone.")),
+  m: (hit) => go(hit, "moreUrl"),
+  a: (hit) => go(hit, "addUrl"),
+  x: (hit) => go(hit, "negativeUrl"),
+};
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest("input, select, textarea, dialog") && event.key !== "Escape") return;
+  if (event.key === "?" && help) { event.preventDefault(); help.open ? help.close() : help.showModal(); return; }
+  if (!hits().length) return;
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  const labelOption = document.querySelector(`#active-label option[data-shortcut="${CSS.escape(key)}"]`);
+  if (labelOption) {
+    event.preventDefault();
+    labelOption.selected = true;
+    hits().forEach(refreshHit);
+    flash(`Active label: ${labelOption.dataset.name}`);
+    return;
+  }
+  if (pageKeys[key]) { event.preventDefault(); pageKeys[key](hits()[current]); }
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".label-buttons button[data-value]");
+  if (!button) return;
+  const hit = button.closest(".hit");
+  focusHit(hits().indexOf(hit));
+  labelHit(hit, button.dataset.value);
+});
+
+hits().forEach(refreshHit);
 if (hits().length) focusHit(0);
+
+// Drag a region on a recording's spectrogram, then search with it (a worker embeds it).
+const regionView = document.querySelector("[data-region-view]");
+if (regionView) {
+  const box = regionView.querySelector(".region");
+  const actions = document.querySelector("[data-region-actions]");
+  const d = regionView.dataset;
+  const secondsAt = (clientX) => {
+    const x = clientX - regionView.getBoundingClientRect().left - Number(d.axisPx);
+    return Math.max(Number(d.spanStart), Math.min(Number(d.spanEnd), Number(d.spanStart) + x / Number(d.pxPerS)));
+  };
+  const xOf = (seconds) => Number(d.axisPx) + (seconds - Number(d.spanStart)) * Number(d.pxPerS);
+  let anchor = null;
+  let region = null;
+  const draw = (a, b) => {
+    region = [Math.min(a, b), Math.max(a, b)];
+    box.hidden = false;
+    box.style.left = `${xOf(region[0])}px`;
+    box.style.width = `${Math.max(1, (region[1] - region[0]) * Number(d.pxPerS))}px`;
+    actions.hidden = region[1] - region[0] < 0.1;
+    actions.querySelector("[data-region-label]").textContent = `${region[0].toFixed(2)}–${region[1].toFixed(2)} s`;
+  };
+  regionView.addEventListener("pointerdown", (e) => { anchor = secondsAt(e.clientX); regionView.setPointerCapture(e.pointerId); draw(anchor, anchor); });
+  regionView.addEventListener("pointermove", (e) => { if (anchor !== null) draw(anchor, secondsAt(e.clientX)); });
+  regionView.addEventListener("pointerup", (e) => { if (anchor !== null) draw(anchor, secondsAt(e.clientX)); anchor = null; });
+  actions.querySelector("[data-region-search]").addEventListener("click", async () => {
+    try {
+      const clip = await api(d.regionUrl, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ recording_id: Number(d.recording), start_s: region[0], end_s: region[1] }),
+      });
+      await searchWhenEmbedded(d.clipUrl, clip, d.searchUrl);
+    } catch (error) {
+      flash(error.message, "error");
+    }
+  });
+}
+
+// Trim an example clip in the page: preview it locally and set start/end at the playhead.
+const clipFile = document.querySelector("[data-clip-file]");
+if (clipFile) {
+  const preview = document.querySelector("[data-clip-preview]");
+  clipFile.addEventListener("change", () => {
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.hidden = !clipFile.files.length;
+    if (clipFile.files.length) preview.src = URL.createObjectURL(clipFile.files[0]);
+  });
+  document.querySelectorAll("[data-trim-here]").forEach((button) => button.addEventListener("click", () => {
+    document.querySelector(`[data-trim=${button.dataset.trimHere}]`).value = preview.currentTime.toFixed(2);
+  }));
+}
+
+// Settle annotators' disagreement on a window (admins, on a label's review page).
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-resolve]");
+  if (!button) return;
+  const hit = button.closest(".hit");
+  const label = activeLabel();
+  try {
+    const result = await api(button.closest("[data-resolve-url]").dataset.resolveUrl, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ window: Number(hit.dataset.window), label: label.id, value: button.dataset.resolve }),
+    });
+    flash(`Settled as ${button.dataset.resolve}; ${result.removed} differing label(s) removed.`);
+    window.location.reload();
+  } catch (error) {
+    flash(error.message, "error");
+  }
+});
+
+// Spectrograms on a mel (default) or linear frequency axis; the choice is remembered.
+function applySpectrogramScale(root = document) {
+  const linear = localStorage.getItem("spectrogramScale") === "linear";
+  root.querySelectorAll("img.spectrogram").forEach((img) => {
+    const url = new URL(img.getAttribute("src"), window.location.href);
+    if (linear) url.searchParams.set("scale", "linear"); else url.searchParams.delete("scale");
+    if (url.href !== img.src) img.src = url.href;
+  });
+  document.querySelectorAll("[data-spectrogram-linear]").forEach((box) => { box.checked = linear; });
+}
+document.addEventListener("change", (event) => {
+  if (!event.target.matches("[data-spectrogram-linear]")) return;
+  localStorage.setItem("spectrogramScale", event.target.checked ? "linear" : "mel");
+  applySpectrogramScale();
+});
+applySpectrogramScale();

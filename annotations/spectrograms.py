@@ -1,0 +1,196 @@
+"""Spectrogram pictures of recordings, rendered on the server and cached on disk.
+
+One fixed colour scale for every picture (``MIN_DB`` .. ``MAX_DB`` dB relative to full
+scale), so the same colour means the same sound level on every hit an annotator
+compares. Rendering is NumPy (an STFT, a triangular filterbank on mel or linear
+frequency) and Pillow; matplotlib would cost more per picture than the whole rest of
+a results page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageDraw
+
+from annotations.errors import InputError
+from annotations.models import Recording
+from workers.audio import AudioError, read_segment
+
+MIN_DB = -100.0
+MAX_DB = -30.0
+# Bumped whenever rendering changes, so that cached pictures are not served stale.
+RENDER_VERSION = 1
+MAX_SPAN_S = 120.0
+SCALES = ("mel", "linear")
+
+# Anchors of the "magma" colour map (dark purple to pale yellow), perceptually ordered.
+_MAGMA_ANCHORS = np.array(
+    [
+        [0, 0, 4],
+        [28, 16, 68],
+        [79, 18, 123],
+        [129, 37, 129],
+        [181, 54, 122],
+        [229, 80, 100],
+        [251, 135, 97],
+        [254, 194, 135],
+        [252, 253, 191],
+    ],
+    dtype=np.float64,
+)
+COLOURS = np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA_ANCHORS)), _MAGMA_ANCHORS[:, c]) for c in range(3)],
+    axis=1,
+).astype(np.uint8)  # [256, 3]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrogramStyle:
+    """How a picture looks: frequency scale, size, and the highest frequency shown."""
+
+    scale: str = "mel"
+    height_px: int = 128
+    px_per_s: int = 50
+    max_frequency_hz: float = 16_000.0
+    axis_px: int = 34  # left margin for the frequency labels
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise InputError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+
+
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def band_edges(style: SpectrogramStyle, nyquist_hz: float) -> np.ndarray:
+    """Edges of the picture's ``height_px`` frequency bands in Hz, lowest first: [height_px + 2]."""
+    top = min(style.max_frequency_hz, nyquist_hz)
+    if style.scale == "mel":
+        return _mel_to_hz(np.linspace(_hz_to_mel(50.0), _hz_to_mel(top), style.height_px + 2))
+    return np.linspace(0.0, top, style.height_px + 2)
+
+
+def _filterbank(bin_hz: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Triangular bands [bands, bins], each row summing to 1: a band's power is the mean
+    power of its bins, so mel and linear pictures share one colour scale."""
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bin_hz[None, :] - lower) / np.maximum(centre - lower, 1e-9)
+    falling = (upper - bin_hz[None, :]) / np.maximum(upper - centre, 1e-9)
+    weights = np.clip(np.minimum(rising, falling), 0.0, None)
+    # A band narrower than one FFT bin takes its nearest bin, so no row is empty.
+    empty = weights.sum(axis=1) == 0
+    nearest = np.abs(bin_hz[None, :] - centre[empty]).argmin(axis=1)
+    weights[np.nonzero(empty)[0], nearest] = 1.0
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def spectrogram_db(samples: np.ndarray, sample_rate: int, style: SpectrogramStyle) -> np.ndarray:
+    """Band levels in dB relative to full scale, float32 [height_px, columns], low
+    frequencies first; one column per ``1 / px_per_s`` seconds of ``samples`` (float32 [n])."""
+    hop = max(1, round(sample_rate / style.px_per_s))
+    n_fft = 1 << int(np.ceil(np.log2(max(256, sample_rate * 0.02))))  # about 20 ms
+    window = np.hanning(n_fft).astype(np.float32)
+    columns = max(1, int(np.ceil(len(samples) / hop)))
+    padded = np.zeros(columns * hop + n_fft, dtype=np.float32)
+    padded[n_fft // 2 : n_fft // 2 + len(samples)] = samples
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:columns]
+    # Scaled so that a full-scale sine reads 0 dB.
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 * (4.0 / window.sum() ** 2)
+    bands = _filterbank(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), band_edges(style, sample_rate / 2))
+    return (10.0 * np.log10(bands @ power.T + 1e-20)).astype(np.float32)
+
+
+def _frequency_ticks(style: SpectrogramStyle, edges: np.ndarray) -> list[tuple[float, str]]:
+    """(row from the bottom, label) for round frequencies inside the picture."""
+    centres = edges[1:-1]
+    candidates = (500, 1000, 2000, 4000, 8000, 16000) if style.scale == "mel" else range(0, 48001, 2000)
+    ticks = []
+    for hz in candidates:
+        if centres[0] <= hz <= centres[-1]:
+            row = float(np.interp(hz, centres, np.arange(len(centres))))
+            ticks.append((row, f"{hz / 1000:g}k"))
+    if style.scale == "linear" and len(ticks) > 6:
+        ticks = ticks[:: len(ticks) // 5 + 1]
+    return ticks
+
+
+def render_png(
+    samples: np.ndarray, sample_rate: int, style: SpectrogramStyle, marks_s: tuple[float, ...] = ()
+) -> bytes:
+    """A PNG of ``samples`` (float32 [n]) with a labeled frequency axis; thin white lines
+    at ``marks_s`` seconds (e.g. where the window starts and ends within its context)."""
+    import io
+
+    levels = spectrogram_db(samples, sample_rate, style)
+    scaled = np.clip((levels - MIN_DB) / (MAX_DB - MIN_DB), 0.0, 1.0)
+    pixels = COLOURS[(scaled[::-1] * 255).astype(np.uint8)]  # high frequencies at the top
+    height, width = pixels.shape[:2]
+    image = Image.new("RGB", (width + style.axis_px, height), (255, 255, 255))
+    image.paste(Image.fromarray(pixels, "RGB"), (style.axis_px, 0))
+    draw = ImageDraw.Draw(image)
+    for seconds in marks_s:
+        x = style.axis_px + round(seconds * style.px_per_s)
+        draw.line([(x, 0), (x, height)], fill=(255, 255, 255), width=1)
+    for row, label in _frequency_ticks(style, band_edges(style, sample_rate / 2)):
+        y = height - 1 - round(row)
+        draw.line([(style.axis_px - 4, y), (style.axis_px - 1, y)], fill=(0, 0, 0))
+        draw.text((1, max(0, min(height - 11, y - 5))), label, fill=(0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=1)
+    return buffer.getvalue()
+
+
+def cache_folder(deployment_id: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "spectrograms" / str(deployment_id)
+
+
+def recording_spectrogram(
+    recording: Recording, start_s: float, end_s: float, style: SpectrogramStyle, marks_s: tuple[float, ...] = ()
+) -> Path:
+    """The cached PNG of ``[start_s, end_s)`` of a recording, rendered on first use.
+
+    Written to a temporary file and renamed, so that a reader never sees half a picture
+    and two requests rendering the same picture at once both succeed.
+    """
+    if not (end_s > start_s >= 0) or end_s - start_s > MAX_SPAN_S:
+        raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S:g} s from start >= 0")
+    marks = "_".join(f"{m:.3f}" for m in marks_s)
+    name = (
+        f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{style.scale}-{style.height_px}x{style.px_per_s}"
+        f"-{style.max_frequency_hz:g}-{marks}-v{RENDER_VERSION}.png"
+    )
+    path = cache_folder(recording.deployment_id) / name
+    if path.exists():
+        return path
+    try:
+        samples, rate = read_segment(Path(recording.path), start_s, end_s, recording.deployment.channel)
+    except (AudioError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
+        raise InputError(f"{recording.filename}: cannot read its audio ({error})") from error
+    png = render_png(samples.mean(axis=1), rate, style, marks_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as partial:
+        partial.write(png)
+    os.replace(partial.name, path)
+    return path
+
+
+def window_spectrogram(window, style: SpectrogramStyle, context_s: float = 0.0) -> Path:
+    """A window's picture, with ``context_s`` seconds either side marked off by lines."""
+    context_s = min(max(context_s, 0.0), 10.0)
+    start = max(0.0, window.start_s - context_s)
+    end = window.end_s + context_s
+    if window.recording.duration_s:
+        end = min(end, window.recording.duration_s)
+    marks = (window.start_s - start, window.end_s - start) if context_s else ()
+    return recording_spectrogram(window.recording, start, end, style, marks)
