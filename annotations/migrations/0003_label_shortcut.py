@@ -2,6 +2,20 @@
 
 from django.db import migrations, models
 
+# annotations.vocabulary.FREE_KEYS at the time of this migration (a migration must not
+# import code that may change later).
+FREE_KEYS = "qwertyiopdfghlzvb"
+
+
+def give_existing_labels_keys(apps, schema_editor):
+    """Labels made before shortcuts existed get the free keys in name order, per project."""
+    Label = apps.get_model("annotations", "Label")
+    project_ids = Label.objects.values_list("project_id", flat=True).distinct()
+    for project_id in project_ids:
+        for label, key in zip(Label.objects.filter(project_id=project_id).order_by("name"), FREE_KEYS):
+            label.shortcut = key
+            label.save(update_fields=["shortcut"])
+
 
 class Migration(migrations.Migration):
 
@@ -15,4 +29,5 @@ class Migration(migrations.Migration):
             name='shortcut',
             field=models.CharField(blank=True, max_length=1),
         ),
+        migrations.RunPython(give_existing_labels_keys, migrations.RunPython.noop),
     ]
