@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from annotations.deployments import create_deployment, create_project, queue_ingest
 from annotations.labeling import set_label
-from annotations.models import Annotation, Recording, RecordingStatus, Window
+from annotations.models import Annotation, Recording, RecordingStatus, UploadSession, Window
 from tests.audio_corpus import make_recordings
 from tests.conftest import OUTPUT_DIR, wait_for
 
@@ -178,3 +181,45 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     page.screenshot(path=OUTPUT_DIR / "detections.png", full_page=True)
     page.go_back()
     page.screenshot(path=OUTPUT_DIR / "classifier.png", full_page=True)
+
+
+def test_a_large_upload_goes_up_in_chunks_and_survives_a_dropped_one(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    user = make_user("admin")
+    project = create_project(user, "Uploads", labels=["bird"])
+    deployment = create_deployment(project, "Field")
+    samples, rate = birdsong
+    path = tmp_path / "20240521_053000.WAV"
+    soundfile.write(path, np.tile(samples, 30), rate, subtype="PCM_16")  # 5 minutes, 19 MB: 3 chunks
+    dropped = []
+
+    def drop_the_second_chunk(route):
+        if route.request.method == "PUT" and route.request.headers.get("upload-offset") != "0" and not dropped:
+            dropped.append(route.request.headers["upload-offset"])
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/uploads/*/", drop_the_second_chunk)
+    log_in(page, "admin")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.goto(f"/projects/{project.pk}/deployments/{deployment.pk}/")
+    page.set_input_files("[data-chunked-upload] input[type=file]", str(path))
+    page.click("[data-chunked-upload] button.primary")
+    # Waiting inside Playwright: the sync API runs the route handler only while it is called.
+    for _ in range(240):
+        if recording := Recording.objects.filter(deployment=deployment).first():
+            break
+        page.wait_for_timeout(500)
+    assert recording is not None, page.inner_text("form[data-chunked-upload]")
+    assert dropped == [str(8 * 1024 * 1024)]  # the second chunk was lost once, then sent again
+    assert Path(recording.path).read_bytes() == path.read_bytes()
+    session = UploadSession.objects.get(recording=recording)
+    assert session.received_bytes == session.size_bytes == path.stat().st_size
+    done = wait_for(
+        lambda: Recording.objects.filter(pk=recording.pk, status=RecordingStatus.DONE).first(), what="its ingest"
+    )
+    assert done.started_at.isoformat().startswith("2024-05-21T05:30:00")
+    page.screenshot(path=OUTPUT_DIR / "upload.png", full_page=True)
