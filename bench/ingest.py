@@ -1,6 +1,6 @@
 """Benchmark: ingesting a multi-file deployment against the bare model on the same batches.
 
-    .venv/bin/python -m bench.ingest [--files 6] [--seconds 60] [--batch 64]
+    .venv/bin/python -m bench.ingest [--files 6] [--seconds 300] [--batch 64]
 
 Builds a deployment of real birdsong over noise at mixed sample rates (44.1 and 48 kHz)
 in a throwaway database, with the configured model (PERCH_AGILE_MODEL). Prints:
@@ -29,7 +29,7 @@ from bench.database import bench_database
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=300.0)  # recorders write files of minutes to an hour
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     with bench_database(), tempfile.TemporaryDirectory() as folder:
