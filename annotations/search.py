@@ -45,6 +45,9 @@ from annotations.queueing import enqueue_on_commit
 
 MAX_K = 500
 PAGE_SIZE = 50
+# A saved search keeps its best windows, ranked once: five pages of the page's list. (All
+# MAX_K cost 4x the time of the first page: hnsw.ef_search grows with k.)
+SAVED_RESULTS = 250
 MAX_CLIP_BYTES = 50 * 1024 * 1024
 NEGATIVE_WEIGHT = 0.5
 MAX_EXAMPLES = 20
@@ -222,7 +225,8 @@ def hits_for(scored: list[tuple[int, float]]) -> list[SearchHit]:
     predictions = top_predictions_of(list(windows))
     hits = []
     for window_id, score in scored:
-        window = windows[window_id]
+        if (window := windows.get(window_id)) is None:
+            continue  # deleted since (with its deployment)
         recording = window.recording
         hits.append(
             SearchHit(
@@ -311,18 +315,17 @@ class SearchPage:
     hits: list[SearchHit]
 
 
-def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
-    """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
+def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[EmbeddingModel, list[tuple[int, float]]]:
+    """The model and the best ``wanted`` (at most MAX_K) [(window_id, score)] of a query by example."""
     if spec.combine not in Combine.values:
         raise InputError(f"combine must be one of {', '.join(Combine.values)}")
     examples = examples_for(project, spec)
-    wanted = min(max(int(offset), 0) + max(int(k), 1), MAX_K)
+    wanted = min(max(int(wanted), 1), MAX_K)
     single = len(examples.positives) == 1 and not len(examples.negatives)
     if single:  # the index's own cosine is the score: no re-ranking needed
-        scored = nearest_window_ids(
+        return examples.model, nearest_window_ids(
             project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
         )
-        return SearchPage(examples.model, hits_for(scored[offset:wanted]))
     # A pool larger than the page, so that re-ranking has something to promote.
     pool = min(2 * wanted, 2 * MAX_K)
     queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
@@ -331,12 +334,34 @@ def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: i
         nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
         candidate_ids.update((window_id, None) for window_id, _ in nearest)
     if not candidate_ids:
-        return SearchPage(examples.model, [])
+        return examples.model, []
     embeddings = window_embeddings(list(candidate_ids))
     ids = np.fromiter(candidate_ids, dtype=np.int64)
     scores = combined_scores(np.stack([embeddings[w] for w in ids]), examples, spec.combine)
-    order = np.argsort(-scores, kind="stable")[offset:wanted]
-    return SearchPage(examples.model, hits_for([(int(ids[i]), float(scores[i])) for i in order]))
+    order = np.argsort(-scores, kind="stable")[:wanted]
+    return examples.model, [(int(ids[i]), float(scores[i])) for i in order]
+
+
+def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
+    """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
+    offset = max(int(offset), 0)
+    model, scored = ranked_windows(project, spec, offset + max(int(k), 1))
+    return SearchPage(model, hits_for(scored[offset : offset + k]))
+
+
+def saved_results_page(project: Project, record: SearchRecord, offset: int, k: int = PAGE_SIZE) -> SearchPage:
+    """A page of a saved search's results as they were when it first ran (the best
+    SAVED_RESULTS are ranked and kept then), so going back in the history shows what was
+    seen, whatever was ingested or labeled since."""
+    if record.result_window_ids is None:
+        model, scored = ranked_windows(project, spec_of(record), SAVED_RESULTS)
+        record.embedding_model = model
+        record.result_window_ids = [window_id for window_id, _ in scored]
+        record.result_scores = [score for _, score in scored]
+        record.result_count = len(scored)
+        record.save(update_fields=["embedding_model", "result_window_ids", "result_scores", "result_count"])
+    scored = list(zip(record.result_window_ids, record.result_scores, strict=True))
+    return SearchPage(record.embedding_model, hits_for(scored[offset : offset + k]))
 
 
 def spec_from_params(params: Mapping) -> SearchSpec:

@@ -252,12 +252,10 @@ def _search_results(project, record: SearchRecord, offset: int) -> dict:
         "examples": _example_windows(spec),
         "offset": offset,
     }
-    page = search_service.run_search(project, spec, search_service.PAGE_SIZE, offset)
-    if offset == 0 and record.result_count != len(page.hits):
-        SearchRecord.objects.filter(pk=record.pk).update(result_count=len(page.hits))
+    page = search_service.saved_results_page(project, record, offset)
     context.update(hits=page.hits, query_model=page.model)
-    next_offset = offset + len(page.hits)
-    if len(page.hits) == search_service.PAGE_SIZE and next_offset < search_service.MAX_K:
+    next_offset = offset + search_service.PAGE_SIZE
+    if next_offset < record.result_count:
         context["next_page"] = f"?history={record.pk}&offset={next_offset}"
     return context
 

@@ -150,11 +150,18 @@ def test_the_search_page_saves_history_and_pages_results(survey):
     html = page.content.decode()
     assert html.count('class="hit"') == 46  # 48 windows less the two examples
     assert 'id="keys-help"' in html and "spectrogram.png" in html
-    client.get(response["Location"])  # a reload runs the search again without a new record
+    client.get(response["Location"])  # a reload shows the same results without a new record
     assert SearchRecord.objects.count() == 1
     assert SearchRecord.objects.get().result_count == 46
     partial = client.get(response["Location"] + "&offset=40&partial=1").content.decode()
     assert partial.count('class="hit"') == 6 and "<html" not in partial
+    # A window ingested later joins a search run again, not the one in the history.
+    model = Window.objects.get(pk=windows[("A", 0, 1)]).model
+    late = Recording.objects.create(deployment=project.deployments.first(), path="/late.wav", filename="late.wav")
+    replace_windows(late.pk, model, np.zeros(1), np.ones(1), np.eye(DIM, dtype=np.float32)[1:2])
+    assert f'data-window="{late.windows.get().pk}"' not in client.get(response["Location"]).content.decode()
+    again = client.get(url, {"window": windows[("A", 0, 1)], "negative": windows[("A", 0, 2)], "combine": "best"})
+    assert f'data-window="{late.windows.get().pk}"' in client.get(again["Location"]).content.decode()
     other = Client()
     other.force_login(type(user).objects.create_user("outsider", password="a-long-test-password"))
     assert other.get(response["Location"]).status_code == 404
