@@ -110,6 +110,9 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     page.screenshot(path=OUTPUT_DIR / "recording.png", full_page=True)
     page.keyboard.press("j")  # the recording's second window is the example
     example = int(page.get_attribute(".hit.current", "data-window"))
+    outline = page.locator(".region-view .current-window").bounding_box()  # outlined on the spectrogram
+    image = page.locator(".region-view img").bounding_box()
+    assert outline["x"] - image["x"] == pytest.approx(34 + 3 * 50, abs=2)  # axis, then 3 s at 50 px/s
     with page.expect_navigation():
         page.keyboard.press("m")
     page.wait_for_selector(".hits .hit.current")

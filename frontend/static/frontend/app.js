@@ -146,6 +146,7 @@ function focusHit(index) {
   list.forEach((hit, i) => hit.classList.toggle("current", i === current));
   list[current].focus({ preventScroll: true });
   list[current].scrollIntoView({ block: "nearest" });
+  document.dispatchEvent(new CustomEvent("hit-focus", { detail: list[current] }));
   if (current >= list.length - 3) loadNextPage();
 }
 
@@ -409,7 +410,29 @@ if (regionView) {
   };
   regionView.addEventListener("pointerdown", (e) => { anchor = secondsAt(e.clientX); regionView.setPointerCapture(e.pointerId); draw(anchor, anchor); });
   regionView.addEventListener("pointermove", (e) => { if (anchor !== null) draw(anchor, secondsAt(e.clientX)); });
-  regionView.addEventListener("pointerup", (e) => { if (anchor !== null) draw(anchor, secondsAt(e.clientX)); anchor = null; });
+  regionView.addEventListener("pointerup", (e) => {
+    if (anchor === null) return;
+    const seconds = secondsAt(e.clientX);
+    if (Math.abs(seconds - anchor) < 0.1) { // a click, not a drag: play the window there
+      box.hidden = true;
+      actions.hidden = true;
+      const hit = hits().find((h) => Number(h.dataset.start) <= seconds && seconds < Number(h.dataset.end));
+      if (hit) { focusHit(hits().indexOf(hit)); togglePlay(hit); }
+    } else {
+      draw(anchor, seconds);
+    }
+    anchor = null;
+  });
+  // The focused window, outlined on the spectrogram.
+  const outline = regionView.querySelector(".current-window");
+  document.addEventListener("hit-focus", (event) => {
+    const start = Number(event.detail.dataset.start);
+    const end = Number(event.detail.dataset.end);
+    outline.hidden = Number.isNaN(start);
+    outline.style.left = `${xOf(start)}px`;
+    outline.style.width = `${(end - start) * Number(d.pxPerS)}px`;
+  });
+  if (hits().length) focusHit(current);
   actions.querySelector("[data-region-search]").addEventListener("click", async () => {
     try {
       const clip = await api(d.regionUrl, {
