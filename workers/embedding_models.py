@@ -165,8 +165,11 @@ def _load_birdnet(spec: ModelSpec, model_path: str) -> LoadedModel:
     )
     # hoplite reads the labels file beside the model as a CSV whose first row names a
     # namespace, losing the first class; the logits have one per line of the file.
-    labels = model_file.with_name("BirdNET_GLOBAL_6K_V2.4_Labels.txt").read_text(encoding="utf-8")
-    class_names = tuple(line.strip() for line in labels.splitlines() if line.strip())
+    labels_file = model_file.with_name("BirdNET_GLOBAL_6K_V2.4_Labels.txt")
+    class_names = None  # another model file without that list: hoplite's reading of its own
+    if labels_file.exists():
+        labels = labels_file.read_text(encoding="utf-8")
+        class_names = tuple(line.strip() for line in labels.splitlines() if line.strip())
     return LoadedModel(spec, model_configs.get_model_class("birdnet").from_config(config), class_names)
 
 
