@@ -9,6 +9,7 @@ through a small buffer; nothing holds a whole chunk, let alone a file, in memory
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import BinaryIO
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import UnreadablePostError
+from django.utils import timezone
 
 from annotations import deployments
 from annotations.errors import InputError
@@ -126,6 +128,17 @@ def abandon_upload(session: UploadSession) -> None:
         session.delete()
         if not session.recording_id:
             Path(session.partial_path).unlink(missing_ok=True)
+
+
+def purge_abandoned_uploads(idle_for: dt.timedelta) -> int:
+    """Delete unfinished uploads nobody has added to for ``idle_for`` (and their partial
+    files), so that forgotten multi-GB halves do not fill the disk. Returns how many."""
+    stale = UploadSession.objects.filter(recording__isnull=True, updated_at__lt=timezone.now() - idle_for)
+    count = 0
+    for session in stale:
+        abandon_upload(session)
+        count += 1
+    return count
 
 
 def _sync_received_bytes(session: UploadSession) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from annotations import uploads
 from annotations.demo import birdsong_wav
@@ -254,3 +256,17 @@ def test_the_deployment_page_uploads_in_chunks(owner, deployment):
     assert f'data-chunked-upload="{uploads_url(deployment)}"' in page
     assert "frontend/upload.js" in page
     assert "data-upload-form" not in page
+
+
+def test_uploads_left_idle_for_days_are_purged_with_their_partial_files(api, deployment, birdsong_bytes):
+    stale = start(api, deployment, birdsong_bytes, name="stale.wav").json()["id"]
+    fresh = start(api, deployment, birdsong_bytes, name="fresh.wav").json()["id"]
+    for pk in (stale, fresh):
+        put_chunk(api, f"{uploads_url(deployment)}{pk}/", birdsong_bytes[:1000], 0)
+    stale_partial = UploadSession.objects.get(pk=stale).partial_path
+    UploadSession.objects.filter(pk=stale).update(updated_at=timezone.now() - dt.timedelta(days=8))
+    output = io.StringIO()
+    call_command("purge_abandoned_uploads", "--days", "7", stdout=output)
+    assert "deleted 1 unfinished upload(s)" in output.getvalue()
+    assert list(UploadSession.objects.values_list("pk", flat=True)) == [fresh]
+    assert not Path(stale_partial).exists()
