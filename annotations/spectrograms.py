@@ -28,6 +28,9 @@ MAX_DB = -30.0
 RENDER_VERSION = 1
 MAX_SPAN_S = 120.0
 SCALES = ("mel", "linear")
+# Brightening for faint calls, the same for every picture on a page: the colour scale
+# moves down by this many dB (still one scale, so pictures stay comparable).
+GAINS_DB = (0, 10, 20, 30, 40)
 
 # Anchors of the "magma" colour map (dark purple to pale yellow), perceptually ordered.
 _MAGMA_ANCHORS = np.array(
@@ -55,6 +58,7 @@ class SpectrogramStyle:
     """How a picture looks: frequency scale, size, and the highest frequency shown."""
 
     scale: str = "mel"
+    gain_db: int = 0
     height_px: int = 128
     px_per_s: int = 50
     max_frequency_hz: float = 16_000.0
@@ -63,6 +67,8 @@ class SpectrogramStyle:
     def __post_init__(self):
         if self.scale not in SCALES:
             raise InputError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+        if self.gain_db not in GAINS_DB:
+            raise InputError(f"gain must be one of {', '.join(map(str, GAINS_DB))} dB")
 
 
 def _hz_to_mel(hz):
@@ -133,7 +139,7 @@ def render_png(
     import io
 
     levels = spectrogram_db(samples, sample_rate, style)
-    scaled = np.clip((levels - MIN_DB) / (MAX_DB - MIN_DB), 0.0, 1.0)
+    scaled = np.clip((levels + style.gain_db - MIN_DB) / (MAX_DB - MIN_DB), 0.0, 1.0)
     pixels = COLOURS[(scaled[::-1] * 255).astype(np.uint8)]  # high frequencies at the top
     height, width = pixels.shape[:2]
     image = Image.new("RGB", (width + style.axis_px, height), (255, 255, 255))
@@ -167,7 +173,7 @@ def recording_spectrogram(
         raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S:g} s from start >= 0")
     marks = "_".join(f"{m:.3f}" for m in marks_s)
     name = (
-        f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{style.scale}-{style.height_px}x{style.px_per_s}"
+        f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}"
         f"-{style.max_frequency_hz:g}-{marks}-v{RENDER_VERSION}.png"
     )
     path = cache_folder(recording.deployment_id) / name

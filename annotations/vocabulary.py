@@ -12,8 +12,9 @@ from annotations.errors import InputError
 from annotations.models import Label, Project
 
 # j/k move, space plays, 1/2/3 label, u undoes, n marks the page negative, s slows,
-# c adds context, m searches for more like this, a adds an example, x pushes away, ? helps.
-PAGE_KEYS = frozenset("jk0123456789unscmax? ")
+# c adds context, m searches for more like this, a adds an example, x pushes away,
+# +/=/- brighten or darken the spectrograms, ? helps.
+PAGE_KEYS = frozenset("jk0123456789unscmax?+=- ")
 # Handed out in this order to labels created without a shortcut of their own.
 FREE_KEYS = "qwertyiopdfghlzvb"
 

@@ -183,6 +183,13 @@ def test_spectrograms_are_png_cached_and_confined_to_the_project(survey, setting
     assert client.get(url, {"scale": "linear", "context": "2"}).status_code == 200
     assert cached[0].stat().st_mtime_ns == before  # served from the cache, not rendered again
     assert client.get(url, {"scale": "bark"}).status_code == 400
+    assert client.get(url, {"gain": "15"}).status_code == 400
+
+    def brightness(**params) -> float:
+        picture = Image.open(io.BytesIO(b"".join(client.get(url, params).streaming_content)))
+        return float(np.asarray(picture.convert("L"))[:, 34:].mean())  # the spectrogram, not the axis
+
+    assert brightness(gain="20") > brightness() + 10  # faint calls brightened, one scale for all
     recording = Recording.objects.get(filename="A0.wav")
     region = client.get(f"/api/projects/{project.pk}/recordings/{recording.pk}/spectrogram.png", {"start": 1, "end": 7})
     assert Image.open(io.BytesIO(b"".join(region.streaming_content))).width == 34 + 6 * 50

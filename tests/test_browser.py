@@ -136,7 +136,13 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     page.wait_for_selector("#keys-help[open]")
     page.screenshot(path=OUTPUT_DIR / "keys-help.png")
     page.keyboard.press("Escape")
+    page.keyboard.press("s")  # half speed
+    assert page.eval_on_selector("[data-playback=rate]", "select => select.value") == "0.5"
+    page.keyboard.press("+")  # brighter spectrograms, all of them
+    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('gain=10'))")
+    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.complete && i.naturalWidth)")
     page.screenshot(path=OUTPUT_DIR / "search.png", full_page=True)
+    page.keyboard.press("-")
 
     page.reload()
     page.wait_for_selector(".hit.current")

@@ -383,7 +383,17 @@ class RegionQueryView(ProjectView):
         return Response(s.ClipQuerySerializer(clip).data, status=status.HTTP_201_CREATED)
 
 
-SCALE = OpenApiParameter("scale", str, enum=list(spectrograms.SCALES), description="frequency axis (default mel)")
+SPECTROGRAM_STYLE = [
+    OpenApiParameter("scale", str, enum=list(spectrograms.SCALES), description="frequency axis (default mel)"),
+    OpenApiParameter("gain", int, enum=list(spectrograms.GAINS_DB), description="dB of brightening for faint calls"),
+]
+
+
+def _spectrogram_style(params) -> spectrograms.SpectrogramStyle:
+    gain = params.get("gain", "0")
+    if not gain.isdigit():
+        raise InputError(f"gain must be one of {', '.join(map(str, spectrograms.GAINS_DB))} dB")
+    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=int(gain))
 
 
 def _png(path) -> FileResponse:
@@ -395,12 +405,12 @@ def _png(path) -> FileResponse:
 
 class WindowSpectrogramView(ProjectView):
     @extend_schema(
-        parameters=[SCALE, OpenApiParameter("context", float, description="seconds either side (0-10)")],
+        parameters=[*SPECTROGRAM_STYLE, OpenApiParameter("context", float, description="seconds either side (0-10)")],
         responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
     )
     def get(self, request, project_id, window_id):
         window = self.window(window_id)
-        style = spectrograms.SpectrogramStyle(scale=request.query_params.get("scale", "mel"))
+        style = _spectrogram_style(request.query_params)
         context_s = _optional_seconds(request.query_params.get("context"), "context") or 0.0
         return _png(spectrograms.window_spectrogram(window, style, context_s))
 
@@ -408,7 +418,7 @@ class WindowSpectrogramView(ProjectView):
 class RecordingSpectrogramView(ProjectView):
     @extend_schema(
         parameters=[
-            SCALE,
+            *SPECTROGRAM_STYLE,
             OpenApiParameter("start", float, description="seconds from the recording's start"),
             OpenApiParameter("end", float, description=f"seconds; at most {spectrograms.MAX_SPAN_S:g} s after start"),
         ],
@@ -422,7 +432,7 @@ class RecordingSpectrogramView(ProjectView):
         end = _optional_seconds(request.query_params.get("end"), "end")
         if end is None:
             end = min(start + 30.0, recording.duration_s or start + 30.0)
-        style = spectrograms.SpectrogramStyle(scale=request.query_params.get("scale", "mel"))
+        style = _spectrogram_style(request.query_params)
         return _png(spectrograms.recording_spectrogram(recording, start, end, style))
 
 

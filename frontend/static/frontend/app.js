@@ -132,7 +132,8 @@ if (document.querySelector("[data-progress-url]")) pollProgress();
 const hits = () => [...document.querySelectorAll(".hit")];
 let current = 0;
 const undoStack = [];
-const playback = { slow: false, context: false };
+const playback = { rate: 1, context: false };
+const RATES = [1, 0.5, 0.25]; // slowed calls drop in pitch, as on a tape: fast trills become audible
 
 function activeLabel() {
   const select = document.getElementById("active-label");
@@ -271,18 +272,25 @@ function togglePlay(hit) {
   const audio = audioOf(hit);
   if (!audio) return;
   if (audio.paused) {
-    audio.playbackRate = playback.slow ? 0.5 : 1;
-    audio.preservesPitch = false; // slowed calls drop in pitch, as on a tape: fast trills become audible
+    audio.playbackRate = playback.rate;
+    audio.preservesPitch = false;
     audio.play().catch((error) => flash(`Cannot play: ${error.message}`, "error"));
   } else {
     audio.pause();
   }
 }
 
-function toggleOption(name, message) {
-  playback[name] = !playback[name];
-  document.querySelectorAll(`[data-playback=${name}]`).forEach((box) => { box.checked = playback[name]; });
-  flash(message(playback[name]));
+function toggleContext() {
+  playback.context = !playback.context;
+  document.querySelectorAll("[data-playback=context]").forEach((box) => { box.checked = playback.context; });
+  flash(playback.context ? "Playing 2 s of context either side." : "Playing the window alone.");
+}
+
+function setRate(rate) {
+  playback.rate = rate;
+  document.querySelectorAll("[data-playback=rate]").forEach((select) => { select.value = String(rate); });
+  document.querySelectorAll(".hit audio").forEach((audio) => { audio.playbackRate = rate; });
+  flash(rate === 1 ? "Playing at normal speed." : `Playing at ${rate}× speed.`);
 }
 
 // Focus follows the playing hit, and only one hit plays at a time.
@@ -295,8 +303,9 @@ document.addEventListener("play", (event) => {
 }, true);
 
 document.addEventListener("change", (event) => {
-  const box = event.target.closest("[data-playback]");
-  if (box) playback[box.dataset.playback] = box.checked;
+  const control = event.target.closest("[data-playback]");
+  if (control && control.dataset.playback === "context") playback.context = control.checked;
+  if (control && control.dataset.playback === "rate") setRate(Number(control.value));
   if (event.target.id === "active-label") hits().forEach(refreshHit);
 });
 
@@ -317,7 +326,7 @@ function loadNextPage() {
       const added = [...fragment.content.querySelectorAll(".hit")];
       document.querySelector("ol.hits").append(fragment.content);
       added.forEach(refreshHit);
-      added.forEach((hit) => applySpectrogramScale(hit));
+      added.forEach((hit) => applySpectrogramStyle(hit));
       if (!marker.dataset.nextPage) marker.textContent = "End of the results.";
       hits().forEach((hit, i) => hit.classList.toggle("current", i === current));
     } catch (error) {
@@ -343,17 +352,31 @@ document.addEventListener("click", (event) => {
   if (event.target.closest("[data-show-help]") && help) help.showModal();
 });
 
+// Past the last hit with no more to load: say so, rather than silently staying put.
+function next() {
+  const marker = document.querySelector("[data-next-page]");
+  const more = marker && marker.dataset.nextPage;
+  const atEnd = current >= hits().length - 1 && !more;
+  const end = document.querySelector(".end-of-queue");
+  if (end) end.hidden = !atEnd;
+  if (atEnd) flash(`End of the list: all ${hits().length} hits seen.`);
+  else focusHit(current + 1);
+}
+
 const pageKeys = {
-  j: () => focusHit(current + 1),
+  j: () => next(),
   k: () => focusHit(current - 1),
   " ": (hit) => togglePlay(hit),
-  1: (hit) => labelHit(hit, "positive").then((ok) => ok && focusHit(current + 1)),
-  2: (hit) => labelHit(hit, "negative").then((ok) => ok && focusHit(current + 1)),
-  3: (hit) => labelHit(hit, "unsure").then((ok) => ok && focusHit(current + 1)),
+  1: (hit) => labelHit(hit, "positive").then((ok) => ok && next()),
+  2: (hit) => labelHit(hit, "negative").then((ok) => ok && next()),
+  3: (hit) => labelHit(hit, "unsure").then((ok) => ok && next()),
   u: () => undo(),
   n: () => markPageNegative(),
-  s: () => toggleOption("slow", (on) => (on ? "Playing at half speed." : "Playing at normal speed.")),
-  c: () => toggleOption("context", (on) => (on ? "Playing 2 s of context either side." : "Playing the window alone.")),
+  s: () => setRate(RATES[(RATES.indexOf(playback.rate) + 1) % RATES.length]),
+  c: () => toggleContext(),
+  "=": () => stepGain(1),
+  "+": () => stepGain(1),
+  "-": () => stepGain(-1),
   m: (hit) => go(hit, "moreUrl"),
   a: (hit) => go(hit, "addUrl"),
   x: (hit) => go(hit, "negativeUrl"),
@@ -478,19 +501,36 @@ document.addEventListener("click", async (event) => {
   }
 });
 
-// Spectrograms on a mel (default) or linear frequency axis; the choice is remembered.
-function applySpectrogramScale(root = document) {
+// Spectrograms on a mel (default) or linear frequency axis, brightened for faint calls
+// or not: one choice for every picture, remembered in this browser.
+const GAINS = [0, 10, 20, 30, 40];
+function applySpectrogramStyle(root = document) {
   const linear = localStorage.getItem("spectrogramScale") === "linear";
+  const gain = Number(localStorage.getItem("spectrogramGain") || 0);
   root.querySelectorAll("img.spectrogram").forEach((img) => {
     const url = new URL(img.getAttribute("src"), window.location.href);
     if (linear) url.searchParams.set("scale", "linear"); else url.searchParams.delete("scale");
+    if (gain) url.searchParams.set("gain", gain); else url.searchParams.delete("gain");
     if (url.href !== img.src) img.src = url.href;
   });
   document.querySelectorAll("[data-spectrogram-linear]").forEach((box) => { box.checked = linear; });
+  document.querySelectorAll("[data-spectrogram-gain]").forEach((select) => { select.value = String(gain); });
+}
+function setGain(gain) {
+  localStorage.setItem("spectrogramGain", String(gain));
+  applySpectrogramStyle();
+  flash(gain ? `Spectrograms brightened by ${gain} dB.` : "Spectrograms at their plain level.");
+}
+function stepGain(step) {
+  const index = GAINS.indexOf(Number(localStorage.getItem("spectrogramGain") || 0));
+  setGain(GAINS[Math.max(0, Math.min(GAINS.length - 1, index + step))]);
 }
 document.addEventListener("change", (event) => {
-  if (!event.target.matches("[data-spectrogram-linear]")) return;
-  localStorage.setItem("spectrogramScale", event.target.checked ? "linear" : "mel");
-  applySpectrogramScale();
+  if (event.target.matches("[data-spectrogram-linear]")) {
+    localStorage.setItem("spectrogramScale", event.target.checked ? "linear" : "mel");
+    applySpectrogramStyle();
+  } else if (event.target.matches("[data-spectrogram-gain]")) {
+    setGain(Number(event.target.value));
+  }
 });
-applySpectrogramScale();
+applySpectrogramStyle();
