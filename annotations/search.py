@@ -72,6 +72,7 @@ class SearchFilters:
     predicted_class: str = ""  # part of a class name among the window's top model predictions
     label_id: int | None = None
     labeled: str = LabeledFilter.ANY  # for label_id
+    one_per_recording: bool = False  # only each recording's best window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,13 +322,15 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
         raise InputError(f"combine must be one of {', '.join(Combine.values)}")
     examples = examples_for(project, spec)
     wanted = min(max(int(wanted), 1), MAX_K)
-    single = len(examples.positives) == 1 and not len(examples.negatives)
+    per_recording = spec.filters.one_per_recording
+    single = len(examples.positives) == 1 and not len(examples.negatives) and not per_recording
     if single:  # the index's own cosine is the score: no re-ranking needed
         return examples.model, nearest_window_ids(
             project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
         )
-    # A pool larger than the page, so that re-ranking has something to promote.
-    pool = min(2 * wanted, 2 * MAX_K)
+    # A pool larger than the page, so that re-ranking (or keeping one window per
+    # recording) has something to promote.
+    pool = min((8 if per_recording else 2) * wanted, 2 * MAX_K)
     queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
     candidate_ids: dict[int, None] = {}
     for query in queries:
@@ -338,8 +341,12 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
     embeddings = window_embeddings(list(candidate_ids))
     ids = np.fromiter(candidate_ids, dtype=np.int64)
     scores = combined_scores(np.stack([embeddings[w] for w in ids]), examples, spec.combine)
-    order = np.argsort(-scores, kind="stable")[:wanted]
-    return examples.model, [(int(ids[i]), float(scores[i])) for i in order]
+    order = np.argsort(-scores, kind="stable")
+    if per_recording:
+        recording_of = dict(Window.objects.filter(pk__in=ids.tolist()).values_list("pk", "recording_id"))
+        _, first = np.unique([recording_of[int(ids[i])] for i in order], return_index=True)
+        order = order[np.sort(first)]  # each recording's best, still best first
+    return examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]]
 
 
 def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
@@ -389,6 +396,7 @@ def spec_from_params(params: Mapping) -> SearchSpec:
         predicted_class=one("predicted")[:200],
         label_id=_int(one("label"), "label") if one("label") else None,
         labeled=one("labeled") or LabeledFilter.ANY,
+        one_per_recording=one("per_recording") == "1",
     )
     if filters.labeled not in LabeledFilter.values:
         raise InputError(f"labeled must be one of {', '.join(LabeledFilter.values)}")
@@ -419,6 +427,7 @@ def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:
         ("predicted", f.predicted_class),
         ("label", f.label_id),
         ("labeled", "" if f.labeled == LabeledFilter.ANY else f.labeled),
+        ("per_recording", "1" if f.one_per_recording else ""),
     ):
         if value not in (None, ""):
             params.append((name, value.isoformat() if isinstance(value, dt.date) else str(value)))
@@ -467,15 +476,7 @@ def save_search(project: Project, user, spec: SearchSpec) -> SearchRecord:
         negative_windows=list(spec.negative_windows),
         positive_clips=list(spec.positive_clips),
         combine=spec.combine,
-        deployment_id=f.deployment_id,
-        site=f.site,
-        date_from=f.date_from,
-        date_to=f.date_to,
-        hour_from=f.hour_from,
-        hour_to=f.hour_to,
-        predicted_class=f.predicted_class,
-        label_id=f.label_id,
-        labeled=f.labeled,
+        **dataclasses.asdict(f),  # SearchRecord's filter columns are named as SearchFilters' fields
     )
 
 
@@ -486,15 +487,7 @@ def spec_of(record: SearchRecord) -> SearchSpec:
         positive_clips=tuple(record.positive_clips),
         combine=record.combine,
         filters=SearchFilters(
-            deployment_id=record.deployment_id,
-            site=record.site,
-            date_from=record.date_from,
-            date_to=record.date_to,
-            hour_from=record.hour_from,
-            hour_to=record.hour_to,
-            predicted_class=record.predicted_class,
-            label_id=record.label_id,
-            labeled=record.labeled,
+            **{field.name: getattr(record, field.name) for field in dataclasses.fields(SearchFilters)}
         ),
     )
 

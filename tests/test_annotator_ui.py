@@ -117,6 +117,9 @@ def test_filters_narrow_the_hits(survey):
         return run_search(project, SearchSpec(positive_windows=(query,), filters=SearchFilters(**filters)), k=100).hits
 
     assert {h.site for h in hits(deployment_id=deployment_b.pk)} == {"B"}
+    best_each = hits(one_per_recording=True)
+    assert len(best_each) == len({h.recording_id for h in best_each}) == 6
+    assert {h.window_id for h in best_each} >= {windows[(s, i, 1)] for s in "AB" for i in range(3)} - {query}
     assert {h.site for h in hits(site="A")} == {"A"}
     # 05:00 UTC on May 21 is 17:00 on May 21 in Auckland (UTC+12): the same local day, hours apart.
     assert {h.filename for h in hits(date_from=dt.date(2024, 5, 21), date_to=dt.date(2024, 5, 21))} == {

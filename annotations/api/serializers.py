@@ -140,6 +140,7 @@ class SearchRequestSerializer(serializers.Serializer):
     predicted_class = serializers.CharField(required=False, max_length=200)
     label_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     labeled = serializers.ChoiceField(choices=LabeledFilter.choices, default=LabeledFilter.ANY)
+    one_per_recording = serializers.BooleanField(default=False, help_text="only each recording's best window")
     k = serializers.IntegerField(min_value=1, max_value=500, default=50)
     offset = serializers.IntegerField(min_value=0, max_value=499, default=0)
 
@@ -163,6 +164,7 @@ class SearchRequestSerializer(serializers.Serializer):
                 predicted_class=data.get("predicted_class", ""),
                 label_id=data.get("label_id"),
                 labeled=data["labeled"],
+                one_per_recording=data["one_per_recording"],
             ),
         )
         return data
