@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import functools
@@ -111,8 +112,8 @@ def create_deployment(project: Project, name: str, server_folder: str = "", **me
     with transaction.atomic():
         deployment.server_folder = str(folder or "")
         deployment.save()
-        if folder:
-            register_folder_files(deployment, folder)
+        if folder and not (scan := register_folder_files(deployment, folder)).recordings:
+            raise InputError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {folder}: {scan.summary()}")
     return deployment
 
 
@@ -137,18 +138,38 @@ def confined_folder(folder: str) -> Path:
     return resolved
 
 
-def register_folder_files(deployment: Deployment, folder: Path) -> list[Recording]:
+@dataclasses.dataclass(frozen=True)
+class FolderScan:
+    """What a look through a server folder found: the new recordings, and how many files
+    were passed over for each reason (so that "0 files" never comes without a why)."""
+
+    recordings: list[Recording]
+    known: int
+    skipped: dict[str, int]
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
+        return f"{len(self.recordings)} new audio file(s), {self.known} already registered" + (
+            f"; passed over: {reasons}" if reasons else ""
+        )
+
+
+def register_folder_files(deployment: Deployment, folder: Path) -> FolderScan:
     """Add every audio file under ``folder`` (recursively) that is not yet registered."""
     known = set(deployment.recordings.values_list("path", flat=True))
-    new = []
+    new, already, skipped = [], 0, collections.Counter()
     for path in sorted(folder.rglob("*")):
-        # resolve(): a symlink inside the folder must not lead outside it.
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file() or str(path) in known:
+        if not path.is_file():
             continue
-        if folder not in path.resolve().parents:
-            continue
-        new.append(new_recording(deployment, path, str(path.relative_to(folder)), path.name))
-    return Recording.objects.bulk_create(new)
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            skipped[f"not audio by name ({path.suffix.lower() or 'no extension'})"] += 1
+        elif folder not in path.resolve().parents:  # a symlink inside must not lead outside
+            skipped["links leading outside the folder"] += 1
+        elif str(path) in known:
+            already += 1
+        else:
+            new.append(new_recording(deployment, path, str(path.relative_to(folder)), path.name))
+    return FolderScan(Recording.objects.bulk_create(new), already, dict(skipped))
 
 
 def new_recording(deployment: Deployment, path: Path, filename: str, original_name: str) -> Recording:
@@ -282,9 +303,12 @@ def register_upload(deployment: Deployment, stored: Path, original_name: str) ->
 
 
 def queue_ingest(deployment: Deployment) -> int:
-    """Queue every recording that is not done; returns how many were queued."""
+    """Queue every recording that is not done; returns how many were queued. A server
+    folder is looked through again first: files a recorder added since are registered."""
     from workers.tasks import ingest_recording
 
+    if deployment.server_folder and Path(deployment.server_folder).is_dir():
+        register_folder_files(deployment, Path(deployment.server_folder))
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
     Recording.objects.filter(pk__in=pending).update(status=RecordingStatus.QUEUED, error="")
     if pending:

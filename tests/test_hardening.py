@@ -101,6 +101,33 @@ def test_server_folders_are_confined_to_the_audio_roots(client_for, owner, proje
     assert Deployment.objects.filter(name="X").count() == 0
 
 
+def test_a_folder_without_audio_says_what_it_holds_and_new_files_are_found_later(
+    client_for, owner, project, settings, tmp_path
+):
+    folder = tmp_path / "audio" / "card"
+    folder.mkdir(parents=True)
+    for name in ("CONFIG.TXT", "log.txt", "notes"):
+        (folder / name).write_text("not audio")
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path / "audio"]
+    api = client_for(owner)
+    url = f"/api/projects/{project.pk}/deployments/"
+    response = api.post(url, {"name": "Card", "server_folder": str(folder)}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (
+        "no audio files" in error
+        and "2 not audio by name (.txt)" in error
+        and "1 not audio by name (no extension)" in error
+    )
+    assert not Deployment.objects.filter(name="Card").exists()
+
+    (folder / "20240521_053000.WAV").write_bytes(wav_bytes())
+    deployment_id = api.post(url, {"name": "Card", "server_folder": str(folder)}, format="json").json()["id"]
+    (folder / "20240522_053000.WAV").write_bytes(wav_bytes())  # the recorder went on
+    assert api.post(f"{url}{deployment_id}/ingest/").json() == {"queued": 2}
+    assert Recording.objects.filter(deployment_id=deployment_id).count() == 2
+
+
 def test_uploads_are_sniffed_and_limited(client_for, owner, project, settings, media_root):
     deployment = create_deployment(project, "Uploads")
     url = f"/api/projects/{project.pk}/deployments/{deployment.pk}/files/"
