@@ -36,7 +36,7 @@ from pathlib import PurePath
 import numpy as np
 
 from annotations.models import Classifier, Detection, InferenceRun, ProbeType
-from annotations.raven import Selection, write_selection_table
+from annotations.raven import FileSpan, Selection, write_file_sequence_table, write_selection_table
 from annotations.scoring import Scorer, prototype_head
 from annotations.training import classifier_arrays
 
@@ -176,8 +176,13 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
         yield flush()
 
 
+SEQUENCE_TABLE_NAME = "all_files.Table.1.selections.txt"
+
+
 def raven_tables_zip(run: InferenceRun) -> bytes:
-    """A ZIP with one Raven selection table per recording that has detections."""
+    """A ZIP with one Raven selection table per recording that has detections, and one
+    table over the deployment's files in time order (``SEQUENCE_TABLE_NAME``) for
+    opening them in Raven as one sequence."""
     by_recording: dict = defaultdict(list)
     for detection in _detections(run, "window__recording_id", "window__start_s"):
         by_recording[detection.window.recording].append(
@@ -186,7 +191,29 @@ def raven_tables_zip(run: InferenceRun) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for recording, selections in by_recording.items():
-            nyquist = (recording.sample_rate or 48_000) / 2
             stem = PurePath(recording.filename).stem.replace("/", "_")
-            archive.writestr(f"{stem}.Table.1.selections.txt", write_selection_table(selections, nyquist))
+            archive.writestr(f"{stem}.Table.1.selections.txt", write_selection_table(selections, _nyquist(recording)))
+        if by_recording:
+            spans = _sequence_spans(run.deployment)
+            rows = [(s, spans[r.pk]) for r, selections in by_recording.items() for s in selections]
+            rows.sort(key=lambda row: row[1].sequence_start_s + row[0].start_s)
+            nyquist = min(_nyquist(r) for r in by_recording)
+            archive.writestr(SEQUENCE_TABLE_NAME, write_file_sequence_table(rows, nyquist))
     return buffer.getvalue()
+
+
+def _nyquist(recording) -> float:
+    return (recording.sample_rate or 48_000) / 2
+
+
+def _sequence_spans(deployment) -> dict[int, FileSpan]:
+    """Each recording's place in the deployment's files played one after another, in the
+    order of their start times (file names where none is known)."""
+    recordings = sorted(
+        deployment.recordings.all(), key=lambda r: (r.started_at is None, r.started_at or 0, r.filename, r.pk)
+    )
+    spans, elapsed = {}, 0.0
+    for recording in recordings:
+        spans[recording.pk] = FileSpan(recording.path, elapsed)
+        elapsed += recording.duration_s or 0.0
+    return spans

@@ -5,6 +5,11 @@ columns ``Selection, View, Channel, Begin Time (s), End Time (s), Low Freq (Hz),
 High Freq (Hz)`` and any extra ones (here ``Label`` and ``Score``). Raven writes a
 ``Waveform 1`` row beside each ``Spectrogram 1`` row for the same selection; reading
 keeps one of them.
+
+A table over many files (Raven opens a file sequence as one long recording) adds
+``Begin Path``, ``File Offset (s)`` and ``Begin File``; its begin and end times count
+from the start of the first file, and a selection's place in its own file is its
+``File Offset (s)``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ ALIASES = {
     "end_s": ("end time (s)", "end (s)", "end", "end_s", "end time"),
     "label": ("label", "annotation", "species", "manual id", "class", "common name", "sound type"),
     "file": ("begin file", "begin path", "in file", "filename", "file", "recording", "path"),
+    "file_offset_s": ("file offset (s)",),
     "value": ("value", "verdict", "positive"),
     "score": ("score", "confidence"),
 }
@@ -60,6 +66,39 @@ def write_selection_table(selections: Iterable[Selection], nyquist_hz: float) ->
                 f"{selection.end_s:.6f}",
                 "0.0",
                 f"{nyquist_hz:.1f}",
+                selection.label,
+                "" if selection.score is None else f"{selection.score:.6f}",
+            ]
+        )
+    return out.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSpan:
+    """A file of a sequence: where it lies, and where it starts in the sequence's time."""
+
+    path: str
+    sequence_start_s: float
+
+
+def write_file_sequence_table(selections: Iterable[tuple[Selection, FileSpan]], nyquist_hz: float) -> str:
+    """Selections over many files as one Raven table that opens the files as a sequence."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow([*STANDARD_COLUMNS, "Begin Path", "File Offset (s)", "Begin File", "Label", "Score"])
+    for number, (selection, span) in enumerate(selections, start=1):
+        writer.writerow(
+            [
+                number,
+                "Spectrogram 1",
+                1,
+                f"{span.sequence_start_s + selection.start_s:.6f}",
+                f"{span.sequence_start_s + selection.end_s:.6f}",
+                "0.0",
+                f"{nyquist_hz:.1f}",
+                span.path,
+                f"{selection.start_s:.6f}",
+                span.path.replace("\\", "/").rsplit("/", 1)[-1],
                 selection.label,
                 "" if selection.score is None else f"{selection.score:.6f}",
             ]
@@ -104,9 +143,12 @@ def read_label_table(text: str, default_label: str = "") -> list[Selection]:
             index = columns[field]
             return row[index].strip() if index is not None and index < len(row) else ""
 
+        start_s, end_s = float(cell("start_s")), float(cell("end_s"))
+        if cell("file_offset_s"):  # a file sequence: times count from the first file
+            start_s, end_s = float(cell("file_offset_s")), float(cell("file_offset_s")) + end_s - start_s
         selection = Selection(
-            start_s=float(cell("start_s")),
-            end_s=float(cell("end_s")),
+            start_s=start_s,
+            end_s=end_s,
             label=cell("label") or default_label,
             file=cell("file").replace("\\", "/").rsplit("/", 1)[-1],
             value=(cell("value") or "positive").lower(),

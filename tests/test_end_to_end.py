@@ -15,6 +15,7 @@ import pytest
 import soundfile
 
 from annotations.embedding_store import window_embeddings
+from annotations.exports import SEQUENCE_TABLE_NAME
 from annotations.models import Annotation, ClassifierExample, Detection, Window
 from tests.audio_corpus import make_bad_files, make_recordings
 from tests.conftest import wait_for
@@ -334,7 +335,7 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     detected = set(Detection.objects.filter(run_id=run_id).values_list("window_id", flat=True))
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"{base}/runs/{run_id}/raven.zip").content))
     new_label = client.post(f"{base}/labels/", {"name": "bird (imported)"}, format="json").json()
-    for name in archive.namelist():
+    for name in set(archive.namelist()) - {SEQUENCE_TABLE_NAME}:
         recording = name.split(".Table.")[0]
         filename = next(f for f in ingested["files"] if f.rsplit(".", 1)[0] == recording)
         response = client.post(
@@ -346,3 +347,13 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
         assert response.json()["unmatched_files"] == [], response.json()
     imported = set(Annotation.objects.filter(label_id=new_label["id"]).values_list("window_id", flat=True))
     assert imported == detected and detected
+    # The one table over all files (times counted across the sequence) gives the same windows.
+    sequence_label = client.post(f"{base}/labels/", {"name": "bird (sequence)"}, format="json").json()
+    response = client.post(
+        f"{base}/deployments/{deployment_id}/label-import/",
+        {"file": io.BytesIO(archive.read(SEQUENCE_TABLE_NAME)), "label": sequence_label["name"]},
+        format="multipart",
+    )
+    assert response.status_code == 200 and response.json()["unmatched_files"] == [], response.content
+    sequence = set(Annotation.objects.filter(label_id=sequence_label["id"]).values_list("window_id", flat=True))
+    assert sequence == detected

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from annotations.label_import import overlaps_enough
-from annotations.raven import Selection, read_label_table, write_selection_table
+from annotations.raven import FileSpan, Selection, read_label_table, write_file_sequence_table, write_selection_table
 from annotations.recording_time import start_time_from_filename
 from annotations.review_queues import pick, pick_diverse
 
@@ -32,6 +32,19 @@ def test_a_raven_table_written_and_read_back_gives_the_same_detections():
     ]
     assert table.splitlines()[1].split("\t")[6] == "24000.0"
     assert read_label_table(table) == detections
+
+
+def test_a_table_over_a_file_sequence_reads_back_per_file_times():
+    spans = [FileSpan("/data/a/20240521_050000.WAV", 0.0), FileSpan("/data/a/20240521_060000.WAV", 3600.0)]
+    rows = [(Selection(12.0, 15.0, "owl", score=0.9), spans[0]), (Selection(30.0, 33.0, "owl", score=0.8), spans[1])]
+    table = write_file_sequence_table(rows, nyquist_hz=16_000)
+    second = dict(zip(table.splitlines()[0].split("\t"), table.splitlines()[2].split("\t"), strict=True))
+    assert second["Begin Time (s)"] == "3630.000000" and second["File Offset (s)"] == "30.000000"
+    assert second["Begin Path"] == spans[1].path and second["Begin File"] == "20240521_060000.WAV"
+    assert read_label_table(table) == [
+        Selection(12.0, 15.0, "owl", file="20240521_050000.WAV", score=0.9),
+        Selection(30.0, 33.0, "owl", file="20240521_060000.WAV", score=0.8),
+    ]
 
 
 def test_raven_waveform_rows_are_not_counted_twice():
