@@ -30,11 +30,12 @@ def request_inference(classifier: Classifier, deployment_id: int, threshold: flo
 
 
 def detections_per_site_and_day(run: InferenceRun) -> list[dict]:
-    """Detection counts per (label, site, day), days from the recordings' start times
-    (None where a file name carried none)."""
+    """Detection counts per (label, site, day): local days in each deployment's time zone,
+    from the recordings' start times (None where a recording's start is unknown)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT l.name, d.site, (r.started_at + make_interval(secs => w.start_s))::date AS day, count(*) "
+            "SELECT l.name, d.site, "
+            "((r.started_at + make_interval(secs => w.start_s)) AT TIME ZONE d.timezone)::date AS day, count(*) "
             "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
             "JOIN annotations_recording r ON r.id = w.recording_id "
             "JOIN annotations_deployment d ON d.id = r.deployment_id "

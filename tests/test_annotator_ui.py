@@ -13,9 +13,20 @@ from django.test import Client
 from PIL import Image
 
 from annotations.deployments import create_deployment, create_project
+from annotations.detections import detections_per_site_and_day
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
-from annotations.models import Annotation, LabelChange, Recording, RecordingStatus, SearchRecord, Window
+from annotations.models import (
+    Annotation,
+    Classifier,
+    Detection,
+    InferenceRun,
+    LabelChange,
+    Recording,
+    RecordingStatus,
+    SearchRecord,
+    Window,
+)
 from annotations.search import Examples, SearchFilters, SearchSpec, combined_scores, run_search
 from annotations.vocabulary import add_label, update_label
 
@@ -271,3 +282,18 @@ def test_a_recording_page_shows_its_span_and_windows_to_pick(survey):
     assert html.count('class="hit"') == 8 and "data-region-view" in html
     assert f"?window={windows[('B', 2, 0)]}" in html  # m / "More like this" searches with the window
     assert client.get(f"/projects/{project.pk}/recordings/{recording.pk}/", {"start": "nan"}).status_code == 200
+
+
+def test_detections_per_day_count_local_days(survey):
+    project, model, windows, _, _ = survey
+    late_evening_utc = dt.datetime(2024, 5, 20, 13, 0, tzinfo=dt.UTC)  # 01:00 on May 21 in Auckland
+    Recording.objects.filter(filename="B0.wav").update(started_at=late_evening_utc)
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status="done")
+    run = InferenceRun.objects.create(classifier=classifier, deployment=project.deployments.get(site="B"))
+    song = project.labels.get(name="song")
+    Detection.objects.bulk_create(
+        Detection(run=run, window_id=windows[("B", 0, second)], label=song, score=0.9) for second in (0, 1, 2)
+    )
+    assert detections_per_site_and_day(run) == [
+        {"label": "song", "site": "B", "day": dt.date(2024, 5, 21), "detections": 3}
+    ]
