@@ -4,7 +4,8 @@ The header names the columns, in any order; only ``name`` is required:
 name, site, latitude, longitude, recorder, timezone, deployed_on, retrieved_on, channel,
 server_folder. A column the table leaves out leaves that field as it is; an empty cell
 clears it (timezone: UTC; channel: the mix of all channels). ``server_folder`` registers
-a folder's audio for a new deployment and must match the folder of an existing one.
+a folder's audio for a new deployment; for an existing one it is the folder's new place
+(its recordings are found again there by content).
 The import is all or nothing: one bad line and nothing changes.
 """
 
@@ -24,6 +25,7 @@ from annotations.deployments import (
     confined_folder,
     create_deployment,
     metadata_problems,
+    move_server_folder,
     update_deployment,
 )
 from annotations.errors import InputError
@@ -146,10 +148,7 @@ def import_deployment_metadata(project: Project, text: str) -> MetadataImport:
                     continue
                 deployment = matches[0]
                 if row.server_folder and str(confined_folder(row.server_folder)) != deployment.server_folder:
-                    raise InputError(
-                        f"deployment {row.name!r} reads {deployment.server_folder or 'uploaded files'}; "
-                        "its server folder cannot change"
-                    )
+                    move_server_folder(deployment, row.server_folder)  # its files, found again there
                 update_deployment(deployment, **row.metadata)
                 updated.append(row.name)
             except InputError as error:

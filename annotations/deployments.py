@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import math
 import re
 import shutil
@@ -117,6 +118,18 @@ def create_deployment(project: Project, name: str, server_folder: str = "", **me
     return deployment
 
 
+def move_server_folder(deployment: Deployment, server_folder: str) -> FolderScan:
+    """Point a deployment at its folder's new place (a disk mounted elsewhere, a folder
+    moved): its recordings are found again there by content; new files are added."""
+    if not server_folder:
+        raise InputError("a deployment that reads a server folder keeps one; give its new place")
+    folder = confined_folder(server_folder)
+    with transaction.atomic():
+        deployment.server_folder = str(folder)
+        deployment.save(update_fields=["server_folder"])
+        return register_folder_files(deployment, folder)
+
+
 def update_deployment(deployment: Deployment, **metadata) -> Deployment:
     """Change a deployment's metadata (any of METADATA_FIELDS); its server folder stays."""
     for field, value in metadata.items():
@@ -145,19 +158,47 @@ class FolderScan:
 
     recordings: list[Recording]
     known: int
+    moved: int  # registered recordings found again at another path (same content)
     skipped: dict[str, int]
 
     def summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
-        return f"{len(self.recordings)} new audio file(s), {self.known} already registered" + (
+        return f"{len(self.recordings)} new audio file(s), {self.known} already registered, {self.moved} moved" + (
             f"; passed over: {reasons}" if reasons else ""
         )
 
 
+FINGERPRINT_BYTES = 64 * 1024
+
+
+def file_fingerprint(path: Path) -> str:
+    """SHA-256 of a file's size, first and last 64 KiB: cheap on multi-GB files, and
+    recorder files of equal size still differ in their header's time and in their audio."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        f.seek(max(0, size - FINGERPRINT_BYTES))
+        digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
+
+
 def register_folder_files(deployment: Deployment, folder: Path) -> FolderScan:
-    """Add every audio file under ``folder`` (recursively) that is not yet registered."""
-    known = set(deployment.recordings.values_list("path", flat=True))
-    new, already, skipped = [], 0, collections.Counter()
+    """Add every audio file under ``folder`` (recursively) that is not yet registered.
+
+    A file whose content is that of a recording whose own path is gone (or lies outside
+    ``folder``) is that recording moved: its path is updated, and its windows and labels
+    stay with it.
+    """
+    recordings = list(deployment.recordings.only("id", "path", "fingerprint"))
+    known = {r.path for r in recordings}
+    lost = {
+        r.fingerprint: r
+        for r in recordings
+        if r.fingerprint and (folder not in Path(r.path).parents or not Path(r.path).exists())
+    }
+    new, already, moved, skipped = [], 0, 0, collections.Counter()
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
@@ -167,12 +208,17 @@ def register_folder_files(deployment: Deployment, folder: Path) -> FolderScan:
             skipped["links leading outside the folder"] += 1
         elif str(path) in known:
             already += 1
+        elif (found := lost.pop(fingerprint := file_fingerprint(path), None)) is not None:
+            Recording.objects.filter(pk=found.pk).update(path=str(path), filename=str(path.relative_to(folder)))
+            moved += 1
         else:
-            new.append(new_recording(deployment, path, str(path.relative_to(folder)), path.name))
-    return FolderScan(Recording.objects.bulk_create(new), already, dict(skipped))
+            new.append(new_recording(deployment, path, str(path.relative_to(folder)), path.name, fingerprint))
+    return FolderScan(Recording.objects.bulk_create(new), already, moved, dict(skipped))
 
 
-def new_recording(deployment: Deployment, path: Path, filename: str, original_name: str) -> Recording:
+def new_recording(
+    deployment: Deployment, path: Path, filename: str, original_name: str, fingerprint: str = ""
+) -> Recording:
     """An unsaved recording of the audio file at ``path``, with its start time (see
     ``recording_time.recording_start``). The first recorder serial a file states becomes
     the deployment's recorder where it names none."""
@@ -185,6 +231,7 @@ def new_recording(deployment: Deployment, path: Path, filename: str, original_na
         path=str(path),
         filename=filename,
         size_bytes=path.stat().st_size,
+        fingerprint=fingerprint or file_fingerprint(path),
         started_at=start.started_at,
         started_at_source=start.source,
     )

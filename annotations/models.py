@@ -132,6 +132,9 @@ class Recording(models.Model):
     path = models.CharField(max_length=1000)
     filename = models.CharField(max_length=300)
     size_bytes = models.BigIntegerField(default=0)
+    # Identifies the file's content (annotations.deployments.file_fingerprint), so that a
+    # file moved or renamed inside its folder, or a folder mounted elsewhere, is found again.
+    fingerprint = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.QUEUED)
     # Why a recording failed, or what was odd about one that was ingested anyway.
     error = models.TextField(blank=True)

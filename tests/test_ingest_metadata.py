@@ -246,7 +246,7 @@ def test_deployment_metadata_through_the_api(projects, client_for):
     response = admin.patch(detail, {"retrieved_on": "2024-04-01"}, format="json")
     assert response.status_code == 400 and "before deployed_on" in response.json()["error"]
     response = admin.patch(detail, {"server_folder": "/elsewhere"}, format="json")
-    assert response.status_code == 400 and "server folder cannot change" in response.json()["error"]
+    assert response.status_code == 400 and "outside the allowed audio folders" in response.json()["error"]
     assert not Deployment.objects.filter(name="X").exists()
 
     response = admin.patch(detail, {"timezone": "America/Sao_Paulo", "channel": None, "site": "South"}, format="json")

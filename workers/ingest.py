@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.utils import timezone
 
+from annotations.deployments import file_fingerprint
 from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from workers.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
@@ -173,6 +174,8 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
             windows_done=0,
             windows_expected=framing.window_count(round(info.duration_s * model.spec.sample_rate)),
             embedding_model=embedding_model,
+            # Recordings registered before fingerprints existed get one now.
+            fingerprint=recording.fingerprint or file_fingerprint(Path(recording.path)),
         )
         embedded = embed_file(
             Path(recording.path),

@@ -226,8 +226,8 @@ class DeploymentDetailView(ProjectView):
         serializer = s.DeploymentSerializer(deployment, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        if data.pop("server_folder", deployment.server_folder) != deployment.server_folder:
-            raise InputError("a deployment's server folder cannot change; create another deployment for that folder")
+        if (folder := data.pop("server_folder", deployment.server_folder)) != deployment.server_folder:
+            deployments.move_server_folder(deployment, folder)
         deployments.update_deployment(deployment, **data)
         return Response(_deployment_data(deployment))
 
