@@ -15,6 +15,7 @@ import soundfile
 
 from annotations.deployments import create_deployment, create_project, queue_ingest
 from annotations.labeling import set_label
+from annotations.membership import add_member
 from annotations.models import Annotation, Recording, RecordingStatus, UploadSession, Window
 from tests.audio_corpus import make_recordings
 from tests.conftest import OUTPUT_DIR, wait_for
@@ -232,3 +233,23 @@ def test_a_large_upload_goes_up_in_chunks_and_survives_a_dropped_one(
     )
     assert done.started_at.isoformat().startswith("2024-05-21T05:30:00")
     page.screenshot(path=OUTPUT_DIR / "upload.png", full_page=True)
+
+
+def test_blind_review_hides_other_annotators_labels(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    user = make_user("annotator")
+    colleague = make_user("colleague")
+    project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=1)
+    add_member(project, colleague.username, "annotator")
+    windows = list(Window.objects.filter(recording__deployment=deployment).order_by("start_s"))
+    set_label(project, colleague, windows[2].pk, project.labels.get().pk, "positive")
+    log_in(page, "annotator")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.goto(f"/projects/{project.pk}/search/?window={windows[0].pk}")
+    theirs = page.locator(f".hit[data-window='{windows[2].pk}'] .chip")
+    assert theirs.is_visible() and "colleague" in theirs.inner_text()
+    page.check("[data-blind-review]")
+    assert not theirs.is_visible()
+    page.reload()  # the choice is remembered
+    assert page.is_checked("[data-blind-review]") and not theirs.is_visible()

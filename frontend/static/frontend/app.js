@@ -179,6 +179,12 @@ function showLabel(hit, label, annotator, value) {
 
 // A hit's colour shows my value for the active label; a red edge, annotators who disagree.
 function refreshHit(hit) {
+  const me = document.body.dataset.user;
+  const chips = [...hit.querySelectorAll(".chip")];
+  chips.forEach((chip) => chip.classList.toggle("other", chip.dataset.annotator !== me));
+  const others = chips.filter((chip) => chip.dataset.annotator !== me).length;
+  const labels = hit.querySelector("[data-labels]");
+  if (labels) labels.dataset.others = others;
   const label = activeLabel();
   if (!label) return;
   const mine = chipFor(hit, label.id, document.body.dataset.user);
@@ -534,3 +540,17 @@ document.addEventListener("change", (event) => {
   }
 });
 applySpectrogramStyle();
+
+// Blind review: others' labels are hidden (only how many there are shows), so that a
+// second annotator's judgement is their own. Remembered in this browser.
+function applyBlind() {
+  const blind = localStorage.getItem("blindReview") === "1";
+  document.body.classList.toggle("blind", blind);
+  document.querySelectorAll("[data-blind-review]").forEach((box) => { box.checked = blind; });
+}
+document.addEventListener("change", (event) => {
+  if (!event.target.matches("[data-blind-review]")) return;
+  localStorage.setItem("blindReview", event.target.checked ? "1" : "0");
+  applyBlind();
+});
+applyBlind();
