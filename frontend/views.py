@@ -345,7 +345,10 @@ def run(request, project_id, run_id):
     run = get_object_or_404(
         InferenceRun.objects.select_related("classifier", "deployment"), pk=run_id, classifier__project=project
     )
-    detections = run.detections.select_related("window__recording", "label").defer("window__embedding")[:200]
+    detections = list(run.detections.select_related("window__recording", "label").defer("window__embedding")[:200])
+    labels_by_window = labeling.labels_by_window([d.window_id for d in detections])
+    for detection in detections:
+        detection.existing_labels = labels_by_window.get(detection.window_id, [])
     per_day = detections_service.detections_per_site_and_day(run)
     context = {
         "project": project,
@@ -353,6 +356,7 @@ def run(request, project_id, run_id):
         "detections": detections,
         "labels": project.labels.all(),
         "per_day": per_day,
+        "occupancy": detections_service.occupancy_table(per_day),
         "per_day_chart": charts.bar_chart(
             "Detections per site and day",
             [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],
