@@ -5,6 +5,7 @@ Labs ``20240521T053000+1000_site_1.flac`` all fit one pattern (date, optional se
 time, optional fraction and UTC offset). Names without an offset are read in the
 deployment's time zone. AudioMoth also writes the start into the WAV's comment, with
 its UTC offset: "Recorded at 19:30:00 21/05/2024 (UTC+1) by AudioMoth 24F319055F4A7E7D ...".
+Old AudioMoth firmware named files by the start's Unix time in hexadecimal (``5CE38C48.WAV``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ AUDIOMOTH_COMMENT = re.compile(
     r"(?P<day>\d{2})/(?P<month>\d{2})/(?P<year>\d{4}) \(UTC(?P<offset>[+-]\d{1,2}(?::\d{2})?)?\)"
 )
 AUDIOMOTH_RECORDER = re.compile(r"\bby (AudioMoth [0-9A-Fa-f]{16})\b")
+LEGACY_AUDIOMOTH_NAME = re.compile(r"^(?P<seconds>[0-9A-Fa-f]{8})\.wav$", re.IGNORECASE)
+LEGACY_AUDIOMOTH_YEARS = (2015, 2030)
 # Times outside these are no recording's start (and years near 1 overflow in UTC).
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
@@ -39,6 +42,10 @@ def plausible_start(start: dt.datetime) -> bool:
 def start_time_from_filename(name: str, local_tz: dt.tzinfo = dt.UTC) -> dt.datetime | None:
     """The start time a file name announces (aware; read in ``local_tz`` when the name
     gives no offset), or None when it names no valid one."""
+    if legacy := LEGACY_AUDIOMOTH_NAME.match(Path(name).name):  # Unix seconds, so UTC
+        start = dt.datetime.fromtimestamp(int(legacy["seconds"], 16), dt.UTC)
+        # Only the years AudioMoths existed: "00000042.WAV" is a counter, not 1970.
+        return start if LEGACY_AUDIOMOTH_YEARS[0] <= start.year < LEGACY_AUDIOMOTH_YEARS[1] else None
     for match in PATTERN.finditer(name):
         try:
             parts = {key: int(match[key]) for key in ("date", "month", "day", "hour", "minute", "second")}

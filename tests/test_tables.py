@@ -86,6 +86,10 @@ def test_a_selection_labels_the_windows_it_mostly_covers():
             dt.datetime(2024, 5, 21, 5, 30, tzinfo=dt.timezone(dt.timedelta(hours=10))),
         ),
         ("site1_20260511_050001.wav", dt.datetime(2026, 5, 11, 5, 0, 1, tzinfo=dt.UTC)),
+        ("5CE38CD8.WAV", dt.datetime(2019, 5, 21, 5, 30, tzinfo=dt.UTC)),  # old AudioMoth: hex Unix seconds
+        ("card/5ce38cd8.wav", dt.datetime(2019, 5, 21, 5, 30, tzinfo=dt.UTC)),
+        ("DEADBEEF.flac", None),
+        ("00000042.WAV", None),  # a counter, not 1970
         ("notes.wav", None),
         ("20241399_999999.wav", None),
     ],
