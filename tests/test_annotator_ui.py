@@ -29,6 +29,7 @@ from annotations.models import (
 )
 from annotations.search import Examples, SearchFilters, SearchSpec, combined_scores, run_search
 from annotations.vocabulary import add_label, update_label
+from frontend.templatetags.predictions import class_label, probability
 
 pytestmark = pytest.mark.django_db
 
@@ -309,3 +310,10 @@ def test_the_occupancy_table_counts_days_and_detections_per_label_and_site():
     table = occupancy_table(per_day)
     assert table.sites == ["A", "B"]
     assert [(row.label, row.cells) for row in table.rows] == [("owl", [(2, 7), (0, 0)]), ("wren", [(0, 0), (1, 7)])]
+
+
+def test_predictions_read_as_common_names_and_percentages():
+    assert class_label("Turdus merula_Eurasian Blackbird") == "Eurasian Blackbird (Turdus merula)"
+    assert class_label("Engine") == "Engine"
+    assert probability(0.0) == 0.5 and probability(3.5) == pytest.approx(0.9707, abs=1e-4)
+    assert probability(-1000) == pytest.approx(0.0) and probability(1000) == pytest.approx(1.0)
