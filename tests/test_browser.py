@@ -144,6 +144,9 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.complete && i.naturalWidth)")
     page.screenshot(path=OUTPUT_DIR / "search.png", full_page=True)
     page.keyboard.press("-")
+    page.keyboard.press("c")  # context: heard, and shown between two lines on every picture
+    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('context=2'))")
+    page.keyboard.press("c")
 
     page.reload()
     page.wait_for_selector(".hit.current")

@@ -287,9 +287,14 @@ function togglePlay(hit) {
 }
 
 function toggleContext() {
-  playback.context = !playback.context;
-  document.querySelectorAll("[data-playback=context]").forEach((box) => { box.checked = playback.context; });
-  flash(playback.context ? "Playing 2 s of context either side." : "Playing the window alone.");
+  setContext(!playback.context);
+  flash(playback.context ? "Playing and showing 2 s of context either side." : "Playing the window alone.");
+}
+
+function setContext(on) {
+  playback.context = on;
+  document.querySelectorAll("[data-playback=context]").forEach((box) => { box.checked = on; });
+  applySpectrogramStyle();
 }
 
 function setRate(rate) {
@@ -310,7 +315,7 @@ document.addEventListener("play", (event) => {
 
 document.addEventListener("change", (event) => {
   const control = event.target.closest("[data-playback]");
-  if (control && control.dataset.playback === "context") playback.context = control.checked;
+  if (control && control.dataset.playback === "context") setContext(control.checked);
   if (control && control.dataset.playback === "rate") setRate(Number(control.value));
   if (event.target.id === "active-label") hits().forEach(refreshHit);
 });
@@ -517,6 +522,10 @@ function applySpectrogramStyle(root = document) {
     const url = new URL(img.getAttribute("src"), window.location.href);
     if (linear) url.searchParams.set("scale", "linear"); else url.searchParams.delete("scale");
     if (gain) url.searchParams.set("gain", gain); else url.searchParams.delete("gain");
+    // With context on, a hit's picture shows it too, the window between two white lines.
+    if (img.closest(".hit") && !("keepContext" in img.dataset)) {
+      if (playback.context) url.searchParams.set("context", 2); else url.searchParams.delete("context");
+    }
     if (url.href !== img.src) img.src = url.href;
   });
   document.querySelectorAll("[data-spectrogram-linear]").forEach((box) => { box.checked = linear; });
