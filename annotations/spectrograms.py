@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +158,25 @@ def render_png(
     return buffer.getvalue()
 
 
+def cache_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "spectrograms"
+
+
 def cache_folder(deployment_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "spectrograms" / str(deployment_id)
+    return cache_root() / str(deployment_id)
+
+
+def purge_cache(unused_for_s: float) -> tuple[int, int]:
+    """Delete cached pictures not served for ``unused_for_s`` seconds (by access time, or
+    by write time where the disk does not keep access times). Returns (files, bytes)."""
+    cutoff = time.time() - unused_for_s
+    files = size = 0
+    for path in cache_root().glob("*/*.png"):
+        stat = path.stat()
+        if max(stat.st_atime, stat.st_mtime) < cutoff:
+            path.unlink(missing_ok=True)
+            files, size = files + 1, size + stat.st_size
+    return files, size
 
 
 def recording_spectrogram(

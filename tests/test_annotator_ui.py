@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import time
 
 import numpy as np
 import pytest
 import soundfile
+from django.core.management import call_command
 from django.test import Client
 from PIL import Image
 
@@ -197,6 +200,12 @@ def test_spectrograms_are_png_cached_and_confined_to_the_project(survey, setting
     before = cached[0].stat().st_mtime_ns
     assert client.get(url, {"scale": "linear", "context": "2"}).status_code == 200
     assert cached[0].stat().st_mtime_ns == before  # served from the cache, not rendered again
+    old = time.time() - 40 * 86_400
+    os.utime(cached[0], (old, old))
+    output = io.StringIO()
+    call_command("purge_spectrogram_cache", "--days", "30", stdout=output)
+    assert output.getvalue().startswith("deleted 1 picture(s)") and not cached[0].exists()
+    assert client.get(url, {"scale": "linear", "context": "2"}).status_code == 200 and cached[0].exists()
     assert client.get(url, {"scale": "bark"}).status_code == 400
     assert client.get(url, {"gain": "15"}).status_code == 400
 
