@@ -113,36 +113,21 @@ class Examples:
     exclude_window_ids: tuple[int, ...]
 
 
-def nearest_windows(
-    project: Project,
-    model: EmbeddingModel,
-    query: np.ndarray,
-    k: int = 50,
-    exclude_window_ids: Sequence[int] = (),
-    filters: SearchFilters = SearchFilters(),
-) -> list[SearchHit]:
-    """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim])."""
-    return hits_for(nearest_window_ids(project, model, _checked_query(model, query), k, exclude_window_ids, filters))
-
-
-def _checked_query(model: EmbeddingModel, query: np.ndarray) -> np.ndarray:
-    query = np.asarray(query, dtype=np.float32)
-    if query.shape != (model.embedding_dim,):
-        raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
-    if not np.any(query):
-        raise InputError("the query embedding is all zeros: cosine similarity is undefined")
-    return query
-
-
 def nearest_window_ids(
     project: Project,
     model: EmbeddingModel,
     query: np.ndarray,
     k: int,
-    exclude_window_ids: Sequence[int],
-    filters: SearchFilters,
+    exclude_window_ids: Sequence[int] = (),
+    filters: SearchFilters = SearchFilters(),
 ) -> list[tuple[int, float]]:
-    """[(window_id, cosine)] of the k nearest windows, best first, from the HNSW index."""
+    """[(window_id, cosine)] of the k windows of ``project`` nearest ``query`` (float32
+    [model.embedding_dim]), best first, from the model's HNSW index."""
+    query = np.asarray(query, dtype=np.float32)
+    if query.shape != (model.embedding_dim,):
+        raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
+    if not np.any(query):
+        raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
     sql, params = nearest_sql(model, filters)
     params.update(query=query, project=project.pk, exclude=list(exclude_window_ids), k=k)

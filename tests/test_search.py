@@ -16,8 +16,9 @@ from annotations.embedding_store import (
     window_embeddings,
     window_matrix,
 )
+from annotations.errors import InputError
 from annotations.models import Recording, RecordingStatus
-from annotations.search import SearchFilters, nearest_sql, nearest_windows
+from annotations.search import SearchFilters, nearest_sql, nearest_window_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -77,19 +78,19 @@ def test_every_reader_returns_the_stored_embeddings_exactly(project_with_vectors
 def test_top_k_beyond_pgvector_default_ef_search(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
     query = vectors[7] + 0.01
-    hits = nearest_windows(project, model, query, k=60)
+    hits = nearest_window_ids(project, model, query, 60)
     assert len(hits) == 60  # hnsw.ef_search defaults to 40, which would cut this short
     expected = {ids[i] for i in exact_top(vectors, query, 60)}
-    assert len({h.window_id for h in hits} & expected) >= 57
-    assert hits[0].window_id == ids[7]
+    assert len({window_id for window_id, _ in hits} & expected) >= 57
+    assert hits[0][0] == ids[7]
     exact_scores = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
-    assert hits[0].score == pytest.approx(exact_scores[7], abs=1e-5)
+    assert hits[0][1] == pytest.approx(exact_scores[7], abs=1e-5)
 
 
 def test_excluded_windows_never_come_back(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
-    hits = nearest_windows(project, model, vectors[0], k=10, exclude_window_ids=[ids[0]])
-    assert ids[0] not in [h.window_id for h in hits]
+    hits = nearest_window_ids(project, model, vectors[0], 10, exclude_window_ids=[ids[0]])
+    assert ids[0] not in [window_id for window_id, _ in hits]
 
 
 def test_the_models_hnsw_index_matches_the_search(project_with_vectors):
@@ -117,20 +118,28 @@ def test_embeddings_of_different_models_never_mix(project_with_vectors, make_use
     other_model = register_embedding_model("other-model", "1", 8, 3.0, 3.0, 48_000)
     deployment = project.deployments.get()
     other_ids = store_windows(deployment, other_model, np.ones((5, 8), np.float32))
-    hits = nearest_windows(project, model, vectors[1], k=500)
+    hits = nearest_window_ids(project, model, vectors[1], 500)
     assert len(hits) == len(ids)
-    assert not {h.window_id for h in hits} & set(other_ids)
+    assert not {window_id for window_id, _ in hits} & set(other_ids)
     ensure_search_index(model)
     ensure_search_index(other_model)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'window_embedding_hnsw_model_%%'")
         assert cursor.fetchone()[0] == 2
-    assert len(nearest_windows(project, model, vectors[1], k=500)) == len(ids)  # the same through the index
+    assert len(nearest_window_ids(project, model, vectors[1], 500)) == len(ids)  # the same through the index
 
 
 def test_searches_stay_inside_the_project(project_with_vectors, make_user):
     project, model, vectors, _ = project_with_vectors
     other = create_project(make_user("other"), "Other")
     foreign = store_windows(create_deployment(other, "X"), model, vectors[:5])
-    hits = nearest_windows(project, model, vectors[0], k=500)
-    assert not {h.window_id for h in hits} & set(foreign)
+    hits = nearest_window_ids(project, model, vectors[0], 500)
+    assert not {window_id for window_id, _ in hits} & set(foreign)
+
+
+def test_a_query_of_the_wrong_shape_or_all_zeros_is_refused(project_with_vectors):
+    project, model, _, _ = project_with_vectors
+    with pytest.raises(InputError, match="needs"):
+        nearest_window_ids(project, model, np.ones(8, np.float32), 5)
+    with pytest.raises(InputError, match="all zeros"):
+        nearest_window_ids(project, model, np.zeros(16, np.float32), 5)
