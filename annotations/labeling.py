@@ -4,7 +4,7 @@ every change kept in the audit trail (``LabelChange``) in the same transaction."
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from annotations.errors import InputError
 from annotations.models import Annotation, Label, LabelChange, LabelValue, Project, Window
@@ -150,3 +150,15 @@ def resolve_conflict(project: Project, user, window_id: int, label_id: int, valu
         )
         Annotation.objects.filter(pk__in=[a.pk for a in others]).delete()
     return len(others)
+
+
+def label_counts(project: Project):
+    """The project's labels, each with ``positives``, ``negatives`` and ``unsure``: how many
+    windows carry each value (from any annotator), to see when there is enough to train."""
+    values = {"positives": LabelValue.POSITIVE, "negatives": LabelValue.NEGATIVE, "unsure": LabelValue.UNSURE}
+    return project.labels.annotate(
+        **{
+            name: Count("annotations__window", filter=Q(annotations__value=value), distinct=True)
+            for name, value in values.items()
+        }
+    )

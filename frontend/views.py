@@ -58,7 +58,7 @@ def project(request, project_id):
         "project": project,
         "role": role_in(project, request.user),
         "deployments": [(d, deployments.deployment_progress(d)) for d in project.deployments.all()],
-        "labels": project.labels.all(),
+        "labels": labeling.label_counts(project),
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
         "probe_types": ProbeType.choices,
     }

@@ -19,6 +19,7 @@ from annotations.deployments import create_deployment, create_project
 from annotations.detections import detections_per_site_and_day, occupancy_table
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
+from annotations.labeling import label_counts
 from annotations.models import (
     Annotation,
     Classifier,
@@ -267,6 +268,8 @@ def test_disagreements_show_on_the_review_page_and_an_admin_settles_them(survey,
     for user, value in ((admin, "positive"), (colleague, "negative")):
         Annotation.objects.create(window_id=disputed, label=song, annotator=user, value=value)
         Annotation.objects.create(window_id=agreed, label=song, annotator=user, value="positive")
+    counts = {label.name: (label.positives, label.negatives, label.unsure) for label in label_counts(project)}
+    assert counts == {"song": (2, 1, 0), "call": (0, 0, 0)}  # windows, whoever labeled them
     url = f"/projects/{project.pk}/labels/{song.pk}/"
     everything = client.get(url).content.decode()
     assert everything.count('class="hit"') == 2

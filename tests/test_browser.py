@@ -256,3 +256,7 @@ def test_blind_review_hides_other_annotators_labels(
     assert not theirs.is_visible()
     page.reload()  # the choice is remembered
     assert page.is_checked("[data-blind-review]") and not theirs.is_visible()
+    page.check("[data-auto-play]")  # after a label, the next hit plays by itself
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("1")
+    page.wait_for_function("!document.querySelectorAll('.hit')[1].querySelector('audio').paused")

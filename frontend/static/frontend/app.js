@@ -372,15 +372,27 @@ function next() {
   if (end) end.hidden = !atEnd;
   if (atEnd) flash(`End of the list: all ${hits().length} hits seen.`);
   else focusHit(current + 1);
+  return !atEnd;
 }
+
+// After a label, the next hit plays by itself when the annotator asked for that.
+function labelThenNext(hit, value) {
+  return labelHit(hit, value).then((ok) => {
+    if (ok && next() && localStorage.getItem("autoPlay") === "1") togglePlay(hits()[current]);
+  });
+}
+document.addEventListener("change", (event) => {
+  if (event.target.matches("[data-auto-play]")) localStorage.setItem("autoPlay", event.target.checked ? "1" : "0");
+});
+document.querySelectorAll("[data-auto-play]").forEach((box) => { box.checked = localStorage.getItem("autoPlay") === "1"; });
 
 const pageKeys = {
   j: () => next(),
   k: () => focusHit(current - 1),
   " ": (hit) => togglePlay(hit),
-  1: (hit) => labelHit(hit, "positive").then((ok) => ok && next()),
-  2: (hit) => labelHit(hit, "negative").then((ok) => ok && next()),
-  3: (hit) => labelHit(hit, "unsure").then((ok) => ok && next()),
+  1: (hit) => labelThenNext(hit, "positive"),
+  2: (hit) => labelThenNext(hit, "negative"),
+  3: (hit) => labelThenNext(hit, "unsure"),
   u: () => undo(),
   n: () => markPageNegative(),
   s: () => setRate(RATES[(RATES.indexOf(playback.rate) + 1) % RATES.length]),
