@@ -130,6 +130,37 @@ def move_server_folder(deployment: Deployment, server_folder: str) -> FolderScan
         return register_folder_files(deployment, folder)
 
 
+def start_time_problems(deployment: Deployment, now: dt.datetime | None = None) -> list[str]:
+    """Doubts about a deployment's start times, in words a person can act on: a recorder
+    whose clock was never set (AudioMoths then write 1970), starts in the future or outside
+    the deployment's dates, and file-name times read as UTC because no time zone was given."""
+    now = now or timezone.now()
+    starts = deployment.recordings.exclude(started_at=None)
+    problems = []
+    if (future := starts.filter(started_at__gt=now).count()) > 0:
+        problems.append(f"{future} recording(s) start in the future: is the recorder's clock right?")
+    if (unset := starts.filter(started_at__year__lt=2000).count()) > 0:
+        problems.append(f"{unset} recording(s) start before 2000: the recorder's clock was probably never set")
+    zone = zoneinfo.ZoneInfo(deployment.timezone)
+    earliest, latest = deployment.deployed_on, deployment.retrieved_on
+    outside = starts.filter(started_at__year__gte=2000, started_at__lte=now)
+    if earliest:
+        before = outside.filter(started_at__lt=dt.datetime.combine(earliest, dt.time(), zone)).count()
+        if before:
+            problems.append(f"{before} recording(s) start before the deployment date {earliest}")
+    if latest:
+        after = outside.filter(started_at__gte=dt.datetime.combine(latest + dt.timedelta(days=1), dt.time(), zone))
+        if count := after.count():
+            problems.append(f"{count} recording(s) start after the retrieval date {latest}")
+    from_names = deployment.recordings.filter(started_at_source=StartTimeSource.FILENAME)
+    if deployment.timezone == "UTC" and from_names.exists():
+        problems.append(
+            "start times from file names are read as UTC, since the deployment names no time zone: right for "
+            "recorders set to UTC (AudioMoth's default); if this one kept local time, set the site's time zone"
+        )
+    return problems
+
+
 def update_deployment(deployment: Deployment, **metadata) -> Deployment:
     """Change a deployment's metadata (any of METADATA_FIELDS); its server folder stays."""
     for field, value in metadata.items():

@@ -126,6 +126,7 @@ def deployment(request, project_id, deployment_id):
         "deployment": deployment,
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),
+        "start_time_problems": deployments.start_time_problems(deployment),
     }
     return render(request, "frontend/deployment.html", context)
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
 import numpy as np
 import pytest
 import soundfile
 
-from annotations.deployments import create_deployment, create_project, file_fingerprint, queue_ingest
+from annotations.deployments import (
+    create_deployment,
+    create_project,
+    file_fingerprint,
+    queue_ingest,
+    start_time_problems,
+)
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import Annotation, Recording, Window
 
@@ -75,3 +82,36 @@ def test_a_folder_mounted_elsewhere_is_found_again_by_content(card, make_user, c
     assert set(after) - set(before) == {"20240524_053000.WAV"}  # a file new to the deployment
     assert set(deployment.recordings.values_list("path", flat=True)) == {str(p) for p in moved.iterdir()}
     assert api.patch(url, {"server_folder": str(root.parent / "elsewhere")}, format="json").status_code == 400
+
+
+def test_doubtful_start_times_are_pointed_out(card, make_user, client_for):
+    _, folder = card
+    user = make_user("admin")
+    project = create_project(user, "Card", labels=["owl"])
+    deployment = create_deployment(
+        project,
+        "Card 1",
+        server_folder=str(folder),
+        deployed_on=dt.date(2024, 5, 22),
+        retrieved_on=dt.date(2024, 5, 22),
+    )
+    unset_clock = Recording.objects.get(filename="20240523_053000.WAV")
+    unset_clock.started_at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    unset_clock.save()
+    warnings = (
+        client_for(user).get(f"/api/projects/{project.pk}/deployments/{deployment.pk}/").json()["start_time_warnings"]
+    )
+    assert warnings == [
+        "1 recording(s) start before 2000: the recorder's clock was probably never set",
+        "1 recording(s) start before the deployment date 2024-05-22",
+        warnings[2],
+    ]
+    assert "read as UTC" in warnings[2]
+    deployment.timezone, deployment.retrieved_on = "Europe/Berlin", dt.date(2024, 5, 21)
+    deployment.save()
+    Recording.objects.filter(filename="20240521_053000.WAV").update(started_at=dt.datetime(2999, 1, 1, tzinfo=dt.UTC))
+    assert start_time_problems(deployment) == [
+        "1 recording(s) start in the future: is the recorder's clock right?",
+        "1 recording(s) start before 2000: the recorder's clock was probably never set",
+        "1 recording(s) start after the retrieval date 2024-05-21",
+    ]

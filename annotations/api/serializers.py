@@ -90,6 +90,16 @@ class ProgressSerializer(serializers.Serializer):
     eta_s = serializers.FloatField(allow_null=True)
 
 
+class DeploymentDetailSerializer(DeploymentSerializer):
+    """What a deployment's own address answers: it, its progress, doubts about its start times."""
+
+    progress = ProgressSerializer(read_only=True)
+    start_time_warnings = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [*DeploymentSerializer.Meta.fields, "progress", "start_time_warnings"]
+
+
 class RecordingSerializer(serializers.ModelSerializer):
     class Meta:
         model = Recording

@@ -198,7 +198,7 @@ class DeploymentListView(ProjectView):
     def get(self, request, project_id):
         return Response(s.DeploymentSerializer(self.project.deployments.all(), many=True).data)
 
-    @extend_schema(request=s.DeploymentSerializer, responses={201: s.DeploymentSerializer, **ERRORS})
+    @extend_schema(request=s.DeploymentSerializer, responses={201: s.DeploymentDetailSerializer, **ERRORS})
     def post(self, request, project_id):
         data = _valid(s.DeploymentSerializer, request.data)
         deployment = deployments.create_deployment(self.project, **data)
@@ -209,18 +209,19 @@ def _deployment_data(deployment: Deployment) -> dict:
     progress = deployments.deployment_progress(deployment)
     data = dict(s.DeploymentSerializer(deployment).data)
     data["progress"] = s.ProgressSerializer(progress).data
+    data["start_time_warnings"] = deployments.start_time_problems(deployment)
     return data
 
 
 class DeploymentDetailView(ProjectView):
     write_action = Action.MANAGE
 
-    @extend_schema(responses={200: s.DeploymentSerializer, **ERRORS})
+    @extend_schema(responses={200: s.DeploymentDetailSerializer, **ERRORS})
     def get(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response(_deployment_data(deployment))
 
-    @extend_schema(request=s.DeploymentSerializer, responses={200: s.DeploymentSerializer, **ERRORS})
+    @extend_schema(request=s.DeploymentSerializer, responses={200: s.DeploymentDetailSerializer, **ERRORS})
     def patch(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         serializer = s.DeploymentSerializer(deployment, data=request.data, partial=True)
