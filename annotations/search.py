@@ -313,9 +313,9 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
         return examples.model, nearest_window_ids(
             project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
         )
-    # A pool larger than the page, so that re-ranking (or keeping one window per
-    # recording) has something to promote.
-    pool = min((8 if per_recording else 2) * wanted, 2 * MAX_K)
+    # A pool larger than the page (up to the index query's MAX_K), so that re-ranking (or
+    # keeping one window per recording) has something to promote.
+    pool = min((8 if per_recording else 2) * wanted, MAX_K)
     queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
     candidate_ids: dict[int, None] = {}
     for query in queries:
