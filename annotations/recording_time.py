@@ -52,17 +52,19 @@ def start_time_from_filename(name: str, local_tz: dt.tzinfo = dt.UTC) -> dt.date
             start = dt.datetime(
                 parts["date"], parts["month"], parts["day"], parts["hour"], parts["minute"], parts["second"]
             )
-        except ValueError:
+            zone = _offset(match["offset"]) if match["offset"] else local_tz
+        except ValueError:  # an impossible date, or an offset of a day or more
             continue
         if match["fraction"]:
             start += dt.timedelta(seconds=float(match["fraction"]))
-        start = start.replace(tzinfo=_offset(match["offset"]) if match["offset"] else local_tz)
+        start = start.replace(tzinfo=zone)
         if plausible_start(start):
             return start
     return None
 
 
 def _offset(text: str) -> dt.tzinfo:
+    """A UTC offset written "Z", "+10", "-5:30" or "+0530". Raises ValueError for one of a day or more."""
     if text == "Z":
         return dt.UTC
     sign = -1 if text[0] == "-" else 1
@@ -82,11 +84,8 @@ def parse_audiomoth_comment(comment: str) -> AudioMothComment | None:
     match = AUDIOMOTH_COMMENT.search(comment)
     if not match:
         return None
-    offset = match["offset"] or "+0"
-    hours, _, minutes = offset[1:].partition(":")
-    delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
     try:
-        tz = dt.timezone(-delta if offset[0] == "-" else delta)
+        tz = _offset(match["offset"] or "Z")
         start = dt.datetime(
             int(match["year"]),
             int(match["month"]),

@@ -90,6 +90,7 @@ def test_a_selection_labels_the_windows_it_mostly_covers():
         ("card/5ce38cd8.wav", dt.datetime(2019, 5, 21, 5, 30, tzinfo=dt.UTC)),
         ("DEADBEEF.flac", None),
         ("00000042.WAV", None),  # a counter, not 1970
+        ("20240521T053000+9999_a.flac", None),  # no such UTC offset
         ("notes.wav", None),
         ("20241399_999999.wav", None),
     ],
