@@ -375,16 +375,30 @@ function next() {
   return !atEnd;
 }
 
+// A checkbox whose choice this browser remembers under `key`: `apply(on)` runs at once
+// and after every change. Returns a function that reads the choice.
+function rememberedOption(selector, key, apply = () => {}) {
+  const on = () => localStorage.getItem(key) === "1";
+  const show = () => {
+    document.querySelectorAll(selector).forEach((box) => { box.checked = on(); });
+    apply(on());
+  };
+  document.addEventListener("change", (event) => {
+    if (!event.target.matches(selector)) return;
+    localStorage.setItem(key, event.target.checked ? "1" : "0");
+    show();
+  });
+  show();
+  return on;
+}
+
 // After a label, the next hit plays by itself when the annotator asked for that.
+const autoPlay = rememberedOption("[data-auto-play]", "autoPlay");
 function labelThenNext(hit, value) {
   return labelHit(hit, value).then((ok) => {
-    if (ok && next() && localStorage.getItem("autoPlay") === "1") togglePlay(hits()[current]);
+    if (ok && next() && autoPlay()) togglePlay(hits()[current]);
   });
 }
-document.addEventListener("change", (event) => {
-  if (event.target.matches("[data-auto-play]")) localStorage.setItem("autoPlay", event.target.checked ? "1" : "0");
-});
-document.querySelectorAll("[data-auto-play]").forEach((box) => { box.checked = localStorage.getItem("autoPlay") === "1"; });
 
 const pageKeys = {
   j: () => next(),
@@ -563,15 +577,5 @@ document.addEventListener("change", (event) => {
 applySpectrogramStyle();
 
 // Blind review: others' labels are hidden (only how many there are shows), so that a
-// second annotator's judgement is their own. Remembered in this browser.
-function applyBlind() {
-  const blind = localStorage.getItem("blindReview") === "1";
-  document.body.classList.toggle("blind", blind);
-  document.querySelectorAll("[data-blind-review]").forEach((box) => { box.checked = blind; });
-}
-document.addEventListener("change", (event) => {
-  if (!event.target.matches("[data-blind-review]")) return;
-  localStorage.setItem("blindReview", event.target.checked ? "1" : "0");
-  applyBlind();
-});
-applyBlind();
+// second annotator's judgement is their own.
+rememberedOption("[data-blind-review]", "blindReview", (on) => document.body.classList.toggle("blind", on));
