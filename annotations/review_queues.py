@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotations.embedding_store import iter_deployment_embeddings, window_embeddings
+from annotations.embedding_store import iter_deployment_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.models import Annotation, Classifier
 from annotations.probes import unit_rows
@@ -74,10 +74,10 @@ def review_queue(classifier: Classifier, label_id: int, kind: str, size: int = 5
         raise InputError(f"label {label_id} is not an output of classifier v{classifier.version}")
     window_ids, scores = unlabeled_scores(classifier, label_id)
     if kind == "diverse":
-        candidates = np.argsort(-scores, kind="stable")[: size * 5]
-        embeddings = window_embeddings([int(w) for w in window_ids[candidates]])
-        matrix = np.stack([embeddings[int(w)] for w in window_ids[candidates]]) if len(candidates) else None
-        picked = candidates[pick_diverse(scores[candidates], matrix, size)] if matrix is not None else candidates
+        picked = np.argsort(-scores, kind="stable")[: size * 5]
+        if len(picked):
+            _, matrix = window_matrix(window_ids[picked].tolist(), classifier.embedding_model.embedding_dim)
+            picked = picked[pick_diverse(scores[picked], matrix, size)]
     else:
         picked = pick(kind, scores, size, output.threshold, classifier.random_seed)
     return [(int(window_ids[i]), float(scores[i])) for i in picked]

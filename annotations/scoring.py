@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotations.embedding_store import window_embeddings
+from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
 from annotations.models import Classifier, ClassifierLabel, ProbeType, TaskStatus
 from annotations.probes import (
@@ -87,6 +87,5 @@ def prototype_examples(output: ClassifierLabel, per_prototype: int = 4) -> list[
     )
     if not window_ids:
         return [[] for _ in head.prototypes]
-    embeddings = window_embeddings(window_ids)
-    matrix = np.stack([embeddings[w] for w in window_ids])
+    _, matrix = window_matrix(window_ids, classifier.embedding_model.embedding_dim)
     return [[window_ids[i] for i in indices] for indices in nearest_examples(matrix, head.prototypes, per_prototype)]

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
-from annotations.embedding_store import raw_connection, window_embeddings
+from annotations.embedding_store import raw_connection, window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.labeling import labels_by_window
 from annotations.models import (
@@ -323,9 +323,9 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
         candidate_ids.update((window_id, None) for window_id, _ in nearest)
     if not candidate_ids:
         return examples.model, []
-    embeddings = window_embeddings(list(candidate_ids))
     ids = np.fromiter(candidate_ids, dtype=np.int64)
-    scores = combined_scores(np.stack([embeddings[w] for w in ids]), examples, spec.combine)
+    _, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
+    scores = combined_scores(embeddings, examples, spec.combine)
     order = np.argsort(-scores, kind="stable")
     if per_recording:
         recording_of = dict(Window.objects.filter(pk__in=ids.tolist()).values_list("pk", "recording_id"))
