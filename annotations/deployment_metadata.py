@@ -17,7 +17,6 @@ import datetime as dt
 import io
 from collections.abc import Callable, Mapping
 
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from annotations.deployments import (
@@ -154,13 +153,3 @@ def import_deployment_metadata(project: Project, text: str) -> MetadataImport:
             except InputError as error:
                 raise InputError(f"line {row.line}: {error}") from None
     return MetadataImport(tuple(created), tuple(updated))
-
-
-def read_table_upload(upload: UploadedFile) -> str:
-    """The text of an uploaded metadata table."""
-    if upload.size > MAX_BYTES:
-        raise InputError(f"a metadata table must be under {MAX_BYTES // (1024 * 1024)} MB")
-    try:
-        return upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("the table is not UTF-8 text") from None

@@ -11,6 +11,8 @@ from annotations.labeling import set_label
 from annotations.models import Deployment, LabelValue, Window
 from annotations.raven import read_label_table
 
+MAX_BYTES = 50 * 1024 * 1024  # an uploaded label table
+
 
 @dataclasses.dataclass(frozen=True)
 class ImportSummary:

@@ -34,6 +34,7 @@ from annotations.models import (
 )
 from annotations.probes import MIN_HELD_OUT
 from annotations.spectrograms import SpectrogramStyle
+from annotations.text_uploads import read_text_table
 from frontend import charts
 
 
@@ -73,7 +74,7 @@ def deployment_metadata_import(request, project_id):
     try:
         if "file" not in request.FILES:
             raise InputError("choose a CSV file")
-        text = deployment_metadata.read_table_upload(request.FILES["file"])
+        text = read_text_table(request.FILES["file"], deployment_metadata.MAX_BYTES, "a metadata table")
         result = deployment_metadata.import_deployment_metadata(project, text)
     except InputError as error:
         messages.error(request, f"Nothing was imported: {error}")

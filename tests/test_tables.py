@@ -6,11 +6,14 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from annotations.errors import InputError
 from annotations.label_import import overlaps_enough
 from annotations.raven import FileSpan, Selection, read_label_table, write_file_sequence_table, write_selection_table
 from annotations.recording_time import start_time_from_filename
 from annotations.review_queues import pick, pick_diverse
+from annotations.text_uploads import read_text_table
 
 
 def test_a_raven_table_written_and_read_back_gives_the_same_detections():
@@ -107,3 +110,13 @@ def test_review_queues_pick_what_they_promise():
     assert len(set(np.minimum((scores[binned] * 10).astype(int), 9))) == 10  # one from every tenth
     embeddings = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
     assert list(pick_diverse(np.array([0.9, 0.8, 0.7]), embeddings, 2)) == [0, 2]  # 1 is a near-duplicate of 0
+
+
+def test_uploaded_tables_are_read_as_utf8_within_their_limit():
+    assert (
+        read_text_table(SimpleUploadedFile("t.csv", "\ufeffname\nRidge\n".encode()), 100, "a table") == "name\nRidge\n"
+    )
+    with pytest.raises(InputError, match="a label table must be under 1 MB"):
+        read_text_table(SimpleUploadedFile("t.csv", b"x" * (1024 * 1024 + 1)), 1024 * 1024, "a label table")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_text_table(SimpleUploadedFile("t.csv", b"\xff\xfe\x00n"), 100, "a table")

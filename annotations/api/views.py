@@ -52,6 +52,7 @@ from annotations.models import (
     Window,
 )
 from annotations.playback import window_wav
+from annotations.text_uploads import read_text_table
 
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
 CONFIRM = OpenApiParameter("confirm", str, description="the exact name of what is deleted, as confirmation")
@@ -253,7 +254,7 @@ class DeploymentMetadataImportView(ProjectView):
         upload = request.FILES.get("file")
         if upload is None:
             raise InputError("send the table as the multipart field 'file'")
-        text = deployment_metadata.read_table_upload(upload)
+        text = read_text_table(upload, deployment_metadata.MAX_BYTES, "a metadata table")
         result = deployment_metadata.import_deployment_metadata(self.project, text)
         return Response(s.MetadataImportSerializer(result).data)
 
@@ -709,12 +710,7 @@ class LabelImportView(ProjectView):
         upload = request.FILES.get("file")
         if upload is None:
             raise InputError("send the table as the multipart field 'file'")
-        if upload.size > 50 * 1024 * 1024:
-            raise InputError("a label table must be under 50 MB")
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError("the table is not UTF-8 text") from None
+        text = read_text_table(upload, label_import.MAX_BYTES, "a label table")
         summary = label_import.import_labels(
             deployment, request.user, text, request.data.get("label", ""), request.data.get("recording", "")
         )
