@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from annotations import uploads
 from annotations.access import Action
+from annotations.api.serializers import MAX_ID
 from annotations.api.views import ERRORS, ProjectView, _int, _valid
 from annotations.models import Deployment, UploadSession
 
@@ -27,7 +28,7 @@ UPLOAD_OFFSET = OpenApiParameter(
 
 
 class UploadSessionSerializer(serializers.ModelSerializer):
-    size_bytes = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
+    size_bytes = serializers.IntegerField(min_value=0, max_value=MAX_ID)
 
     class Meta:
         model = UploadSession

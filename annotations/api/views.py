@@ -90,6 +90,12 @@ class ProjectView(APIView):
         action = Action.READ if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
         self.project = project_for(request.user, kwargs["project_id"], action)
 
+    def recording(self, recording_id: int) -> Recording:
+        """A recording of this project, with its deployment; 404 otherwise."""
+        return get_object_or_404(
+            Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=self.project
+        )
+
     def window(self, window_id: int) -> Window:
         """A window of this project, with its recording and deployment; 404 otherwise."""
         return get_object_or_404(
@@ -310,19 +316,14 @@ class RecordingListView(ProjectView):
 class RecordingDetailView(ProjectView):
     write_action = Action.MANAGE
 
-    def _recording(self, recording_id) -> Recording:
-        return get_object_or_404(
-            Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=self.project
-        )
-
     @extend_schema(responses={200: s.RecordingSerializer, **ERRORS})
     def get(self, request, project_id, recording_id):
-        return Response(s.RecordingSerializer(self._recording(recording_id)).data)
+        return Response(s.RecordingSerializer(self.recording(recording_id)).data)
 
     @extend_schema(request=s.RecordingStartSerializer, responses={200: s.RecordingSerializer, **ERRORS})
     def patch(self, request, project_id, recording_id):
         """Correct a recording's start time (its source becomes "edited")."""
-        recording = self._recording(recording_id)
+        recording = self.recording(recording_id)
         # A time without a UTC offset is local time at the deployment's site.
         with timezone.override(zoneinfo.ZoneInfo(recording.deployment.timezone)):
             started_at = _valid(s.RecordingStartSerializer, request.data)["started_at"]
@@ -333,7 +334,7 @@ class RecordingDetailView(ProjectView):
 class WindowListView(ProjectView):
     @extend_schema(responses={200: s.WindowSerializer(many=True), **ERRORS})
     def get(self, request, project_id, recording_id):
-        recording = get_object_or_404(Recording, pk=recording_id, deployment__project=self.project)
+        recording = self.recording(recording_id)
         windows = list(recording.windows.values("id", "start_s", "end_s", "model_id"))
         named = predictions.top_predictions_of([window["id"] for window in windows])
         return Response(s.WindowSerializer([{**w, "predictions": named[w["id"]]} for w in windows], many=True).data)
@@ -429,9 +430,7 @@ class RecordingSpectrogramView(ProjectView):
         responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
     )
     def get(self, request, project_id, recording_id):
-        recording = get_object_or_404(
-            Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=self.project
-        )
+        recording = self.recording(recording_id)
         start = _optional_seconds(request.query_params.get("start"), "start") or 0.0
         end = _optional_seconds(request.query_params.get("end"), "end")
         if end is None:
