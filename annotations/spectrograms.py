@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from annotations.errors import InputError
 from annotations.models import Recording
+from annotations.playback import MAX_CONTEXT_S
 from workers.audio import AudioError, read_segment
 
 MIN_DB = -100.0
@@ -211,7 +212,7 @@ def recording_spectrogram(
 
 def window_spectrogram(window, style: SpectrogramStyle, context_s: float = 0.0) -> Path:
     """A window's picture, with ``context_s`` seconds either side marked off by lines."""
-    context_s = min(max(context_s, 0.0), 10.0)
+    context_s = min(max(context_s, 0.0), MAX_CONTEXT_S)  # what playback plays
     start = max(0.0, window.start_s - context_s)
     end = window.end_s + context_s
     if window.recording.duration_s:
