@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from annotations.models import EmbeddingModel, Window
@@ -21,14 +21,11 @@ def _named(
     return [Prediction(class_names[c], logit) for c, logit in zip(classes, logits, strict=True)]
 
 
-def top_predictions(window: Window) -> list[Prediction]:
-    """The window's top classes, best first; [] for a model without classes.
-    (Reads ``window.model``: select it with the window where there are many.)"""
-    return _named(window.model.class_names, window.top_classes, window.top_logits)
-
-
-def top_predictions_of(window_ids: Sequence[int]) -> dict[int, list[Prediction]]:
-    """Top classes of many windows in two queries: {window_id: predictions, best first}."""
-    rows = list(Window.objects.filter(pk__in=window_ids).values_list("pk", "model_id", "top_classes", "top_logits"))
-    class_names = dict(EmbeddingModel.objects.filter(pk__in={row[1] for row in rows}).values_list("pk", "class_names"))
-    return {pk: _named(class_names[model_id], classes, logits) for pk, model_id, classes, logits in rows}
+def named_predictions(windows: Iterable[Window]) -> dict[int, list[Prediction]]:
+    """Top classes of windows already loaded (with ``model_id``, ``top_classes`` and
+    ``top_logits``), best first: {window_id: predictions}. One query for the class names."""
+    windows = list(windows)
+    class_names = dict(
+        EmbeddingModel.objects.filter(pk__in={w.model_id for w in windows}).values_list("pk", "class_names")
+    )
+    return {w.pk: _named(class_names[w.model_id], w.top_classes, w.top_logits) for w in windows}

@@ -39,7 +39,7 @@ from annotations.models import (
     SearchRecord,
     Window,
 )
-from annotations.predictions import top_predictions_of
+from annotations.predictions import named_predictions
 from annotations.probes import unit_rows
 from annotations.queueing import enqueue_on_commit
 
@@ -208,7 +208,7 @@ def hits_for(scored: list[tuple[int, float]]) -> list[SearchHit]:
     """Search hits (window, recording, site, time, labels, predictions) for [(window_id, score)], in that order."""
     windows = Window.objects.defer("embedding").select_related("recording__deployment").in_bulk([w for w, _ in scored])
     labels = labels_by_window(list(windows))
-    predictions = top_predictions_of(list(windows))
+    predictions = named_predictions(windows.values())
     hits = []
     for window_id, score in scored:
         if (window := windows.get(window_id)) is None:

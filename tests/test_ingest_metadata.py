@@ -21,7 +21,7 @@ from annotations.embedding_store import register_embedding_model, replace_window
 from annotations.errors import InputError
 from annotations.models import Deployment, Membership, Recording, RecordingStatus, Role, StartTimeSource, Window
 from annotations.playback import window_wav
-from annotations.predictions import top_predictions, top_predictions_of
+from annotations.predictions import named_predictions
 from annotations.recording_time import parse_audiomoth_comment, recording_start, start_time_from_filename
 from tests.conftest import wait_for
 from workers import tasks
@@ -407,8 +407,8 @@ def test_predictions_are_stored_and_named(projects, client_for):
         np.array([[3.5, -1.0], [0.25, -2.0]]),
     )
     first, second = Window.objects.select_related("model").order_by("start_s")
-    assert top_predictions(first) == [("jay", 3.5), ("owl", -1.0)]
-    assert top_predictions_of([first.pk, second.pk])[second.pk] == [("wren", 0.25), ("jay", -2.0)]
+    assert named_predictions([first])[first.pk] == [("jay", 3.5), ("owl", -1.0)]
+    assert named_predictions([first, second])[second.pk] == [("wren", 0.25), ("jay", -2.0)]
     response = client_for(projects.viewer).get(
         f"/api/projects/{projects.project.pk}/recordings/{recording.pk}/windows/"
     )
@@ -418,7 +418,7 @@ def test_predictions_are_stored_and_named(projects, client_for):
     ]
     plain = register_embedding_model("plain", "1", 4, 1.0, 1.0, 8)
     replace_windows(recording.pk, plain, np.array([0.0]), np.array([1.0]), np.ones((1, 4), np.float32))
-    assert top_predictions_of([Window.objects.get(model=plain).pk]) == {Window.objects.get(model=plain).pk: []}
+    assert named_predictions([Window.objects.get(model=plain)]) == {Window.objects.get(model=plain).pk: []}
 
 
 # --- task retries ---------------------------------------------------------------------
@@ -498,7 +498,7 @@ def test_worker_embeds_the_chosen_channel_keeps_predictions_and_reads_the_commen
     assert len({tuple(w.top_classes) for w in quiet}) == 1
     assert all(tuple(w.top_classes) != tuple(quiet[0].top_classes) for w in windows)
     assert not np.allclose(np.asarray(windows[0].embedding), np.asarray(quiet[0].embedding))
-    names = top_predictions(windows[0])
+    names = named_predictions([windows[0]])[windows[0].pk]
     assert len(names) == 5 and all(name in model.class_names for name, _ in names)
 
     # Playback plays the embedded channel.

@@ -335,9 +335,13 @@ class WindowListView(ProjectView):
     @extend_schema(responses={200: s.WindowSerializer(many=True), **ERRORS})
     def get(self, request, project_id, recording_id):
         recording = self.recording(recording_id)
-        windows = list(recording.windows.values("id", "start_s", "end_s", "model_id"))
-        named = predictions.top_predictions_of([window["id"] for window in windows])
-        return Response(s.WindowSerializer([{**w, "predictions": named[w["id"]]} for w in windows], many=True).data)
+        windows = list(recording.windows.only("start_s", "end_s", "model_id", "top_classes", "top_logits"))
+        named = predictions.named_predictions(windows)
+        rows = [
+            {"id": w.pk, "start_s": w.start_s, "end_s": w.end_s, "model_id": w.model_id, "predictions": named[w.pk]}
+            for w in windows
+        ]
+        return Response(s.WindowSerializer(rows, many=True).data)
 
 
 class WindowAudioView(ProjectView):
