@@ -10,12 +10,20 @@ from annotations.errors import InputError
 from annotations.models import Annotation, Label, LabelChange, LabelValue, Project, Window
 
 
-def set_label(project: Project, user, window_id: int, label_id: int, value: str) -> Annotation:
-    """Give (or change) ``user``'s value for a label on a window of ``project``."""
-    if not Window.objects.filter(pk=window_id, recording__deployment__project=project).exists():
-        raise InputError(f"window {window_id} is not part of this project")
+def _check_in_project(project: Project, window_ids: list[int], label_id: int) -> None:
+    """Refuse windows or a label of another project (or of none)."""
+    found = set(
+        Window.objects.filter(pk__in=window_ids, recording__deployment__project=project).values_list("pk", flat=True)
+    )
+    if missing := [w for w in window_ids if w not in found]:
+        raise InputError(f"window {missing[0]} is not part of this project")
     if not Label.objects.filter(pk=label_id, project=project).exists():
         raise InputError(f"label {label_id} is not in this project's vocabulary")
+
+
+def set_label(project: Project, user, window_id: int, label_id: int, value: str) -> Annotation:
+    """Give (or change) ``user``'s value for a label on a window of ``project``."""
+    _check_in_project(project, [window_id], label_id)
     with transaction.atomic():
         annotation, created = Annotation.objects.select_for_update().get_or_create(
             window_id=window_id, label_id=label_id, annotator=user, defaults={"value": value}
@@ -34,13 +42,7 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
     """Give one value for a label to many windows at once, in one transaction (e.g. "mark
     everything else on this page negative"). Returns how many labels changed."""
     window_ids = list(dict.fromkeys(window_ids))
-    found = set(
-        Window.objects.filter(pk__in=window_ids, recording__deployment__project=project).values_list("pk", flat=True)
-    )
-    if missing := [w for w in window_ids if w not in found]:
-        raise InputError(f"window {missing[0]} is not part of this project")
-    if not Label.objects.filter(pk=label_id, project=project).exists():
-        raise InputError(f"label {label_id} is not in this project's vocabulary")
+    _check_in_project(project, window_ids, label_id)
     with transaction.atomic():
         existing = {
             a.window_id: a
