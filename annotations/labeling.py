@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from annotations.errors import InputError
 from annotations.models import Annotation, Label, LabelChange, LabelValue, Project, Window
@@ -51,7 +52,10 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
             )
         }
         changed = [w for w in window_ids if w not in existing or existing[w].value != value]
-        Annotation.objects.filter(pk__in=[existing[w].pk for w in changed if w in existing]).update(value=value)
+        # update() skips auto_now: updated_at is set here, as save() would.
+        Annotation.objects.filter(pk__in=[existing[w].pk for w in changed if w in existing]).update(
+            value=value, updated_at=timezone.now()
+        )
         Annotation.objects.bulk_create(
             Annotation(window_id=w, label_id=label_id, annotator=user, value=value)
             for w in changed

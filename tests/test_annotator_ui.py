@@ -229,11 +229,14 @@ def test_bulk_labels_are_one_transaction_with_an_audit_trail(survey, client_for)
     song = project.labels.get(name="song")
     targets = [windows[("A", 0, s)] for s in range(4)]
     Annotation.objects.create(window_id=targets[0], label=song, annotator=user, value="negative")
+    changed_earlier = Annotation.objects.create(window_id=targets[1], label=song, annotator=user, value="unsure")
+    Annotation.objects.filter(pk=changed_earlier.pk).update(updated_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
     url = f"/api/projects/{project.pk}/annotations/bulk/"
     response = api.post(url, {"windows": targets, "label": song.pk, "value": "negative"}, format="json")
     assert response.status_code == 200 and response.json() == {"changed": 3}
     assert Annotation.objects.filter(label=song, value="negative").count() == 4
     assert LabelChange.objects.filter(label=song, new_value="negative").count() == 3
+    assert Annotation.objects.get(pk=changed_earlier.pk).updated_at.year > 2024  # a changed label is newly updated
     foreign = create_project(user, "Elsewhere")
     other_window = Window.objects.filter(recording__deployment__project=project).exclude(pk__in=targets).first()
     response = api.post(
