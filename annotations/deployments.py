@@ -398,6 +398,7 @@ def queue_ingest(deployment: Deployment) -> int:
 
 
 FINISHED = [RecordingStatus.DONE, RecordingStatus.FAILED]
+UNFINISHED = [RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]  # a worker has yet to finish these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,7 +432,7 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
     since = deployment.ingest_started_at or timezone.now()
     counts = deployment.recordings.aggregate(
         total=Count("id"),
-        bytes_pending=Sum("size_bytes", filter=Q(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING])),
+        bytes_pending=Sum("size_bytes", filter=Q(status__in=UNFINISHED)),
         bytes_finished=Sum("size_bytes", filter=Q(updated_at__gte=since, status__in=FINISHED)),
         windows_finished=Sum("windows_done", filter=Q(updated_at__gte=since, status=RecordingStatus.DONE)),
         queued=Count("id", filter=Q(status=RecordingStatus.QUEUED)),

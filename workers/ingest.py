@@ -23,7 +23,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.utils import timezone
 
-from annotations.deployments import file_fingerprint
+from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import ensure_search_index, register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from workers.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
@@ -156,7 +156,7 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
     recording = Recording.objects.select_related("deployment").filter(pk=recording_id).first()
     if recording is None:
         return "deleted"
-    if recording.status not in (RecordingStatus.QUEUED, RecordingStatus.EMBEDDING):
+    if recording.status not in UNFINISHED:
         return recording.status  # done or failed already: this message is a duplicate
     embedding_model = model_row(model)
     Recording.objects.filter(pk=recording.pk).update(attempts=F("attempts") + 1)
@@ -205,7 +205,7 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
         outputs.top_logits,
     )
     _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
-    if not Recording.objects.filter(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]).exists():
+    if not Recording.objects.filter(status__in=UNFINISHED).exists():
         # The bulk load is over: now index it for search (see ensure_search_index).
         ensure_search_index(embedding_model)
     return RecordingStatus.DONE
@@ -249,7 +249,7 @@ def requeue_stalled() -> int:
     """
     from workers.tasks import ingest_recording
 
-    pending = Recording.objects.filter(status__in=[RecordingStatus.QUEUED, RecordingStatus.EMBEDDING])
+    pending = Recording.objects.filter(status__in=UNFINISHED)
     requeued = 0
     with connection.cursor() as cursor:
         for recording_id in pending.values_list("pk", flat=True):
