@@ -19,6 +19,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from annotations.audio import sniff_format
+from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
 from annotations.models import (
     Annotation,
@@ -34,11 +36,11 @@ from annotations.models import (
     StartTimeSource,
     Window,
 )
-from annotations.queueing import enqueue_on_commit
+from annotations.queueing import INGEST_RECORDING, enqueue_on_commit
 from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
+from annotations.search_index import delete_index
 from annotations.spectrograms import cache_folder
 from annotations.vocabulary import add_label
-from workers.audio import sniff_format
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
 
@@ -275,9 +277,11 @@ def edit_start_time(recording: Recording, started_at: dt.datetime | None) -> Rec
     recording.started_at = started_at
     recording.started_at_source = StartTimeSource.EDITED if started_at else StartTimeSource.UNKNOWN
     # Not save(): updated_at measures ingest throughput (deployment_progress).
-    Recording.objects.filter(pk=recording.pk).update(
-        started_at=recording.started_at, started_at_source=recording.started_at_source
-    )
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(
+            started_at=recording.started_at, started_at_source=recording.started_at_source
+        )
+        sync_window_start_times(recording)
     return recording
 
 
@@ -294,7 +298,7 @@ class UploadResult:
     rejected: list[tuple[str, str]]  # (file name, reason)
 
 
-SNIFF_BYTES = 16  # enough for workers.audio.sniff_format to recognise every format
+SNIFF_BYTES = 16  # enough for annotations.audio.sniff_format to recognise every format
 
 
 def name_and_size_rejection(name: str, size: int) -> str:
@@ -383,8 +387,6 @@ def register_upload(deployment: Deployment, stored: Path, original_name: str) ->
 def queue_ingest(deployment: Deployment) -> int:
     """Queue every recording that is not done; returns how many were queued. A server
     folder is looked through again first: files a recorder added since are registered."""
-    from workers.tasks import ingest_recording
-
     if deployment.server_folder and Path(deployment.server_folder).is_dir():
         register_folder_files(deployment, Path(deployment.server_folder))
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
@@ -393,7 +395,7 @@ def queue_ingest(deployment: Deployment) -> int:
         Deployment.objects.filter(pk=deployment.pk).update(ingest_started_at=timezone.now())
     for recording_id in pending:
         # Unsent recordings stay queued in the database; ingesting again sends them.
-        enqueue_on_commit(ingest_recording, recording_id)
+        enqueue_on_commit(INGEST_RECORDING, recording_id)
     return len(pending)
 
 
@@ -441,6 +443,8 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         failed=Count("id", filter=Q(status=RecordingStatus.FAILED)),
         seconds=Sum("duration_s", filter=Q(status=RecordingStatus.DONE)),
         in_progress=Sum("windows_done", filter=Q(status=RecordingStatus.EMBEDDING)),
+        # Counted on the recordings (replace_windows keeps them), not over a million windows.
+        windows=Sum("windows_done", filter=Q(status=RecordingStatus.DONE)),
         expected=Sum("windows_expected", filter=Q(status=RecordingStatus.EMBEDDING)),
     )
     elapsed = (timezone.now() - since).total_seconds()
@@ -457,7 +461,7 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         files_done=counts["done"],
         files_failed=counts["failed"],
         audio_hours_done=(counts["seconds"] or 0.0) / 3600,
-        windows=Window.objects.filter(recording__deployment=deployment).count(),
+        windows=counts["windows"] or 0,
         windows_in_progress=counts["in_progress"] or 0,
         windows_expected_in_progress=counts["expected"] or 0,
     )
@@ -514,6 +518,9 @@ def delete_with_confirmation(target: Project | Deployment, confirm_name: str) ->
     )
     with transaction.atomic():
         _delete_windows(deployment_ids)
+        if isinstance(target, Project):
+            for index in target.search_indexes.all():
+                delete_index(index)
         target.delete()
         transaction.on_commit(lambda: _delete_uploads(deployment_ids))
     return summary

@@ -8,12 +8,10 @@ from django.db import connection, transaction
 
 from annotations.errors import InputError
 from annotations.models import Classifier, Deployment, InferenceRun, TaskStatus
-from annotations.queueing import enqueue_on_commit
+from annotations.queueing import RUN_INFERENCE, enqueue_on_commit
 
 
 def request_inference(classifier: Classifier, deployment_id: int, threshold: float, user) -> InferenceRun:
-    from workers.tasks import run_inference
-
     if classifier.status != TaskStatus.DONE:
         raise InputError(f"classifier v{classifier.version} is not trained ({classifier.status})")
     deployment = Deployment.objects.filter(pk=deployment_id, project=classifier.project_id).first()
@@ -24,7 +22,7 @@ def request_inference(classifier: Classifier, deployment_id: int, threshold: flo
             classifier=classifier, deployment=deployment, threshold=threshold, created_by=user
         )
         enqueue_on_commit(
-            run_inference,
+            RUN_INFERENCE,
             run.pk,
             on_failure=lambda why: InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.FAILED, error=why),
         )

@@ -1,13 +1,14 @@
 """Writing and reading embeddings in PostgreSQL + pgvector.
 
 Windows are written with psycopg's binary COPY (the ORM's ``bulk_create`` is an order
-of magnitude slower for vectors), and each embedding model gets a partial HNSW index
-over ``embedding::vector(dim)``: one ``vector`` column holds models of every dimension
-while searches stay on an index of one model.
+of magnitude slower for vectors). Embeddings are stored as float16 ``halfvec`` and read
+and written in pgvector's binary form, encoded and decoded for a whole batch by one NumPy
+call. Search indexes are ``annotations.search_index``'s.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -18,7 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
-from annotations.models import EmbeddingModel, Window
+from annotations.models import EmbeddingModel, Recording, Window
 
 _registered_connections: weakref.WeakSet = weakref.WeakSet()
 
@@ -31,10 +32,6 @@ def raw_connection() -> psycopg.Connection:
         register_vector(raw)
         _registered_connections.add(raw)
     return raw
-
-
-def index_name(model: EmbeddingModel) -> str:
-    return f"window_embedding_hnsw_model_{model.pk}"
 
 
 def register_embedding_model(
@@ -63,40 +60,6 @@ def register_embedding_model(
     return model
 
 
-def has_search_index(model: EmbeddingModel) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [index_name(model)])
-        return cursor.fetchone()[0]
-
-
-def ensure_search_index(model: EmbeddingModel) -> bool:
-    """Build the model's partial HNSW index if it is missing; returns whether it was built.
-
-    Built after a bulk ingest rather than before it: every row COPYed into an indexed
-    table pays for an HNSW insertion (measured here: ~100 rows/s instead of thousands).
-    Until it exists, searches scan exactly. Outside a transaction it is built
-    CONCURRENTLY, so ingest and labeling go on meanwhile.
-    """
-    if has_search_index(model):
-        return False
-    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
-    with connection.cursor() as cursor:
-        if connection.in_atomic_block:
-            # Inside a transaction: check deferred foreign keys now, or CREATE INDEX refuses to run.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        # pk and dimension are integers from our own table: safe to format into DDL.
-        cursor.execute(
-            f"CREATE INDEX {concurrently} IF NOT EXISTS {index_name(model)} ON {Window._meta.db_table} "
-            f"USING hnsw ((embedding::vector({int(model.embedding_dim)})) vector_cosine_ops) "
-            f"WHERE model_id = {int(model.pk)}"
-        )
-        # Fresh statistics, or right after a first bulk load the planner still believes the
-        # table is tiny and sorts every row instead of using the index (measured: 233 ms
-        # instead of 10 ms for 20,000 windows, bench/search_page.py).
-        cursor.execute("ANALYZE annotations_window, annotations_recording, annotations_deployment")
-    return True
-
-
 def copy_rows(table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence]) -> int:
     """Binary COPY ``rows`` into ``table``, in the caller's transaction. Returns the row count."""
     count = 0
@@ -118,7 +81,8 @@ def replace_windows(
     top_classes: np.ndarray | None = None,
     top_logits: np.ndarray | None = None,
 ) -> int:
-    """Replace a recording's windows for ``model``, atomically.
+    """Replace a recording's windows for ``model``, atomically, and note their number and
+    model on the recording.
 
     starts_s, ends_s: float64 [N]; embeddings: float32 [N, model.embedding_dim];
     top_classes: int [N, K] indices into model.class_names, best first, and top_logits:
@@ -131,24 +95,75 @@ def replace_windows(
     # Lists, converted at once: one NumPy call instead of one per window.
     classes = top_classes.tolist() if top_classes is not None else [None] * len(starts_s)
     logits = top_logits.tolist() if top_logits is not None else [None] * len(starts_s)
+    recording = Recording.objects.select_related("deployment").get(pk=recording_id)
+    started = recording.started_at
     with transaction.atomic():
         Window.objects.filter(recording_id=recording_id, model=model).delete()
         rows = (
-            (recording_id, model.pk, float(start), float(end), embedding, window_classes, window_logits)
+            (
+                recording_id,
+                model.pk,
+                recording.deployment.project_id,
+                recording.deployment_id,
+                float(start),
+                float(end),
+                None if started is None else started + dt.timedelta(seconds=float(start)),
+                embedding,
+                window_classes,
+                window_logits,
+            )
             for start, end, embedding, window_classes, window_logits in zip(
-                starts_s, ends_s, embeddings, classes, logits, strict=True
+                starts_s, ends_s, halfvec_binary(embeddings), classes, logits, strict=True
             )
         )
+        # What searches count to choose their path (annotations.search.candidate_windows).
+        Recording.objects.filter(pk=recording_id).update(windows_done=len(starts_s), embedding_model=model)
         return copy_rows(
             Window._meta.db_table,
-            ["recording_id", "model_id", "start_s", "end_s", "embedding", "top_classes", "top_logits"],
-            ["bigint", "bigint", "double precision", "double precision", "vector", "integer[]", "double precision[]"],
+            WINDOW_COLUMNS,
+            ["bigint", "bigint", "bigint", "bigint", "double precision", "double precision", "timestamptz", "bytea"]
+            + ["integer[]", "double precision[]"],
             rows,
         )
 
 
+WINDOW_COLUMNS = [
+    "recording_id",
+    "model_id",
+    "project_id",
+    "deployment_id",
+    "start_s",
+    "end_s",
+    "started_at",
+    "embedding",
+    "top_classes",
+    "top_logits",
+]
+
+
+def sync_window_start_times(recording: Recording) -> int:
+    """Give a recording's windows its (new) start time; returns how many were updated."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Window._meta.db_table} SET started_at = %s + start_s * interval '1 second' "
+            "WHERE recording_id = %s",
+            [recording.started_at, recording.pk],
+        )
+        return cursor.rowcount
+
+
+def halfvec_binary(embeddings: np.ndarray) -> list[bytes]:
+    """float [N, D] -> pgvector's binary ``halfvec`` of each row (int16 D, int16 unused,
+    D big-endian float16), which binary COPY sends as it is (declared ``bytea``)."""
+    n, dim = embeddings.shape
+    rows = np.empty((n, 4 + 2 * dim), dtype=np.uint8)
+    rows[:, :4] = np.frombuffer(np.array([dim, 0], dtype=">i2").tobytes(), dtype=np.uint8)
+    rows[:, 4:] = np.ascontiguousarray(embeddings, dtype=">f2").view(np.uint8).reshape(n, 2 * dim)
+    return [row.tobytes() for row in rows]
+
+
 class _VectorBytesLoader(Loader):
-    """Leaves a binary ``vector`` as its bytes, so that a whole batch is decoded by one
+    """Leaves a binary ``halfvec`` as its bytes, so that a whole batch is decoded by one
     NumPy call (``_stack_vectors``) instead of one Python object per row."""
 
     format = Format.BINARY
@@ -166,18 +181,18 @@ def _binary_vector_cursor(server_side_name: str = "") -> psycopg.Cursor | psycop
     """
     raw = raw_connection()
     cursor = raw.cursor(name=server_side_name, withhold=True, binary=True) if server_side_name else psycopg.Cursor(raw)
-    cursor.adapters.register_loader("vector", _VectorBytesLoader)
+    cursor.adapters.register_loader("halfvec", _VectorBytesLoader)
     return cursor
 
 
 def _stack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    """pgvector's binary vectors (int16 dim, int16 unused, dim big-endian float32) -> float32 [N, dim]."""
+    """pgvector's binary halfvecs (int16 dim, int16 unused, dim big-endian float16) -> float32 [N, dim]."""
     if not blobs:
         return np.zeros((0, dim), np.float32)
     raw = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    if raw.size != len(blobs) * (4 + 4 * dim):
+    if raw.size != len(blobs) * (4 + 2 * dim):
         raise ValueError(f"embeddings are not all {dim}-dimensional")
-    return raw.reshape(len(blobs), 4 + 4 * dim)[:, 4:].copy().view(">f4").astype(np.float32)
+    return raw.reshape(len(blobs), 4 + 2 * dim)[:, 4:].copy().view(">f2").astype(np.float32)
 
 
 def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -189,7 +204,7 @@ def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
         rows = cursor.fetchall()
     if not rows:
         return {}
-    embeddings = _stack_vectors([row[1] for row in rows], (len(rows[0][1]) - 4) // 4)
+    embeddings = _stack_vectors([row[1] for row in rows], (len(rows[0][1]) - 4) // 2)
     return {row[0]: embedding for row, embedding in zip(rows, embeddings, strict=True)}
 
 
@@ -214,17 +229,25 @@ def window_matrix(window_ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.n
 
 
 def iter_deployment_embeddings(
-    deployment_id: int, model: EmbeddingModel, chunk_size: int = 4096
+    deployment_id: int, model: EmbeddingModel, chunk_size: int = 4096, unscored_by: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream a deployment's windows of one model in chunks, never all in memory.
+    """Stream a deployment's windows of one model in chunks, never all in memory; only
+    those without stored scores of classifier ``unscored_by``, when given.
 
     Yields (window_ids int64 [n], embeddings float32 [n, dim]) with n <= chunk_size.
     """
+    unscored = (
+        ""
+        if unscored_by is None
+        else "AND NOT EXISTS (SELECT 1 FROM annotations_windowscore s "
+        f"WHERE s.classifier_id = {int(unscored_by)} AND s.output_index = 0 AND s.window_id = w.id) "
+    )
     with _binary_vector_cursor(f"deployment_embeddings_{deployment_id}") as cursor:
+        # Through the recordings: their windows are found by one_window_per_start's index.
         cursor.execute(
             f"SELECT w.id, w.embedding FROM {Window._meta.db_table} w "
             "JOIN annotations_recording r ON r.id = w.recording_id "
-            "WHERE r.deployment_id = %s AND w.model_id = %s ORDER BY w.id",
+            f"WHERE r.deployment_id = %s AND w.model_id = %s {unscored}ORDER BY w.id",
             [deployment_id, model.pk],
         )
         while rows := cursor.fetchmany(chunk_size):

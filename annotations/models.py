@@ -2,15 +2,16 @@
 
 Embeddings of different models never mix: every ``Window`` names the
 ``EmbeddingModel`` that produced it, and searches and classifiers are tied to one model.
-The ``embedding`` column is an untyped pgvector ``vector`` so that models of different
-dimensions share one table; each model gets its own partial HNSW index over
-``embedding::vector(dim)`` (see ``annotations.embedding_index``).
+The ``embedding`` column is an untyped pgvector ``halfvec`` (float16: half the bytes of
+``vector``, kept inline in the row) so that models of different dimensions share one
+table; each project gets its own partial HNSW index per model over
+``embedding::halfvec(dim)`` (``SearchIndex``, see ``annotations.search_index``).
 """
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from pgvector.django import VectorField
+from pgvector.django import HalfVectorField, VectorField
 
 
 class Project(models.Model):
@@ -160,13 +161,28 @@ class Recording(models.Model):
 
 
 class Window(models.Model):
-    """One model window of a recording and its embedding. Written by COPY, never by the ORM."""
+    """One model window of a recording and its embedding. Written by COPY, never by the ORM.
 
-    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="windows")
-    model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="windows")
+    ``project``, ``deployment`` and ``started_at`` repeat what the recording says, so that a
+    filtered search tests each candidate row on its own, without joins.
+    """
+
+    # No single-column indexes: one_window_per_start leads with the recording, and each
+    # index costs every COPYed row. Project and deployment follow from the recording, which
+    # the database checks; checking them too would cost two more lookups per row.
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="windows", db_index=False)
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="windows", db_index=False)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     start_s = models.FloatField()
     end_s = models.FloatField()
-    embedding = VectorField()
+    # When the window's audio began (UTC); null while the recording's start is unknown.
+    started_at = models.DateTimeField(null=True)
+    embedding = HalfVectorField()
     # The model's own highest-scoring classes for this window, best first: indices into
     # model.class_names and their logits. Null for models without a classifier head.
     top_classes = ArrayField(models.IntegerField(), null=True)
@@ -175,6 +191,9 @@ class Window(models.Model):
     class Meta:
         ordering = ["recording_id", "start_s"]
         constraints = [models.UniqueConstraint(fields=["recording", "model", "start_s"], name="one_window_per_start")]
+        # A project's windows of one model in id order: the part of it not yet in its
+        # search index (ids above SearchIndex.max_window_id) is read through this.
+        indexes = [models.Index(fields=["project", "model", "id"], name="window_project_model_id")]
 
     def __str__(self) -> str:
         return f"{self.recording_id}@{self.start_s:g}s"
@@ -283,6 +302,11 @@ class Classifier(models.Model):
     # and float32 [n_labels]: logit = embedding @ weights + bias (perch-hoplite's beta, beta_bias).
     weights = models.BinaryField(null=True)
     bias = models.BinaryField(null=True)
+    # Every window of the project scored once after training (WindowScore), with progress;
+    # empty until the scoring task starts.
+    scoring_status = models.CharField(max_length=16, choices=TaskStatus.choices, blank=True)
+    windows_to_score = models.PositiveIntegerField(default=0)
+    windows_scored = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-version"]
@@ -318,6 +342,9 @@ class ClassifierLabel(models.Model):
     calibration_b = models.FloatField(null=True)
     # The user's choice on the PR curve; a setting, not part of the trained model.
     threshold = models.FloatField(default=0.5)
+    # How many of the project's scored windows fall in each of SCORE_BINS equal bins of
+    # [0, 1]: windows above any threshold, without reading the scores again.
+    score_histogram = ArrayField(models.BigIntegerField(), null=True)
 
     class Meta:
         ordering = ["classifier", "index"]
@@ -347,6 +374,58 @@ class ClassifierExample(models.Model):
 
     def __str__(self) -> str:
         return f"{'+' if self.is_positive else '-'} window {self.window_id} for classifier {self.classifier_id}"
+
+
+class RealField(models.FloatField):
+    """A 4-byte float column: scores need no more, and there are millions of them."""
+
+    def db_type(self, connection) -> str:
+        return "real"
+
+
+class WindowScore(models.Model):
+    """One classifier output's score (probability) for one window, stored once per version.
+
+    Review queues, histograms and inference runs read these instead of embeddings. The
+    database deletes them with their window or classifier (statement triggers, migration
+    0005), so that Django never collects millions of them in memory.
+    """
+
+    pk = models.CompositePrimaryKey("classifier_id", "output_index", "window_id")
+    classifier = models.ForeignKey(Classifier, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    output_index = models.PositiveSmallIntegerField()  # ClassifierLabel.index
+    window = models.ForeignKey(Window, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    score = RealField()
+
+    class Meta:
+        indexes = [models.Index(fields=["classifier", "output_index", "score"], name="window_score_ranking")]
+
+    def __str__(self) -> str:
+        return f"{self.score:.3f} for output {self.output_index} on window {self.window_id}"
+
+
+class SearchIndex(models.Model):
+    """A project's HNSW index over one model's windows: those with ids up to ``max_window_id``.
+
+    Windows written later are not in it (an insert into an HNSW index costs many times a
+    plain one), so searches scan them exactly until the index is rebuilt by a worker.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="search_indexes")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="+")
+    index_name = models.CharField(max_length=63, blank=True)  # the PostgreSQL index; empty before the first build
+    max_window_id = models.BigIntegerField(default=0)
+    windows = models.BigIntegerField(default=0)  # windows in the index
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    build_started_at = models.DateTimeField(null=True)
+    build_seconds = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model"], name="one_search_index_per_model")]
+
+    def __str__(self) -> str:
+        return f"search index of {self.project_id} for model {self.model_id} (<= {self.max_window_id})"
 
 
 class InferenceRun(models.Model):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import soundfile
 
+from annotations.audio import read_segment
 from annotations.models import Window
-from workers.audio import read_segment
 
 MAX_CONTEXT_S = 10.0
 

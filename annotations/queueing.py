@@ -1,4 +1,8 @@
-"""Handing work to the Celery workers once the database has committed what they need."""
+"""Handing work to the Celery workers once the database has committed what they need.
+
+Tasks are sent by name (``workers.tasks`` defines them): the domain never imports the
+workers, which import the domain.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,30 @@ from collections.abc import Callable
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
+from perch_agile.celery import app
+
 # A short, bounded wait for the broker: a person is waiting on the answer.
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+INGEST_RECORDING = "workers.tasks.ingest_recording"
+EMBED_CLIP_QUERY = "workers.tasks.embed_clip_query"
+TRAIN_CLASSIFIER = "workers.tasks.train_classifier"
+SCORE_PROJECT = "workers.tasks.score_project"
+RUN_INFERENCE = "workers.tasks.run_inference"
+BUILD_SEARCH_INDEX = "workers.tasks.build_search_index"
 
 
 class QueueUnavailable(Exception):
     """The broker (Redis) could not be reached; the API answers 503."""
 
 
-def enqueue_on_commit(task, *args, on_failure: Callable[[str], None] | None = None) -> None:
-    """Send ``task(*args)`` after the current transaction commits.
+def send_task(task_name: str, *args) -> None:
+    """Send ``task_name(*args)`` now."""
+    app.send_task(task_name, args=args, retry=True, retry_policy=RETRY_POLICY)
+
+
+def enqueue_on_commit(task_name: str, *args, on_failure: Callable[[str], None] | None = None) -> None:
+    """Send ``task_name(*args)`` after the current transaction commits.
 
     If the broker stays unreachable, ``on_failure`` records that in the database (so no
     row is left waiting for a task that was never sent) and QueueUnavailable is raised.
@@ -24,7 +42,7 @@ def enqueue_on_commit(task, *args, on_failure: Callable[[str], None] | None = No
 
     def send() -> None:
         try:
-            task.apply_async(args=args, retry=True, retry_policy=RETRY_POLICY)
+            send_task(task_name, *args)
         except OperationalError as error:
             message = "the task queue (Redis) could not be reached; try again in a moment"
             if on_failure is not None:

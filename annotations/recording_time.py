@@ -15,8 +15,8 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from annotations.audio import read_wav_comment
 from annotations.models import StartTimeSource
-from workers.audio import read_wav_comment
 
 PATTERN = re.compile(
     r"(?P<date>\d{4})(?P<month>\d{2})(?P<day>\d{2})[-_T$]?"

@@ -1,58 +1,53 @@
 """Active learning: which unlabeled windows an annotator should look at next.
 
-All queues score the project's windows that are not yet labeled for the label, streamed
-deployment by deployment, and pick:
+Queues read the classifier's stored scores (``annotations.stored_scores``) through their
+indexes, never the embeddings, so a page answers in milliseconds at a million windows.
+Of the project's windows not yet labeled for the label, they pick:
 
 - ``top``: the highest scores (is the classifier precise where it is surest?);
 - ``margin``: the scores nearest the chosen threshold (where a label teaches the most);
 - ``bins``: an equal number at random from each tenth of the score range (unbiased
   estimates of precision across scores);
 - ``diverse``: high scores, skipping windows nearly identical (cosine > 0.9) to ones
-  already picked.
+  already picked (reads the embeddings of those few candidates only).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from annotations.embedding_store import iter_deployment_embeddings, window_matrix
+from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
-from annotations.models import Annotation, Classifier
+from annotations.models import Classifier, ClassifierLabel, TaskStatus
 from annotations.probes import unit_rows
-from annotations.scoring import Scorer
+from annotations.stored_scores import stored_scores
 
 KINDS = ("top", "margin", "bins", "diverse")
+BINS = 10
+# Rows of the fixed pseudo-random order read for the bins queue; bins still short after
+# them are rare scores, taken from the score index directly.
+SAMPLE_ROWS = 20_000
 
 
-def unlabeled_scores(classifier: Classifier, label_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(window_ids int64 [N], scores float32 [N]) of the project's windows without a label for ``label_id``."""
-    scorer = Scorer(classifier)
-    column = list(scorer.label_ids).index(label_id)
-    labeled = set(Annotation.objects.filter(label_id=label_id).values_list("window_id", flat=True))
-    ids, scores = [], []
-    for deployment in classifier.project.deployments.all():
-        for window_ids, embeddings in iter_deployment_embeddings(deployment.pk, classifier.embedding_model):
-            keep = np.fromiter((w not in labeled for w in window_ids), dtype=bool, count=len(window_ids))
-            ids.append(window_ids[keep])
-            scores.append(scorer.scores(embeddings[keep])[:, column])
-    if not ids:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(ids), np.concatenate(scores).astype(np.float32)
+def closest_to_threshold(
+    above: list[tuple[int, float]], below: list[tuple[int, float]], threshold: float, size: int
+) -> list[tuple[int, float]]:
+    """The ``size`` of (window_id, score) nearest ``threshold``, from those just above and just below it."""
+    return sorted(above + below, key=lambda item: abs(item[1] - threshold))[:size]
 
 
-def pick(kind: str, scores: np.ndarray, size: int, threshold: float, seed: int = 0) -> np.ndarray:
-    """Indices into ``scores`` [N] for a queue of ``kind`` (``diverse`` needs pick_diverse)."""
-    rng = np.random.default_rng(seed)
-    if kind == "top":
-        return np.argsort(-scores, kind="stable")[:size]
-    if kind == "margin":
-        return np.argsort(np.abs(scores - threshold), kind="stable")[:size]
-    if kind == "bins":
-        bins = np.minimum((scores * 10).astype(int), 9)
-        per_bin = max(1, size // 10)
-        chosen = [rng.permutation(np.nonzero(bins == b)[0])[:per_bin] for b in range(10)]
-        return np.concatenate(chosen)[:size]
-    raise InputError(f"queue kind must be one of {', '.join(KINDS)}")
+def one_bin(score: float) -> int:
+    return min(int(score * BINS), BINS - 1)
+
+
+def fill_bins(sample: list[tuple[int, float]], per_bin: int) -> dict[int, list[tuple[int, float]]]:
+    """The first ``per_bin`` of a random-ordered sample of (window_id, score) in each tenth of [0, 1]."""
+    bins: dict[int, list[tuple[int, float]]] = {b: [] for b in range(BINS)}
+    for item in sample:
+        chosen = bins[one_bin(item[1])]
+        if len(chosen) < per_bin:
+            chosen.append(item)
+    return bins
 
 
 def pick_diverse(scores: np.ndarray, embeddings: np.ndarray, size: int, max_cosine: float = 0.9) -> np.ndarray:
@@ -67,17 +62,50 @@ def pick_diverse(scores: np.ndarray, embeddings: np.ndarray, size: int, max_cosi
     return np.asarray(chosen, dtype=np.int64)
 
 
+def _bins_queue(output: ClassifierLabel, size: int) -> list[tuple[int, float]]:
+    per_bin = max(1, size // BINS)
+    sample = stored_scores(output, "", [], "hashint8(s.window_id)", SAMPLE_ROWS)
+    bins = fill_bins(sample, per_bin)
+    for b, chosen in bins.items():
+        if len(chosen) < per_bin:
+            upper = "<=" if b == BINS - 1 else "<"
+            taken = {window_id for window_id, _ in chosen}
+            rare = stored_scores(
+                output,
+                f"AND s.score >= %s::real AND s.score {upper} %s::real",
+                [b / BINS, (b + 1) / BINS],
+                "s.score",
+                per_bin + len(taken),
+            )
+            chosen.extend([item for item in rare if item[0] not in taken][: per_bin - len(chosen)])
+    return [item for b in range(BINS) for item in bins[b]][:size]
+
+
 def review_queue(classifier: Classifier, label_id: int, kind: str, size: int = 50) -> list[tuple[int, float]]:
     """[(window_id, score)] for the annotator to label next."""
+    if kind not in KINDS:
+        raise InputError(f"queue kind must be one of {', '.join(KINDS)}")
     output = classifier.outputs.filter(label_id=label_id).first()
     if output is None:
         raise InputError(f"label {label_id} is not an output of classifier v{classifier.version}")
-    window_ids, scores = unlabeled_scores(classifier, label_id)
-    if kind == "diverse":
-        picked = np.argsort(-scores, kind="stable")[: size * 5]
-        if len(picked):
-            _, matrix = window_matrix(window_ids[picked].tolist(), classifier.embedding_model.embedding_dim)
-            picked = picked[pick_diverse(scores[picked], matrix, size)]
-    else:
-        picked = pick(kind, scores, size, output.threshold, classifier.random_seed)
-    return [(int(window_ids[i]), float(scores[i])) for i in picked]
+    if classifier.scoring_status != TaskStatus.DONE:
+        raise InputError(
+            f"classifier v{classifier.version} is still scoring the project's windows "
+            f"({classifier.windows_scored:,} of {classifier.windows_to_score:,}); its queues open when it is done"
+        )
+    if kind == "top":
+        return stored_scores(output, "", [], "s.score DESC", size)
+    if kind == "margin":
+        # ::real, as the column is: compared as double precision, the index could not be used.
+        above = stored_scores(output, "AND s.score >= %s::real", [output.threshold], "s.score", size)
+        below = stored_scores(output, "AND s.score < %s::real", [output.threshold], "s.score DESC", size)
+        return closest_to_threshold(above, below, output.threshold, size)
+    if kind == "bins":
+        return _bins_queue(output, size)
+    candidates = stored_scores(output, "", [], "s.score DESC", size * 5)
+    if not candidates:
+        return []
+    ids = [window_id for window_id, _ in candidates]
+    scores = np.asarray([score for _, score in candidates], dtype=np.float32)
+    _, matrix = window_matrix(ids, classifier.embedding_model.embedding_dim)
+    return [candidates[i] for i in pick_diverse(scores, matrix, size)]

@@ -1,10 +1,17 @@
 """Query by example: the windows nearest one or more examples by cosine similarity.
 
-The query runs on the model's partial HNSW index (``annotations.embedding_store``).
-pgvector's ``hnsw.ef_search`` defaults to 40, which would silently cap a top-50 at 40
-rows, so it is raised to at least twice k; ``iterative_scan`` keeps filtered queries
-(this project only, excluded windows, the filters of a ``SearchFilters``) from coming
-back short.
+A search takes one of two paths (``nearest_window_ids``), and says which:
+
+- **exact**, when the filters leave few windows (up to ``EXACT_SCAN_MAX_WINDOWS``, found
+  through the recordings that may hold them): every one is compared with the query,
+  which for so few is both faster than the index and never misses a hit;
+- **index**, otherwise: the project's own partial HNSW index (``annotations.search_index``)
+  with pgvector's iterative scan and an ``ef_search`` raised for filters, so that a
+  filtered query does not come back short, plus an exact scan of the windows written
+  since the index was built.
+
+Filters are tested on the window row itself (it carries its project, deployment and start
+time), so the index scan never joins per candidate.
 
 Several examples are combined either by their **mean** direction (one index query) or
 by **best match** (a window scores its highest cosine with any example; one index query
@@ -22,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, models, transaction
 
 from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
 from annotations.embedding_store import raw_connection, window_embeddings, window_matrix
@@ -41,7 +48,8 @@ from annotations.models import (
 )
 from annotations.predictions import named_predictions
 from annotations.probes import unit_rows
-from annotations.queueing import enqueue_on_commit
+from annotations.queueing import EMBED_CLIP_QUERY, enqueue_on_commit
+from annotations.search_index import index_state
 
 MAX_K = 500
 PAGE_SIZE = 50
@@ -113,6 +121,28 @@ class Examples:
     exclude_window_ids: tuple[int, ...]
 
 
+# Up to this many windows passing the filters, a search compares the query with each of
+# them (exact, and faster than the index for so few); above it, it uses the project's
+# HNSW index. Measured by bench/scale.py.
+EXACT_SCAN_MAX_WINDOWS = 30_000
+# hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. A filtered query
+# explores further, or the hits that pass the filter come back short (bench/scale.py).
+EF_SEARCH_MIN = 100
+FILTERED_EF_SEARCH_MIN = 400
+
+
+class SearchPath(models.TextChoices):
+    EXACT = "exact", "Exact: every window that passes the filters was compared"
+    INDEX = "index", "The project's HNSW index (windows newer than it compared exactly)"
+
+
+@dataclasses.dataclass(frozen=True)
+class NearestWindows:
+    scored: list[tuple[int, float]]  # (window_id, cosine), best first
+    path: str  # SearchPath
+    candidates: int  # windows the filters leave (counted up to EXACT_SCAN_MAX_WINDOWS + 1)
+
+
 def nearest_window_ids(
     project: Project,
     model: EmbeddingModel,
@@ -120,66 +150,156 @@ def nearest_window_ids(
     k: int,
     exclude_window_ids: Sequence[int] = (),
     filters: SearchFilters = SearchFilters(),
-) -> list[tuple[int, float]]:
-    """[(window_id, cosine)] of the k windows of ``project`` nearest ``query`` (float32
-    [model.embedding_dim]), best first, from the model's HNSW index."""
+    exact_scan_max: int = EXACT_SCAN_MAX_WINDOWS,
+) -> NearestWindows:
+    """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim]) by
+    cosine, best first: exactly when the filters leave at most ``exact_scan_max``
+    windows or the project has no index yet, otherwise from its HNSW index."""
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
         raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
-    sql, params = nearest_sql(model, filters)
-    params.update(query=query, project=project.pk, exclude=list(exclude_window_ids), k=k)
+    conditions, params = window_conditions(project, model, filters)
+    recordings, recording_params = recording_conditions(project, model, filters)
+    params.update(recording_params, query=query, exclude=list(exclude_window_ids), k=k)
+    candidates = candidate_windows(recordings, recording_params, exact_scan_max + 1)
+    index = index_state(project, model)
+    exact = candidates <= exact_scan_max or not index.index_name
+    filtered = bool(conditions)
     with transaction.atomic(), raw_connection().cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(100, 2 * k))])
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute(sql, params)
-        return sorted(cursor.fetchall(), key=lambda row: -row[1])
+        # Only the index (or the recordings' windows) may reach the rows: a planner that
+        # misjudges a filter must not fall back to reading the whole table.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        if exact:
+            cursor.execute(exact_sql(model, conditions, recordings), params)
+        else:
+            ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
+            cursor.execute(index_sql(project, model, index.max_window_id, conditions), params)
+        scored = sorted(cursor.fetchall(), key=lambda row: -row[1])[:k]
+    return NearestWindows(scored, SearchPath.EXACT if exact else SearchPath.INDEX, candidates)
 
 
-# A window's local wall-clock time; null when its recording's start is unknown.
-_LOCAL_TIME = "((r.started_at + w.start_s * interval '1 second') AT TIME ZONE d.timezone)"
-
-
-def nearest_sql(model: EmbeddingModel, filters: SearchFilters = SearchFilters()) -> tuple[str, dict]:
-    """The k-nearest query on ``model``'s partial HNSW index, and its filter parameters.
-
-    The caller adds the parameters query (vector), project (id), exclude (ids) and k.
-    """
+def _distance(model: EmbeddingModel) -> str:
     dim = int(model.embedding_dim)
-    distance = f"w.embedding::vector({dim}) <=> %(query)s::vector({dim})"
-    conditions, params = _filter_conditions(model, filters)
-    sql = (
-        f"SELECT w.id, 1 - ({distance}) AS score FROM annotations_window w "
-        "JOIN annotations_recording r ON r.id = w.recording_id "
-        "JOIN annotations_deployment d ON d.id = r.deployment_id "
-        # The model id is a literal so the planner can match the partial index.
-        f"WHERE w.model_id = {int(model.pk)} AND d.project_id = %(project)s "
-        "AND NOT (w.id = ANY(%(exclude)s)) " + "".join(f"AND {condition} " for condition in conditions) + ""
-        f"ORDER BY {distance} LIMIT %(k)s"
+    return f"w.embedding::halfvec({dim}) <=> %(query)s::halfvec({dim})"
+
+
+def _nearest(where: str, model: EmbeddingModel, conditions: list[str]) -> str:
+    distance = _distance(model)
+    return (
+        f"SELECT w.id, 1 - ({distance}) AS score FROM annotations_window w WHERE {where} "
+        "AND NOT (w.id = ANY(%(exclude)s)) "
+        + "".join(f"AND {condition} " for condition in conditions)
+        + f"ORDER BY {distance} LIMIT %(k)s"
     )
-    return sql, params
 
 
-def _filter_conditions(model: EmbeddingModel, filters: SearchFilters) -> tuple[list[str], dict]:
-    conditions: list[str] = []
-    params: dict = {}
+def exact_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> str:
+    """Every window of the recordings that may hold hits, compared with the query."""
+    where = (
+        f"w.recording_id IN (SELECT r.id FROM annotations_recording r "
+        f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings}) "
+        "AND w.project_id = %(project)s AND w.model_id = %(model)s"
+    )
+    return _nearest(where, model, conditions)
+
+
+def index_sql(project: Project, model: EmbeddingModel, max_window_id: int, conditions: list[str]) -> str:
+    """The project's HNSW index over its windows up to ``max_window_id``, and an exact scan
+    of the windows written since (``annotations.search_index``).
+
+    Project, model and id bound are literals so that the planner matches the partial index.
+    """
+    project_id, model_id, bound = int(project.pk), int(model.pk), int(max_window_id)
+    indexed = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id <= {bound}"
+    newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound}"
+    return f"({_nearest(indexed, model, conditions)}) UNION ALL ({_nearest(newer, model, conditions)})"
+
+
+def candidate_windows(recordings: str, params: dict, cap: int) -> int:
+    """Windows in the recordings that may hold hits, counted over at most ``cap`` recordings
+    (each holds at least one window, so reaching the cap means more than ``cap`` windows)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(n), 0) FROM (SELECT r.windows_done AS n FROM annotations_recording r "
+            f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings} AND r.windows_done > 0 "
+            "LIMIT %(cap)s) s",
+            {**params, "cap": cap},
+        )
+        recordings_seen, windows = cursor.fetchone()
+    return cap if recordings_seen >= cap else min(int(windows), cap)
+
+
+def recording_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[str, dict]:
+    """SQL over recordings ``r`` and deployments ``d`` that keeps every recording that may
+    hold a window passing ``filters`` (and may keep a few more): what an exact search
+    reads, and what it counts to choose between exact and index."""
+    conditions = ["d.project_id = %(project)s", "r.embedding_model_id = %(model)s"]
+    params: dict = {"project": project.pk, "model": model.pk}
     if filters.deployment_id is not None:
-        conditions.append("d.id = %(deployment)s")
+        conditions.append("r.deployment_id = %(deployment)s")
         params["deployment"] = filters.deployment_id
     if filters.site:
         conditions.append("d.site = %(site)s")
         params["site"] = filters.site
+    timed = filters.date_from or filters.date_to or filters.hour_from is not None or filters.hour_to is not None
+    if timed:
+        conditions.append("r.started_at IS NOT NULL")
+    local_start = "(r.started_at AT TIME ZONE d.timezone)"
+    hours = "greatest(coalesce(r.duration_s, 0) / 3600.0, 1 / 3600.0)"
     if filters.date_from is not None:
-        conditions.append(f"{_LOCAL_TIME}::date >= %(date_from)s")
+        conditions.append(f"(({local_start} + {hours} * interval '1 hour')::date >= %(date_from)s)")
         params["date_from"] = filters.date_from
     if filters.date_to is not None:
-        conditions.append(f"{_LOCAL_TIME}::date <= %(date_to)s")
+        conditions.append(f"({local_start}::date <= %(date_to)s)")
         params["date_to"] = filters.date_to
     if filters.hour_from is not None or filters.hour_to is not None:
-        hour_from, hour_to = filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
-        hour = f"EXTRACT(HOUR FROM {_LOCAL_TIME})"
+        hour_from, hour_to = _hour_range(filters)
+        if hour_to <= hour_from:
+            hour_to += 24  # wraps midnight
+        # Does [start, start + duration) meet [from, to) on some day? Local hours of the
+        # start, an hour wider either side for a change of daylight saving inside a file.
+        start = f"(EXTRACT(EPOCH FROM {local_start}::time) / 3600.0)"
+        overlaps = " OR ".join(
+            f"({start} < %(rec_hour_to)s + {24 * day} AND {start} + {hours} > %(rec_hour_from)s + {24 * day})"
+            for day in (-1, 0, 1)
+        )
+        conditions.append(f"({hours} >= 23 OR {overlaps})")
+        params.update(rec_hour_from=hour_from - 1, rec_hour_to=hour_to + 1)
+    return " AND ".join(conditions), params
+
+
+def _hour_range(filters: SearchFilters) -> tuple[int, int]:
+    return filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
+
+
+def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[list[str], dict]:
+    """SQL conditions on windows ``w`` alone (no joins: an index scan tests them on each
+    candidate row), and their parameters."""
+    conditions: list[str] = []
+    params: dict = {}
+    if filters.deployment_id is not None:
+        conditions.append("w.deployment_id = %(deployment)s")
+        params["deployment"] = filters.deployment_id
+    if filters.site:
+        conditions.append("w.deployment_id = ANY(%(site_deployments)s)")
+        params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
+    timed = filters.date_from or filters.date_to or filters.hour_from is not None or filters.hour_to is not None
+    local = _local_time(project, params) if timed else ""
+    if filters.date_from is not None:
+        conditions.append(f"{local}::date >= %(date_from)s")
+        params["date_from"] = filters.date_from
+    if filters.date_to is not None:
+        conditions.append(f"{local}::date <= %(date_to)s")
+        params["date_to"] = filters.date_to
+    if filters.hour_from is not None or filters.hour_to is not None:
+        hour_from, hour_to = _hour_range(filters)
+        hour = f"EXTRACT(HOUR FROM {local})"
         joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
         conditions.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
         params.update(hour_from=hour_from, hour_to=hour_to)
@@ -193,6 +313,23 @@ def _filter_conditions(model: EmbeddingModel, filters: SearchFilters) -> tuple[l
         conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
         params["label"] = filters.label_id
     return conditions, params
+
+
+def _local_time(project: Project, params: dict) -> str:
+    """A window's local wall-clock time in its deployment's time zone (null when its start
+    is unknown), choosing the zone by deployment only where the project has several."""
+    zones: dict[str, list[int]] = {}
+    for deployment_id, zone in project.deployments.values_list("pk", "timezone"):
+        zones.setdefault(zone, []).append(deployment_id)
+    if len(zones) <= 1:
+        params["zone_0"] = next(iter(zones), "UTC")
+        return "(w.started_at AT TIME ZONE %(zone_0)s)"
+    cases = []
+    for i, (zone, deployment_ids) in enumerate(sorted(zones.items())):
+        params[f"zone_{i}"], params[f"zone_{i}_deployments"] = zone, deployment_ids
+        deployments, zone_name = f"%(zone_{i}_deployments)s", f"%(zone_{i})s"
+        cases.append(f"WHEN w.deployment_id = ANY({deployments}) THEN w.started_at AT TIME ZONE {zone_name}")
+    return f"(CASE {' '.join(cases)} END)"
 
 
 def matching_classes(model: EmbeddingModel, text: str) -> list[int]:
@@ -299,10 +436,18 @@ def combined_scores(candidates: np.ndarray, examples: Examples, combine: str) ->
 class SearchPage:
     model: EmbeddingModel
     hits: list[SearchHit]
+    path: str = ""  # SearchPath of the index queries; empty for a saved search's page
 
 
-def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[EmbeddingModel, list[tuple[int, float]]]:
-    """The model and the best ``wanted`` (at most MAX_K) [(window_id, score)] of a query by example."""
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    model: EmbeddingModel
+    scored: list[tuple[int, float]]  # (window_id, score), best first
+    path: str  # SearchPath
+
+
+def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> Ranked:
+    """The best ``wanted`` (at most MAX_K) windows of a query by example."""
     if spec.combine not in Combine.values:
         raise InputError(f"combine must be one of {', '.join(Combine.values)}")
     examples = examples_for(project, spec)
@@ -310,19 +455,23 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
     per_recording = spec.filters.one_per_recording
     single = len(examples.positives) == 1 and not len(examples.negatives) and not per_recording
     if single:  # the index's own cosine is the score: no re-ranking needed
-        return examples.model, nearest_window_ids(
+        nearest = nearest_window_ids(
             project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
         )
+        return Ranked(examples.model, nearest.scored, nearest.path)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking (or
     # keeping one window per recording) has something to promote.
     pool = min((8 if per_recording else 2) * wanted, MAX_K)
     queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
     candidate_ids: dict[int, None] = {}
+    paths = set()
     for query in queries:
         nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
-        candidate_ids.update((window_id, None) for window_id, _ in nearest)
+        candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
+        paths.add(nearest.path)
+    path = SearchPath.INDEX if SearchPath.INDEX in paths else SearchPath.EXACT
     if not candidate_ids:
-        return examples.model, []
+        return Ranked(examples.model, [], path)
     ids = np.fromiter(candidate_ids, dtype=np.int64)
     _, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
     scores = combined_scores(embeddings, examples, spec.combine)
@@ -331,14 +480,14 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> tuple[Emb
         recording_of = dict(Window.objects.filter(pk__in=ids.tolist()).values_list("pk", "recording_id"))
         _, first = np.unique([recording_of[int(ids[i])] for i in order], return_index=True)
         order = order[np.sort(first)]  # each recording's best, still best first
-    return examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]]
+    return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path)
 
 
 def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
     """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
     offset = max(int(offset), 0)
-    model, scored = ranked_windows(project, spec, offset + max(int(k), 1))
-    return SearchPage(model, hits_for(scored[offset : offset + k]))
+    ranked = ranked_windows(project, spec, offset + max(int(k), 1))
+    return SearchPage(ranked.model, hits_for(ranked.scored[offset : offset + k]), ranked.path)
 
 
 def saved_results_page(project: Project, record: SearchRecord, offset: int, k: int = PAGE_SIZE) -> SearchPage:
@@ -346,11 +495,11 @@ def saved_results_page(project: Project, record: SearchRecord, offset: int, k: i
     SAVED_RESULTS are ranked and kept then), so going back in the history shows what was
     seen, whatever was ingested or labeled since."""
     if record.result_window_ids is None:
-        model, scored = ranked_windows(project, spec_of(record), SAVED_RESULTS)
-        record.embedding_model = model
-        record.result_window_ids = [window_id for window_id, _ in scored]
-        record.result_scores = [score for _, score in scored]
-        record.result_count = len(scored)
+        ranked = ranked_windows(project, spec_of(record), SAVED_RESULTS)
+        record.embedding_model = ranked.model
+        record.result_window_ids = [window_id for window_id, _ in ranked.scored]
+        record.result_scores = [score for _, score in ranked.scored]
+        record.result_count = len(ranked.scored)
         record.save(update_fields=["embedding_model", "result_window_ids", "result_scores", "result_count"])
     scored = list(zip(record.result_window_ids, record.result_scores, strict=True))
     return SearchPage(record.embedding_model, hits_for(scored[offset : offset + k]))
@@ -541,10 +690,8 @@ def request_region_query(project: Project, user, recording_id: int, start_s: flo
 
 
 def _queue_clip_embedding(query: ClipQuery) -> None:
-    from workers.tasks import embed_clip_query
-
     enqueue_on_commit(
-        embed_clip_query,
+        EMBED_CLIP_QUERY,
         query.pk,
         on_failure=lambda why: ClipQuery.objects.filter(pk=query.pk).update(status=RecordingStatus.FAILED, error=why),
     )

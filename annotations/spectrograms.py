@@ -19,10 +19,10 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageDraw
 
+from annotations.audio import AudioError, read_segment
 from annotations.errors import InputError
 from annotations.models import Recording
 from annotations.playback import MAX_CONTEXT_S
-from workers.audio import AudioError, read_segment
 
 MIN_DB = -100.0
 MAX_DB = -30.0

@@ -33,7 +33,7 @@ from annotations.probes import (
     linear_scores,
     prototype_scores,
 )
-from annotations.queueing import enqueue_on_commit
+from annotations.queueing import TRAIN_CLASSIFIER, enqueue_on_commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +59,6 @@ def request_training(
     weak_negatives: int = 0,
 ) -> Classifier:
     """Create the next classifier version and queue its training."""
-    from workers.tasks import train_classifier
-
     labels = list(Label.objects.filter(project=project, pk__in=label_ids))
     if not labels or len(labels) != len(set(label_ids)):
         raise InputError("choose one or more labels of this project")
@@ -82,7 +80,7 @@ def request_training(
         ClassifierLabel.objects.bulk_create(
             ClassifierLabel(classifier=classifier, label=label, index=i) for i, label in enumerate(labels)
         )
-        enqueue_on_commit(train_classifier, classifier.pk, on_failure=lambda why: _failed(classifier, why))
+        enqueue_on_commit(TRAIN_CLASSIFIER, classifier.pk, on_failure=lambda why: _failed(classifier, why))
     return classifier
 
 

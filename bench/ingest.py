@@ -56,10 +56,10 @@ def make_files(folder: Path, count: int, seconds: float) -> list[Path]:
 def run(args, folder: Path) -> None:
     from django.contrib.auth import get_user_model
 
+    from annotations.audio import Framing, iter_resampled_blocks, iter_windows
     from annotations.deployments import create_deployment, create_project
     from annotations.embedding_store import replace_windows
     from annotations.models import Recording, Window
-    from workers.audio import Framing, iter_resampled_blocks, iter_windows
     from workers.embedding_models import configured_model
     from workers.ingest import _batches, _concatenate, ingest_recording, model_row
 

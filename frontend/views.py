@@ -33,7 +33,9 @@ from annotations.models import (
     Window,
 )
 from annotations.probes import MIN_HELD_OUT
+from annotations.search_index import index_summaries
 from annotations.spectrograms import SpectrogramStyle
+from annotations.stored_scores import windows_above
 from annotations.text_uploads import read_text_table
 from frontend import charts
 
@@ -128,6 +130,7 @@ def deployment(request, project_id, deployment_id):
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),
         "start_time_problems": deployments.start_time_problems(deployment),
+        "search_indexes": index_summaries(project),
     }
     return render(request, "frontend/deployment.html", context)
 
@@ -290,6 +293,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "recall": recall,
         "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
         "previous": previous_outputs.get(output.label_id),
+        "windows_above": windows_above(output, output.threshold),
     }
     if output.prototypes is not None:
         panel["prototype_examples"] = scoring.prototype_examples(output)

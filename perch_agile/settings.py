@@ -152,6 +152,12 @@ PERCH_AGILE_AUDIO_ROOTS = [
 PERCH_AGILE_MODEL = os.environ.get("PERCH_AGILE_MODEL", "birdnet_v2_4")
 PERCH_AGILE_MODEL_PATH = os.environ.get("PERCH_AGILE_MODEL_PATH", "")
 PERCH_AGILE_EMBED_BATCH = int(os.environ.get("PERCH_AGILE_EMBED_BATCH", 64))
+# maintenance_work_mem of a search index build (annotations.search_index): the whole HNSW
+# graph in memory, or the build spills and takes ten times as long.
+PERCH_AGILE_INDEX_BUILD_MEMORY = os.environ.get(
+    "PERCH_AGILE_INDEX_BUILD_MEMORY",
+    embedded.database_tuning(embedded.machine_memory(), os.cpu_count() or 1)["maintenance_work_mem"],
+)
 
 REST_FRAMEWORK = {
     # No HTTP basic auth: it would let scripts guess passwords past the login throttle.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from annotations.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
 from tests.audio_corpus import make_bad_files
-from workers.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
 
 
 @pytest.mark.parametrize(

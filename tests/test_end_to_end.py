@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -310,6 +311,15 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     assert response.status_code == 200, response.content
     assert 0.0 <= response.json()["threshold"] <= 1.0
     labeled_ids = set(Annotation.objects.values_list("window_id", flat=True))
+    scored = wait_for(
+        lambda: (c := client.get(f"{base}/classifiers/{classifier_id}/").json())["scoring_status"] == "done" and c,
+        what="scoring",
+    )
+    assert scored["windows_scored"] == scored["windows_to_score"] == ingested["progress"]["windows"]
+    # Counted from the stored histogram, to its bins of 0.01.
+    bin_edge = math.floor(scored["outputs"][0]["threshold"] * 100) / 100
+    above = Detection.objects.filter(run_id=run_id, score__gte=bin_edge).count()
+    assert scored["outputs"][0]["windows_above_threshold"] == above
     queue = client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind=top&size=5").json()
     assert len(queue) == 5 and not {item["window_id"] for item in queue} & labeled_ids
     assert [item["score"] for item in queue] == sorted((item["score"] for item in queue), reverse=True)

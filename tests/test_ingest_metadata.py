@@ -15,6 +15,7 @@ import soundfile
 from django.db import OperationalError
 from django.test import Client
 
+from annotations.audio import AudioError, iter_resampled_blocks, read_segment, wav_info_comment
 from annotations.deployment_metadata import import_deployment_metadata, parse_metadata_csv
 from annotations.deployments import create_deployment, create_project, queue_ingest
 from annotations.embedding_store import register_embedding_model, replace_windows
@@ -25,7 +26,6 @@ from annotations.predictions import named_predictions
 from annotations.recording_time import parse_audiomoth_comment, recording_start, start_time_from_filename
 from tests.conftest import wait_for
 from workers import tasks
-from workers.audio import AudioError, iter_resampled_blocks, read_segment, wav_info_comment
 from workers.embedding_models import LoadedModel, ModelSpec, hoplite_class_list
 
 MOTH = "AudioMoth 24F319055F4A7E7D"

@@ -8,7 +8,6 @@ from django.db import connection, transaction
 
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import (
-    ensure_search_index,
     iter_deployment_embeddings,
     raw_connection,
     register_embedding_model,
@@ -18,7 +17,15 @@ from annotations.embedding_store import (
 )
 from annotations.errors import InputError
 from annotations.models import Recording, RecordingStatus
-from annotations.search import SearchFilters, nearest_sql, nearest_window_ids
+from annotations.search import (
+    SearchFilters,
+    SearchPath,
+    index_sql,
+    nearest_window_ids,
+    recording_conditions,
+    window_conditions,
+)
+from annotations.search_index import build_search_index, index_state
 
 pytestmark = pytest.mark.django_db
 
@@ -53,64 +60,112 @@ def project_with_vectors(make_user):
 
 
 def exact_top(vectors, query, k):
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """Exact numpy top-k of the vectors as stored (float16), for a query as sent (float16)."""
+    stored = vectors.astype(np.float16).astype(np.float32)
+    query = query.astype(np.float16).astype(np.float32)
+    unit = stored / np.linalg.norm(stored, axis=1, keepdims=True)
     return np.argsort(-(unit @ (query / np.linalg.norm(query))))[:k]
 
 
-def test_every_reader_returns_the_stored_embeddings_exactly(project_with_vectors):
+def ids_of(nearest) -> list[int]:
+    return [window_id for window_id, _ in nearest.scored]
+
+
+def test_every_reader_returns_the_stored_embeddings_to_float16(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
+    stored = vectors.astype(np.float16).astype(np.float32)
     by_id = window_embeddings(ids[::7])
     assert set(by_id) == set(ids[::7])
     for i in range(0, len(ids), 7):
-        np.testing.assert_array_equal(by_id[ids[i]], vectors[i])
+        np.testing.assert_array_equal(by_id[ids[i]], stored[i])
     shuffled = np.random.default_rng(0).permutation(len(ids))
     recording_ids, matrix = window_matrix([ids[i] for i in shuffled], model.embedding_dim)
-    np.testing.assert_array_equal(matrix, vectors[shuffled])
+    np.testing.assert_array_equal(matrix, stored[shuffled])
     assert len(set(recording_ids[np.argsort(shuffled)][:50])) == 1  # the first 50 windows share a recording
     deployment = project.deployments.get()
     streamed = list(iter_deployment_embeddings(deployment.pk, model, chunk_size=64))
     assert [len(chunk_ids) for chunk_ids, _ in streamed] == [64] * 6 + [16]
     row_of = {window_id: i for i, window_id in enumerate(ids)}
     for chunk_ids, chunk in streamed:
-        np.testing.assert_array_equal(chunk, vectors[[row_of[w] for w in chunk_ids]])
+        np.testing.assert_array_equal(chunk, stored[[row_of[w] for w in chunk_ids]])
 
 
-def test_top_k_beyond_pgvector_default_ef_search(project_with_vectors):
+def test_a_small_project_is_searched_exactly(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
     query = vectors[7] + 0.01
-    hits = nearest_window_ids(project, model, query, 60)
-    assert len(hits) == 60  # hnsw.ef_search defaults to 40, which would cut this short
+    nearest = nearest_window_ids(project, model, query, 60)
+    assert nearest.path == SearchPath.EXACT and nearest.candidates == len(ids)
+    assert ids_of(nearest) == [ids[i] for i in exact_top(vectors, query, 60)]
+
+
+def test_top_k_through_the_index_beyond_pgvector_default_ef_search(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    build_search_index(project, model)
+    query = vectors[7] + 0.01
+    nearest = nearest_window_ids(project, model, query, 60, exact_scan_max=0)
+    assert nearest.path == SearchPath.INDEX
+    assert len(nearest.scored) == 60  # hnsw.ef_search defaults to 40, which would cut this short
     expected = {ids[i] for i in exact_top(vectors, query, 60)}
-    assert len({window_id for window_id, _ in hits} & expected) >= 57
-    assert hits[0][0] == ids[7]
-    exact_scores = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
-    assert hits[0][1] == pytest.approx(exact_scores[7], abs=1e-5)
+    assert len(set(ids_of(nearest)) & expected) >= 57
+    assert nearest.scored[0][0] == ids[7]
+    stored = vectors.astype(np.float16).astype(np.float32)
+    exact_scores = stored @ query / np.linalg.norm(stored, axis=1) / np.linalg.norm(query)
+    assert nearest.scored[0][1] == pytest.approx(exact_scores[7], abs=1e-3)
 
 
 def test_excluded_windows_never_come_back(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
-    hits = nearest_window_ids(project, model, vectors[0], 10, exclude_window_ids=[ids[0]])
-    assert ids[0] not in [window_id for window_id, _ in hits]
+    build_search_index(project, model)
+    for exact_scan_max in (0, 10_000):
+        nearest = nearest_window_ids(project, model, vectors[0], 10, [ids[0]], exact_scan_max=exact_scan_max)
+        assert ids[0] not in ids_of(nearest)
 
 
-def test_the_models_hnsw_index_matches_the_search(project_with_vectors):
+def test_the_projects_index_serves_filtered_searches(project_with_vectors):
     """The index's expression and partial predicate fit the query, so the planner can
     serve the ORDER BY from it (here it must: sorting and seq scans are switched off)."""
     project, model, vectors, _ = project_with_vectors
-    assert ensure_search_index(model) and not ensure_search_index(model)  # built once
+    index = build_search_index(project, model)
+    assert index.index_name and index.windows == len(vectors) and index_state(project, model).status == "done"
     with transaction.atomic(), raw_connection().cursor() as cursor:
-        cursor.execute("ANALYZE annotations_window")
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_sort = off")
         for filters in (
             SearchFilters(),
             SearchFilters(site="R1", hour_from=4, hour_to=8, labeled="unlabeled", label_id=1),
         ):
-            sql, params = nearest_sql(model, filters)
-            params.update(query=vectors[0], project=project.pk, exclude=[], k=10)
-            cursor.execute("EXPLAIN " + sql, params)
+            conditions, params = window_conditions(project, model, filters)
+            params.update(recording_conditions(project, model, filters)[1])
+            params.update(query=vectors[0], exclude=[], k=10)
+            cursor.execute("EXPLAIN " + index_sql(project, model, index.max_window_id, conditions), params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
-            assert f"window_embedding_hnsw_model_{model.pk}" in plan, plan
+            assert index.index_name in plan, plan
+
+
+def test_a_deployment_added_to_an_indexed_project_is_searchable_at_once_and_after_the_rebuild(
+    project_with_vectors,
+):
+    project, model, vectors, ids = project_with_vectors
+    first = build_search_index(project, model)
+    rng = np.random.default_rng(8)
+    added = (rng.standard_normal((80, 4)) @ rng.standard_normal((4, 16))).astype(np.float32)
+    new_ids = store_windows(create_deployment(project, "Second"), model, added, per_recording=40)
+    assert index_state(project, model).max_window_id == first.max_window_id < min(new_ids)  # outside the index
+    everything = np.concatenate([vectors, added])
+    all_ids = ids + new_ids
+    for label in ("before the rebuild", "after the rebuild"):
+        for exact_scan_max in (0, 10_000):
+            nearest = nearest_window_ids(project, model, added[3], 500, exact_scan_max=exact_scan_max)
+            found = ids_of(nearest)
+            assert len(found) == len(set(found)) == len(all_ids), label  # every window exactly once
+            assert found[0] == new_ids[3], label
+            top = [all_ids[i] for i in exact_top(everything, added[3], 50)]
+            assert len(set(found[:50]) & set(top)) >= 48, label
+        rebuilt = build_search_index(project, model)
+    assert rebuilt.max_window_id == max(new_ids) and rebuilt.index_name != first.index_name
+    with connection.cursor() as cursor:  # the old index was dropped
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s", [f"window_hnsw_p{project.pk}_%"])
+        assert cursor.fetchone()[0] == 1
 
 
 def test_embeddings_of_different_models_never_mix(project_with_vectors, make_user):
@@ -118,23 +173,25 @@ def test_embeddings_of_different_models_never_mix(project_with_vectors, make_use
     other_model = register_embedding_model("other-model", "1", 8, 3.0, 3.0, 48_000)
     deployment = project.deployments.get()
     other_ids = store_windows(deployment, other_model, np.ones((5, 8), np.float32))
-    hits = nearest_window_ids(project, model, vectors[1], 500)
-    assert len(hits) == len(ids)
-    assert not {window_id for window_id, _ in hits} & set(other_ids)
-    ensure_search_index(model)
-    ensure_search_index(other_model)
+    build_search_index(project, model)
+    build_search_index(project, other_model)
+    for exact_scan_max in (0, 10_000):
+        nearest = nearest_window_ids(project, model, vectors[1], 500, exact_scan_max=exact_scan_max)
+        assert len(nearest.scored) == len(ids)
+        assert not set(ids_of(nearest)) & set(other_ids)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'window_embedding_hnsw_model_%%'")
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s", [f"window_hnsw_p{project.pk}_%"])
         assert cursor.fetchone()[0] == 2
-    assert len(nearest_window_ids(project, model, vectors[1], 500)) == len(ids)  # the same through the index
 
 
 def test_searches_stay_inside_the_project(project_with_vectors, make_user):
     project, model, vectors, _ = project_with_vectors
     other = create_project(make_user("other"), "Other")
     foreign = store_windows(create_deployment(other, "X"), model, vectors[:5])
-    hits = nearest_window_ids(project, model, vectors[0], 500)
-    assert not {window_id for window_id, _ in hits} & set(foreign)
+    build_search_index(project, model)
+    for exact_scan_max in (0, 10_000):
+        nearest = nearest_window_ids(project, model, vectors[0], 500, exact_scan_max=exact_scan_max)
+        assert not set(ids_of(nearest)) & set(foreign)
 
 
 def test_a_query_of_the_wrong_shape_or_all_zeros_is_refused(project_with_vectors):

@@ -12,7 +12,7 @@ from annotations.errors import InputError
 from annotations.label_import import overlaps_enough
 from annotations.raven import FileSpan, Selection, read_label_table, write_file_sequence_table, write_selection_table
 from annotations.recording_time import start_time_from_filename
-from annotations.review_queues import pick, pick_diverse
+from annotations.review_queues import closest_to_threshold, fill_bins, pick_diverse
 from annotations.text_uploads import read_text_table
 
 
@@ -103,11 +103,12 @@ def test_start_times_from_recorder_file_names(name, expected):
 
 
 def test_review_queues_pick_what_they_promise():
-    scores = np.array([0.05, 0.95, 0.45, 0.55, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65], np.float32)
-    assert list(pick("top", scores, 3, 0.5)) == [1, 5, 7]
-    assert list(pick("margin", scores, 2, 0.5)) == [2, 3]
-    binned = pick("bins", scores, 10, 0.5)
-    assert len(set(np.minimum((scores[binned] * 10).astype(int), 9))) == 10  # one from every tenth
+    above, below = [(1, 0.52), (2, 0.7)], [(3, 0.45), (4, 0.1)]
+    assert closest_to_threshold(above, below, 0.5, 2) == [(1, 0.52), (3, 0.45)]
+    sample = [(i, score) for i, score in enumerate([0.05, 0.95, 0.45, 0.55, 0.15, 0.85, 0.25, 0.75, 0.35, 1.0, 0.07])]
+    bins = fill_bins(sample, 1)
+    assert [len(chosen) for chosen in bins.values()] == [1] * 10  # one from every tenth; 1.0 in the last
+    assert bins[0] == [(0, 0.05)] and bins[9] == [(1, 0.95)]  # the first of the sample's order, not the second
     embeddings = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
     assert list(pick_diverse(np.array([0.9, 0.8, 0.7]), embeddings, 2)) == [0, 2]  # 1 is a near-duplicate of 0
 

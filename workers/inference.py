@@ -1,41 +1,43 @@
-"""Scoring every window of a deployment with a trained classifier."""
+"""An inference run: a classifier's detections over one deployment, from its stored scores."""
 
 from __future__ import annotations
 
-import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 
-from annotations.embedding_store import copy_rows, iter_deployment_embeddings
-from annotations.models import Detection, InferenceRun, TaskStatus, Window
+from annotations.models import Detection, InferenceRun, TaskStatus, Window, WindowScore
 from annotations.scoring import Scorer
+from annotations.stored_scores import score_deployment
 
 
-def run_inference(run: InferenceRun, chunk_size: int = 4096) -> int:
-    """Score the deployment's windows in chunks; store detections at or above the
-    threshold. Re-running a run replaces its detections. Returns the detection count."""
+def run_inference(run: InferenceRun) -> int:
+    """Store the deployment's detections: windows whose stored score reaches the run's
+    threshold. Windows not scored yet (ingested after the classifier's scoring) are
+    scored first. Re-running a run replaces its detections. Returns the detection count."""
     classifier = run.classifier
-    scorer = Scorer(classifier)
-    label_ids = scorer.label_ids
-    model = classifier.embedding_model
-    total = Window.objects.filter(recording__deployment=run.deployment, model=model).count()
+    total = Window.objects.filter(recording__deployment_id=run.deployment_id, model=classifier.embedding_model).count()
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.RUNNING, windows_total=total, windows_scored=0)
-    Detection.objects.filter(run=run).delete()
-    scored = 0
-    detections = 0
-    for window_ids, embeddings in iter_deployment_embeddings(run.deployment_id, model, chunk_size):
-        scores = scorer.scores(embeddings)  # [n, L]
-        rows, columns = np.nonzero(scores >= run.threshold)
-        with transaction.atomic():
-            detections += copy_rows(
-                Detection._meta.db_table,
-                ["run_id", "window_id", "label_id", "score"],
-                ["bigint", "bigint", "bigint", "double precision"],
-                (
-                    (run.pk, int(window_ids[r]), int(label_ids[c]), float(scores[r, c]))
-                    for r, c in zip(rows, columns, strict=True)
-                ),
-            )
-        scored += len(window_ids)
-        InferenceRun.objects.filter(pk=run.pk).update(windows_scored=scored)
-    InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="")
+    already = WindowScore.objects.filter(
+        classifier=classifier, output_index=0, window__recording__deployment_id=run.deployment_id
+    ).count()
+    progress = {"done": already}
+
+    def advance(count: int) -> None:
+        progress["done"] += count
+        InferenceRun.objects.filter(pk=run.pk).update(windows_scored=progress["done"])
+
+    score_deployment(classifier, Scorer(classifier), run.deployment_id, advance)
+    with transaction.atomic(), connection.cursor() as cursor:
+        Detection.objects.filter(run=run).delete()
+        cursor.execute(
+            f"INSERT INTO {Detection._meta.db_table} (run_id, window_id, label_id, score) "
+            "SELECT %(run)s, s.window_id, o.label_id, s.score "
+            f"FROM {WindowScore._meta.db_table} s "
+            "JOIN annotations_classifierlabel o ON o.classifier_id = s.classifier_id AND o.index = s.output_index "
+            "JOIN annotations_window w ON w.id = s.window_id "
+            "WHERE s.classifier_id = %(classifier)s AND w.deployment_id = %(deployment)s "
+            "AND s.score >= %(threshold)s::real",
+            {"run": run.pk, "classifier": classifier.pk, "deployment": run.deployment_id, "threshold": run.threshold},
+        )
+        detections = cursor.rowcount
+    InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="", windows_scored=total)
     return detections

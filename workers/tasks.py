@@ -15,7 +15,8 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
-from annotations.models import Classifier, InferenceRun, TaskStatus
+from annotations import search_index, stored_scores
+from annotations.models import Classifier, EmbeddingModel, InferenceRun, Project, TaskStatus
 from annotations.training import train
 from workers import ingest
 from workers.embedding_models import configured_model
@@ -47,10 +48,13 @@ def _warm_up_model(**_) -> None:
 def _pick_up_stalled_work(**_) -> None:
     """Resume what a crashed worker left unfinished (see ingest.requeue_stalled)."""
     requeued = ingest.requeue_stalled()
+    indexes = ingest.request_wanted_index_builds()
     # This is the pool's parent: children forked later must not share its connection.
     connections.close_all()
     if requeued:
         logger.info("requeued %d stalled recordings", requeued)
+    if indexes:
+        logger.info("queued %d search index builds", indexes)
 
 
 @shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
@@ -72,6 +76,35 @@ def train_classifier(classifier_id: int) -> str:
     except ValueError as error:
         Classifier.objects.filter(pk=classifier_id).update(status=TaskStatus.FAILED, error=str(error))
         return TaskStatus.FAILED
+    stored_scores.request_scoring(classifier)
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
+def score_project(classifier_id: int) -> str:
+    classifier = Classifier.objects.select_related("embedding_model", "project").get(pk=classifier_id)
+    try:
+        stored_scores.score_project(classifier)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:
+        logger.exception("scoring by classifier %s failed", classifier_id)
+        Classifier.objects.filter(pk=classifier_id).update(scoring_status=TaskStatus.FAILED)
+        raise
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
+def build_search_index(project_id: int, model_id: int) -> str:
+    project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
+    try:
+        search_index.build_search_index(project, model)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:
+        logger.exception("search index build for project %s failed", project_id)
+        search_index.record_failure(project, model, repr(error))
+        raise
     return TaskStatus.DONE
 
 

@@ -21,6 +21,7 @@ from annotations.models import (
     Role,
 )
 from annotations.search import SearchFilters, SearchSpec
+from annotations.stored_scores import windows_above
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
 MAX_ID = 2**63 - 1
@@ -90,14 +91,24 @@ class ProgressSerializer(serializers.Serializer):
     eta_s = serializers.FloatField(allow_null=True)
 
 
+class SearchIndexSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    status = serializers.CharField(help_text="of the latest build: queued, running, done, failed; empty if none")
+    progress = serializers.FloatField(allow_null=True, help_text="0..1 while a build runs")
+    windows_indexed = serializers.IntegerField()
+    windows_not_indexed = serializers.IntegerField(help_text="searched exactly until the next build")
+
+
 class DeploymentDetailSerializer(DeploymentSerializer):
-    """What a deployment's own address answers: it, its progress, doubts about its start times."""
+    """What a deployment's own address answers: it, its progress, doubts about its start
+    times, and the state of its project's search indexes."""
 
     progress = ProgressSerializer(read_only=True)
     start_time_warnings = serializers.ListField(child=serializers.CharField(), read_only=True)
+    search_indexes = SearchIndexSerializer(many=True, read_only=True)
 
     class Meta(DeploymentSerializer.Meta):
-        fields = [*DeploymentSerializer.Meta.fields, "progress", "start_time_warnings"]
+        fields = [*DeploymentSerializer.Meta.fields, "progress", "start_time_warnings", "search_indexes"]
 
 
 class RecordingSerializer(serializers.ModelSerializer):
@@ -305,7 +316,15 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "average_precision",
             "regularization_c",
             "threshold",
+            "windows_above_threshold",
         ]
+
+    windows_above_threshold = serializers.SerializerMethodField(
+        help_text="the project's scored windows at or above the threshold (to 0.01); null before scoring"
+    )
+
+    def get_windows_above_threshold(self, output: ClassifierLabel) -> int | None:
+        return windows_above(output, output.threshold)
 
 
 class ClassifierSerializer(serializers.Serializer):
@@ -316,6 +335,9 @@ class ClassifierSerializer(serializers.Serializer):
     error = serializers.CharField()
     embedding_model = serializers.CharField()
     created_at = serializers.DateTimeField()
+    scoring_status = serializers.CharField(help_text="scoring of every project window, which review queues need")
+    windows_to_score = serializers.IntegerField()
+    windows_scored = serializers.IntegerField()
     outputs = ClassifierOutputSerializer(many=True)
 
 
@@ -363,6 +385,10 @@ class QueuedSerializer(serializers.Serializer):
 
 class SearchResultSerializer(serializers.Serializer):
     model = serializers.CharField()
+    path = serializers.ChoiceField(
+        choices=["exact", "index"],
+        help_text="exact: every window passing the filters was compared; index: the project's HNSW index",
+    )
     hits = SearchHitSerializer(many=True)
 
 

@@ -52,6 +52,7 @@ from annotations.models import (
     Window,
 )
 from annotations.playback import window_wav
+from annotations.search_index import index_summaries
 from annotations.text_uploads import read_text_table
 
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
@@ -217,6 +218,7 @@ def _deployment_data(deployment: Deployment) -> dict:
     data = dict(s.DeploymentSerializer(deployment).data)
     data["progress"] = s.ProgressSerializer(progress).data
     data["start_time_warnings"] = deployments.start_time_problems(deployment)
+    data["search_indexes"] = s.SearchIndexSerializer(index_summaries(deployment.project), many=True).data
     return data
 
 
@@ -367,7 +369,9 @@ class SearchView(ProjectView):
     def post(self, request, project_id):
         data = _valid(s.SearchRequestSerializer, request.data)
         page = search.run_search(self.project, data["spec"], data["k"], data["offset"])
-        return Response({"model": str(page.model), "hits": s.SearchHitSerializer(page.hits, many=True).data})
+        return Response(
+            {"model": str(page.model), "path": page.path, "hits": s.SearchHitSerializer(page.hits, many=True).data}
+        )
 
 
 def _optional_seconds(value, name: str) -> float | None:

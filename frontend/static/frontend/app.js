@@ -122,8 +122,27 @@ async function pollProgress() {
     const pace = p.windows_per_s ? `${p.windows_per_s.toFixed(1)} windows/s` : "";
     const left = p.eta_s && busy ? `, about ${formatDuration(p.eta_s)} left` : "";
     set("pace", pace + left);
+    busy = showSearchIndexes(data.search_indexes || []) || busy;
   }
   if (busy) setTimeout(pollProgress, 2000);
+}
+
+// The project's search index cards (as _search_index.html words them); true while a build is queued or runs.
+function showSearchIndexes(indexes) {
+  let building = false;
+  for (const card of document.querySelectorAll("[data-search-index]")) {
+    const index = indexes[Number(card.dataset.searchIndex)];
+    if (!index) continue;
+    building = building || index.status === "queued" || index.status === "running";
+    const bar = card.querySelector("progress");
+    bar.hidden = index.status !== "running";
+    bar.value = index.progress || 0;
+    const state = { running: "building", queued: "queued", failed: "the last build failed", done: "ready" }[index.status] || "none yet";
+    const percent = index.status === "running" && index.progress !== null ? `, ${Math.round(index.progress * 100)}%` : "";
+    const newer = index.windows_not_indexed ? `, ${index.windows_not_indexed} newer ones searched exactly until the next build` : "";
+    card.querySelector("[data-field=index-status]").textContent = `${state}${percent} · ${index.windows_indexed} windows indexed${newer}`;
+  }
+  return building;
 }
 if (document.querySelector("[data-progress-url]")) pollProgress();
 
