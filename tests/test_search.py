@@ -25,7 +25,8 @@ from annotations.search import (
     recording_conditions,
     window_conditions,
 )
-from annotations.search_index import build_search_index, index_state
+from annotations.search_index import build_search_index, index_state, index_summaries, request_index_build
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +138,8 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
             conditions, params = window_conditions(project, model, filters)
             params.update(recording_conditions(project, model, filters)[1])
             params.update(query=vectors[0], exclude=[], k=10)
-            cursor.execute("EXPLAIN " + index_sql(project, model, index.max_window_id, conditions), params)
+            sql = index_sql(project, model, index.max_window_id, conditions, index.max_window_id + 1)
+            cursor.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert index.index_name in plan, plan
 
@@ -200,3 +202,20 @@ def test_a_query_of_the_wrong_shape_or_all_zeros_is_refused(project_with_vectors
         nearest_window_ids(project, model, np.ones(8, np.float32), 5)
     with pytest.raises(InputError, match="all zeros"):
         nearest_window_ids(project, model, np.zeros(16, np.float32), 5)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_builds_the_projects_index_in_a_task_of_its_own(celery_worker_process, make_user):
+    rng = np.random.default_rng(4)
+    project = create_project(make_user("indexer"), "Indexed by a worker")
+    model = register_embedding_model("worker-indexed", "1", 16, 1.0, 1.0, 16_000)
+    vectors = (rng.standard_normal((200, 4)) @ rng.standard_normal((4, 16))).astype(np.float32)
+    ids = store_windows(create_deployment(project, "D"), model, vectors)
+    request_index_build(project, model)
+    assert index_state(project, model).status == "queued"
+    wait_for(lambda: index_state(project, model).status == "done", timeout=120, what="the index build task")
+    (summary,) = index_summaries(project)
+    assert summary.windows_indexed == len(ids) and summary.windows_not_indexed == 0
+    nearest = nearest_window_ids(project, model, vectors[3], 10, exact_scan_max=0)
+    assert nearest.path == SearchPath.INDEX and nearest.scored[0][0] == ids[3]

@@ -16,6 +16,7 @@ from django.db import migrations, models
 
 import annotations.models
 
+# The HNSW indexes of one kind, by name: over vector per model before, over halfvec per project after.
 DROP_MODEL_INDEXES = """
 DO $$
 DECLARE name text;
@@ -39,7 +40,7 @@ TO_HALFVEC = (
     "ALTER TABLE annotations_window ALTER COLUMN embedding TYPE halfvec USING embedding::halfvec, "
     "ALTER COLUMN embedding SET STORAGE PLAIN"
 )
-TO_VECTOR = (
+TO_VECTOR = DROP_MODEL_INDEXES.replace("window_embedding_hnsw_model_%", "window_hnsw_p%") + (
     "ALTER TABLE annotations_window ALTER COLUMN embedding TYPE vector USING embedding::vector, "
     "ALTER COLUMN embedding SET STORAGE EXTERNAL"
 )

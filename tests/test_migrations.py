@@ -1,0 +1,85 @@
+"""Migrating an existing database in place: float32 vectors become float16 halfvecs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from annotations.embedding_store import window_embeddings
+
+BEFORE = [("annotations", "0004_search_results_and_file_fingerprints")]
+
+
+def migrate(targets) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_vector_embeddings_are_migrated_in_place_to_float16():
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("annotations")
+    migrate(BEFORE)
+    try:
+        rng = np.random.default_rng(5)
+        vectors = rng.standard_normal((30, 12)).astype(np.float32) * np.float32(3)
+        started = dt.datetime(2026, 5, 1, 4, tzinfo=dt.UTC)
+        with connection.cursor() as cursor:
+            # The schema of 0004, written as it was: a vector column and a per-model index.
+            cursor.execute(
+                "INSERT INTO annotations_project (name, description, created_at) VALUES ('p', '', now()) RETURNING id"
+            )
+            project = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO annotations_deployment (project_id, name, site, recorder, timezone, server_folder, "
+                "created_at) VALUES (%s, 'd', '', '', 'UTC', '', now()) RETURNING id",
+                [project],
+            )
+            deployment = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO annotations_recording (deployment_id, path, filename, size_bytes, fingerprint, status, "
+                "error, warning, started_at, started_at_source, windows_done, attempts, updated_at) "
+                "VALUES (%s, '/a.wav', 'a.wav', 0, '', 'done', '', '', %s, 'filename', 30, 1, now()) RETURNING id",
+                [deployment, started],
+            )
+            recording = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO annotations_embeddingmodel (name, version, embedding_dim, window_s, hop_s, sample_rate, "
+                "class_names) VALUES ('old', '1', 12, 5, 5, 32000, '{}') RETURNING id"
+            )
+            model = cursor.fetchone()[0]
+            for i, vector in enumerate(vectors):
+                cursor.execute(
+                    "INSERT INTO annotations_window (recording_id, model_id, start_s, end_s, embedding) "
+                    "VALUES (%s, %s, %s, %s, %s::vector)",
+                    [recording, model, 5.0 * i, 5.0 * i + 5, "[" + ",".join(repr(float(x)) for x in vector) + "]"],
+                )
+            cursor.execute(
+                f"CREATE INDEX window_embedding_hnsw_model_{model} ON annotations_window "
+                f"USING hnsw ((embedding::vector(12)) vector_cosine_ops) WHERE model_id = {model}"
+            )
+            cursor.execute("SELECT id FROM annotations_window ORDER BY start_s")
+            ids = [row[0] for row in cursor.fetchall()]
+        migrate(latest)
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT format_type(atttypid, atttypmod), attstorage FROM pg_attribute "
+                "WHERE attrelid = 'annotations_window'::regclass AND attname = 'embedding'"
+            )
+            assert cursor.fetchone() == ("halfvec", "p")  # float16, kept inline
+            cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'window_embedding_hnsw_model_%%'")
+            assert cursor.fetchone()[0] == 0  # the per-model vector index gave way
+            cursor.execute("SELECT project_id, deployment_id, started_at FROM annotations_window ORDER BY start_s")
+            rows = cursor.fetchall()
+        migrated = window_embeddings(ids)
+        assert len(migrated) == len(vectors)
+        for i, window_id in enumerate(ids):
+            np.testing.assert_array_equal(migrated[window_id], vectors[i].astype(np.float16).astype(np.float32))
+            assert rows[i] == (project, deployment, started + dt.timedelta(seconds=5 * i))
+    finally:
+        migrate(latest)
