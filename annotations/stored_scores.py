@@ -83,6 +83,10 @@ def score_deployment(classifier: Classifier, scorer: Scorer, deployment_id: int,
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [SCORING_LOCK_NAMESPACE, classifier.pk])
         try:
+            # Fresh statistics: planned while the planner believes the table empty (after
+            # the first deployment's COPY), "not scored yet" became a scan of every stored
+            # score per window (measured: 47 s instead of 1.4 s for 50,000 windows).
+            cursor.execute(f"ANALYZE {WindowScore._meta.db_table}")
             for window_ids, embeddings in iter_deployment_embeddings(
                 deployment_id, classifier.embedding_model, unscored_by=classifier.pk
             ):

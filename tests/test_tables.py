@@ -105,7 +105,9 @@ def test_start_times_from_recorder_file_names(name, expected):
 def test_review_queues_pick_what_they_promise():
     above, below = [(1, 0.52), (2, 0.7)], [(3, 0.45), (4, 0.1)]
     assert closest_to_threshold(above, below, 0.5, 2) == [(1, 0.52), (3, 0.45)]
-    sample = [(i, score) for i, score in enumerate([0.05, 0.95, 0.45, 0.55, 0.15, 0.85, 0.25, 0.75, 0.35, 1.0, 0.07])]
+    sample = [
+        (i, score) for i, score in enumerate([0.05, 0.95, 0.45, 0.55, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65, 1.0, 0.07])
+    ]
     bins = fill_bins(sample, 1)
     assert [len(chosen) for chosen in bins.values()] == [1] * 10  # one from every tenth; 1.0 in the last
     assert bins[0] == [(0, 0.05)] and bins[9] == [(1, 0.95)]  # the first of the sample's order, not the second
