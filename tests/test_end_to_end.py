@@ -17,7 +17,7 @@ import soundfile
 
 from annotations.embedding_store import window_embeddings
 from annotations.exports import SEQUENCE_TABLE_NAME
-from annotations.models import Annotation, ClassifierExample, Detection, Window
+from annotations.models import Annotation, ClassifierExample, Detection, Window, WindowScore
 from tests.audio_corpus import make_bad_files, make_recordings
 from tests.conftest import wait_for
 
@@ -315,10 +315,11 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
         lambda: (c := client.get(f"{base}/classifiers/{classifier_id}/").json())["scoring_status"] == "done" and c,
         what="scoring",
     )
-    assert scored["windows_scored"] == scored["windows_to_score"] == ingested["progress"]["windows"]
+    project_windows = ingested["progress"]["windows"] + ingested["folder_progress"]["windows"]
+    assert scored["windows_scored"] == scored["windows_to_score"] == project_windows
     # Counted from the stored histogram, to its bins of 0.01.
     bin_edge = math.floor(scored["outputs"][0]["threshold"] * 100) / 100
-    above = Detection.objects.filter(run_id=run_id, score__gte=bin_edge).count()
+    above = WindowScore.objects.filter(classifier_id=classifier_id, score__gte=bin_edge).count()
     assert scored["outputs"][0]["windows_above_threshold"] == above
     queue = client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind=top&size=5").json()
     assert len(queue) == 5 and not {item["window_id"] for item in queue} & labeled_ids

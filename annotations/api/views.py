@@ -557,6 +557,9 @@ def _classifier_data(classifier: Classifier) -> dict:
         "error": classifier.error,
         "embedding_model": str(classifier.embedding_model),
         "created_at": classifier.created_at,
+        "scoring_status": classifier.scoring_status,
+        "windows_to_score": classifier.windows_to_score,
+        "windows_scored": classifier.windows_scored,
         "outputs": classifier.outputs.select_related("label"),
     }
     return s.ClassifierSerializer(data).data
