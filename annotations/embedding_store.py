@@ -145,7 +145,7 @@ def sync_window_start_times(recording: Recording) -> int:
     """Give a recording's windows its (new) start time; returns how many were updated."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Window._meta.db_table} SET started_at = %s + start_s * interval '1 second' "
+            f"UPDATE {Window._meta.db_table} SET started_at = %s::timestamptz + start_s * interval '1 second' "
             "WHERE recording_id = %s",
             [recording.started_at, recording.pk],
         )

@@ -82,6 +82,11 @@ class SearchFilters:
     labeled: str = LabeledFilter.ANY  # for label_id
     one_per_recording: bool = False  # only each recording's best window
 
+    @property
+    def timed(self) -> bool:
+        """Whether a date or hour filter applies (windows of unknown start never pass one)."""
+        return bool(self.date_from or self.date_to or self.hour_from is not None or self.hour_to is not None)
+
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
@@ -274,8 +279,7 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
     if filters.site:
         conditions.append("d.site = %(site)s")
         params["site"] = filters.site
-    timed = filters.date_from or filters.date_to or filters.hour_from is not None or filters.hour_to is not None
-    if timed:
+    if filters.timed:
         conditions.append("r.started_at IS NOT NULL")
     local_start = "(r.started_at AT TIME ZONE d.timezone)"
     hours = "greatest(coalesce(r.duration_s, 0) / 3600.0, 1 / 3600.0)"
@@ -316,8 +320,7 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
     if filters.site:
         conditions.append("w.deployment_id = ANY(%(site_deployments)s)")
         params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
-    timed = filters.date_from or filters.date_to or filters.hour_from is not None or filters.hour_to is not None
-    local = _local_time(project, params) if timed else ""
+    local = _local_time(project, params) if filters.timed else ""
     if filters.date_from is not None:
         conditions.append(f"{local}::date >= %(date_from)s")
         params["date_from"] = filters.date_from

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 from django.db import connection, transaction
 
-from annotations.deployments import create_deployment, create_project
+from annotations.deployments import create_deployment, create_project, edit_start_time
 from annotations.embedding_store import (
     iter_deployment_embeddings,
     raw_connection,
@@ -219,3 +221,16 @@ def test_a_worker_builds_the_projects_index_in_a_task_of_its_own(celery_worker_p
     assert summary.windows_indexed == len(ids) and summary.windows_not_indexed == 0
     nearest = nearest_window_ids(project, model, vectors[3], 10, exact_scan_max=0)
     assert nearest.path == SearchPath.INDEX and nearest.scored[0][0] == ids[3]
+
+
+def test_a_recordings_new_start_time_moves_its_windows_in_time_filters(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    recording = Recording.objects.get(windows__id=ids[0])
+    started = dt.datetime(2026, 6, 1, 3, 59, 58, tzinfo=dt.UTC)
+    edit_start_time(recording, started)
+    dawn = SearchFilters(hour_from=4, hour_to=5)
+    found = ids_of(nearest_window_ids(project, model, vectors[0], 500, filters=dawn))
+    # Windows start every second from 03:59:58: all but the first two are in the 4 o'clock hour.
+    assert sorted(found) == sorted(ids[2:50])
+    edit_start_time(recording, None)
+    assert nearest_window_ids(project, model, vectors[0], 500, filters=dawn).scored == []
