@@ -172,8 +172,11 @@ def nearest_window_ids(
     conditions, params = window_conditions(project, model, filters)
     recordings, recording_params = recording_conditions(project, model, filters)
     params.update(recording_params, query=query, exclude=list(exclude_window_ids), k=k)
-    candidates = candidate_windows(recordings, recording_params, exact_scan_max + 1)
     index = index_state(project, model)
+    if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > exact_scan_max:
+        candidates = index.windows  # the index alone holds too many to scan: no need to count
+    else:
+        candidates = candidate_windows(recordings, recording_params, exact_scan_max + 1)
     exact = candidates <= exact_scan_max or not index.index_name
     filtered = bool(conditions)
     with transaction.atomic(), raw_connection().cursor() as cursor:

@@ -36,6 +36,7 @@ class IndexState:
 
     index_name: str  # empty when there is none yet
     max_window_id: int  # windows with higher ids are not in the index
+    windows: int  # in the index
     status: str  # of the latest build
     progress: float | None  # 0..1 while a build runs, as far as PostgreSQL reports it
 
@@ -43,9 +44,9 @@ class IndexState:
 def index_state(project: Project, model: EmbeddingModel) -> IndexState:
     row = SearchIndex.objects.filter(project=project, model=model).first()
     if row is None:
-        return IndexState("", 0, "", None)
+        return IndexState("", 0, 0, "", None)
     progress = build_progress(row) if row.status == TaskStatus.RUNNING else None
-    return IndexState(row.index_name, row.max_window_id, row.status, progress)
+    return IndexState(row.index_name, row.max_window_id, row.windows, row.status, progress)
 
 
 @dataclasses.dataclass(frozen=True)
