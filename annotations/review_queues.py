@@ -20,7 +20,7 @@ from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
 from annotations.models import Classifier, ClassifierLabel, TaskStatus
 from annotations.probes import unit_rows
-from annotations.stored_scores import stored_scores
+from annotations.stored_scores import unlabeled_scores
 
 KINDS = ("top", "margin", "bins", "diverse")
 BINS = 10
@@ -65,13 +65,13 @@ def pick_diverse(scores: np.ndarray, embeddings: np.ndarray, size: int, max_cosi
 
 def _bins_queue(output: ClassifierLabel, size: int) -> list[tuple[int, float]]:
     per_bin = max(1, size // BINS)
-    sample = stored_scores(output, "", [], "hashint8(s.window_id)", SAMPLE_ROWS)
+    sample = unlabeled_scores(output, "", [], "hashint8(s.window_id)", SAMPLE_ROWS)
     bins = fill_bins(sample, per_bin)
     for b, chosen in bins.items():
         if len(chosen) < per_bin:
             upper = "<=" if b == BINS - 1 else "<"
             taken = {window_id for window_id, _ in chosen}
-            rare = stored_scores(
+            rare = unlabeled_scores(
                 output,
                 f"AND s.score >= %s::real AND s.score {upper} %s::real",
                 [b / BINS, (b + 1) / BINS],
@@ -95,15 +95,15 @@ def review_queue(classifier: Classifier, label_id: int, kind: str, size: int = 5
             f"({classifier.windows_scored:,} of {classifier.windows_to_score:,}); its queues open when it is done"
         )
     if kind == "top":
-        return stored_scores(output, "", [], "s.score DESC", size)
+        return unlabeled_scores(output, "", [], "s.score DESC", size)
     if kind == "margin":
         # ::real, as the column is: compared as double precision, the index could not be used.
-        above = stored_scores(output, "AND s.score >= %s::real", [output.threshold], "s.score", size)
-        below = stored_scores(output, "AND s.score < %s::real", [output.threshold], "s.score DESC", size)
+        above = unlabeled_scores(output, "AND s.score >= %s::real", [output.threshold], "s.score", size)
+        below = unlabeled_scores(output, "AND s.score < %s::real", [output.threshold], "s.score DESC", size)
         return closest_to_threshold(above, below, output.threshold, size)
     if kind == "bins":
         return _bins_queue(output, size)
-    candidates = stored_scores(output, "", [], "s.score DESC", size * 5)
+    candidates = unlabeled_scores(output, "", [], "s.score DESC", size * 5)
     if not candidates:
         return []
     ids = [window_id for window_id, _ in candidates]

@@ -15,6 +15,7 @@ PostgreSQL's ``pg_stat_progress_create_index``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 
 from django.conf import settings
@@ -27,6 +28,9 @@ from annotations.queueing import BUILD_SEARCH_INDEX, enqueue_on_commit
 
 # Windows outside the index that make a rebuild worth it once ingest has stopped.
 REBUILD_AFTER_UNINDEXED = 20_000
+# A build queued or running longer than its task's time limit was lost (a broker that
+# dropped the message, a machine that went away) and may be requested again.
+BUILD_TIME_LIMIT = dt.timedelta(hours=6)
 INDEX_LOCK_NAMESPACE = 0x5EA2C8  # pg_advisory_lock(namespace, project) around a build
 
 
@@ -92,7 +96,7 @@ def request_index_build(project: Project, model: EmbeddingModel) -> SearchIndex:
     """Queue a build of the project's index for ``model`` unless one is queued or running."""
     with transaction.atomic():
         row, _ = SearchIndex.objects.select_for_update().get_or_create(project=project, model=model)
-        if row.status in (TaskStatus.QUEUED, TaskStatus.RUNNING) and row.build_started_at is not None:
+        if _in_flight(row):
             return row
         row.status, row.error, row.build_started_at = TaskStatus.QUEUED, "", timezone.now()
         row.save(update_fields=["status", "error", "build_started_at"])
@@ -111,10 +115,19 @@ def unindexed_windows(project: Project, model: EmbeddingModel, max_window_id: in
 
 def index_wanted(project: Project, model: EmbeddingModel) -> bool:
     """Whether enough windows lie outside the index (or there is none) for a build to pay off."""
-    state = index_state(project, model)
-    if state.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+    row = SearchIndex.objects.filter(project=project, model=model).first()
+    if row is not None and _in_flight(row):
         return False
-    return unindexed_windows(project, model, state.max_window_id) >= REBUILD_AFTER_UNINDEXED
+    return unindexed_windows(project, model, row.max_window_id if row else 0) >= REBUILD_AFTER_UNINDEXED
+
+
+def _in_flight(row: SearchIndex) -> bool:
+    """Whether a build of this index is queued or running, and not lost."""
+    return (
+        row.status in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+        and row.build_started_at is not None
+        and timezone.now() - row.build_started_at < BUILD_TIME_LIMIT
+    )
 
 
 def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:

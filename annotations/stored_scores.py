@@ -147,7 +147,9 @@ def windows_above(output: ClassifierLabel, threshold: float) -> int | None:
     return int(sum(output.score_histogram[first_bin:]))
 
 
-def stored_scores(output: ClassifierLabel, where: str, params: list, order: str, limit: int) -> list[tuple[int, float]]:
+def unlabeled_scores(
+    output: ClassifierLabel, where: str, params: list, order: str, limit: int
+) -> list[tuple[int, float]]:
     """[(window_id, score)] of an output's stored scores for windows not labeled for its
     label: ``where`` (SQL on ``s``, starting with AND) and ``order`` pick which."""
     with connection.cursor() as cursor:

@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from annotations.deployments import create_deployment, create_project, edit_start_time
 from annotations.embedding_store import (
@@ -18,7 +19,7 @@ from annotations.embedding_store import (
     window_matrix,
 )
 from annotations.errors import InputError
-from annotations.models import Recording, RecordingStatus
+from annotations.models import Recording, RecordingStatus, SearchIndex
 from annotations.search import (
     SearchFilters,
     SearchPath,
@@ -234,3 +235,12 @@ def test_a_recordings_new_start_time_moves_its_windows_in_time_filters(project_w
     assert sorted(found) == sorted(ids[2:50])
     edit_start_time(recording, None)
     assert nearest_window_ids(project, model, vectors[0], 500, filters=dawn).scored == []
+
+
+def test_a_build_is_requested_once_unless_it_was_lost(project_with_vectors):
+    project, model, _, _ = project_with_vectors
+    lost = timezone.now() - dt.timedelta(hours=7)
+    SearchIndex.objects.create(project=project, model=model, status="queued", build_started_at=lost)
+    requested = request_index_build(project, model)
+    assert requested.build_started_at > lost  # sent again
+    assert request_index_build(project, model).build_started_at == requested.build_started_at  # in flight

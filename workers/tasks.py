@@ -94,7 +94,7 @@ def score_project(classifier_id: int) -> str:
     return TaskStatus.DONE
 
 
-@shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
+@shared_task(**TASK_OPTIONS, time_limit=int(search_index.BUILD_TIME_LIMIT.total_seconds()))
 def build_search_index(project_id: int, model_id: int) -> str:
     project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
     try:
