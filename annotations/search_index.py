@@ -176,6 +176,8 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
             )
             if old_name and old_name != name:
                 cursor.execute(f'DROP INDEX {concurrently} IF EXISTS "{old_name}"')
+            # Into shared buffers now, not page by page under the first searches.
+            cursor.execute("SELECT pg_prewarm(%s::regclass)", [name])
             # Fresh statistics, or right after a first bulk load the planner still believes
             # the table is tiny and scans every row instead of using the index.
             cursor.execute(f"ANALYZE {Window._meta.db_table}")
