@@ -93,7 +93,8 @@ def _write_deployment(
 
     per_recording = int(recording_s / hop_s)
     count = -(-len(embeddings) // per_recording)
-    stride_s = max(recording_s, SEASON_DAYS * 86400 / count)
+    # An uneven stride (not a divisor of a day), so that starts drift through the hours.
+    stride_s = max(recording_s, SEASON_DAYS * 86400 / count) + 1_234
     recordings = Recording.objects.bulk_create(
         Recording(
             deployment=deployment,
