@@ -140,7 +140,7 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
         ):
             conditions, params = window_conditions(project, model, filters)
             params.update(recording_conditions(project, model, filters)[1])
-            params.update(query=vectors[0], exclude=[], k=10)
+            params.update(query=vectors[0], exclude=[], k=10, pool=20)
             sql = index_sql(project, model, index.max_window_id, conditions, index.max_window_id + 1)
             cursor.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
