@@ -49,7 +49,7 @@ from annotations.models import (
 from annotations.predictions import named_predictions
 from annotations.probes import unit_rows
 from annotations.queueing import EMBED_CLIP_QUERY, enqueue_on_commit
-from annotations.search_index import index_state
+from annotations.search_index import index_state, newest_window_id
 
 MAX_K = 500
 PAGE_SIZE = 50
@@ -231,7 +231,7 @@ def exact_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> 
 
 
 def index_sql(
-    project: Project, model: EmbeddingModel, max_window_id: int, conditions: list[str], newest_window_id: int | None
+    project: Project, model: EmbeddingModel, max_window_id: int, conditions: list[str], newest_id: int | None
 ) -> str:
     """The project's HNSW index over its windows up to ``max_window_id`` (``pool`` of them),
     and an exact scan of the windows written since (``k``; ``annotations.search_index``).
@@ -241,23 +241,11 @@ def index_sql(
     project_id, model_id, bound = int(project.pk), int(model.pk), int(max_window_id)
     indexed = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id <= {bound}"
     index_part = _nearest(indexed, model, conditions, by_index=True, limit="pool")
-    if newest_window_id is None or newest_window_id <= bound:
+    if newest_id is None or newest_id <= bound:
         return index_part  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
-    newer = (
-        f"w.project_id = {project_id} AND w.model_id = {model_id} "
-        f"AND w.id > {bound} AND w.id <= {int(newest_window_id)}"
-    )
+    newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound} AND w.id <= {int(newest_id)}"
     return f"({index_part}) UNION ALL ({_nearest(newer, model, conditions, by_index=False)})"
-
-
-def newest_window_id(project: Project, model: EmbeddingModel) -> int | None:
-    """The project's highest window id for ``model`` (one step down window_project_model_id)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT max(id) FROM annotations_window WHERE project_id = %s AND model_id = %s", [project.pk, model.pk]
-        )
-        return cursor.fetchone()[0]
 
 
 def candidate_windows(recordings: str, params: dict, cap: int) -> int:

@@ -109,6 +109,23 @@ def request_index_build(project: Project, model: EmbeddingModel) -> SearchIndex:
     return row
 
 
+def newest_window_id(project: Project, model: EmbeddingModel) -> int | None:
+    """The project's highest window id for ``model``, one step down window_project_model_id.
+
+    Ordered by all three columns so that only that index can serve it: "max(id)" let the
+    planner walk the primary key back through every newer window of other projects
+    (measured: 78 ms past 100,000 of them, instead of 0.1 ms).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Window._meta.db_table} WHERE project_id = %s AND model_id = %s "
+            "ORDER BY project_id DESC, model_id DESC, id DESC LIMIT 1",
+            [project.pk, model.pk],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def unindexed_windows(project: Project, model: EmbeddingModel, max_window_id: int) -> int:
     return Window.objects.filter(project=project, model=model, id__gt=max_window_id).count()
 
@@ -141,8 +158,7 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [INDEX_LOCK_NAMESPACE, project.pk])
         try:
             row.refresh_from_db()
-            through = Window.objects.filter(project=project, model=model).order_by("-id").values_list("id", flat=True)
-            max_window_id = through.first() or 0
+            max_window_id = newest_window_id(project, model) or 0
             if row.index_name and row.max_window_id >= max_window_id:
                 SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.DONE)
                 return row
