@@ -138,6 +138,20 @@ def index_wanted(project: Project, model: EmbeddingModel) -> bool:
     return unindexed_windows(project, model, row.max_window_id if row else 0) >= REBUILD_AFTER_UNINDEXED
 
 
+def request_wanted_builds() -> int:
+    """Queue a build for every project and model whose unindexed windows make one worth it
+    (after an upgrade, or a build that a crash cut short); returns how many were queued."""
+    done = Recording.objects.filter(status=RecordingStatus.DONE, embedding_model__isnull=False)
+    pairs = done.values_list("deployment__project_id", "embedding_model_id").distinct().order_by()
+    queued = 0
+    for project_id, model_id in pairs:
+        project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
+        if index_wanted(project, model):
+            request_index_build(project, model)
+            queued += 1
+    return queued
+
+
 def _in_flight(row: SearchIndex) -> bool:
     """Whether a build of this index is queued or running, and not lost."""
     return (

@@ -26,7 +26,7 @@ from django.utils import timezone
 from annotations.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
 from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
-from annotations.models import ClipQuery, EmbeddingModel, Project, Recording, RecordingStatus
+from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from annotations.search_index import index_wanted, request_index_build
 from workers.embedding_models import LoadedModel, WindowOutputs
 
@@ -240,20 +240,6 @@ def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
         embedding_model=model_row(model),
     )
     return RecordingStatus.DONE
-
-
-def request_wanted_index_builds() -> int:
-    """Queue index builds for projects whose unindexed windows make one worth it (after an
-    upgrade, or a build that a crash cut short); returns how many were queued."""
-    done = Recording.objects.filter(status=RecordingStatus.DONE, embedding_model__isnull=False)
-    pairs = done.values_list("deployment__project_id", "embedding_model_id").distinct().order_by()
-    queued = 0
-    for project_id, model_id in pairs:
-        project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
-        if index_wanted(project, model):
-            request_index_build(project, model)
-            queued += 1
-    return queued
 
 
 def requeue_stalled() -> int:

@@ -48,7 +48,7 @@ def _warm_up_model(**_) -> None:
 def _pick_up_stalled_work(**_) -> None:
     """Resume what a crashed worker left unfinished (see ingest.requeue_stalled)."""
     requeued = ingest.requeue_stalled()
-    indexes = ingest.request_wanted_index_builds()
+    indexes = search_index.request_wanted_builds()
     # This is the pool's parent: children forked later must not share its connection.
     connections.close_all()
     if requeued:
