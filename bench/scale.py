@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import gc
 import statistics
 import time
 
@@ -433,10 +432,6 @@ def run(args) -> None:
     size = table_bytes()
     per_million = size / n * 1e6 / 2**30
     print(f"table + indexes: {size / n:,.0f} bytes per window, {per_million:.2f} GiB per million (goal <= 6)")
-    # The benchmark's own objects (corpus, ground truth) out of the garbage collector's
-    # sight, as a web process has none of them: collecting them cost 20-30 ms per query.
-    gc.collect()
-    gc.freeze()
     figures = measure_searches(big, small, model, corpus, args.queries)
     print("warm: each query's second run; cold: its first (rows read from disk or the OS cache)")
     header = f"{'search':24} {'p50 ms':>8} {'p95 ms':>8} {'x numpy':>8} {'cold p50':>9} {'recall':>7} {'min':>6}"
