@@ -36,21 +36,19 @@ INDEX_LOCK_NAMESPACE = 0x5EA2C8  # pg_advisory_lock(namespace, project) around a
 
 @dataclasses.dataclass(frozen=True)
 class IndexState:
-    """What a search or a page needs to know about a project's index for one model."""
+    """What a search needs to know about a project's index for one model (pages: IndexSummary)."""
 
     index_name: str  # empty when there is none yet
     max_window_id: int  # windows with higher ids are not in the index
     windows: int  # in the index
     status: str  # of the latest build
-    progress: float | None  # 0..1 while a build runs, as far as PostgreSQL reports it
 
 
 def index_state(project: Project, model: EmbeddingModel) -> IndexState:
     row = SearchIndex.objects.filter(project=project, model=model).first()
     if row is None:
-        return IndexState("", 0, 0, "", None)
-    progress = build_progress(row) if row.status == TaskStatus.RUNNING else None
-    return IndexState(row.index_name, row.max_window_id, row.windows, row.status, progress)
+        return IndexState("", 0, 0, "")
+    return IndexState(row.index_name, row.max_window_id, row.windows, row.status)
 
 
 @dataclasses.dataclass(frozen=True)
