@@ -1,31 +1,11 @@
-"""Log-in (throttled) and the account page with the user's API token."""
+"""The account page with the user's API token."""
 
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
-
-from frontend import login_throttle
-
-
-class ThrottledLoginView(auth_views.LoginView):
-    def post(self, request, *args, **kwargs):
-        address = request.META.get("REMOTE_ADDR", "")
-        username = request.POST.get("username", "")[:150]
-        if login_throttle.is_locked(address, username):
-            form = self.get_form()
-            form.add_error(None, ValidationError("Too many failed log-ins: wait 15 minutes and try again."))
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        response = super().post(request, *args, **kwargs)
-        if request.user.is_authenticated:
-            login_throttle.clear(address, username)
-        else:
-            login_throttle.record_failure(address, username)
-        return response
 
 
 @login_required

@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "perch_agile.login_limits.LoginLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -116,6 +117,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["perch_agile.login_limits.LimitedModelBackend"]
+# How many reverse proxies in front of the app append to X-Forwarded-For (docker compose:
+# nginx, 1). With 0, REMOTE_ADDR is the client and no forwarded header is believed.
+PERCH_AGILE_TRUSTED_PROXIES = int(os.environ.get("PERCH_AGILE_TRUSTED_PROXIES", 0))
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "frontend:projects"
 LOGOUT_REDIRECT_URL = "login"
@@ -166,7 +171,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("PERCH_AGILE_TOKEN_RATE", "20/min")},
+    "NUM_PROXIES": PERCH_AGILE_TRUSTED_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
@@ -194,8 +199,14 @@ CACHES = {
         "KEY_PREFIX": "perch_agile",
     }
 }
+# Password guessing (perch_agile/login_limits.py): failures per address and user name,
+# per address over all names, and the ceiling of the per-name delay.
 LOGIN_FAILURE_LIMIT = int(os.environ.get("PERCH_AGILE_LOGIN_FAILURE_LIMIT", 10))
+LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("PERCH_AGILE_LOGIN_ADDRESS_FAILURE_LIMIT", 50))
+LOGIN_USER_DELAY_MAX_S = 60
 LOGIN_FAILURE_WINDOW_S = 15 * 60
+PASSWORD_RESET_ADDRESS_LIMIT = 5
+PASSWORD_RESET_EMAIL_LIMIT = 3
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PERCH_AGILE_QUEUE", "perch_agile")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -17,7 +17,6 @@ from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotations import (
@@ -60,10 +59,7 @@ CONFIRM = OpenApiParameter("confirm", str, description="the exact name of what i
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a user name and password for an API token (rate-limited)."""
-
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+    """Exchange a user name and password for an API token (limited by perch_agile.login_limits)."""
 
 
 class ProjectListView(APIView):
