@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin
 
-from annotations import models
+from annotations import deployments, models
+from annotations.errors import InputError
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,6 +19,31 @@ class LabelInline(admin.TabularInline):
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "created_by", "created_at"]
     inlines = [MembershipInline, LabelInline]
+
+
+class FolderGrantForm(forms.ModelForm):
+    class Meta:
+        model = models.FolderGrant
+        fields = ["project", "folder"]
+
+    def clean_folder(self):
+        try:
+            return str(deployments.grantable_folder(self.cleaned_data["folder"]))
+        except InputError as error:
+            raise forms.ValidationError(str(error)) from error
+
+
+@admin.register(models.FolderGrant)
+class FolderGrantAdmin(admin.ModelAdmin):
+    """Site staff decide which server folders each project may read."""
+
+    form = FolderGrantForm
+    list_display = ["folder", "project", "granted_by", "granted_at"]
+    list_filter = ["project"]
+
+    def save_model(self, request, obj, form, change):
+        obj.granted_by = obj.granted_by or request.user
+        obj.save()
 
 
 @admin.register(models.Deployment)

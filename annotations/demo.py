@@ -86,6 +86,7 @@ def load_demo() -> Project:
             "search for similar ones, label them, train a classifier.",
             labels=["bird song", "background"],
         )
+        deployments.grant_folder(project, str(folder))  # the demo's own folder, set up by the site
         deployment = deployments.create_deployment(
             project, "Demo recorder", site="Sample site", server_folder=str(folder)
         )

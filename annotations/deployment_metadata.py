@@ -21,8 +21,8 @@ from django.db import transaction
 
 from annotations.deployments import (
     METADATA_FIELDS,
-    confined_folder,
     create_deployment,
+    granted_folder,
     metadata_problems,
     move_server_folder,
     update_deployment,
@@ -146,7 +146,7 @@ def import_deployment_metadata(project: Project, text: str) -> MetadataImport:
                     created.append(row.name)
                     continue
                 deployment = matches[0]
-                if row.server_folder and str(confined_folder(row.server_folder)) != deployment.server_folder:
+                if row.server_folder and str(granted_folder(project, row.server_folder)) != deployment.server_folder:
                     move_server_folder(deployment, row.server_folder)  # its files, found again there
                 update_deployment(deployment, **row.metadata)
                 updated.append(row.name)

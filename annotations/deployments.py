@@ -27,6 +27,7 @@ from annotations.models import (
     Classifier,
     Deployment,
     Detection,
+    FolderGrant,
     LabelChange,
     Membership,
     Project,
@@ -111,12 +112,12 @@ def create_deployment(project: Project, name: str, server_folder: str = "", **me
     """
     deployment = Deployment(project=project, name=name, **metadata)
     _check_metadata(deployment)
-    folder = confined_folder(server_folder) if server_folder else None
+    folder = granted_folder(project, server_folder) if server_folder else None
     with transaction.atomic():
         deployment.server_folder = str(folder or "")
         deployment.save()
         if folder and not (scan := register_folder_files(deployment, folder)).recordings:
-            raise InputError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {folder}: {scan.summary()}")
+            raise InputError(_no_audio(server_folder, scan))
     return deployment
 
 
@@ -125,7 +126,7 @@ def move_server_folder(deployment: Deployment, server_folder: str) -> FolderScan
     moved): its recordings are found again there by content; new files are added."""
     if not server_folder:
         raise InputError("a deployment that reads a server folder keeps one; give its new place")
-    folder = confined_folder(server_folder)
+    folder = granted_folder(deployment.project, server_folder)
     with transaction.atomic():
         deployment.server_folder = str(folder)
         deployment.save(update_fields=["server_folder"])
@@ -172,15 +173,49 @@ def update_deployment(deployment: Deployment, **metadata) -> Deployment:
     return deployment
 
 
-def confined_folder(folder: str) -> Path:
-    """Resolve a server folder and check that it lies inside a configured audio root."""
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _no_audio(folder: str, scan: FolderScan | None = None) -> str:
+    """One answer for a missing and an empty folder: neither tells what exists on the server."""
+    found = f": {scan.summary()}" if scan and (scan.known or scan.moved or scan.skipped) else ""
+    return f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {folder}{found}"
+
+
+def grantable_folder(folder: str) -> Path:
+    """``folder`` resolved, if it is a folder inside the server's audio roots (for staff)."""
     resolved = Path(folder).resolve()  # follows symlinks, so a link cannot escape
-    roots = settings.PERCH_AGILE_AUDIO_ROOTS
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        allowed = ", ".join(str(root) for root in roots)
-        raise InputError(f"{folder} is outside the allowed audio folders ({allowed}).")
+    if not any(_within(resolved, root) for root in settings.PERCH_AGILE_AUDIO_ROOTS):
+        roots = ", ".join(str(root) for root in settings.PERCH_AGILE_AUDIO_ROOTS)
+        raise InputError(f"{folder} is outside the audio roots of this server ({roots}: PERCH_AGILE_AUDIO_ROOTS)")
     if not resolved.is_dir():
-        raise InputError(f"{folder} is not a folder on the server.")
+        raise InputError(f"{folder} is not a folder on the server")
+    return resolved
+
+
+def grant_folder(project: Project, folder: str, granted_by=None) -> FolderGrant:
+    """Let ``project`` register deployments from ``folder`` and below: a site-staff decision."""
+    grant, _ = FolderGrant.objects.get_or_create(
+        project=project, folder=str(grantable_folder(folder)), defaults={"granted_by": granted_by}
+    )
+    return grant
+
+
+def granted_folder(project: Project, folder: str) -> Path:
+    """Resolve a server folder a project admin names, and check that it lies inside a folder
+    granted to the project (and still inside the audio roots). The refusal names neither the
+    roots nor the grants of other projects, and a missing folder reads like an empty one."""
+    resolved = Path(folder).resolve()
+    grants = [Path(grant.folder) for grant in project.folder_grants.all()]
+    inside_roots = any(_within(resolved, root) for root in settings.PERCH_AGILE_AUDIO_ROOTS)
+    if not inside_roots or not any(_within(resolved, grant) for grant in grants):
+        raise InputError(
+            f"{folder} is not in a server folder granted to this project; site staff grant folders "
+            "(Django admin, Folder grants), and the project's settings list the ones it has"
+        )
+    if not resolved.is_dir():
+        raise InputError(_no_audio(folder))
     return resolved
 
 

@@ -113,6 +113,26 @@ class Deployment(models.Model):
         return self.name
 
 
+class FolderGrant(models.Model):
+    """A server folder (and everything under it) that site staff let one project read.
+
+    A project admin registers deployments only from folders granted to the project, so
+    that no project reads another's audio by naming its folder.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="folder_grants")
+    folder = models.CharField(max_length=1000)  # resolved, inside PERCH_AGILE_AUDIO_ROOTS
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["folder"]
+        constraints = [models.UniqueConstraint(fields=["project", "folder"], name="folder_grant_once")]
+
+    def __str__(self) -> str:
+        return self.folder
+
+
 class RecordingStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     EMBEDDING = "embedding", "Embedding"

@@ -64,6 +64,7 @@ def project(request, project_id):
         "labels": labeling.label_counts(project),
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
         "probe_types": ProbeType.choices,
+        "folder_grants": project.folder_grants.all(),
     }
     return render(request, "frontend/project.html", context)
 

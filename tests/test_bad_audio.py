@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotations.deployments import create_deployment, create_project, queue_ingest
+from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.models import Recording, RecordingStatus
 from tests.audio_corpus import make_hostile_corpus
 from tests.conftest import wait_for
@@ -20,6 +20,7 @@ def test_every_hostile_file_gets_a_state_and_the_good_ones_ingest(
     expected = make_hostile_corpus(tmp_path / "field", samples, rate)
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
     project = create_project(make_user("admin"), "Hostile")
+    grant_folder(project, str(tmp_path / "field"))
     deployment = create_deployment(project, "Field", server_folder=str(tmp_path / "field"))
     assert queue_ingest(deployment) == len(expected)
     pending = [RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]

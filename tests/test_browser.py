@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from annotations.deployments import create_deployment, create_project, queue_ingest
+from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.labeling import set_label
 from annotations.membership import add_member
 from annotations.models import Annotation, Recording, RecordingStatus, UploadSession, Window
@@ -60,6 +60,7 @@ def ingest_ridge(settings, tmp_path, birdsong, user, count: int):
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
     recordings = make_recordings(tmp_path / "ridge", samples, rate, count=count)
     project = create_project(user, "Ridge survey", labels=["bird"])
+    grant_folder(project, str(tmp_path / "ridge"))
     deployment = create_deployment(project, "Ridge", site="R1", server_folder=str(tmp_path / "ridge"))
     queue_ingest(deployment)
     pending = [RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from annotations.deployments import grant_folder
 from annotations.embedding_store import window_embeddings
 from annotations.exports import SEQUENCE_TABLE_NAME
-from annotations.models import Annotation, ClassifierExample, Detection, Window, WindowScore
+from annotations.models import Annotation, ClassifierExample, Detection, Project, Window, WindowScore
 from tests.audio_corpus import make_bad_files, make_recordings
 from tests.conftest import wait_for
 
@@ -54,6 +55,7 @@ def ingested(celery_worker_process, media_root, settings, tmp_path, birdsong, ma
     # Files registered from a server folder are not sniffed on the way in: ingest reports them.
     folder = tmp_path / "bad"
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    grant_folder(Project.objects.get(pk=project["id"]), str(folder))  # site staff's decision
     response = client.post(f"{base}/deployments/", {"name": "Folder", "server_folder": str(folder)}, format="json")
     assert response.status_code == 201, response.content
     folder_deployment = response.json()

@@ -13,6 +13,7 @@ from annotations.deployments import (
     create_deployment,
     create_project,
     file_fingerprint,
+    grant_folder,
     queue_ingest,
     start_time_problems,
 )
@@ -46,6 +47,7 @@ def test_a_file_moved_inside_the_folder_keeps_its_recording_windows_and_labels(c
     _, folder = card
     user = make_user("admin")
     project = create_project(user, "Card", labels=["owl"])
+    grant_folder(project, str(folder))
     deployment = create_deployment(project, "Card 1", server_folder=str(folder))
     recording = Recording.objects.get(filename="20240522_053000.WAV")
     model = register_embedding_model("test-model", "1", 4, 1.0, 1.0, 16_000)
@@ -67,6 +69,7 @@ def test_a_folder_mounted_elsewhere_is_found_again_by_content(card, make_user, c
     root, folder = card
     user = make_user("admin")
     project = create_project(user, "Card", labels=["owl"])
+    grant_folder(project, str(root))  # the whole card root: its second disk too
     deployment = create_deployment(project, "Card 1", server_folder=str(folder))
     before = dict(deployment.recordings.values_list("filename", "pk"))
     moved = root / "disk2" / "card1"
@@ -88,6 +91,7 @@ def test_doubtful_start_times_are_pointed_out(card, make_user, client_for):
     _, folder = card
     user = make_user("admin")
     project = create_project(user, "Card", labels=["owl"])
+    grant_folder(project, str(folder))
     deployment = create_deployment(
         project,
         "Card 1",

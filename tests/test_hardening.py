@@ -8,8 +8,9 @@ import soundfile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from annotations.deployments import create_deployment, create_project
+from annotations.deployments import create_deployment, create_project, grant_folder
 from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.errors import InputError
 from annotations.models import (
     Annotation,
     Deployment,
@@ -86,12 +87,14 @@ def test_server_folders_are_confined_to_the_audio_roots(client_for, owner, proje
     (root / "escape").symlink_to(outside)
     (root / "site" / "linked.wav").symlink_to(outside / "secret.wav")
     settings.PERCH_AGILE_AUDIO_ROOTS = [root]
+    grant_folder(project, str(root))
     api = client_for(owner)
     url = f"/api/projects/{project.pk}/deployments/"
     for folder in (str(outside), f"{root}/../private", str(root / "escape")):
         response = api.post(url, {"name": "X", "server_folder": folder}, format="json")
         assert response.status_code == 400
-        assert "outside the allowed audio folders" in response.json()["error"]
+        assert "not in a server folder granted to this project" in response.json()["error"]
+        assert str(tmp_path) not in response.json()["error"].replace(folder, "")  # names no root
     response = api.post(url, {"name": "Site", "server_folder": str(root / "site")}, format="json")
     assert response.status_code == 201
     # The symlink inside the folder that leads outside it is not registered.
@@ -99,6 +102,40 @@ def test_server_folders_are_confined_to_the_audio_roots(client_for, owner, proje
         "a.wav"
     ]
     assert Deployment.objects.filter(name="X").count() == 0
+
+
+def test_only_folders_granted_to_a_project_can_be_registered(client_for, owner, project, make_user, settings, tmp_path):
+    root = tmp_path / "audio"
+    (root / "theirs").mkdir(parents=True)
+    (root / "theirs" / "dawn.wav").write_bytes(wav_bytes())
+    (root / "ours" / "empty").mkdir(parents=True)
+    settings.PERCH_AGILE_AUDIO_ROOTS = [root]
+    grant_folder(project, str(root / "theirs"))
+    create_deployment(project, "Theirs", server_folder=str(root / "theirs"))
+    stranger = make_user("stranger")  # any account can make a project and be its admin
+    other = create_project(stranger, "Other")
+    grant_folder(other, str(root / "ours"))
+    api = client_for(stranger)
+    url = f"/api/projects/{other.pk}/deployments/"
+    for folder in (root / "theirs", root, root / "theirs" / "dawn.wav"):
+        response = api.post(url, {"name": "Grab", "server_folder": str(folder)}, format="json")
+        assert response.status_code == 400
+        assert "not in a server folder granted to this project" in response.json()["error"]
+    assert not Deployment.objects.filter(project=other).exists()
+    assert not Recording.objects.filter(deployment__project=other).exists()
+    # Inside its own grant, a missing folder answers like an empty one.
+    missing = api.post(url, {"name": "M", "server_folder": str(root / "ours" / "nope")}, format="json").json()
+    empty = api.post(url, {"name": "E", "server_folder": str(root / "ours" / "empty")}, format="json").json()
+    assert missing["error"].replace("nope", "X") == empty["error"].replace("empty", "X")
+
+
+def test_staff_grant_folders_inside_the_audio_roots_only(project, settings, tmp_path):
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path / "audio"]
+    (tmp_path / "audio" / "card").mkdir(parents=True)
+    (tmp_path / "private").mkdir()
+    with pytest.raises(InputError, match="outside the audio roots"):
+        grant_folder(project, str(tmp_path / "private"))
+    assert grant_folder(project, str(tmp_path / "audio" / "card" / "..")).folder == str(tmp_path / "audio")
 
 
 def test_a_folder_without_audio_says_what_it_holds_and_new_files_are_found_later(
@@ -109,6 +146,7 @@ def test_a_folder_without_audio_says_what_it_holds_and_new_files_are_found_later
     for name in ("CONFIG.TXT", "log.txt", "notes"):
         (folder / name).write_text("not audio")
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path / "audio"]
+    grant_folder(project, str(folder))
     api = client_for(owner)
     url = f"/api/projects/{project.pk}/deployments/"
     response = api.post(url, {"name": "Card", "server_folder": str(folder)}, format="json")

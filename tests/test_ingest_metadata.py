@@ -17,7 +17,7 @@ from django.test import Client
 
 from annotations.audio import AudioError, iter_resampled_blocks, read_segment, wav_info_comment
 from annotations.deployment_metadata import import_deployment_metadata, parse_metadata_csv
-from annotations.deployments import create_deployment, create_project, queue_ingest
+from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.models import Deployment, Membership, Recording, RecordingStatus, Role, StartTimeSource, Window
@@ -168,6 +168,7 @@ def test_uploaded_and_folder_files_get_their_start_times(projects, client_for, m
     folder.mkdir()
     (folder / "SM4_20240101_220000.wav").write_bytes(wav_bytes(audio, 48_000))
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    grant_folder(projects.project, str(folder))
     songmeter = create_deployment(projects.project, "Song Meter", server_folder=str(folder), timezone="Europe/Berlin")
     recording = songmeter.recordings.get()
     assert recording.started_at == dt.datetime(2024, 1, 1, 21, tzinfo=dt.UTC)
@@ -246,7 +247,7 @@ def test_deployment_metadata_through_the_api(projects, client_for):
     response = admin.patch(detail, {"retrieved_on": "2024-04-01"}, format="json")
     assert response.status_code == 400 and "before deployed_on" in response.json()["error"]
     response = admin.patch(detail, {"server_folder": "/elsewhere"}, format="json")
-    assert response.status_code == 400 and "outside the allowed audio folders" in response.json()["error"]
+    assert response.status_code == 400 and "not in a server folder granted" in response.json()["error"]
     assert not Deployment.objects.filter(name="X").exists()
 
     response = admin.patch(detail, {"timezone": "America/Sao_Paulo", "channel": None, "site": "South"}, format="json")
@@ -287,6 +288,7 @@ def test_csv_metadata_creates_and_updates_deployments(projects, tmp_path, settin
     folder.mkdir()
     (folder / "20240601_050000.WAV").write_bytes(wav_bytes(np.zeros((480, 1), np.float32), 48_000))
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    grant_folder(projects.project, str(folder))
     result = import_deployment_metadata(
         projects.project, f"name;site;server_folder\nValley;Bay;\nLake;Shore;{folder}\n"
     )
@@ -466,6 +468,7 @@ def test_worker_embeds_the_chosen_channel_keeps_predictions_and_reads_the_commen
     (folder / "20240521_193000.WAV").write_bytes(wav_bytes(stereo, rate, COMMENT))
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
     project = create_project(make_user("admin"), "Channels")
+    grant_folder(project, str(folder))
     song, silence, missing = (
         create_deployment(project, f"channel {channel}", server_folder=str(folder), channel=channel)
         for channel in (1, 0, 2)

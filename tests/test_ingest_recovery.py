@@ -11,7 +11,7 @@ import pytest
 import soundfile
 from django.db.models import Count
 
-from annotations.deployments import create_deployment, create_project, queue_ingest
+from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.models import Recording, RecordingStatus, Window
 from perch_agile.celery import app as celery_app
 from tests.audio_corpus import brown_noise
@@ -46,6 +46,7 @@ def deployment_of(tmp_path, birdsong, make_user, settings, count: int, seconds: 
         soundfile.write(str(folder / f"rec{i:02d}.wav"), audio, rate)
     settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
     project = create_project(make_user("admin"), "Recovery")
+    grant_folder(project, str(folder))
     return create_deployment(project, "D", server_folder=str(folder))
 
 
