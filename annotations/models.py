@@ -245,6 +245,58 @@ class Annotation(models.Model):
         return f"{self.label_id} {self.value} by {self.annotator_id} on window {self.window_id}"
 
 
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PLANNED = "planned", "Waiting for a decision"  # it would change existing labels
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportMode(models.TextChoices):
+    KEEP = "keep", "Keep existing labels"
+    OVERWRITE = "overwrite", "Overwrite existing labels"
+
+
+class LabelImport(models.Model):
+    """A table of labels from another tool, matched to windows before anything is written.
+
+    The plan (``window_ids``, ``label_ids``, ``values``: one entry per labeled window and
+    label) is compared with the importer's own labels: ``new``, ``same`` and ``changed``;
+    ``disagreeing`` counts other annotators' differing labels, which an import never touches.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_imports")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="label_imports")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    file_name = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    mode = models.CharField(max_length=16, choices=ImportMode.choices, blank=True)
+    error = models.TextField(blank=True)
+    # What a worker still has to read (large tables); emptied once planned.
+    text = models.TextField(blank=True)
+    label_override = models.CharField(max_length=100, blank=True)
+    recording_name = models.CharField(max_length=300, blank=True)
+    selections = models.PositiveIntegerField(default=0)
+    unmatched_selections = models.PositiveIntegerField(default=0)
+    unmatched_files = ArrayField(models.CharField(max_length=300), default=list, blank=True)
+    window_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    label_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    values = ArrayField(models.CharField(max_length=16), default=list, blank=True)
+    new = models.PositiveIntegerField(default=0)
+    same = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    disagreeing = models.PositiveIntegerField(default=0)
+    disagreeing_annotators = ArrayField(models.CharField(max_length=150), default=list, blank=True)
+    written = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'label table'} ({self.status})"
+
+
 class LabelChange(models.Model):
     """The audit trail: every label given, changed or removed, and by whom.
 
@@ -257,6 +309,10 @@ class LabelChange(models.Model):
     old_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
     new_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
     changed_at = models.DateTimeField(auto_now_add=True)
+    # The table the change came from, when it was imported.
+    label_import = models.ForeignKey(
+        "LabelImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ["-changed_at", "-id"]

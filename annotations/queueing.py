@@ -22,6 +22,7 @@ TRAIN_CLASSIFIER = "workers.tasks.train_classifier"
 SCORE_PROJECT = "workers.tasks.score_project"
 RUN_INFERENCE = "workers.tasks.run_inference"
 BUILD_SEARCH_INDEX = "workers.tasks.build_search_index"
+IMPORT_LABELS = "workers.tasks.import_labels"
 
 
 class QueueUnavailable(Exception):

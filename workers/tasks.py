@@ -15,7 +15,7 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
-from annotations import search_index, stored_scores
+from annotations import label_import, search_index, stored_scores
 from annotations.models import Classifier, EmbeddingModel, InferenceRun, Project, TaskStatus
 from annotations.training import train
 from workers import ingest
@@ -104,6 +104,19 @@ def build_search_index(project_id: int, model_id: int) -> str:
     except Exception as error:
         logger.exception("search index build for project %s failed", project_id)
         search_index.record_failure(project, model, repr(error))
+        raise
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=3600)
+def import_labels(import_id: int) -> str:
+    try:
+        label_import.run_queued_import(import_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:
+        logger.exception("label import %s failed", import_id)
+        label_import.fail(import_id, repr(error))
         raise
     return TaskStatus.DONE
 

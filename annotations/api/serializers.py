@@ -9,10 +9,12 @@ from annotations.models import (
     ClipQuery,
     Combine,
     Deployment,
+    ImportMode,
     InferenceRun,
     Label,
     LabelChange,
     LabeledFilter,
+    LabelImport,
     LabelValue,
     Membership,
     ProbeType,
@@ -292,11 +294,41 @@ class SiteDaySerializer(serializers.Serializer):
     detections = serializers.IntegerField()
 
 
-class ImportSummarySerializer(serializers.Serializer):
-    selections = serializers.IntegerField()
-    windows_labeled = serializers.IntegerField()
-    unmatched_files = serializers.ListField(child=serializers.CharField())
-    unmatched_selections = serializers.IntegerField()
+class LabelImportSerializer(serializers.ModelSerializer):
+    """A label import: what it matched, how it compares with existing labels, what it wrote."""
+
+    windows = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LabelImport
+        fields = [
+            "id",
+            "deployment",
+            "file_name",
+            "status",
+            "mode",
+            "error",
+            "selections",
+            "unmatched_selections",
+            "unmatched_files",
+            "windows",
+            "new",
+            "same",
+            "changed",
+            "disagreeing",
+            "disagreeing_annotators",
+            "written",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_windows(self, label_import) -> int:
+        """(window, label) pairs the table labels: new + same + changed."""
+        return label_import.new + label_import.same + label_import.changed
+
+
+class ImportDecisionSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=ImportMode.choices)
 
 
 class ClassifierOutputSerializer(serializers.ModelSerializer):

@@ -26,6 +26,7 @@ urlpatterns = [
     path(P + "deployments/<id:deployment_id>/ingest/", v.DeploymentIngestView.as_view(), name="deployment-ingest"),
     path(P + "deployments/<id:deployment_id>/recordings/", v.RecordingListView.as_view(), name="recording-list"),
     path(P + "deployments/<id:deployment_id>/label-import/", v.LabelImportView.as_view(), name="label-import"),
+    path(P + "label-imports/<id:import_id>/", v.LabelImportDetailView.as_view(), name="label-import-detail"),
     path(P + "recordings/<id:recording_id>/", v.RecordingDetailView.as_view(), name="recording-detail"),
     path(P + "recordings/<id:recording_id>/windows/", v.WindowListView.as_view(), name="window-list"),
     path(P + "windows/<id:window_id>/audio/", v.WindowAudioView.as_view(), name="window-audio"),

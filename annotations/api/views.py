@@ -43,8 +43,10 @@ from annotations.models import (
     Classifier,
     ClipQuery,
     Deployment,
+    ImportStatus,
     InferenceRun,
     Label,
+    LabelImport,
     Membership,
     Recording,
     Role,
@@ -709,18 +711,46 @@ class LabelImportView(ProjectView):
                 },
             )
         },
-        responses={200: s.ImportSummarySerializer, **ERRORS},
+        responses={200: s.LabelImportSerializer, 202: s.LabelImportSerializer, **ERRORS},
     )
     def post(self, request, project_id, deployment_id):
+        """Planned first: written at once unless it would change the importer's labels
+        (then ``status`` is ``planned`` until a decision); large tables answer 202, queued."""
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         upload = request.FILES.get("file")
         if upload is None:
             raise InputError("send the table as the multipart field 'file'")
         text = read_text_table(upload, label_import.MAX_BYTES, "a label table")
-        summary = label_import.import_labels(
-            deployment, request.user, text, request.data.get("label", ""), request.data.get("recording", "")
+        started = label_import.start_import(
+            deployment,
+            request.user,
+            text,
+            label=request.data.get("label", ""),
+            recording_name=request.data.get("recording", ""),
+            upload_name=upload.name or "",
+            mode=request.data.get("mode", ""),
         )
-        return Response(s.ImportSummarySerializer(summary).data)
+        queued = started.status == ImportStatus.QUEUED
+        return Response(s.LabelImportSerializer(started).data, status=202 if queued else 200)
+
+
+class LabelImportDetailView(ProjectView):
+    """One of the user's own label imports: its plan, and the decision it may wait for."""
+
+    def label_import(self, import_id) -> LabelImport:
+        return get_object_or_404(LabelImport, pk=import_id, project=self.project, user=self.request.user)
+
+    @extend_schema(responses={200: s.LabelImportSerializer, **ERRORS})
+    def get(self, request, project_id, import_id):
+        return Response(s.LabelImportSerializer(self.label_import(import_id)).data)
+
+    @extend_schema(request=s.ImportDecisionSerializer, responses={200: s.LabelImportSerializer, **ERRORS})
+    def post(self, request, project_id, import_id):
+        """Decide a planned import: ``keep`` the labels you gave, or ``overwrite`` them."""
+        mode = _valid(s.ImportDecisionSerializer, request.data)["mode"]
+        decided = label_import.decide_import(self.label_import(import_id), mode)
+        queued = decided.status == ImportStatus.QUEUED
+        return Response(s.LabelImportSerializer(decided).data, status=202 if queued else 200)
 
 
 class DetectionCsvView(ProjectView):

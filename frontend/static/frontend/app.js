@@ -59,14 +59,45 @@ document.addEventListener("submit", async (event) => {
   } else if (form.dataset.importForm) {
     event.preventDefault();
     try {
-      const result = await api(form.dataset.importForm, { method: "POST", body: new FormData(form) });
-      const unmatched = result.unmatched_files.length ? ` Files not in this deployment: ${result.unmatched_files.join(", ")}.` : "";
-      flash(`${result.selections} selections labeled ${result.windows_labeled} windows.${unmatched}`);
+      showImport(form, await api(form.dataset.importForm, { method: "POST", body: new FormData(form) }));
     } catch (error) {
       flash(error.message, "error");
     }
   }
 });
+
+// A label import: written, waiting for a keep-or-overwrite decision, or queued for a worker.
+async function showImport(form, result) {
+  const box = form.querySelector("[data-import-decision]");
+  box.hidden = true;
+  const url = form.dataset.importDetail.replace(/0\/$/, `${result.id}/`);
+  const unmatched = result.unmatched_files.length ? ` Files not in this deployment: ${result.unmatched_files.join(", ")}.` : "";
+  const others = result.disagreeing ? ` ${result.disagreeing} label(s) of ${result.disagreeing_annotators.join(", ")} differ; theirs stay.` : "";
+  const counts = `${result.selections} selections: ${result.windows} window label(s), ${result.new} new, ${result.same} the same, ${result.changed} different from yours.`;
+  if (result.status === "queued") {
+    flash(`Importing ${result.file_name || "the table"} in the background…`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return showImport(form, await api(url));
+  }
+  if (result.status === "failed") return flash(`Nothing was imported: ${result.error}`, "error");
+  if (result.status === "planned") {
+    box.querySelector("[data-import-summary]").textContent = `${counts}${others}${unmatched} Nothing is written until you choose.`;
+    box.hidden = false;
+    for (const button of box.querySelectorAll("[data-import-mode]")) {
+      button.onclick = async () => {
+        box.hidden = true;
+        try {
+          const decision = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ mode: button.dataset.importMode }) };
+          showImport(form, await api(url, decision));
+        } catch (error) {
+          flash(error.message, "error");
+        }
+      };
+    }
+    return;
+  }
+  flash(`Imported: ${result.written} label(s) written. ${counts}${others}${unmatched}`);
+}
 
 document.addEventListener("click", async (event) => {
   const ingest = event.target.closest("[data-ingest]");
