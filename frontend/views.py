@@ -38,6 +38,7 @@ from annotations.spectrograms import SpectrogramStyle
 from annotations.stored_scores import windows_above
 from annotations.text_uploads import read_text_table
 from frontend import charts
+from perch_agile.params import seconds, whole_number
 
 
 @login_required
@@ -149,10 +150,10 @@ def recording(request, project_id, recording_id):
     )
     duration = recording.duration_s or 0.0
     try:
-        start = float(request.GET.get("start", 0))
-    except ValueError:
-        start = 0.0
-    start = max(0.0, min(start if start == start else 0.0, max(0.0, duration - 1)))  # NaN and overshoot: clamp
+        start = seconds(request.GET.get("start", "0"), "start")
+    except InputError:
+        start = 0.0  # a page link, not an API: show the recording from its start
+    start = min(start, max(0.0, duration - 1))
     start = RECORDING_SPAN_S * int(start // RECORDING_SPAN_S)
     end = min(start + RECORDING_SPAN_S, duration) if duration else start + RECORDING_SPAN_S
     windows = recording.windows.defer("embedding").filter(start_s__gte=start, start_s__lt=end)
@@ -187,7 +188,7 @@ def label_review(request, project_id, label_id):
         label, annotator_id, value if value in LabelValue.values else "", conflicts_only=conflicts
     )
     try:
-        offset = _page_int(request.GET.get("offset", "0"))
+        offset = whole_number(request.GET.get("offset", "0"), "offset")
     except InputError:
         offset = 0
     page_ids = ids[offset : offset + search_service.PAGE_SIZE]
@@ -232,8 +233,9 @@ def search(request, project_id):
     }
     try:
         if "history" in request.GET:
-            record = get_object_or_404(SearchRecord, pk=_page_int(request.GET["history"]), project=project)
-            offset = _page_int(request.GET.get("offset", "0"))
+            record_id = whole_number(request.GET["history"], "history")
+            record = get_object_or_404(SearchRecord, pk=record_id, project=project)
+            offset = whole_number(request.GET.get("offset", "0"), "offset")
             context.update(_search_results(project, record, offset))
             if request.GET.get("partial"):
                 return render(request, "frontend/_hit_items.html", {**context, "partial": True})
@@ -264,12 +266,6 @@ def _search_results(project, record: SearchRecord, offset: int) -> dict:
     if next_offset < record.result_count:
         context["next_page"] = f"?history={record.pk}&offset={next_offset}"
     return context
-
-
-def _page_int(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise InputError(f"{value[:20]!r} is not a valid number")
-    return int(value)
 
 
 def _example_windows(spec) -> list[tuple[str, Window]]:
@@ -336,7 +332,7 @@ def review(request, project_id, classifier_id):
     classifier = get_object_or_404(Classifier, pk=classifier_id, project=project)
     context = {"project": project, "classifier": classifier, "labels": project.labels.all(), "hits": None}
     try:
-        label_id = int(request.GET.get("label", ""))
+        label_id = whole_number(request.GET.get("label", ""), "label")
         kind = request.GET.get("kind", "top")
         context["hits"] = search_service.hits_for(review_queues.review_queue(classifier, label_id, kind, size=50))
         context["kind"] = kind

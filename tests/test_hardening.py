@@ -281,3 +281,44 @@ def test_deleting_asks_for_the_name_and_says_what_goes(
     assert b"Type <code>Wetlands</code> to confirm" in client.get(f"/projects/{project.pk}/settings/").content
     assert api.delete(f"/api/projects/{project.pk}/?confirm=Wetlands").status_code == 200
     assert not Project.objects.filter(pk=project.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "٣", "1e3", "nan", "-1", " 1", "99999999999999999999", "１"], ids=lambda v: ascii(v)
+)
+def test_every_number_a_client_sends_is_ascii_digits_or_a_400(client_for, owner, project, value):
+    deployment = create_deployment(project, "D")
+    model = register_embedding_model("m", "1", 4, 1.0, 1.0, 16_000)
+    recording = Recording.objects.create(
+        deployment=deployment, path="/x/a.wav", filename="a.wav", status=RecordingStatus.DONE, duration_s=3
+    )
+    replace_windows(recording.pk, model, np.arange(3.0), np.arange(3.0) + 1, np.ones((3, 4), np.float32))
+    window = recording.windows.first()
+    label = project.labels.create(name="owl")
+    api = client_for(owner)
+    base = f"/api/projects/{project.pk}"
+    for url in (
+        f"{base}/windows/{window.pk}/spectrogram.png?gain={value}",
+        f"{base}/windows/{window.pk}/audio/?context={value}",
+        f"{base}/annotations/?window={value}",
+        f"{base}/recordings/{recording.pk}/spectrogram.png?start={value}&end=2",
+    ):
+        response = api.get(url)
+        assert response.status_code == 400, (url, response.status_code)
+        assert response.json()["error"]
+    page = Client()
+    page.force_login(owner)
+    for url in (
+        f"/projects/{project.pk}/search/?history={value}",
+        f"/projects/{project.pk}/labels/{label.pk}/?offset={value}",
+        f"/projects/{project.pk}/recordings/{recording.pk}/?start={value}",
+    ):
+        assert page.get(url).status_code == 200, url  # the page, with the error said on it
+
+
+@pytest.mark.parametrize("body", ["[" * 1000 + "]" * 1000, '{"a":' * 1000 + "1" + "}" * 1000, '{"name": NaN}'])
+def test_deeply_nested_or_odd_json_is_a_400(client_for, owner, project, body):
+    api = client_for(owner)
+    for url in ("/api/projects/", f"/api/projects/{project.pk}/search/", f"/api/projects/{project.pk}/labels/"):
+        response = api.post(url, body, content_type="application/json")
+        assert response.status_code == 400, (url, response.status_code)

@@ -24,9 +24,9 @@ from annotations.models import (
 )
 from annotations.search import SearchFilters, SearchSpec
 from annotations.stored_scores import windows_above
+from perch_agile.params import MAX_ID
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
-MAX_ID = 2**63 - 1
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -14,9 +14,9 @@ from rest_framework.response import Response
 
 from annotations import uploads
 from annotations.access import Action
-from annotations.api.serializers import MAX_ID
-from annotations.api.views import ERRORS, ProjectView, _int, _valid
+from annotations.api.views import ERRORS, ProjectView, _valid
 from annotations.models import Deployment, UploadSession
+from perch_agile.params import MAX_ID, whole_number
 
 UPLOAD_OFFSET = OpenApiParameter(
     "Upload-Offset",
@@ -89,8 +89,8 @@ class UploadDetailView(ProjectView):
         """Append the request body (at most 16 MiB) at Upload-Offset. The body is streamed to
         disk, never read whole; the last chunk makes the file a recording."""
         session = self._session(deployment_id, upload_id)
-        offset = _int(request.headers.get("Upload-Offset"), "the Upload-Offset header")
-        length = _int(request.headers.get("Content-Length") or 0, "the Content-Length header")
+        offset = whole_number(request.headers.get("Upload-Offset"), "the Upload-Offset header")
+        length = whole_number(request.headers.get("Content-Length") or "0", "the Content-Length header")
         try:
             session = uploads.append_chunk(session, offset, request.stream, length)
         except uploads.OffsetMismatch as conflict:

@@ -55,6 +55,7 @@ from annotations.models import (
 from annotations.playback import window_wav
 from annotations.search_index import index_summaries
 from annotations.text_uploads import read_text_table
+from perch_agile.params import seconds, whole_number
 
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
 CONFIRM = OpenApiParameter("confirm", str, description="the exact name of what is deleted, as confirmation")
@@ -351,12 +352,7 @@ class WindowAudioView(ProjectView):
     )
     def get(self, request, project_id, window_id):
         window = self.window(window_id)
-        try:
-            context_s = float(request.query_params.get("context", 0))
-            if context_s != context_s:  # NaN
-                raise ValueError
-        except ValueError:
-            raise InputError("context must be a number of seconds") from None
+        context_s = _optional_seconds(request.query_params.get("context"), "context") or 0.0
         return HttpResponse(window_wav(window, context_s), content_type="audio/wav")
 
 
@@ -373,15 +369,7 @@ class SearchView(ProjectView):
 
 
 def _optional_seconds(value, name: str) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number of seconds") from None
-    if not 0 <= seconds < 1e7:  # also refuses NaN
-        raise InputError(f"{name} must be a number of seconds from 0")
-    return seconds
+    return None if value in (None, "") else seconds(value, name)
 
 
 class RegionQueryView(ProjectView):
@@ -401,10 +389,8 @@ SPECTROGRAM_STYLE = [
 
 
 def _spectrogram_style(params) -> spectrograms.SpectrogramStyle:
-    gain = params.get("gain", "0")
-    if not gain.isdigit():
-        raise InputError(f"gain must be one of {', '.join(map(str, spectrograms.GAINS_DB))} dB")
-    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=int(gain))
+    gain = whole_number(params.get("gain", "0"), "gain (dB)", maximum=max(spectrograms.GAINS_DB))
+    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=gain)
 
 
 def _png(path) -> FileResponse:
@@ -487,7 +473,7 @@ class AnnotationListView(ProjectView):
     def get(self, request, project_id):
         annotations = Annotation.objects.filter(label__project=self.project).select_related("label", "annotator")
         if window := request.query_params.get("window"):
-            annotations = annotations.filter(window_id=_int(window, "window"))
+            annotations = annotations.filter(window_id=whole_number(window, "window"))
         return Response(s.AnnotationSerializer(annotations[:5000], many=True).data)
 
     @extend_schema(request=s.AnnotationRequestSerializer, responses={201: s.AnnotationSerializer, **ERRORS})
@@ -498,8 +484,8 @@ class AnnotationListView(ProjectView):
 
     @extend_schema(parameters=[WINDOW, LABEL], responses={204: None, **ERRORS})
     def delete(self, request, project_id):
-        window = _int(request.query_params.get("window"), "window")
-        label = _int(request.query_params.get("label"), "label")
+        window = whole_number(request.query_params.get("window"), "window")
+        label = whole_number(request.query_params.get("label"), "label")
         removed = labeling.clear_label(self.project, request.user, window, label)
         return Response(status=status.HTTP_204_NO_CONTENT if removed else status.HTTP_404_NOT_FOUND)
 
@@ -525,16 +511,6 @@ class ConflictResolveView(ProjectView):
         data = _valid(s.AnnotationRequestSerializer, request.data)
         removed = labeling.resolve_conflict(self.project, request.user, data["window"], data["label"], data["value"])
         return Response({"removed": removed})
-
-
-def _int(value, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number") from None
-    if not 0 <= number <= s.MAX_ID:
-        raise InputError(f"{name} is out of range")
-    return number
 
 
 class WindowHistoryView(ProjectView):
@@ -637,8 +613,8 @@ class ReviewQueueView(ProjectView):
     )
     def get(self, request, project_id, classifier_id):
         classifier = _classifier(self.project, classifier_id)
-        label = _int(request.query_params.get("label"), "label")
-        size = min(max(_int(request.query_params.get("size", 50), "size"), 1), 500)
+        label = whole_number(request.query_params.get("label"), "label")
+        size = whole_number(request.query_params.get("size", "50"), "size", 1, 500)
         queue = review_queues.review_queue(classifier, label, request.query_params.get("kind", "top"), size)
         return Response([{"window_id": w, "score": score} for w, score in queue])
 
@@ -673,7 +649,7 @@ class DetectionListView(ProjectView):
     @extend_schema(parameters=[OpenApiParameter("limit", int)], responses={200: s.DetectionPageSerializer, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
-        limit = min(max(_int(request.query_params.get("limit", 100), "limit"), 1), 1000)
+        limit = whole_number(request.query_params.get("limit", "100"), "limit", 1, 1000)
         rows = run.detections.select_related("window__recording", "label").defer("window__embedding")[:limit]
         return Response({"count": run.detections.count(), "detections": s.DetectionSerializer(rows, many=True).data})
 
