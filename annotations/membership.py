@@ -6,10 +6,44 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotations.errors import InputError
-from annotations.models import Membership, Project, Role
+from annotations.models import Invitation, Membership, Project, Role
+
+
+def invite(project: Project, username: str, role: str, invited_by) -> Invitation:
+    """Offer ``role`` in ``project`` to ``username``, whether or not such an account exists
+    (the answer is the same); inviting a name again changes the role offered."""
+    username = username.strip()
+    if not username:
+        raise InputError("give the user name to invite")
+    if project.memberships.filter(user__username=username).exists():
+        raise InputError(f"{username} is already a member; change the role instead")
+    invitation, _ = Invitation.objects.update_or_create(
+        project=project, username=username, defaults={"role": role, "invited_by": invited_by}
+    )
+    return invitation
+
+
+def invitations_for(user):
+    """The invitations waiting for ``user``, with their projects."""
+    return Invitation.objects.filter(username=user.username).select_related("project", "invited_by")
+
+
+def answer_invitation(invitation: Invitation, user, accept: bool) -> Membership | None:
+    """Accept (become a member in the offered role) or decline ``user``'s invitation."""
+    if invitation.username != user.username:
+        raise InputError("this invitation is for someone else")
+    with transaction.atomic():
+        membership = None
+        if accept:
+            membership, _ = Membership.objects.get_or_create(
+                project=invitation.project, user=user, defaults={"role": invitation.role}
+            )
+        invitation.delete()
+    return membership
 
 
 def add_member(project: Project, username: str, role: str) -> Membership:
+    """Make an existing account a member at once (site staff, the demo and tests)."""
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise InputError(f"there is no user {username!r}; site staff create accounts in the admin")

@@ -45,6 +45,27 @@ class Membership(models.Model):
         return f"{self.user} ({self.role}) in {self.project}"
 
 
+class Invitation(models.Model):
+    """An offer of a role in a project to a user name, until that user accepts or declines.
+
+    Kept by name, not by account, so that inviting a name that has no account looks
+    exactly like inviting one that has: the members form is no oracle of user names.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["username"]
+        constraints = [models.UniqueConstraint(fields=["project", "username"], name="one_invitation_per_name")]
+
+    def __str__(self) -> str:
+        return f"{self.username} ({self.role}) to {self.project}"
+
+
 class Label(models.Model):
     """A term of a project's vocabulary: a species, a call type, a sound source."""
 

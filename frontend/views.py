@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import deployment_metadata, deployments, labeling, review_queues, scoring
+from annotations import deployment_metadata, deployments, labeling, membership, review_queues, scoring
 from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
@@ -52,7 +52,12 @@ def projects(request):
             project = deployments.create_project(request.user, name[:200], labels=[label[:100] for label in labels])
             return redirect("frontend:project", project_id=project.pk)
         error = "Give the project a name."
-    return render(request, "frontend/projects.html", {"projects": visible_projects(request.user), "error": error})
+    context = {
+        "projects": visible_projects(request.user),
+        "invitations": membership.invitations_for(request.user),
+        "error": error,
+    }
+    return render(request, "frontend/projects.html", context)
 
 
 @login_required
@@ -94,6 +99,7 @@ def project_settings(request, project_id):
     context = {
         "project": project,
         "members": project.memberships.select_related("user").order_by("user__username"),
+        "invitations": project.invitations.all(),
         "roles": Role.choices,
         "summary": deployments.deletion_summary(project),
         "deployments": [(d, deployments.deletion_summary(d)) for d in project.deployments.all()],

@@ -14,6 +14,8 @@ from annotations.models import (
     ClassifierLabel,
     ClipQuery,
     InferenceRun,
+    Invitation,
+    LabelImport,
     Membership,
     Recording,
     RecordingStatus,
@@ -66,6 +68,8 @@ def other_project(make_user):
     run = InferenceRun.objects.create(classifier=classifier, deployment=deployment)
     member = Membership.objects.get(project=project, user=owner)
     upload = UploadSession.objects.create(deployment=deployment, created_by=owner, filename="u.wav", size_bytes=1)
+    label_import = LabelImport.objects.create(project=project, deployment=deployment, user=owner)
+    invitation = Invitation.objects.create(project=project, username="someone", invited_by=owner)
     ids = {
         "project_id": project.pk,
         "deployment_id": deployment.pk,
@@ -76,6 +80,8 @@ def other_project(make_user):
         "run_id": run.pk,
         "member_id": member.pk,
         "upload_id": upload.pk,
+        "import_id": label_import.pk,
+        "invitation_id": invitation.pk,
         "label_id": project.labels.get().pk,
     }
     return project, ids

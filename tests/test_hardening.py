@@ -241,14 +241,45 @@ def test_every_label_change_is_in_the_audit_trail(client_for, owner, project, wi
     assert "positive → negative" in page
 
 
-def test_members_and_the_last_admin(client_for, owner, project, make_user):
-    make_user("volunteer")
+def test_members_are_invited_and_an_unknown_name_looks_like_a_known_one(client_for, owner, project, make_user):
+    volunteer = make_user("volunteer")
     api = client_for(owner)
     base = f"/api/projects/{project.pk}/members/"
-    created = api.post(base, {"username": "volunteer", "role": "viewer"}, format="json")
-    assert created.status_code == 201
-    assert api.post(base, {"username": "nobody", "role": "viewer"}, format="json").status_code == 400
-    volunteer = created.json()["id"]
+    known = api.post(base, {"username": "volunteer", "role": "viewer"}, format="json")
+    unknown = api.post(base, {"username": "nobody", "role": "viewer"}, format="json")
+    assert known.status_code == unknown.status_code == 202
+    strip = {"id", "username", "created_at"}
+    assert {k: v for k, v in known.json().items() if k not in strip} == {
+        k: v for k, v in unknown.json().items() if k not in strip
+    }
+    assert not Membership.objects.filter(user=volunteer).exists()  # not a member before accepting
+    pending = api.get(f"/api/projects/{project.pk}/invitations/").json()
+    assert [i["username"] for i in pending] == ["nobody", "volunteer"]
+
+    page = Client()
+    page.force_login(volunteer)
+    assert "invites you to" in page.get("/").content.decode()
+    mine = client_for(volunteer)
+    offers = mine.get("/api/invitations/").json()
+    assert [(o["project_name"], o["role"]) for o in offers] == [(project.name, "viewer")]
+    assert (
+        client_for(make_user("eve")).post(f"/api/invitations/{offers[0]['id']}/", {"accept": True}).status_code == 404
+    )
+    assert mine.post(f"/api/invitations/{offers[0]['id']}/", {"accept": True}, format="json").status_code == 200
+    assert Membership.objects.get(user=volunteer, project=project).role == "viewer"
+    assert mine.get("/api/invitations/").json() == []
+    # A viewer neither sees nor answers the project's invitations.
+    assert mine.get(f"/api/projects/{project.pk}/invitations/").status_code == 403
+
+
+def test_members_and_the_last_admin(client_for, owner, project, make_user):
+    volunteer_user = make_user("volunteer")
+    api = client_for(owner)
+    base = f"/api/projects/{project.pk}/members/"
+    api.post(base, {"username": "volunteer", "role": "viewer"}, format="json")
+    invitation = api.get(f"/api/projects/{project.pk}/invitations/").json()[0]
+    client_for(volunteer_user).post(f"/api/invitations/{invitation['id']}/", {"accept": True}, format="json")
+    volunteer = Membership.objects.get(project=project, user__username="volunteer").pk
     assert api.patch(f"{base}{volunteer}/", {"role": "annotator"}, format="json").json()["role"] == "annotator"
     own = Membership.objects.get(project=project, user=owner)
     response = api.delete(f"{base}{own.pk}/")

@@ -11,6 +11,7 @@ from annotations.models import (
     Deployment,
     ImportMode,
     InferenceRun,
+    Invitation,
     Label,
     LabelChange,
     LabeledFilter,
@@ -443,6 +444,23 @@ class MemberSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["id", "username", "role"]
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    project_name = serializers.CharField(source="project.name", read_only=True)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "project", "project_name", "username", "role", "created_at", "status"]
+        read_only_fields = fields
+
+    def get_status(self, invitation) -> str:
+        return "invited"
+
+
+class InvitationAnswerSerializer(serializers.Serializer):
+    accept = serializers.BooleanField()
 
 
 class RoleSerializer(serializers.Serializer):

@@ -45,6 +45,7 @@ from annotations.models import (
     Deployment,
     ImportStatus,
     InferenceRun,
+    Invitation,
     Label,
     LabelImport,
     Membership,
@@ -80,14 +81,16 @@ class ProjectListView(APIView):
 class ProjectView(APIView):
     """Base for everything inside a project: ``self.project`` is resolved and checked.
 
-    Reads need any role; writes need ``write_action`` (annotator by default).
+    Reads need ``read_action`` (any role by default); writes need ``write_action``
+    (annotator by default).
     """
 
+    read_action = Action.READ
     write_action = Action.ANNOTATE
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        action = Action.READ if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
+        action = self.read_action if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
         self.project = project_for(request.user, kwargs["project_id"], action)
 
     def recording(self, recording_id: int) -> Recording:
@@ -137,11 +140,52 @@ class MemberListView(ProjectView):
     def get(self, request, project_id):
         return Response(s.MemberSerializer(self.project.memberships.select_related("user"), many=True).data)
 
-    @extend_schema(request=s.MemberSerializer, responses={201: s.MemberSerializer, **ERRORS})
+    @extend_schema(request=s.MemberSerializer, responses={202: s.InvitationSerializer, **ERRORS})
     def post(self, request, project_id):
+        """Invite a user name: it becomes a member on accepting. Known and unknown names
+        get the same answer."""
         data = _valid(s.MemberSerializer, request.data)
-        member = membership.add_member(self.project, data["user"]["username"], data.get("role", Role.ANNOTATOR))
-        return Response(s.MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+        invitation = membership.invite(
+            self.project, data["user"]["username"], data.get("role", Role.ANNOTATOR), request.user
+        )
+        return Response(s.InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ProjectInvitationListView(ProjectView):
+    """The project's open invitations (admins)."""
+
+    read_action = Action.MANAGE
+
+    @extend_schema(responses={200: s.InvitationSerializer(many=True), **ERRORS})
+    def get(self, request, project_id):
+        return Response(s.InvitationSerializer(self.project.invitations.all(), many=True).data)
+
+
+class ProjectInvitationDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, invitation_id):
+        """Withdraw an invitation not yet answered."""
+        get_object_or_404(Invitation, pk=invitation_id, project=self.project).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyInvitationListView(APIView):
+    @extend_schema(responses={200: s.InvitationSerializer(many=True)})
+    def get(self, request):
+        """The invitations waiting for you."""
+        return Response(s.InvitationSerializer(membership.invitations_for(request.user), many=True).data)
+
+
+class MyInvitationDetailView(APIView):
+    @extend_schema(request=s.InvitationAnswerSerializer, responses={200: s.InvitationAnswerSerializer, **ERRORS})
+    def post(self, request, invitation_id):
+        """Accept or decline an invitation of yours."""
+        answer = _valid(s.InvitationAnswerSerializer, request.data)
+        invitation = get_object_or_404(membership.invitations_for(request.user), pk=invitation_id)
+        membership.answer_invitation(invitation, request.user, answer["accept"])
+        return Response(answer)
 
 
 class MemberDetailView(ProjectView):
@@ -679,7 +723,7 @@ class LabelImportView(ProjectView):
     @extend_schema(
         request={
             "multipart/form-data": inline_serializer(
-                "LabelImport",
+                "LabelImportUpload",
                 {
                     "file": drf_serializers.FileField(),
                     "label": drf_serializers.CharField(required=False),
