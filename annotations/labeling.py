@@ -74,6 +74,29 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
     return len(changed)
 
 
+def restore_labels(project: Project, user, label_id: int, previous: dict[int, str | None]) -> int:
+    """Put ``user``'s labels for ``label_id`` back to ``previous`` ({window_id: value, or
+    None for no label}) in one transaction: the undo of a page-wide action. Returns how
+    many labels changed."""
+    window_ids = list(previous)
+    _check_in_project(project, window_ids, label_id)
+    with transaction.atomic():
+        changed = 0
+        for value in {v for v in previous.values() if v is not None}:
+            changed += set_labels(project, user, [w for w, v in previous.items() if v == value], label_id, value)
+        removed = list(
+            Annotation.objects.select_for_update().filter(
+                window_id__in=[w for w, v in previous.items() if v is None], label_id=label_id, annotator=user
+            )
+        )
+        LabelChange.objects.bulk_create(
+            LabelChange(window_id=a.window_id, label_id=label_id, annotator=user, old_value=a.value, new_value="")
+            for a in removed
+        )
+        Annotation.objects.filter(pk__in=[a.pk for a in removed]).delete()
+    return changed + len(removed)
+
+
 def clear_label(project: Project, user, window_id: int, label_id: int) -> bool:
     """Remove ``user``'s value (undo). Returns whether there was one."""
     with transaction.atomic():

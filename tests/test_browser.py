@@ -16,7 +16,7 @@ import soundfile
 from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.labeling import set_label
 from annotations.membership import add_member
-from annotations.models import Annotation, Recording, RecordingStatus, UploadSession, Window
+from annotations.models import Annotation, LabelChange, Recording, RecordingStatus, UploadSession, Window
 from tests.audio_corpus import make_recordings
 from tests.conftest import OUTPUT_DIR, wait_for
 
@@ -159,12 +159,19 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     assert {tuple(chip) for chip in chips} == set(given[:9])
 
     # "n" marks the two hits nobody labeled negative in one step; "u" takes both back.
+    removed_before = LabelChange.objects.filter(annotator=user, new_value="").count()
     page.keyboard.press("n")
     page.wait_for_selector("#flash:has-text('2 unlabeled hits marked')")
     assert Annotation.objects.filter(annotator=user).count() == 11
+    # The undo is one request: leaving the page at once still leaves the labels as before "n".
     page.keyboard.press("u")
-    page.wait_for_selector("#flash:has-text('Undone (2 labels)')")
-    assert set(Annotation.objects.filter(annotator=user).values_list("window_id", "value")) == set(given[:9])
+    page.get_by_role("link", name=project.name).first.click()
+    wait_for(
+        lambda: set(Annotation.objects.filter(annotator=user).values_list("window_id", "value")) == set(given[:9]),
+        timeout=10,
+        what="the undo of the page-wide negative",
+    )
+    assert LabelChange.objects.filter(annotator=user, new_value="").count() == 2 + removed_before
 
     page.goto(f"/projects/{project.pk}/labels/{project.labels.get().pk}/")
     page.wait_for_selector(".hit")

@@ -353,3 +353,30 @@ def test_deeply_nested_or_odd_json_is_a_400(client_for, owner, project, body):
     for url in ("/api/projects/", f"/api/projects/{project.pk}/search/", f"/api/projects/{project.pk}/labels/"):
         response = api.post(url, body, content_type="application/json")
         assert response.status_code == 400, (url, response.status_code)
+
+
+def test_undo_of_a_page_action_is_one_transaction(client_for, owner, project, window, make_user):
+    """The undo of "mark the page negative": all labels back as they were, or none."""
+    frog = project.labels.get()
+    model = window.model
+    replace_windows(window.recording_id, model, np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.ones((2, 4), np.float32))
+    first, other = (
+        Window.objects.filter(recording_id=window.recording_id).order_by("start_s").values_list("pk", flat=True)
+    )
+    foreign = create_deployment(create_project(make_user("x"), "Other"), "D")
+    stray_recording = Recording.objects.create(deployment=foreign, path="/y.wav", filename="y.wav")
+    replace_windows(stray_recording.pk, model, np.array([0.0]), np.array([1.0]), np.ones((1, 4), np.float32))
+    stray = Window.objects.get(recording=stray_recording).pk
+    api = client_for(owner)
+    base = f"/api/projects/{project.pk}/annotations/"
+    api.post(base, {"window": first, "label": frog.pk, "value": "positive"}, format="json")
+    api.post(f"{base}bulk/", {"windows": [first, other], "label": frog.pk, "value": "negative"}, format="json")
+
+    bad = [{"window": first, "value": "positive"}, {"window": stray, "value": None}]
+    assert api.post(f"{base}restore/", {"label": frog.pk, "changes": bad}, format="json").status_code == 400
+    assert set(Annotation.objects.values_list("window_id", "value")) == {(first, "negative"), (other, "negative")}
+    undo = [{"window": first, "value": "positive"}, {"window": other, "value": None}]
+    response = api.post(f"{base}restore/", {"label": frog.pk, "changes": undo}, format="json")
+    assert response.json() == {"changed": 2}
+    assert set(Annotation.objects.values_list("window_id", "value")) == {(first, "positive")}
+    assert LabelChange.objects.filter(window_id=other, old_value="negative", new_value="").exists()

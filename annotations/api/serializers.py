@@ -238,6 +238,16 @@ class BulkAnnotationSerializer(serializers.Serializer):
     value = serializers.ChoiceField(choices=LabelValue.choices)
 
 
+class PreviousLabelSerializer(serializers.Serializer):
+    window = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    value = serializers.ChoiceField(choices=LabelValue.choices, allow_null=True, help_text="null: no label")
+
+
+class RestoreAnnotationsSerializer(serializers.Serializer):
+    label = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    changes = PreviousLabelSerializer(many=True, min_length=1, max_length=500)
+
+
 class BulkAnnotationResultSerializer(serializers.Serializer):
     changed = serializers.IntegerField(help_text="labels given or changed (the others had this value already)")
 

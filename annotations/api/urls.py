@@ -47,6 +47,7 @@ urlpatterns = [
     path(P + "clip-queries/<id:clip_query_id>/", v.ClipQueryDetailView.as_view(), name="clip-query-detail"),
     path(P + "annotations/", v.AnnotationListView.as_view(), name="annotation-list"),
     path(P + "annotations/bulk/", v.AnnotationBulkView.as_view(), name="annotation-bulk"),
+    path(P + "annotations/restore/", v.AnnotationRestoreView.as_view(), name="annotation-restore"),
     path(P + "annotations/resolve/", v.ConflictResolveView.as_view(), name="annotation-resolve"),
     path(P + "classifiers/", v.ClassifierListView.as_view(), name="classifier-list"),
     path(P + "classifiers/<id:classifier_id>/", v.ClassifierDetailView.as_view(), name="classifier-detail"),

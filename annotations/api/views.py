@@ -15,7 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -37,6 +37,7 @@ from annotations import (
 )
 from annotations.access import Action, project_for, visible_projects
 from annotations.api import serializers as s
+from annotations.api.parsers import BoundedJSONParser
 from annotations.errors import InputError
 from annotations.models import (
     Annotation,
@@ -509,7 +510,7 @@ class ClipQueryDetailView(ProjectView):
 
 
 class AnnotationListView(ProjectView):
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [BoundedJSONParser, FormParser]
     WINDOW = OpenApiParameter("window", int)
     LABEL = OpenApiParameter("label", int)
 
@@ -535,7 +536,7 @@ class AnnotationListView(ProjectView):
 
 
 class AnnotationBulkView(ProjectView):
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(request=s.BulkAnnotationSerializer, responses={200: s.BulkAnnotationResultSerializer, **ERRORS})
     def post(self, request, project_id):
@@ -544,11 +545,24 @@ class AnnotationBulkView(ProjectView):
         return Response({"changed": changed})
 
 
+class AnnotationRestoreView(ProjectView):
+    """Undo: put a page's labels back as they were, in one request and one transaction."""
+
+    parser_classes = [BoundedJSONParser]
+
+    @extend_schema(request=s.RestoreAnnotationsSerializer, responses={200: s.BulkAnnotationResultSerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.RestoreAnnotationsSerializer, request.data)
+        previous = {change["window"]: change.get("value") or None for change in data["changes"]}
+        changed = labeling.restore_labels(self.project, request.user, data["label"], previous)
+        return Response({"changed": changed})
+
+
 class ConflictResolveView(ProjectView):
     """Admins settle annotators' disagreements on a window."""
 
     write_action = Action.MANAGE
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(request=s.AnnotationRequestSerializer, responses={200: s.ResolvedConflictSerializer, **ERRORS})
     def post(self, request, project_id):

@@ -182,6 +182,7 @@ if (document.querySelector("[data-progress-url]")) pollProgress();
 const hits = () => [...document.querySelectorAll(".hit")];
 let current = 0;
 const undoStack = [];
+let savesInFlight = 0; // label requests not yet answered: leaving the page asks first
 const playback = { rate: 1, context: false };
 const RATES = [1, 0.5, 0.25]; // slowed calls drop in pitch, as on a tape: fast trills become audible
 
@@ -252,14 +253,17 @@ async function labelHit(hit, value) {
   if (!label) { flash("Add a label to the project first.", "error"); return false; }
   const me = document.body.dataset.user;
   const window_ = Number(hit.dataset.window);
+  savesInFlight += 1;
   try {
     await api(annotationUrl(hit), {
-      method: "POST", headers: { "Content-Type": "application/json" },
+      method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ window: window_, label: label.id, value }),
     });
   } catch (error) {
     flash(error.message, "error");
     return false;
+  } finally {
+    savesInFlight -= 1;
   }
   const previous = showLabel(hit, label, me, value);
   undoStack.push([{ hit, label, previous }]);
@@ -274,45 +278,51 @@ async function markPageNegative() {
   const unlabeled = hits().filter((hit) => !hit.querySelector(`.chip[data-label-id="${label.id}"]`));
   if (!unlabeled.length) { flash("Every hit here is labeled for this label."); return; }
   const url = `${annotationUrl(unlabeled[0])}bulk/`;
+  savesInFlight += 1;
   try {
     await api(url, {
-      method: "POST", headers: { "Content-Type": "application/json" },
+      method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ windows: unlabeled.map((hit) => Number(hit.dataset.window)), label: label.id, value: "negative" }),
     });
   } catch (error) {
     flash(error.message, "error");
     return;
+  } finally {
+    savesInFlight -= 1;
   }
   const me = document.body.dataset.user;
   undoStack.push(unlabeled.map((hit) => ({ hit, label, previous: showLabel(hit, label, me, "negative") })));
   flash(`${unlabeled.length} unlabeled hits marked ${label.name}: negative (u undoes).`);
 }
 
+// Undo puts every label of the last action back in one request and one transaction.
+// keepalive lets it finish if the page is left at once; leaving while it runs asks first.
 async function undo() {
   const changes = undoStack.pop();
   if (!changes) { flash("Nothing to undo."); return; }
   const me = document.body.dataset.user;
+  const { label } = changes[0];
+  savesInFlight += 1;
   try {
-    for (const { hit, label, previous } of changes) {
-      const url = annotationUrl(hit);
-      const window_ = Number(hit.dataset.window);
-      if (previous === null) {
-        await api(`${url}?${new URLSearchParams({ window: window_, label: label.id })}`, { method: "DELETE" });
-      } else {
-        await api(url, {
-          method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ window: window_, label: label.id, value: previous }),
-        });
-      }
-      showLabel(hit, label, me, previous);
-    }
+    await api(`${annotationUrl(changes[0].hit)}restore/`, {
+      method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: label.id, changes: changes.map(({ hit, previous }) => ({ window: Number(hit.dataset.window), value: previous })) }),
+    });
   } catch (error) {
+    undoStack.push(changes);
     flash(error.message, "error");
     return;
+  } finally {
+    savesInFlight -= 1;
   }
+  for (const { hit, previous } of changes) showLabel(hit, label, me, previous);
   focusHit(hits().indexOf(changes[0].hit));
   flash(changes.length > 1 ? `Undone (${changes.length} labels).` : "Undone.");
 }
+
+window.addEventListener("beforeunload", (event) => {
+  if (savesInFlight > 0) event.preventDefault();
+});
 
 function audioOf(hit) {
   const audio = hit.querySelector("audio");
