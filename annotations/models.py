@@ -530,7 +530,10 @@ class InferenceRun(models.Model):
 
     classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="runs")
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="inference_runs")
-    threshold = models.FloatField(default=0.5)
+    # One threshold for every label, or null: each label's threshold chosen on its PR curve.
+    threshold = models.FloatField(null=True, blank=True)
+    # The threshold each output (by index) was run at, fixed when the run was requested.
+    label_thresholds = ArrayField(models.FloatField(), default=list)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
     error = models.TextField(blank=True)
     windows_total = models.PositiveIntegerField(default=0)

@@ -48,8 +48,25 @@ def pr_curve(curve: PrecisionRecall | None, threshold: float) -> SafeString:
         f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="#a3262a"><title>threshold {threshold:.2f}: '
         f"precision {precision:.2f}, recall {recall:.2f}</title></circle>"
     )
-    body = f'<polyline points="{points}" fill="none" stroke="#2f6b4f" stroke-width="2"/>{marker}'
+    body = f'<polyline points="{points}" fill="none" stroke="#2f6b4f" stroke-width="2"/>{_pick_points(curve)}{marker}'
     return _frame("Precision–recall (held out)", "recall", "precision", body)
+
+
+PICK_POINTS = 100
+
+
+def _pick_points(curve: PrecisionRecall) -> str:
+    """Invisible targets along the curve: clicking one chooses its threshold (app.js)."""
+    chosen = np.unique(np.linspace(0, len(curve.thresholds) - 1, min(PICK_POINTS, len(curve.thresholds))).astype(int))
+    targets = []
+    for i in chosen:
+        x, y = _point(curve.recall[i], curve.precision[i])
+        t, p, r = curve.thresholds[i], curve.precision[i], curve.recall[i]
+        targets.append(
+            f'<circle class="pick" cx="{x:.1f}" cy="{y:.1f}" r="6" data-pick-threshold="{t:.4f}">'
+            f"<title>threshold {t:.2f}: precision {p:.2f}, recall {r:.2f} (click to choose)</title></circle>"
+        )
+    return "".join(targets)
 
 
 def score_histogram(targets: np.ndarray, scores: np.ndarray, threshold: float, bins: int = 20) -> SafeString:

@@ -366,6 +366,9 @@ def run(request, project_id, run_id):
         "labels": project.labels.all(),
         "per_day": per_day,
         "occupancy": detections_service.occupancy_table(per_day),
+        "label_thresholds": list(
+            zip(run.classifier.outputs.select_related("label").order_by("index"), run.label_thresholds, strict=False)
+        ),
         "per_day_chart": charts.bar_chart(
             "Detections per site and day",
             [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],

@@ -333,6 +333,13 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     for kind in ("margin", "bins", "diverse"):
         response = client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind={kind}&size=4")
         assert response.status_code == 200 and 1 <= len(response.json()) <= 4, (kind, response.content)
+    # A run started without a threshold keeps what reaches the one chosen on the PR curve.
+    chosen = scored["outputs"][0]["threshold"]
+    chosen_run = client.post(f"{base}/classifiers/{classifier_id}/runs/", {"deployment": deployment_id}, format="json")
+    assert chosen_run.json()["threshold"] is None and chosen_run.json()["label_thresholds"] == [chosen]
+    assert finished(client, f"{base}/runs/{chosen_run.json()['id']}/", "inference")["status"] == "done"
+    kept = set(Detection.objects.filter(run_id=chosen_run.json()["id"]).values_list("window_id", flat=True))
+    assert kept == {w for w, score in app_scores.items() if score >= np.float32(chosen)}
 
     # Detections per site and day, from the recorders' file names.
     summary = client.get(f"{base}/runs/{run_id}/summary/").json()

@@ -35,8 +35,13 @@ def run_inference(run: InferenceRun) -> int:
             "JOIN annotations_classifierlabel o ON o.classifier_id = s.classifier_id AND o.index = s.output_index "
             "JOIN annotations_window w ON w.id = s.window_id "
             "WHERE s.classifier_id = %(classifier)s AND w.deployment_id = %(deployment)s "
-            "AND s.score >= %(threshold)s::real",
-            {"run": run.pk, "classifier": classifier.pk, "deployment": run.deployment_id, "threshold": run.threshold},
+            "AND s.score >= (%(thresholds)s::real[])[s.output_index + 1]",
+            {
+                "run": run.pk,
+                "classifier": classifier.pk,
+                "deployment": run.deployment_id,
+                "thresholds": run.label_thresholds,
+            },
         )
         detections = cursor.rowcount
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="", windows_scored=total)

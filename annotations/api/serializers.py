@@ -386,7 +386,14 @@ class ClassifierSerializer(serializers.Serializer):
 
 class RunRequestSerializer(serializers.Serializer):
     deployment = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+    threshold = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="one threshold for every label; left out, each label's threshold chosen on its PR curve",
+    )
 
 
 class InferenceRunSerializer(serializers.ModelSerializer):
@@ -400,6 +407,7 @@ class InferenceRunSerializer(serializers.ModelSerializer):
             "classifier_version",
             "deployment",
             "threshold",
+            "label_thresholds",
             "status",
             "error",
             "windows_total",

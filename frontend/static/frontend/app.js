@@ -100,6 +100,15 @@ async function showImport(form, result) {
 }
 
 document.addEventListener("click", async (event) => {
+  const pick = event.target.closest("[data-pick-threshold]");
+  const chart = pick && pick.closest("[data-threshold-url]");
+  if (chart) {
+    const body = JSON.stringify({ label: Number(chart.dataset.label), threshold: Number(pick.dataset.pickThreshold) });
+    await api(chart.dataset.thresholdUrl, { method: "POST", headers: { "Content-Type": "application/json" }, body })
+      .then(() => window.location.reload())
+      .catch((e) => flash(e.message, "error"));
+    return;
+  }
   const ingest = event.target.closest("[data-ingest]");
   if (ingest) {
     const data = await api(ingest.form.dataset.ingestUrl, { method: "POST" }).catch((e) => flash(e.message, "error"));
