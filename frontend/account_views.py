@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
@@ -28,6 +29,7 @@ class ThrottledLoginView(auth_views.LoginView):
         return response
 
 
+@never_cache  # the page shows the API token: no browser or proxy keeps a copy
 @login_required
 @require_http_methods(["GET", "POST"])
 def account(request):
