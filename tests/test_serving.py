@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +34,18 @@ def test_no_template_holds_inline_script_or_style():
 def test_the_account_page_is_never_cached(client, make_user):
     client.force_login(make_user("reader"))
     assert "no-store" in client.get("/account/").headers["Cache-Control"]
+
+
+PRODUCTION_PROXY_SETTINGS = (
+    "import perch_agile.settings as s; "
+    "print(getattr(s, 'SECURE_PROXY_SSL_HEADER', None) is not None, s.REST_FRAMEWORK['NUM_PROXIES'])"
+)
+
+
+@pytest.mark.parametrize(("proxies", "trusted"), [("0", False), ("1", True)])
+def test_the_forwarded_scheme_is_trusted_only_behind_a_proxy(proxies, trusted):
+    """Production settings (DJANGO_DEBUG=0), read in a fresh interpreter."""
+    env = {**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50, "PERCH_AGILE_TRUSTED_PROXIES": proxies}
+    command = [sys.executable, "-c", PRODUCTION_PROXY_SETTINGS]
+    out = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(trusted), proxies]
