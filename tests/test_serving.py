@@ -1,18 +1,224 @@
-"""Headers every response carries."""
+"""How the app is served: nginx in front of gunicorn as in docker-compose.yml, and the
+headers every response carries.
+
+The serving tests start the real stack on loopback ports: gunicorn's sync workers on the
+test database, and Debian's nginx with perch_agile/deploy/nginx.conf.template rendered
+the way the official nginx image renders it.
+"""
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
 
 from perch_agile.headers import CONTENT_SECURITY_POLICY
-from tests.conftest import PROJECT_DIR
+from tests.conftest import OUTPUT_DIR, PROJECT_DIR, _database_url, wait_for
 
 pytestmark = pytest.mark.django_db
+
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+TEMPLATE = PROJECT_DIR / "perch_agile" / "deploy" / "nginx.conf.template"
+GUNICORN_WORKERS = 2  # as many slow clients as workers stall bare gunicorn
+SLOW_CLIENTS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def render_nginx_conf(folder: Path, port: int, upstream_port: int, static_root: Path) -> Path:
+    """The template rendered as the nginx image's envsubst does (only PERCH_AGILE_*
+    variables), included from a main file like the image's own nginx.conf."""
+    values = {
+        "PERCH_AGILE_LISTEN": f"127.0.0.1:{port}",
+        "PERCH_AGILE_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "PERCH_AGILE_STATIC_ROOT": str(static_root),
+    }
+    site = folder / "perch_agile.conf"
+    site.write_text(re.sub(r"\$\{(PERCH_AGILE_\w+)\}", lambda m: values[m[1]], TEMPLATE.read_text()))
+    temp_paths = "\n".join(
+        f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = folder / "nginx.conf"
+    main.write_text(
+        f"""
+        {"user root;" if os.geteuid() == 0 else ""}
+        daemon off;
+        worker_processes 1;
+        pid {folder / "nginx.pid"};
+        error_log {folder / "error.log"};
+        events {{ worker_connections 256; }}
+        http {{
+            include /etc/nginx/mime.types;
+            access_log {folder / "access.log"};
+            {temp_paths}
+            include {site};
+        }}
+        """
+    )
+    return main
+
+
+@pytest.fixture(scope="module")
+def gunicorn(django_db_setup, django_db_blocker):
+    """gunicorn as docker-compose.yml runs it (sync workers), on the test database; its port."""
+    port = free_port()
+    with django_db_blocker.unblock():
+        database = _database_url(connection.settings_dict)
+    env = {**os.environ, "DATABASE_URL": database, "PERCH_AGILE_TRUSTED_PROXIES": "1"}
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    with open(OUTPUT_DIR / "gunicorn.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "perch_agile.wsgi", "--bind", f"127.0.0.1:{port}"]
+            + ["--workers", str(GUNICORN_WORKERS), "--timeout", "120"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: answers(port), timeout=60, what="gunicorn")
+    yield port
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def nginx(gunicorn, tmp_path_factory):
+    """nginx with the deployment's config in front of ``gunicorn``; its port."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (bash run.sh test installs it)")
+    folder = tmp_path_factory.mktemp("nginx")
+    static_root = folder / "static"
+    with override_settings(STATIC_ROOT=static_root):
+        call_command("collectstatic", interactive=False, verbosity=0)
+    port = free_port()
+    conf = render_nginx_conf(folder, port, gunicorn, static_root)
+    process = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(folder / "error.log")])
+    wait_for(lambda: answers(port), timeout=30, what="nginx")
+    yield port
+    stop(process)
+
+
+def start_slow_clients(port: int) -> list[socket.socket]:
+    """Clients that announce a 1 MB form and send 10 bytes of it. The CSRF cookie makes
+    Django read the body (without it Django refuses before reading)."""
+    head = (
+        "POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Cookie: csrftoken={'a' * 32}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Content-Length: 1000000\r\n\r\n"
+    )
+    clients = []
+    for _ in range(SLOW_CLIENTS):
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(head.encode() + b"username=a")
+        clients.append(client)
+    time.sleep(0.5)  # the server has taken them in
+    return clients
+
+
+def timed_login_page(port: int, timeout: float = 10) -> float:
+    """Seconds until the whole login page has arrived."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/accounts/login/")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
+def record(line: str) -> None:
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    with open(OUTPUT_DIR / "serving.txt", "a") as out:
+        out.write(line + "\n")
+
+
+def test_slow_clients_do_not_delay_other_requests_behind_nginx(nginx):
+    for _ in range(2 * GUNICORN_WORKERS):  # every worker has loaded the page once
+        timed_login_page(nginx)
+    alone = timed_login_page(nginx)
+    clients = start_slow_clients(nginx)
+    try:
+        beside_slow = timed_login_page(nginx)
+    finally:
+        for client in clients:
+            client.close()
+    record(f"nginx: login page alone {alone:.3f} s, beside {SLOW_CLIENTS} slow-body clients {beside_slow:.3f} s")
+    assert beside_slow - alone < 1
+
+
+def test_bare_sync_gunicorn_is_stalled_by_the_same_clients(gunicorn):
+    """Why the proxy is there: each slow client holds a sync worker until it gives up."""
+    alone = timed_login_page(gunicorn)
+    clients = start_slow_clients(gunicorn)
+    try:
+        with pytest.raises(TimeoutError):
+            timed_login_page(gunicorn, timeout=3)
+    finally:
+        for client in clients:
+            client.close()
+    after = timed_login_page(gunicorn)  # the workers are free again once the clients go
+    record(f"bare gunicorn: login page alone {alone:.3f} s, beside {SLOW_CLIENTS} slow-body clients > 3 s (timed out)")
+    assert after < 1
+
+
+def test_nginx_serves_static_files_and_refuses_oversized_bodies_itself(nginx):
+    static = requests.get(f"http://127.0.0.1:{nginx}/static/frontend/app.js", timeout=5)
+    assert static.status_code == 200 and "Expires" in static.headers  # nginx's, not the app's
+    with socket.create_connection(("127.0.0.1", nginx)) as client:
+        client.sendall(b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n")
+        assert client.recv(100).startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_browser_logs_in_through_nginx(nginx, make_user):
+    """CSRF's origin check sees the port the browser used (nginx passes Host on whole)."""
+    make_user("walker")
+    base = f"http://127.0.0.1:{nginx}"
+    session = requests.Session()
+    page = session.get(f"{base}/accounts/login/", timeout=5).text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    response = session.post(
+        f"{base}/accounts/login/",
+        data={"username": "walker", "password": "a-long-test-password", "csrfmiddlewaretoken": token},
+        headers={"Origin": base},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert response.status_code == 302 and "sessionid" in session.cookies
 
 
 def test_pages_and_the_api_send_a_policy_without_inline_script(client, make_user):
