@@ -6,6 +6,7 @@ Screenshots land in test-output/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -260,3 +261,48 @@ def test_blind_review_hides_other_annotators_labels(
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("1")
     page.wait_for_function("!document.querySelectorAll('.hit')[1].querySelector('audio').paused")
+
+
+def test_the_pages_run_their_scripts_under_the_content_security_policy(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    """The main pages at a laptop's width and a narrow window's: their scripts run (lists
+    of hits get the keyboard focus, progress is polled from the API) and the browser
+    reports no Content-Security-Policy violation and no script error."""
+    user = make_user("annotator")
+    project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=1)
+    recording = deployment.recordings.get()
+    window = Window.objects.filter(recording=recording).order_by("start_s").first()
+    violations, errors = [], []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    progress_poll = re.compile(rf"/api/projects/{project.pk}/deployments/{deployment.pk}/$")
+    pages = {  # path: what the page's script does on load
+        "/": None,
+        f"/projects/{project.pk}/": progress_poll,
+        f"/projects/{project.pk}/settings/": None,
+        f"/projects/{project.pk}/deployments/{deployment.pk}/": progress_poll,
+        f"/projects/{project.pk}/recordings/{recording.pk}/": ".hit.current",
+        f"/projects/{project.pk}/windows/{window.pk}/": ".hit.current",
+        f"/projects/{project.pk}/search/?window={window.pk}": ".hit.current",
+        "/account/": None,
+    }
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.context.clear_cookies()
+        page.goto("/accounts/login/")
+        assert page.evaluate("typeof csrfToken") == "function"  # app.js ran
+        log_in(page, "annotator")
+        page.wait_for_selector("h1:has-text('Projects')")
+        for path, on_load in pages.items():
+            if isinstance(on_load, re.Pattern):
+                with page.expect_response(lambda response, pattern=on_load: pattern.search(response.url)):
+                    page.goto(path)
+            else:
+                page.goto(path)
+                if on_load:
+                    page.wait_for_selector(on_load)
+            assert page.evaluate("typeof csrfToken") == "function", path
+        page.screenshot(path=OUTPUT_DIR / f"search-{width}px.png", full_page=True)
+    assert violations == []
+    assert errors == []
