@@ -1,5 +1,6 @@
-# One image for web and worker. The GPU worker builds with --build-arg TF_PACKAGE=tensorflow[and-cuda]==2.21.0.
-FROM python:3.11-slim-bookworm
+# Two images: "app" for web and worker (the GPU worker builds it with --build-arg
+# TF_PACKAGE=tensorflow[and-cuda]==2.21.0), and "proxy", the nginx in front of web.
+FROM python:3.11-slim-bookworm AS app
 
 ARG TF_PACKAGE=tensorflow-cpu==2.21.0
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,3 +23,12 @@ RUN useradd --create-home perch && mkdir -p /data/media /data/audio && chown -R 
 USER perch
 EXPOSE 8000
 CMD ["gunicorn", "perch_agile.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+
+# nginx renders /etc/nginx/templates/*.template into conf.d at start, substituting only the
+# PERCH_AGILE_* variables (its own $variables stay as they are).
+FROM nginx:1.28-alpine AS proxy
+RUN rm /etc/nginx/conf.d/default.conf
+COPY perch_agile/deploy/nginx.conf.template /etc/nginx/templates/perch_agile.conf.template
+COPY --from=app /app/staticfiles /srv/static
+ENV NGINX_ENVSUBST_FILTER=^PERCH_AGILE_ \
+    PERCH_AGILE_LISTEN=80 PERCH_AGILE_UPSTREAM=web:8000 PERCH_AGILE_STATIC_ROOT=/srv/static

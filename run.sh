@@ -47,21 +47,28 @@ serve() {
   echo "Perch Agile is running at http://127.0.0.1:${port}/  (login: ${login})"
   echo "Worker log: var/log/worker.log. Stop with Ctrl-C."
   echo
-  "$VENV/bin/gunicorn" perch_agile.wsgi --bind "127.0.0.1:${port}" --workers 2 --timeout 120 --access-logfile -
+  # Threads, not sync workers: with nothing buffering in front (production has nginx), a
+  # request whose body arrives slowly holds one of 8 threads, not one of 2 processes.
+  "$VENV/bin/gunicorn" perch_agile.wsgi --bind "127.0.0.1:${port}" --workers 2 --worker-class gthread --threads 4 \
+    --timeout 120 --access-logfile -
 }
 
-ensure_chromium() {
-  # Browser tests drive Debian's Chromium (Playwright's own browser download needs network).
-  command -v chromium >/dev/null && return
+ensure_test_programs() {
+  # Browser tests drive Debian's Chromium (Playwright's own browser download needs network);
+  # serving tests put Debian's nginx in front of gunicorn, as docker-compose.yml does.
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  PATH="$PATH:/usr/sbin" command -v nginx >/dev/null || missing+=(nginx)
+  [ "${#missing[@]}" -eq 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "chromium is not installed (apt-get install chromium): browser tests will be skipped" >&2
+    echo "${missing[*]} not installed (apt-get install ${missing[*]}): the tests that need them will be skipped" >&2
   fi
 }
 
 run_tests() {
-  ensure_chromium
+  ensure_test_programs
   export DJANGO_DEBUG=1
   set +e
   "$PYTHON" -m pytest "$@"

@@ -6,6 +6,7 @@ Screenshots land in test-output/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,17 @@ def log_in(page, username: str) -> None:
     page.keyboard.press("Enter")
 
 
+def wait_until(page, expression: str, timeout_ms: int = 30_000) -> None:
+    """Poll ``expression`` in the page until it is truthy. Not page.wait_for_function:
+    Playwright compiles its predicate with ``new Function`` inside the page, which the
+    app's Content-Security-Policy refuses; page.evaluate runs outside it."""
+    for _ in range(timeout_ms // 100):
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {expression}")
+
+
 def follow_link(page, text: str, limit: int = 80) -> None:
     """Press Tab until the focused link reads ``text``, then Enter: the keyboard way to follow it."""
     for _ in range(limit):
@@ -108,7 +120,7 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     first = Recording.objects.filter(deployment=deployment).order_by("filename").first()
     follow_link(page, first.filename)
     page.wait_for_selector(".region-view img.spectrogram")
-    page.wait_for_function("document.querySelector('.region-view img').naturalWidth > 0")
+    wait_until(page, "document.querySelector('.region-view img').naturalWidth > 0")
     page.screenshot(path=OUTPUT_DIR / "recording.png", full_page=True)
     page.keyboard.press("j")  # the recording's second window is the example
     example = int(page.get_attribute(".hit.current", "data-window"))
@@ -123,7 +135,7 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     assert example not in [int(w) for w in page.locator(".hit").evaluate_all("hs => hs.map(h => h.dataset.window)")]
 
     page.keyboard.press(" ")
-    page.wait_for_function("!document.querySelector('.hit.current audio').paused")
+    wait_until(page, "!document.querySelector('.hit.current audio').paused")
     page.keyboard.press(" ")
 
     given = []
@@ -141,12 +153,12 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     page.keyboard.press("s")  # half speed
     assert page.eval_on_selector("[data-playback=rate]", "select => select.value") == "0.5"
     page.keyboard.press("+")  # brighter spectrograms, all of them
-    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('gain=10'))")
-    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.complete && i.naturalWidth)")
+    wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('gain=10'))")
+    wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.complete && i.naturalWidth)")
     page.screenshot(path=OUTPUT_DIR / "search.png", full_page=True)
     page.keyboard.press("-")
     page.keyboard.press("c")  # context: heard, and shown between two lines on every picture
-    page.wait_for_function("[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('context=2'))")
+    wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('context=2'))")
     page.keyboard.press("c")
 
     page.reload()
@@ -267,4 +279,49 @@ def test_blind_review_hides_other_annotators_labels(
     page.check("[data-auto-play]")  # after a label, the next hit plays by itself
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("1")
-    page.wait_for_function("!document.querySelectorAll('.hit')[1].querySelector('audio').paused")
+    wait_until(page, "!document.querySelectorAll('.hit')[1].querySelector('audio').paused")
+
+
+def test_the_pages_run_their_scripts_under_the_content_security_policy(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    """The main pages at a laptop's width and a narrow window's: their scripts run (lists
+    of hits get the keyboard focus, progress is polled from the API) and the browser
+    reports no Content-Security-Policy violation and no script error."""
+    user = make_user("annotator")
+    project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=1)
+    recording = deployment.recordings.get()
+    window = Window.objects.filter(recording=recording).order_by("start_s").first()
+    violations, errors = [], []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    progress_poll = re.compile(rf"/api/projects/{project.pk}/deployments/{deployment.pk}/$")
+    pages = {  # path: what the page's script does on load
+        "/": None,
+        f"/projects/{project.pk}/": progress_poll,
+        f"/projects/{project.pk}/settings/": None,
+        f"/projects/{project.pk}/deployments/{deployment.pk}/": progress_poll,
+        f"/projects/{project.pk}/recordings/{recording.pk}/": ".hit.current",
+        f"/projects/{project.pk}/windows/{window.pk}/": ".hit.current",
+        f"/projects/{project.pk}/search/?window={window.pk}": ".hit.current",
+        "/account/": None,
+    }
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.context.clear_cookies()
+        page.goto("/accounts/login/")
+        assert page.evaluate("typeof csrfToken") == "function"  # app.js ran
+        log_in(page, "annotator")
+        page.wait_for_selector("h1:has-text('Projects')")
+        for path, on_load in pages.items():
+            if isinstance(on_load, re.Pattern):
+                with page.expect_response(lambda response, pattern=on_load: pattern.search(response.url)):
+                    page.goto(path)
+            else:
+                page.goto(path)
+                if on_load:
+                    page.wait_for_selector(on_load)
+            assert page.evaluate("typeof csrfToken") == "function", path
+        page.screenshot(path=OUTPUT_DIR / f"search-{width}px.png", full_page=True)
+    assert violations == []
+    assert errors == []
