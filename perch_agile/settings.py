@@ -119,8 +119,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = ["perch_agile.login_limits.LimitedModelBackend"]
-# How many reverse proxies in front of the app append to X-Forwarded-For (docker compose:
-# nginx, 1). With 0, REMOTE_ADDR is the client and no forwarded header is believed.
+# How many reverse proxies in front of gunicorn set X-Forwarded-For and -Proto (docker
+# compose: nginx, 1). With 0, those headers come from the client: REMOTE_ADDR is the
+# client, and neither the forwarded address nor the scheme is believed.
 PERCH_AGILE_TRUSTED_PROXIES = int(os.environ.get("PERCH_AGILE_TRUSTED_PROXIES", 0))
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "frontend:projects"
@@ -241,11 +242,6 @@ EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_flag("DJANGO_EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "perch-agile@localhost")
-
-# Reverse proxies in front of gunicorn that set X-Forwarded-For and -Proto (compose: nginx,
-# 1). With none, those headers come from the client and nothing may trust them.
-PERCH_AGILE_TRUSTED_PROXIES = int(os.environ.get("PERCH_AGILE_TRUSTED_PROXIES", 0))
-REST_FRAMEWORK["NUM_PROXIES"] = PERCH_AGILE_TRUSTED_PROXIES
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = _env_flag("DJANGO_SECURE_SSL_REDIRECT", True)
