@@ -363,6 +363,7 @@ def run(request, project_id, run_id):
         "labels": project.labels.all(),
         "per_day": per_day,
         "occupancy": detections_service.occupancy_table(per_day),
+        "can_annotate": role_in(project, request.user) in Action.ANNOTATE.value,  # exports
         "per_day_chart": charts.bar_chart(
             "Detections per site and day",
             [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],

@@ -81,14 +81,16 @@ class ProjectListView(APIView):
 class ProjectView(APIView):
     """Base for everything inside a project: ``self.project`` is resolved and checked.
 
-    Reads need any role; writes need ``write_action`` (annotator by default).
+    Reads need ``read_action`` (any role by default); writes need ``write_action``
+    (annotator by default).
     """
 
+    read_action = Action.READ
     write_action = Action.ANNOTATE
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        action = Action.READ if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
+        action = self.read_action if request.method in ("GET", "HEAD", "OPTIONS") else self.write_action
         self.project = project_for(request.user, kwargs["project_id"], action)
 
     def recording(self, recording_id: int) -> Recording:
@@ -597,6 +599,7 @@ def _classifier(project, classifier_id) -> Classifier:
 
 
 class ClassifierExportView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
     FORMATS = {"perch-agile": exports.perch_agile_classifier, "hoplite": exports.hoplite_linear_classifier}
 
     @extend_schema(
@@ -689,6 +692,8 @@ class RunSummaryView(ProjectView):
 
 
 class RavenExportView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
+
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
@@ -728,6 +733,8 @@ class LabelImportView(ProjectView):
 
 
 class DetectionCsvView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
+
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
