@@ -184,6 +184,16 @@ def confined_folder(folder: str) -> Path:
     return resolved
 
 
+def folder_under_root(folder: str) -> str:
+    """A server folder as members may see it: relative to the audio root that holds it
+    ("." for the root itself), so that no page or API answer shows the server's layout."""
+    path = Path(folder)
+    for root in settings.PERCH_AGILE_AUDIO_ROOTS:
+        if path == root or root in path.parents:
+            return str(path.relative_to(root))
+    return path.name
+
+
 @dataclasses.dataclass(frozen=True)
 class FolderScan:
     """What a look through a server folder found: the new recordings, and how many files
