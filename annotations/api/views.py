@@ -7,7 +7,7 @@ import json
 import zoneinfo
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -437,7 +437,8 @@ class RecordingSpectrogramView(ProjectView):
             OpenApiParameter("start", float, description="seconds from the recording's start"),
             OpenApiParameter("end", float, description=f"seconds; at most {spectrograms.MAX_SPAN_S:g} s after start"),
         ],
-        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+        responses={(200, "image/png"): OpenApiTypes.BINARY, 302: None, **ERRORS},
+        description="A span that is not a tile redirects to the tile that covers it (see spectrograms.covering_tile).",
     )
     def get(self, request, project_id, recording_id):
         recording = self.recording(recording_id)
@@ -446,7 +447,12 @@ class RecordingSpectrogramView(ProjectView):
         if end is None:
             end = min(start + 30.0, recording.duration_s or start + 30.0)
         style = _spectrogram_style(request.query_params)
-        return _png(spectrograms.recording_spectrogram(recording, start, end, style))
+        tile = spectrograms.covering_tile(recording, start, end)
+        if (tile.start_s, tile.end_s) != (start, end):
+            query = request.query_params.copy()
+            query["start"], query["end"] = str(tile.start_s), str(tile.end_s)
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return _png(spectrograms.recording_spectrogram(recording, tile, style))
 
 
 class ClipQueryListView(ProjectView):
