@@ -20,6 +20,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from annotations.audio import sniff_format
+from annotations.clips import delete_clips
 from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
 from annotations.models import (
@@ -531,6 +532,7 @@ def delete_with_confirmation(target: Project | Deployment, confirm_name: str) ->
         if isinstance(target, Project):
             for index in target.search_indexes.all():
                 delete_index(index)
+            delete_clips(target.clip_queries.all())  # with their files
         target.delete()
         transaction.on_commit(lambda: _delete_uploads(deployment_ids))
     return summary

@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotations import (
+    clips,
     deployment_metadata,
     deployments,
     detections,
@@ -486,6 +487,11 @@ class ClipQueryDetailView(ProjectView):
     def get(self, request, project_id, clip_query_id):
         clip = get_object_or_404(ClipQuery, pk=clip_query_id, project=self.project)
         return Response(s.ClipQuerySerializer(clip).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, clip_query_id):
+        clips.delete_clip(self.project, request.user, clip_query_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnnotationListView(ProjectView):
