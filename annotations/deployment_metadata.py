@@ -6,7 +6,8 @@ server_folder. A column the table leaves out leaves that field as it is; an empt
 clears it (timezone: UTC; channel: the mix of all channels). ``server_folder`` registers
 a folder's audio for a new deployment; for an existing one it is the folder's new place
 (its recordings are found again there by content).
-The import is all or nothing: one bad line and nothing changes.
+The import is all or nothing: one bad line and nothing changes. A name, site or recorder
+that starts like a spreadsheet formula (``formula_cells``) is refused, not stored.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from annotations.deployments import (
     update_deployment,
 )
 from annotations.errors import InputError
+from annotations.formula_cells import is_formula_like
 from annotations.models import Deployment, Project
 
 COLUMNS = (*METADATA_FIELDS, "server_folder")
@@ -115,6 +117,9 @@ def parse_metadata_csv(text: str) -> list[DeploymentRow]:
 
 def _parse_row(line: int, cells: dict[str, str]) -> tuple[DeploymentRow, list[str]]:
     metadata, problems = {}, []
+    for column in ("name", "site", "recorder"):
+        if is_formula_like(cells.get(column, "")):
+            problems.append(f"{column} {cells[column]!r} starts like a spreadsheet formula; start it otherwise")
     for column, cell in cells.items():
         if column not in PARSERS:
             continue

@@ -20,6 +20,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from annotations.audio import sniff_format
+from annotations.clips import delete_clips
 from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
 from annotations.models import (
@@ -203,13 +204,17 @@ def grant_folder(project: Project, folder: str, granted_by=None) -> FolderGrant:
 
 
 def granted_folder(project: Project, folder: str) -> Path:
-    """Resolve a server folder a project admin names, and check that it lies inside a folder
-    granted to the project (and still inside the audio roots). The refusal names neither the
-    roots nor the grants of other projects, and a missing folder reads like an empty one."""
-    resolved = Path(folder).resolve()
+    """Resolve a server folder a project admin names (absolute, or relative to an audio root
+    as pages show it), and check that it lies inside a folder granted to the project (and
+    still inside the audio roots). The refusal names neither the roots nor the grants of
+    other projects, and a missing folder reads like an empty one."""
+    roots = settings.PERCH_AGILE_AUDIO_ROOTS
     grants = [Path(grant.folder) for grant in project.folder_grants.all()]
-    inside_roots = any(_within(resolved, root) for root in settings.PERCH_AGILE_AUDIO_ROOTS)
-    if not inside_roots or not any(_within(resolved, grant) for grant in grants):
+    named = Path(folder)
+    for resolved in (named.resolve(),) if named.is_absolute() else ((root / named).resolve() for root in roots):
+        if any(_within(resolved, root) for root in roots) and any(_within(resolved, grant) for grant in grants):
+            break
+    else:
         raise InputError(
             f"{folder} is not in a server folder granted to this project; site staff grant folders "
             "(Django admin, Folder grants), and the project's settings list the ones it has"
@@ -217,6 +222,16 @@ def granted_folder(project: Project, folder: str) -> Path:
     if not resolved.is_dir():
         raise InputError(_no_audio(folder))
     return resolved
+
+
+def folder_under_root(folder: str) -> str:
+    """A server folder as members may see it: relative to the audio root that holds it
+    ("." for the root itself), so that no page or API answer shows the server's layout."""
+    path = Path(folder)
+    for root in settings.PERCH_AGILE_AUDIO_ROOTS:
+        if path == root or root in path.parents:
+            return str(path.relative_to(root))
+    return path.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -556,6 +571,7 @@ def delete_with_confirmation(target: Project | Deployment, confirm_name: str) ->
         if isinstance(target, Project):
             for index in target.search_indexes.all():
                 delete_index(index)
+            delete_clips(target.clip_queries.all())  # with their files
         target.delete()
         transaction.on_commit(lambda: _delete_uploads(deployment_ids))
     return summary

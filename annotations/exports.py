@@ -31,11 +31,13 @@ import io
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import numpy as np
 
-from annotations.models import Classifier, Detection, InferenceRun, ProbeType
+from annotations.deployments import upload_folder
+from annotations.formula_cells import neutral_cell
+from annotations.models import Classifier, Deployment, Detection, InferenceRun, ProbeType, Recording
 from annotations.raven import FileSpan, Selection, write_file_sequence_table, write_selection_table
 from annotations.scoring import Scorer, prototype_head
 from annotations.training import classifier_arrays
@@ -142,8 +144,17 @@ def _detections(run: InferenceRun, *ordering: str) -> Iterator[Detection]:
     return detections.iterator(chunk_size=2000)
 
 
+def relative_path(recording: Recording, deployment: Deployment) -> str:
+    """A recording's path inside its deployment's folder (server folder or upload folder):
+    what an export shows, never where the server keeps it."""
+    folder = Path(deployment.server_folder) if deployment.server_folder else upload_folder(deployment.pk)
+    path = Path(recording.path)
+    return str(path.relative_to(folder)) if folder in path.parents else path.name
+
+
 def detections_csv(run: InferenceRun) -> Iterator[str]:
-    """CSV lines of a run's detections, best first, streamed."""
+    """CSV lines of a run's detections, best first, streamed. Text cells are neutralised
+    (``formula_cells``); paths are relative to the deployment's folder."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -160,15 +171,15 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
         recording = detection.window.recording
         writer.writerow(
             [
-                deployment.name,
-                deployment.site,
+                neutral_cell(deployment.name),
+                neutral_cell(deployment.site),
                 deployment.latitude if deployment.latitude is not None else "",
                 deployment.longitude if deployment.longitude is not None else "",
-                recording.filename,
-                recording.path,
+                neutral_cell(recording.filename),
+                neutral_cell(relative_path(recording, deployment)),
                 f"{detection.window.start_s:.3f}",
                 f"{detection.window.end_s:.3f}",
-                detection.label.name,
+                neutral_cell(detection.label.name),
                 f"{detection.score:.6f}",
                 run.classifier.version,
             ]
@@ -208,12 +219,13 @@ def _nyquist(recording) -> float:
 
 def _sequence_spans(deployment) -> dict[int, FileSpan]:
     """Each recording's place in the deployment's files played one after another, in the
-    order of their start times (file names where none is known)."""
+    order of their start times (file names where none is known); paths relative to the
+    deployment's folder, so that Raven finds them from a table saved there."""
     recordings = sorted(
         deployment.recordings.all(), key=lambda r: (r.started_at is None, r.started_at or 0, r.filename, r.pk)
     )
     spans, elapsed = {}, 0.0
     for recording in recordings:
-        spans[recording.pk] = FileSpan(recording.path, elapsed)
+        spans[recording.pk] = FileSpan(relative_path(recording, deployment), elapsed)
         elapsed += recording.duration_s or 0.0
     return spans

@@ -19,6 +19,8 @@ import dataclasses
 import io
 from collections.abc import Iterable
 
+from annotations.formula_cells import neutral_cell
+
 STANDARD_COLUMNS = [
     "Selection",
     "View",
@@ -52,7 +54,8 @@ class Selection:
 
 
 def write_selection_table(selections: Iterable[Selection], nyquist_hz: float) -> str:
-    """One recording's selections as a Raven selection table (high frequency capped at Nyquist)."""
+    """One recording's selections as a Raven selection table (high frequency capped at
+    Nyquist); labels neutralised against spreadsheet formulas (``formula_cells``)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow([*STANDARD_COLUMNS, "Label", "Score"])
@@ -66,7 +69,7 @@ def write_selection_table(selections: Iterable[Selection], nyquist_hz: float) ->
                 f"{selection.end_s:.6f}",
                 "0.0",
                 f"{nyquist_hz:.1f}",
-                selection.label,
+                neutral_cell(selection.label),
                 "" if selection.score is None else f"{selection.score:.6f}",
             ]
         )
@@ -82,7 +85,8 @@ class FileSpan:
 
 
 def write_file_sequence_table(selections: Iterable[tuple[Selection, FileSpan]], nyquist_hz: float) -> str:
-    """Selections over many files as one Raven table that opens the files as a sequence."""
+    """Selections over many files as one Raven table that opens the files as a sequence;
+    paths and labels neutralised against spreadsheet formulas like ``write_selection_table``'s."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow([*STANDARD_COLUMNS, "Begin Path", "File Offset (s)", "Begin File", "Label", "Score"])
@@ -96,10 +100,10 @@ def write_file_sequence_table(selections: Iterable[tuple[Selection, FileSpan]], 
                 f"{span.sequence_start_s + selection.end_s:.6f}",
                 "0.0",
                 f"{nyquist_hz:.1f}",
-                span.path,
+                neutral_cell(span.path),
                 f"{selection.start_s:.6f}",
-                span.path.replace("\\", "/").rsplit("/", 1)[-1],
-                selection.label,
+                neutral_cell(span.path.replace("\\", "/").rsplit("/", 1)[-1]),
+                neutral_cell(selection.label),
                 "" if selection.score is None else f"{selection.score:.6f}",
             ]
         )

@@ -28,9 +28,9 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, models, transaction
 
+from annotations.clips import check_quota, clip_folder
 from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
 from annotations.embedding_store import raw_connection, window_embeddings, window_matrix
 from annotations.errors import InputError
@@ -669,18 +669,20 @@ def _checked_span(start_s: float | None, end_s: float | None) -> tuple[float | N
 def request_clip_query(
     project: Project, user, upload, start_s: float | None = None, end_s: float | None = None
 ) -> ClipQuery:
-    """Store an uploaded example clip, optionally trimmed to [start_s, end_s), and queue its embedding."""
+    """Store an uploaded example clip, optionally trimmed to [start_s, end_s), and queue its
+    embedding; within the user's clip quota (``clips``)."""
     name = safe_filename(upload.name)
     if not any(name.lower().endswith(ext) for ext in AUDIO_EXTENSIONS):
         raise InputError(f"{upload.name}: unsupported file type; expected {', '.join(sorted(AUDIO_EXTENSIONS))}")
     if upload.size > MAX_CLIP_BYTES:
         raise InputError("an example clip must be under 50 MB; trim it to the sound of interest")
     start_s, end_s = _checked_span(start_s, end_s)
+    check_quota(user, upload.size)
     with transaction.atomic():
         query = ClipQuery.objects.create(
             project=project, created_by=user, filename=name, path="", start_s=start_s, end_s=end_s
         )
-        folder = settings.MEDIA_ROOT / "clip_queries"
+        folder = clip_folder()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{query.pk}-{name}"
         with open(path, "wb") as out:

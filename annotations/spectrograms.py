@@ -10,6 +10,7 @@ a results page.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -28,7 +29,12 @@ MIN_DB = -100.0
 MAX_DB = -30.0
 # Bumped whenever rendering changes, so that cached pictures are not served stale.
 RENDER_VERSION = 1
-MAX_SPAN_S = 120.0
+# A stretch of a recording is drawn as the shortest tile that covers it, so that spans
+# shifted by a millisecond share one cached picture instead of filling the disk. A tile
+# of length L starts on a multiple of L / 2: tiles overlap by half, so every span up to
+# half the longest tile lies inside one.
+TILE_LENGTHS_S = (5.0, 10.0, 30.0, 60.0, 120.0)
+MAX_SPAN_S = TILE_LENGTHS_S[-1] / 2
 SCALES = ("mel", "linear")
 # Brightening for faint calls, the same for every picture on a page: the colour scale
 # moves down by this many dB (still one scale, so pictures stay comparable).
@@ -180,7 +186,32 @@ def purge_cache(unused_for_s: float) -> tuple[int, int]:
     return files, size
 
 
-def recording_spectrogram(
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    start_s: float
+    end_s: float  # the tile's end, or the recording's where that comes first
+
+
+def covering_tile(recording: Recording, start_s: float, end_s: float) -> Tile:
+    """The shortest tile of ``TILE_LENGTHS_S`` that holds ``[start_s, end_s)``."""
+    if not (end_s > start_s >= 0) or end_s - start_s > MAX_SPAN_S:
+        raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S:g} s from start >= 0")
+    for length in TILE_LENGTHS_S:
+        tile_start = length / 2 * math.floor(start_s / (length / 2))
+        if tile_start + length >= end_s:
+            break
+    tile_end = tile_start + length
+    if recording.duration_s and tile_start < recording.duration_s:
+        tile_end = min(tile_end, recording.duration_s)
+    return Tile(tile_start, tile_end)
+
+
+def recording_spectrogram(recording: Recording, tile: Tile, style: SpectrogramStyle) -> Path:
+    """The cached PNG of a tile of a recording (see ``covering_tile``)."""
+    return _cached_picture(recording, tile.start_s, tile.end_s, style)
+
+
+def _cached_picture(
     recording: Recording, start_s: float, end_s: float, style: SpectrogramStyle, marks_s: tuple[float, ...] = ()
 ) -> Path:
     """The cached PNG of ``[start_s, end_s)`` of a recording, rendered on first use.
@@ -188,8 +219,6 @@ def recording_spectrogram(
     Written to a temporary file and renamed, so that a reader never sees half a picture
     and two requests rendering the same picture at once both succeed.
     """
-    if not (end_s > start_s >= 0) or end_s - start_s > MAX_SPAN_S:
-        raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S:g} s from start >= 0")
     marks = "_".join(f"{m:.3f}" for m in marks_s)
     name = (
         f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}"
@@ -211,11 +240,12 @@ def recording_spectrogram(
 
 
 def window_spectrogram(window, style: SpectrogramStyle, context_s: float = 0.0) -> Path:
-    """A window's picture, with ``context_s`` seconds either side marked off by lines."""
-    context_s = min(max(context_s, 0.0), MAX_CONTEXT_S)  # what playback plays
+    """A window's picture, with ``context_s`` seconds either side (whole seconds: a few
+    pictures per window, whatever is asked) marked off by lines."""
+    context_s = float(round(min(max(context_s, 0.0), MAX_CONTEXT_S)))  # at most what playback plays
     start = max(0.0, window.start_s - context_s)
     end = window.end_s + context_s
     if window.recording.duration_s:
         end = min(end, window.recording.duration_s)
     marks = (window.start_s - start, window.end_s - start) if context_s else ()
-    return recording_spectrogram(window.recording, start, end, style, marks)
+    return _cached_picture(window.recording, start, end, style, marks)

@@ -70,7 +70,7 @@ def project(request, project_id):
         "labels": labeling.label_counts(project),
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
         "probe_types": ProbeType.choices,
-        "folder_grants": project.folder_grants.all(),
+        "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
     }
     return render(request, "frontend/project.html", context)
 
@@ -135,6 +135,7 @@ def deployment(request, project_id, deployment_id):
         "project": project,
         "role": role_in(project, request.user),
         "deployment": deployment,
+        "server_folder": deployments.folder_under_root(deployment.server_folder) if deployment.server_folder else "",
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),
         "start_time_problems": deployments.start_time_problems(deployment),
@@ -369,6 +370,7 @@ def run(request, project_id, run_id):
         "label_thresholds": list(
             zip(run.classifier.outputs.select_related("label").order_by("index"), run.label_thresholds, strict=False)
         ),
+        "can_annotate": role_in(project, request.user) in Action.ANNOTATE.value,  # exports
         "per_day_chart": charts.bar_chart(
             "Detections per site and day",
             [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],

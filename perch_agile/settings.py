@@ -151,6 +151,8 @@ MEDIA_ROOT = Path(os.environ.get("PERCH_AGILE_MEDIA_ROOT", VAR_DIR / "media"))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 PERCH_AGILE_MAX_UPLOAD_BYTES = int(os.environ.get("PERCH_AGILE_MAX_UPLOAD_BYTES", 8 * 1024**3))
 PERCH_AGILE_MAX_REQUEST_BYTES = int(os.environ.get("PERCH_AGILE_MAX_REQUEST_BYTES", 32 * 1024**3))
+# Example clip files each user may keep (annotations.clips).
+PERCH_AGILE_CLIP_QUOTA_BYTES = int(os.environ.get("PERCH_AGILE_CLIP_QUOTA_BYTES", 500 * 1024**2))
 PERCH_AGILE_AUDIO_ROOTS = [
     Path(p).resolve() for p in _env_list("PERCH_AGILE_AUDIO_ROOTS", str(VAR_DIR / "audio"), separator=":")
 ]

@@ -138,6 +138,26 @@ def test_a_viewer_reads_but_cannot_change_anything(other_project, make_user):
             assert status in (403, 405), f"{method.upper()} {url} ({name}) gave {status}"
 
 
+EXPORTS = ("api:classifier-export", "api:detection-csv", "api:raven-export")
+
+
+def test_exports_are_an_annotators_right(other_project, make_user):
+    project, ids = other_project
+    patterns = dict(project_patterns())
+    assert set(EXPORTS) <= set(patterns)
+    for role, expected in ((Role.VIEWER, 403), (Role.ANNOTATOR, 200)):
+        user = make_user(role)
+        Membership.objects.create(project=project, user=user, role=role)
+        client = Client()
+        client.force_login(user)
+        for name in EXPORTS:
+            response = client.get(fill(patterns[name], ids))
+            assert response.status_code == expected, f"{role} GET {name} gave {response.status_code}"
+        for page in ("frontend:classifier", "frontend:run"):
+            html = client.get(fill(patterns[page], ids)).content.decode()
+            assert ("/export/" in html or "detections.csv" in html) == (role == Role.ANNOTATOR), (role, page)
+
+
 def test_anonymous_requests_are_refused(other_project):
     project, _ = other_project
     assert Client().get(f"/api/projects/{project.pk}/").status_code == 403

@@ -127,6 +127,9 @@ def test_only_folders_granted_to_a_project_can_be_registered(client_for, owner, 
     missing = api.post(url, {"name": "M", "server_folder": str(root / "ours" / "nope")}, format="json").json()
     empty = api.post(url, {"name": "E", "server_folder": str(root / "ours" / "empty")}, format="json").json()
     assert missing["error"].replace("nope", "X") == empty["error"].replace("empty", "X")
+    # Pages show folders relative to their audio root, and such a name registers too.
+    relative = api.post(url, {"name": "R", "server_folder": "ours/empty"}, format="json").json()
+    assert "no audio files" in relative["error"]
 
 
 def test_staff_grant_folders_inside_the_audio_roots_only(project, settings, tmp_path):

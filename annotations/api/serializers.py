@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from annotations.deployments import LATITUDE_RANGE, LONGITUDE_RANGE, MAX_CHANNEL, METADATA_FIELDS
+from annotations.deployments import (
+    LATITUDE_RANGE,
+    LONGITUDE_RANGE,
+    MAX_CHANNEL,
+    METADATA_FIELDS,
+    folder_under_root,
+)
 from annotations.models import (
     Annotation,
     ClassifierLabel,
@@ -68,12 +74,25 @@ class DeploymentSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="channel of multichannel files to embed, counted from 0; null embeds the mix of all",
     )
-    server_folder = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    server_folder = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, help_text="shown relative to its audio root"
+    )
 
     class Meta:
         model = Deployment
         fields = ["id", *METADATA_FIELDS, "server_folder", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("server_folder"):
+            data["server_folder"] = folder_under_root(data["server_folder"])
+        return data
+
+    def validate_server_folder(self, value: str) -> str:
+        # A client sending back the folder as shown means no move.
+        current = self.instance.server_folder if self.instance is not None else ""
+        return current if current and value == folder_under_root(current) else value
 
 
 class MetadataImportSerializer(serializers.Serializer):

@@ -7,7 +7,7 @@ import json
 import zoneinfo
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import (
+    clips,
     deployment_metadata,
     deployments,
     detections,
@@ -464,7 +465,8 @@ class RecordingSpectrogramView(ProjectView):
             OpenApiParameter("start", float, description="seconds from the recording's start"),
             OpenApiParameter("end", float, description=f"seconds; at most {spectrograms.MAX_SPAN_S:g} s after start"),
         ],
-        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+        responses={(200, "image/png"): OpenApiTypes.BINARY, 302: None, **ERRORS},
+        description="A span that is not a tile redirects to the tile that covers it (see spectrograms.covering_tile).",
     )
     def get(self, request, project_id, recording_id):
         recording = self.recording(recording_id)
@@ -473,7 +475,12 @@ class RecordingSpectrogramView(ProjectView):
         if end is None:
             end = min(start + 30.0, recording.duration_s or start + 30.0)
         style = _spectrogram_style(request.query_params)
-        return _png(spectrograms.recording_spectrogram(recording, start, end, style))
+        tile = spectrograms.covering_tile(recording, start, end)
+        if (tile.start_s, tile.end_s) != (start, end):
+            query = request.query_params.copy()
+            query["start"], query["end"] = str(tile.start_s), str(tile.end_s)
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return _png(spectrograms.recording_spectrogram(recording, tile, style))
 
 
 class ClipQueryListView(ProjectView):
@@ -507,6 +514,11 @@ class ClipQueryDetailView(ProjectView):
     def get(self, request, project_id, clip_query_id):
         clip = get_object_or_404(ClipQuery, pk=clip_query_id, project=self.project)
         return Response(s.ClipQuerySerializer(clip).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, clip_query_id):
+        clips.delete_clip(self.project, request.user, clip_query_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnnotationListView(ProjectView):
@@ -629,6 +641,7 @@ def _classifier(project, classifier_id) -> Classifier:
 
 
 class ClassifierExportView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
     FORMATS = {"perch-agile": exports.perch_agile_classifier, "hoplite": exports.hoplite_linear_classifier}
 
     @extend_schema(
@@ -721,6 +734,8 @@ class RunSummaryView(ProjectView):
 
 
 class RavenExportView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
+
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
@@ -788,6 +803,8 @@ class LabelImportDetailView(ProjectView):
 
 
 class DetectionCsvView(ProjectView):
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
+
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)

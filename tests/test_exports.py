@@ -1,0 +1,123 @@
+"""Exported tables hold no spreadsheet formulas and no server paths; neither does the deployment API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from django.test import Client
+
+from annotations.deployment_metadata import parse_metadata_csv
+from annotations.deployments import create_deployment, create_project
+from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.errors import InputError
+from annotations.exports import detections_csv, raven_tables_zip
+from annotations.formula_cells import FORMULA_STARTS
+from annotations.models import (
+    Classifier,
+    ClassifierLabel,
+    Detection,
+    InferenceRun,
+    Membership,
+    Recording,
+    RecordingStatus,
+    Role,
+    TaskStatus,
+    Window,
+)
+
+pytestmark = pytest.mark.django_db
+HOSTILE = ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)")
+
+
+@pytest.fixture
+def hostile_run(make_user, tmp_path, settings):
+    """A run over a server folder's recordings whose every name starts like a formula."""
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    folder = tmp_path / "site-a" / "2024"
+    folder.mkdir(parents=True)
+    owner = make_user("owner")
+    project = create_project(owner, "P", labels=list(HOSTILE))
+    deployment = create_deployment(project, "=cmd|' /C calc'!A0", site="@site")
+    type(deployment).objects.filter(pk=deployment.pk).update(server_folder=str(folder))
+    deployment.refresh_from_db()
+    model = register_embedding_model("test-model", "1", 4, 1.0, 1.0, 16_000)
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
+    run = InferenceRun.objects.create(classifier=classifier, deployment=deployment, status=TaskStatus.DONE)
+    names = ("=a.wav", "+b.wav", "\t-c.wav")
+    for index, (name, label) in enumerate(zip(names, project.labels.all(), strict=False)):
+        ClassifierLabel.objects.create(classifier=classifier, label=label, index=index)
+        recording = Recording.objects.create(
+            deployment=deployment,
+            path=str(folder / "night" / name),
+            filename=name,
+            status=RecordingStatus.DONE,
+            sample_rate=32_000,
+            duration_s=60.0,
+        )
+        replace_windows(recording.pk, model, np.array([0.0]), np.array([1.0]), np.ones((1, 4), np.float32))
+        Detection.objects.create(run=run, window=Window.objects.get(recording=recording), label=label, score=0.9)
+    for label in project.labels.all()[3:]:  # the other hostile labels, on the first window
+        Detection.objects.create(run=run, window=Window.objects.first(), label=label, score=0.8)
+    return project, run, tmp_path
+
+
+def _cells(text: str, delimiter: str) -> list[str]:
+    return [cell for row in csv.reader(io.StringIO(text), delimiter=delimiter) for cell in row]
+
+
+def test_exported_tables_neutralise_formulas_and_show_no_server_path(hostile_run):
+    _, run, root = hostile_run
+    text = "".join(detections_csv(run))
+    tables = zipfile.ZipFile(io.BytesIO(raven_tables_zip(run)))
+    cells = {"csv": _cells(text, ",")} | {name: _cells(tables.read(name).decode(), "\t") for name in tables.namelist()}
+    assert len(cells) == 5  # the CSV, one table per recording, the sequence table
+    for table, values in cells.items():
+        # Our own numbers (scores, times) never start with a sign; any text that would is quoted.
+        assert not [cell for cell in values if cell.startswith(FORMULA_STARTS)], table
+        assert not [cell for cell in values if str(root) in cell], table
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["label"] for r in rows} == {f"'{name}" for name in HOSTILE}
+    assert {r["path"] for r in rows} == {"night/=a.wav", "night/+b.wav", "night/\t-c.wav"}  # inside the folder
+    assert {r["recording"] for r in rows} == {"'=a.wav", "'+b.wav", "'\t-c.wav"}
+    assert rows[0]["deployment"] == "'=cmd|' /C calc'!A0" and rows[0]["site"] == "'@site"
+    sequence = list(
+        csv.DictReader(io.StringIO(tables.read("all_files.Table.1.selections.txt").decode()), delimiter="\t")
+    )
+    assert {r["Begin File"] for r in sequence} == {"'=a.wav", "'+b.wav", "'\t-c.wav"}
+    assert {r["Begin Path"] for r in sequence} == {"night/=a.wav", "night/+b.wav", "night/\t-c.wav"}
+
+
+def test_metadata_imports_refuse_names_that_start_like_formulas():
+    with pytest.raises(InputError) as error:
+        parse_metadata_csv("name,site,recorder\n=1+1,ok,ok\nok,@x,ok\nfine,ok,-3\n")
+    message = str(error.value)
+    assert "line 2: name '=1+1' starts like a spreadsheet formula" in message
+    assert "line 3: site '@x' starts like" in message and "line 4: recorder '-3' starts like" in message
+    assert parse_metadata_csv("name,site\nRidge,North\n")[0].name == "Ridge"
+
+
+def test_the_deployment_api_shows_the_folder_under_its_root(hostile_run, make_user, client_for):
+    project, run, root = hostile_run
+    viewer = make_user("viewer")
+    Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
+    url = f"/api/projects/{project.pk}/deployments/"
+    for user in (viewer, project.created_by):
+        listed = client_for(user).get(url).json()
+        detail = client_for(user).get(f"{url}{run.deployment_id}/")
+        assert listed[0]["server_folder"] == "site-a/2024" and detail.json()["server_folder"] == "site-a/2024"
+        assert str(root) not in detail.content.decode()
+    browser = Client()
+    browser.force_login(viewer)
+    page = browser.get(f"/projects/{project.pk}/deployments/{run.deployment_id}/").content.decode()
+    assert "<code>site-a/2024</code>" in page and str(root) not in page
+    # Sent back as shown, the folder stays where it is.
+    response = client_for(project.created_by).patch(
+        f"{url}{run.deployment_id}/", {"server_folder": "site-a/2024"}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    run.deployment.refresh_from_db()
+    assert run.deployment.server_folder == str(root / "site-a" / "2024")
