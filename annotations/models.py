@@ -564,6 +564,22 @@ class Detection(models.Model):
         return f"{self.label_id} {self.score:.3f} on window {self.window_id}"
 
 
+class DensityStratum(models.Model):
+    """How a run's windows of one local day fall in its classifier's score bins, per label:
+    with the bins' validated precision, the day's call density (annotations.call_density)."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="density_strata")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(null=True)  # local, in the deployment's time zone; null: start unknown
+    window_counts = ArrayField(models.BigIntegerField())  # [call_density.BINS]
+
+    class Meta:
+        ordering = ["label_id", "day"]
+
+    def __str__(self) -> str:
+        return f"{self.label_id} on {self.day}: {sum(self.window_counts)} windows"
+
+
 class Combine(models.TextChoices):
     MEAN = "mean", "Mean embedding"
     BEST = "best", "Best match"

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import deployment_metadata, deployments, labeling, membership, review_queues, scoring
+from annotations import call_density, deployment_metadata, deployments, labeling, membership, review_queues, scoring
 from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
@@ -367,6 +367,7 @@ def run(request, project_id, run_id):
         "labels": project.labels.all(),
         "per_day": per_day,
         "occupancy": detections_service.occupancy_table(per_day),
+        "densities": call_density.run_densities(run) if run.status == TaskStatus.DONE else [],
         "label_thresholds": list(
             zip(run.classifier.outputs.select_related("label").order_by("index"), run.label_thresholds, strict=False)
         ),

@@ -345,6 +345,10 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     summary = client.get(f"{base}/runs/{run_id}/summary/").json()
     assert {row["site"] for row in summary} == {"N1"}
     assert sum(row["detections"] for row in summary) == len(app_scores)
+    density = client.get(f"{base}/runs/{run_id}/density/").json()
+    (whole,) = [row for row in density if row["total"]]
+    assert whole["windows"] == len(app_scores) == sum(row["windows"] for row in density if not row["total"])
+    assert 0 <= whole["low"] <= whole["density"] <= whole["high"] <= 1 and whole["validated"] > 0
     assert {row["day"] for row in summary} >= {"2026-05-10", "2026-05-17"}
 
     # Raven tables of a run at 0.5, read back as labels of a new label: the same windows.

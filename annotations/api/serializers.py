@@ -523,3 +523,14 @@ class DeletionSummarySerializer(serializers.Serializer):
     classifiers = serializers.IntegerField()
     detections = serializers.IntegerField()
     uploaded_files = serializers.IntegerField()
+
+
+class DensityRowSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    day = serializers.DateField(allow_null=True, help_text="local day; null: the whole deployment, or starts unknown")
+    total = serializers.BooleanField(help_text="the row over the whole deployment")
+    windows = serializers.IntegerField(source="estimate.windows")
+    density = serializers.FloatField(source="estimate.density", help_text="share of windows holding the call")
+    low = serializers.FloatField(source="estimate.low", help_text="90% interval")
+    high = serializers.FloatField(source="estimate.high")
+    validated = serializers.IntegerField(help_text="windows of the bins' random samples that people labeled")

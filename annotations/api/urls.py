@@ -60,4 +60,5 @@ urlpatterns = [
     path(P + "runs/<id:run_id>/detections.csv", v.DetectionCsvView.as_view(), name="detection-csv"),
     path(P + "runs/<id:run_id>/raven.zip", v.RavenExportView.as_view(), name="raven-export"),
     path(P + "runs/<id:run_id>/summary/", v.RunSummaryView.as_view(), name="run-summary"),
+    path(P + "runs/<id:run_id>/density/", v.RunDensityView.as_view(), name="run-density"),
 ]

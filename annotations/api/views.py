@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import (
+    call_density,
     clips,
     deployment_metadata,
     deployments,
@@ -731,6 +732,14 @@ class RunSummaryView(ProjectView):
         return Response(
             s.SiteDaySerializer(detections.detections_per_site_and_day(_run(self.project, run_id)), many=True).data
         )
+
+
+class RunDensityView(ProjectView):
+    @extend_schema(responses={200: s.DensityRowSerializer(many=True), **ERRORS})
+    def get(self, request, project_id, run_id):
+        """Call density per label and local day (and ``total`` over the deployment), with
+        90% intervals from the validated random sample of each score bin."""
+        return Response(s.DensityRowSerializer(call_density.run_densities(_run(self.project, run_id)), many=True).data)
 
 
 class RavenExportView(ProjectView):
