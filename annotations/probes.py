@@ -7,10 +7,12 @@ Two probe types, both applied with numpy alone:
   regularisation grid suits every model) with the standardisation folded back into the
   weights: a plain linear head, which perch-hoplite can load too. The regularisation
   strength is chosen by cross-validation grouped by recording.
-- **Prototype**: K unit vectors per label (spherical k-means on the positives);
-  a window's similarity is its best cosine match among them, turned into a probability
-  by a 1-d logistic calibration fitted on all labels:
-  ``probability = sigmoid(a * max_k cos(embedding, prototype_k) + b)``.
+- **Prototype**: K unit vectors for the label and K for what it is not (background,
+  other calls), the logit the difference of their smoothed best cosine matches:
+  ``logit = a * (smax_t(cos(embedding, prototypes)) - smax_t(cos(embedding, negative_prototypes))) + b``,
+  ``smax_t(s) = t * log(sum_k exp(s_k / t))`` (the max itself where t = 0). Initialised by
+  spherical k-means on each class, then trained as a whole, both classes counting, as
+  Perch 2.0's prototype head and AudioProtoPNet are.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import expit
+from scipy.optimize import minimize
+from scipy.special import expit, logsumexp, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 C_GRID = (0.01, 0.1, 1.0)
+# Smoothed max over prototypes, in cosine units: every prototype learns, the best one
+# counts most (0.3 ranked best of 0.03-0.3 on tests/probe_corpus.py at 5-100% labels).
+PROTOTYPE_TEMPERATURE = 0.3
+# A penalty on the logit scale a: without it a separable training set drives a to infinity.
+PROTOTYPE_SCALE_PENALTY = 1e-4
 # Cross-validating on at most this many examples keeps training near a second for 10,000 labels.
 CV_SAMPLE = 2000
 # Fewer held-out examples of either class than this and the measures mean little.
@@ -41,9 +49,13 @@ class LinearHead:
 
 @dataclasses.dataclass(frozen=True)
 class PrototypeHead:
-    """prototypes: float32 [K, D], unit rows; probability = sigmoid(a * max cos + b)."""
+    """prototypes: float32 [K, D], negative_prototypes: float32 [J, D] (J may be 0), unit
+    rows; temperature t >= 0 of the smoothed max; a, b: float32.
+    probability = sigmoid(a * (smax_t(cos, prototypes) - smax_t(cos, negative_prototypes)) + b)."""
 
     prototypes: np.ndarray
+    negative_prototypes: np.ndarray
+    temperature: float
     a: np.float32
     b: np.float32
 
@@ -91,14 +103,25 @@ def linear_scores(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray)
     return sigmoid(embeddings.astype(np.float32) @ weights.astype(np.float32) + bias.astype(np.float32))
 
 
-def prototype_similarity(embeddings: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Best cosine match of each embedding [N, D] among prototypes [K, D]: [N]."""
-    return (unit_rows(embeddings) @ prototypes.astype(np.float32).T).max(axis=1)
+def smooth_max(similarity: np.ndarray, temperature: float) -> np.ndarray:
+    """``t * log(sum_k exp(s_k / t))`` along the last axis of similarity [N, K]: [N]; the max where t = 0."""
+    if temperature == 0:
+        return similarity.max(axis=-1)
+    return temperature * logsumexp(similarity / temperature, axis=-1)
+
+
+def prototype_evidence(embeddings: np.ndarray, head: PrototypeHead) -> np.ndarray:
+    """How much better embeddings [N, D] match the label's prototypes than its negative ones: [N]."""
+    unit = unit_rows(embeddings)
+    evidence = smooth_max(unit @ head.prototypes.astype(np.float32).T, head.temperature)
+    if len(head.negative_prototypes):
+        evidence = evidence - smooth_max(unit @ head.negative_prototypes.astype(np.float32).T, head.temperature)
+    return evidence
 
 
 def prototype_scores(embeddings: np.ndarray, head: PrototypeHead) -> np.ndarray:
     """Probabilities [N] of one label's prototype head."""
-    return sigmoid(head.a * prototype_similarity(embeddings, head.prototypes) + head.b)
+    return sigmoid(head.a * prototype_evidence(embeddings, head) + head.b)
 
 
 def _require_both_classes(targets: np.ndarray) -> None:
@@ -166,28 +189,104 @@ def fit_linear_probe(
     return LinearHead(weights.astype(np.float32), np.float32(bias), regularization_c)
 
 
-def fit_prototype_probe(embeddings: np.ndarray, targets: np.ndarray, k: int = 4, seed: int = 0) -> PrototypeHead:
-    """K prototypes by spherical k-means on the positives, then a 1-d calibration.
+def spherical_kmeans(unit: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k unit centroids [k, D] of unit rows [N, D] weighted by weights [N] (k capped at N)."""
+    k = max(1, min(k, len(unit)))
+    centroids = unit[rng.choice(len(unit), k, replace=False)]
+    for _ in range(50):
+        assignment = np.argmax(unit @ centroids.T, axis=1)
+        updated = unit_rows(
+            np.stack(
+                [
+                    (weights[assignment == j, None] * unit[assignment == j]).sum(axis=0)
+                    if np.any(assignment == j)
+                    else centroids[j]
+                    for j in range(k)
+                ]
+            )
+        )
+        if np.allclose(updated, centroids, atol=1e-6):
+            break
+        centroids = updated
+    return centroids
 
-    embeddings: float32 [N, D]; targets: bool [N] (needs both classes).
+
+def _smooth_max_and_weights(similarity: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """smax_t of similarity [N, K] ([N]) and its gradient, the softmax weights [N, K]."""
+    weights = softmax(similarity / temperature, axis=1)
+    return smooth_max(similarity, temperature), weights
+
+
+def _prototype_loss(
+    theta: np.ndarray, unit: np.ndarray, targets: np.ndarray, weights: np.ndarray, k: int, temperature: float
+) -> tuple[float, np.ndarray]:
+    """Weighted cross-entropy of the prototype head and its gradient.
+
+    theta: [(k + J) * D + 2], the positive then negative prototypes (unnormalised rows),
+    log a, b; unit: [N, D] unit embeddings; targets: float [N]; weights: [N].
+    """
+    dim = unit.shape[1]
+    rows = theta[:-2].reshape(-1, dim)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    prototypes = rows / norms
+    a, b = np.exp(theta[-2]), theta[-1]
+    similarity = unit @ prototypes.T  # [N, k + J]
+    positive, soft_positive = _smooth_max_and_weights(similarity[:, :k], temperature)
+    evidence, soft = positive, soft_positive
+    if len(prototypes) > k:
+        negative, soft_negative = _smooth_max_and_weights(similarity[:, k:], temperature)
+        evidence = positive - negative
+        soft = np.concatenate([soft_positive, -soft_negative], axis=1)
+    logit = a * evidence + b
+    loss = np.sum(weights * (np.logaddexp(0, logit) - targets * logit)) + PROTOTYPE_SCALE_PENALTY * a * a
+    d_logit = weights * (sigmoid(logit) - targets)  # [N]
+    d_prototypes = (a * d_logit[:, None] * soft).T @ unit  # [k + J, D], on the unit rows
+    # Through the normalisation: only the part orthogonal to each row moves it.
+    d_rows = (d_prototypes - np.sum(d_prototypes * prototypes, axis=1, keepdims=True) * prototypes) / norms
+    d_log_a = a * np.dot(d_logit, evidence) + 2 * PROTOTYPE_SCALE_PENALTY * a * a
+    return float(loss), np.concatenate([d_rows.ravel(), [d_log_a, d_logit.sum()]])
+
+
+def fit_prototype_probe(
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    k: int = 4,
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> PrototypeHead:
+    """K prototypes for the positives and K for the negatives, trained together by L-BFGS.
+
+    Initialised by spherical k-means on each class; the loss is the cross-entropy of
+    the probability above, classes balanced and each example weighted (weak negatives
+    little), plus a small penalty on a.
+    embeddings: float32 [N, D]; targets: bool [N] (needs both classes); sample_weight: [N] or None.
     """
     _require_both_classes(targets)
-    positives = unit_rows(embeddings[targets])
-    k = max(1, min(k, len(positives)))
+    # Balanced by counts, then each example's weight, as the linear probe's LogisticRegression does.
+    weights = np.where(targets, 0.5 / targets.sum(), 0.5 / (~targets).sum())
+    if sample_weight is not None:
+        weights = weights * np.asarray(sample_weight, np.float64)
+    unit = unit_rows(embeddings).astype(np.float64)
     rng = np.random.default_rng(seed)
-    prototypes = positives[rng.choice(len(positives), k, replace=False)]
-    for _ in range(50):
-        assignment = np.argmax(positives @ prototypes.T, axis=1)
-        updated = np.stack(
-            [positives[assignment == j].mean(axis=0) if np.any(assignment == j) else prototypes[j] for j in range(k)]
-        )
-        updated = unit_rows(updated)
-        if np.allclose(updated, prototypes, atol=1e-6):
-            break
-        prototypes = updated
-    similarity = prototype_similarity(embeddings, prototypes)[:, None]
-    calibration = LogisticRegression(class_weight="balanced", C=100.0, max_iter=1000).fit(similarity, targets)
-    return PrototypeHead(prototypes, np.float32(calibration.coef_[0, 0]), np.float32(calibration.intercept_[0]))
+    positives = spherical_kmeans(unit[targets], weights[targets], k, rng)
+    negatives = spherical_kmeans(unit[~targets], weights[~targets], k, rng)
+    theta = np.concatenate([positives.ravel(), negatives.ravel(), [np.log(10.0), 0.0]])
+    result = minimize(
+        _prototype_loss,
+        theta,
+        args=(unit, targets.astype(np.float64), weights, len(positives), PROTOTYPE_TEMPERATURE),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 300},
+    )
+    rows = unit_rows(result.x[:-2].reshape(-1, unit.shape[1]))
+    return PrototypeHead(
+        prototypes=rows[: len(positives)],
+        negative_prototypes=rows[len(positives) :],
+        temperature=PROTOTYPE_TEMPERATURE,
+        a=np.float32(np.exp(result.x[-2])),
+        b=np.float32(result.x[-1]),
+    )
 
 
 def nearest_examples(embeddings: np.ndarray, prototypes: np.ndarray, per_prototype: int = 5) -> list[np.ndarray]:

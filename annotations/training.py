@@ -170,8 +170,6 @@ def _train(classifier: Classifier) -> None:
     for output in outputs:
         labeled = data.targets[:, output.index] >= 0
         train_rows = labeled & ~held_out
-        if classifier.probe_type == ProbeType.PROTOTYPE:
-            train_rows &= ~data.weak
         train_targets = data.targets[train_rows, output.index] == 1
         if train_targets.all() or not train_targets.any():
             raise InputError(
@@ -181,16 +179,20 @@ def _train(classifier: Classifier) -> None:
             )
         x = data.embeddings[train_rows]
         eval_rows = labeled & held_out
+        sample_weight = np.where(data.weak[train_rows], classifier.weak_negative_weight, 1.0)
         if classifier.probe_type == ProbeType.PROTOTYPE:
-            head = fit_prototype_probe(x, train_targets, classifier.prototypes_per_label, classifier.random_seed)
+            head = fit_prototype_probe(
+                x, train_targets, classifier.prototypes_per_label, classifier.random_seed, sample_weight
+            )
             output.prototypes = head.prototypes.tobytes()
+            output.negative_prototypes = head.negative_prototypes.tobytes()
+            output.prototype_temperature = head.temperature
             output.calibration_a, output.calibration_b = float(head.a), float(head.b)
             eval_scores = prototype_scores(data.embeddings[eval_rows], head)
         else:
             c = classifier.regularization_c or choose_regularization(
                 x, train_targets, data.recording_ids[train_rows], classifier.random_seed
             )
-            sample_weight = np.where(data.weak[train_rows], classifier.weak_negative_weight, 1.0)
             head = fit_linear_probe(x, train_targets, c, sample_weight)
             weights[:, output.index] = head.weights
             bias[output.index] = head.bias
@@ -220,6 +222,8 @@ def _train(classifier: Classifier) -> None:
                 "eval_targets",
                 "regularization_c",
                 "prototypes",
+                "negative_prototypes",
+                "prototype_temperature",
                 "calibration_a",
                 "calibration_b",
             ],

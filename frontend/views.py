@@ -296,7 +296,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "windows_above": windows_above(output, output.threshold),
     }
     if output.prototypes is not None:
-        panel["prototype_examples"] = scoring.prototype_examples(output)
+        panel["prototype_examples"], panel["negative_prototype_examples"] = scoring.prototype_examples(output)
     return panel
 
 
