@@ -342,6 +342,9 @@ class ClassifierLabel(models.Model):
     prototypes = models.BinaryField(null=True)
     negative_prototypes = models.BinaryField(null=True)
     prototype_temperature = models.FloatField(default=0.0)
+    # Quality on each cross-validation fold over time blocks that could train and measure
+    # this label: [{"positives", "negatives", "roc_auc", "average_precision"}].
+    cross_validation = models.JSONField(default=list)
     calibration_a = models.FloatField(null=True)
     calibration_b = models.FloatField(null=True)
     # The user's choice on the PR curve; a setting, not part of the trained model.

@@ -36,6 +36,11 @@ PROTOTYPE_SCALE_PENALTY = 1e-4
 CV_SAMPLE = 2000
 # Fewer held-out examples of either class than this and the measures mean little.
 MIN_HELD_OUT = 10
+# Validation groups: blocks of a few minutes inside recordings (recorders write 1-24 h
+# files), with the windows starting within a minute of a held-out block left out of
+# training, since a bout of song runs on across windows.
+BLOCK_S = 300.0
+GAP_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,21 +300,117 @@ def nearest_examples(embeddings: np.ndarray, prototypes: np.ndarray, per_prototy
     return [np.argsort(-similarity[:, j])[:per_prototype] for j in range(prototypes.shape[0])]
 
 
-def grouped_eval_mask(groups: np.ndarray, stratify: np.ndarray, eval_fraction: float, seed: int) -> np.ndarray:
-    """Choose held-out examples by group (recording), so that neighbouring windows of one
-    recording never sit on both sides of the split.
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """held_out: bool [N], the windows of the held-out time blocks; excluded: bool [N],
+    windows outside them but within the gap of one: neither trained on nor measured."""
 
-    groups: int [N] (recording ids); stratify: bool [N] (e.g. positive for any label).
-    Returns bool [N], True for held out; all False when there are too few groups.
+    held_out: np.ndarray
+    excluded: np.ndarray
+
+    @property
+    def train(self) -> np.ndarray:
+        return ~self.held_out & ~self.excluded
+
+
+def time_blocks(recording_ids: np.ndarray, start_s: np.ndarray, block_s: float = BLOCK_S) -> np.ndarray:
+    """Group ids [N]: contiguous blocks of ``block_s`` seconds inside each recording (a
+    whole short recording is one block). recording_ids: int [N]; start_s: float [N]."""
+    keys = np.stack([recording_ids, np.floor(np.asarray(start_s) / block_s)], axis=1)
+    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+
+
+def within_gap(recording_ids: np.ndarray, start_s: np.ndarray, held_out: np.ndarray, gap_s: float) -> np.ndarray:
+    """bool [N]: windows not held out that start within ``gap_s`` of a held-out window of
+    their recording (calls and bouts run across window edges, so these would leak)."""
+    near = np.zeros(len(held_out), dtype=bool)
+    for recording in np.unique(recording_ids[held_out]):
+        rows = np.nonzero((recording_ids == recording) & ~held_out)[0]
+        held_starts = np.sort(start_s[held_out & (recording_ids == recording)])
+        after = np.clip(np.searchsorted(held_starts, start_s[rows]), 1, len(held_starts) - 1)
+        distance = np.abs(start_s[rows, None] - held_starts[np.stack([after - 1, after], axis=1)])
+        near[rows] = distance.min(axis=1) <= gap_s
+    return near
+
+
+def time_block_splits(
+    recording_ids: np.ndarray,
+    start_s: np.ndarray,
+    stratify: np.ndarray,
+    labeled: np.ndarray,
+    n_splits: int,
+    seed: int,
+    block_s: float = BLOCK_S,
+    gap_s: float = GAP_S,
+) -> list[Split]:
+    """Cross-validation folds over time blocks (``time_blocks``), each with its gap excluded.
+
+    The folds are drawn over the blocks of the ``labeled`` windows (bool [N]; weak
+    negatives are not labels, and blocks holding only them would make empty folds),
+    stratified by ``stratify`` (bool [N], e.g. positive for any label); every window of a
+    held-out block is held out. Empty when the labels lie in fewer blocks than folds.
     """
-    n_splits = max(2, round(1 / eval_fraction)) if eval_fraction > 0 else 0
-    if n_splits == 0 or len(np.unique(groups)) < n_splits:
-        return np.zeros(len(groups), dtype=bool)
+    blocks = time_blocks(recording_ids, start_s, block_s)
+    labeled_blocks = blocks[labeled]
+    if n_splits < 2 or len(np.unique(labeled_blocks)) < n_splits:
+        return []
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, eval_index = next(splitter.split(np.zeros(len(groups)), stratify, groups))
-    mask = np.zeros(len(groups), dtype=bool)
-    mask[eval_index] = True
-    return mask
+    splits = []
+    for _, eval_index in splitter.split(np.zeros(len(labeled_blocks)), stratify[labeled], labeled_blocks):
+        held_out = np.isin(blocks, labeled_blocks[eval_index])
+        splits.append(Split(held_out, within_gap(recording_ids, start_s, held_out, gap_s)))
+    return splits
+
+
+def eval_splits(eval_fraction: float) -> int:
+    """How many folds hold out ``eval_fraction`` each (0 for none)."""
+    return max(2, round(1 / eval_fraction)) if eval_fraction > 0 else 0
+
+
+def held_out_split(
+    recording_ids: np.ndarray,
+    start_s: np.ndarray,
+    stratify: np.ndarray,
+    labeled: np.ndarray,
+    eval_fraction: float,
+    seed: int,
+) -> Split:
+    """The single held-out split: the first fold of ``time_block_splits``; nothing held
+    out when there are too few blocks."""
+    splits = time_block_splits(recording_ids, start_s, stratify, labeled, eval_splits(eval_fraction), seed)
+    return splits[0] if splits else no_split(len(recording_ids))
+
+
+def no_split(n: int) -> Split:
+    """Everything trains, nothing is held out."""
+    return Split(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelsNeeded:
+    """How many more labeled positives and negatives, and time blocks holding each, would
+    let every held-out fold hold about MIN_HELD_OUT of each class. All 0: usable."""
+
+    positives: int
+    negatives: int
+    blocks: int
+
+    @property
+    def usable(self) -> bool:
+        return self.positives == self.negatives == self.blocks == 0
+
+
+def labels_needed(blocks: np.ndarray, targets: np.ndarray, eval_fraction: float) -> LabelsNeeded:
+    """What the held-out estimate still lacks, from the labels so far (weak negatives are
+    not labels). blocks: int [N] time-block ids (``time_blocks``); targets: bool [N]."""
+    n_splits = max(eval_splits(eval_fraction), 2)
+    blocks_with = [len(np.unique(blocks[targets == side])) for side in (True, False)]
+    counts = [int(targets.sum()), int((~targets).sum())]
+    return LabelsNeeded(
+        positives=max(0, MIN_HELD_OUT * n_splits - counts[0]),
+        negatives=max(0, MIN_HELD_OUT * n_splits - counts[1]),
+        blocks=max(0, n_splits - min(blocks_with)),
+    )
 
 
 def held_out_quality(targets: np.ndarray, scores: np.ndarray) -> HeldOutQuality:
