@@ -427,6 +427,26 @@ def held_out_quality(targets: np.ndarray, scores: np.ndarray) -> HeldOutQuality:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldSpread:
+    """Mean and standard deviation over cross-validation folds of ROC-AUC and average precision."""
+
+    folds: int
+    roc_auc: float
+    roc_auc_std: float
+    average_precision: float
+    average_precision_std: float
+
+
+def fold_spread(folds: list[HeldOutQuality]) -> FoldSpread | None:
+    """Over the folds that measured both classes; None without any."""
+    measured = [(q.roc_auc, q.average_precision) for q in folds if q.roc_auc is not None]
+    if not measured:
+        return None
+    mean, std = np.mean(measured, axis=0), np.std(measured, axis=0)
+    return FoldSpread(len(measured), float(mean[0]), float(std[0]), float(mean[1]), float(std[1]))
+
+
 def precision_recall(targets: np.ndarray, scores: np.ndarray) -> PrecisionRecall | None:
     """The held-out precision-recall curve, or None without positives."""
     if not targets.any():

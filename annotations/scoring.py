@@ -8,8 +8,11 @@ from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
 from annotations.models import Classifier, ClassifierLabel, ProbeType, TaskStatus
 from annotations.probes import (
+    FoldSpread,
+    HeldOutQuality,
     PrecisionRecall,
     PrototypeHead,
+    fold_spread,
     linear_scores,
     nearest_examples,
     precision_recall,
@@ -65,6 +68,11 @@ def held_out_arrays(output: ClassifierLabel) -> tuple[np.ndarray, np.ndarray]:
 def held_out_curve(output: ClassifierLabel) -> PrecisionRecall | None:
     targets, scores = held_out_arrays(output)
     return precision_recall(targets, scores) if len(targets) else None
+
+
+def cross_validated(output: ClassifierLabel) -> FoldSpread | None:
+    """Mean and spread of an output's quality over its cross-validation folds."""
+    return fold_spread([HeldOutQuality(**fold) for fold in output.cross_validation])
 
 
 def choose_threshold(output: ClassifierLabel, threshold: float | None, min_precision: float | None) -> float:

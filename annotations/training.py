@@ -26,6 +26,7 @@ from annotations.models import (
     Window,
 )
 from annotations.probes import (
+    LabelsNeeded,
     LinearHead,
     PrototypeHead,
     Split,
@@ -34,6 +35,7 @@ from annotations.probes import (
     fit_prototype_probe,
     held_out_quality,
     held_out_split,
+    labels_needed,
     linear_scores,
     no_split,
     prototype_scores,
@@ -119,18 +121,13 @@ def _failed(classifier: Classifier, reason: str) -> None:
     Classifier.objects.filter(pk=classifier.pk).update(status=TaskStatus.FAILED, error=reason)
 
 
-def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
-    """{(window_id, label_id): is_positive} from every annotator's labels.
+def _consensus(annotations) -> dict[tuple[int, int], bool]:
+    """{(window_id, label_id): is_positive} from (window_id, label_id, value) rows of every annotator.
 
     Unsure labels are left out, and so are windows on which annotators disagree
     (positive from one, negative from another): a probe should not learn a dispute.
     """
     votes: dict[tuple[int, int], set[str]] = {}
-    annotations = Annotation.objects.filter(
-        label__in=classifier.outputs.values("label"),
-        window__model=classifier.embedding_model,
-        window__recording__deployment__project=classifier.project,
-    ).values_list("window_id", "label_id", "value")
     for window_id, label_id, value in annotations:
         votes.setdefault((window_id, label_id), set()).add(value)
     return {
@@ -138,6 +135,39 @@ def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
         for key, values in votes.items()
         if values in ({LabelValue.POSITIVE}, {LabelValue.NEGATIVE})
     }
+
+
+def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
+    """The consensus labels (``_consensus``) a classifier version trains on."""
+    return _consensus(
+        Annotation.objects.filter(
+            label__in=classifier.outputs.values("label"),
+            window__model=classifier.embedding_model,
+            window__recording__deployment__project=classifier.project,
+        ).values_list("window_id", "label_id", "value")
+    )
+
+
+def labels_needed_by_label(project: Project, eval_fraction: float = 0.25) -> dict[int, LabelsNeeded]:
+    """{label_id: what more labels a usable held-out estimate needs}, from the project's
+    consensus labels so far, before any training is asked for."""
+    rows = list(
+        Annotation.objects.filter(window__recording__deployment__project=project).values_list(
+            "window_id", "label_id", "value", "window__recording_id", "window__start_s"
+        )
+    )
+    place = {window_id: (recording_id, start_s) for window_id, _, _, recording_id, start_s in rows}
+    by_label: dict[int, list[tuple[int, bool]]] = {}
+    for (window_id, label_id), positive in _consensus(row[:3] for row in rows).items():
+        by_label.setdefault(label_id, []).append((window_id, positive))
+    needed = {}
+    for label in project.labels.all():
+        labeled = by_label.get(label.pk, [])
+        recordings = np.asarray([place[w][0] for w, _ in labeled], dtype=np.int64)
+        starts = np.asarray([place[w][1] for w, _ in labeled], dtype=np.float64)
+        targets = np.asarray([positive for _, positive in labeled], dtype=bool)
+        needed[label.pk] = labels_needed(time_blocks(recordings, starts), targets, eval_fraction)
+    return needed
 
 
 def _random_unlabeled_windows(classifier: Classifier, count: int, exclude: set[int]) -> list[int]:

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import deployment_metadata, deployments, labeling, review_queues, scoring
+from annotations import deployment_metadata, deployments, labeling, review_queues, scoring, training
 from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
@@ -65,6 +65,8 @@ def project(request, project_id):
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
         "probe_types": ProbeType.choices,
     }
+    needed = training.labels_needed_by_label(project)
+    context["labels_needed"] = [(label, needed[label.pk]) for label in context["labels"] if label.pk in needed]
     return render(request, "frontend/project.html", context)
 
 
@@ -292,6 +294,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "precision": precision,
         "recall": recall,
         "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
+        "cross_validated": scoring.cross_validated(output),
         "previous": previous_outputs.get(output.label_id),
         "windows_above": windows_above(output, output.threshold),
     }

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.test import Client
 
-from annotations import training
+from annotations import scoring, training
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.models import Annotation, Classifier, ClassifierExample, ProbeType, Recording, RecordingStatus
-from annotations.probes import GAP_S
+from annotations.probes import GAP_S, MIN_HELD_OUT
 
 pytestmark = pytest.mark.django_db
 
@@ -65,11 +66,20 @@ def test_28_labels_in_4_long_recordings_are_measured_with_no_neighbour_of_a_held
     for r in range(4):
         label(user, call_label, rng.choice(ids[r, call[r]], 4, replace=False), True)
         label(user, call_label, rng.choice(ids[r, ~call[r]], 3, replace=False), False)
+    # Before training: 16 positives and 12 negatives over many blocks; four folds of ten each need more.
+    needed = training.labels_needed_by_label(project)[call_label.pk]
+    assert (needed.positives, needed.negatives, needed.blocks) == (4 * MIN_HELD_OUT - 16, 4 * MIN_HELD_OUT - 12, 0)
     classifier = trained(project, user, call_label)
     output = classifier.outputs.get()
     assert output.eval_positives > 0 and output.eval_negatives > 0
-    assert output.roc_auc is not None and output.cross_validation
-    assert all(0 <= fold["roc_auc"] <= 1 for fold in output.cross_validation)
+    assert output.roc_auc is not None
+    spread = scoring.cross_validated(output)
+    assert spread is not None and spread.folds >= 2 and 0 <= spread.roc_auc_std <= 0.5
+
+    page = Client()
+    page.force_login(user)
+    assert "more positives" in page.get(f"/projects/{project.pk}/").content.decode()
+    assert "fold CV" in page.get(f"/projects/{project.pk}/classifiers/{classifier.pk}/").content.decode()
 
     examples = ClassifierExample.objects.filter(classifier=classifier).select_related("window")
     for recording in {e.window.recording_id for e in examples}:
