@@ -11,6 +11,7 @@ from annotations.probes import (
     C_GRID,
     GAP_S,
     MIN_HELD_OUT,
+    PrototypeHead,
     choose_regularization,
     fit_linear_probe,
     fit_prototype_probe,
@@ -138,6 +139,15 @@ def test_prototype_probe_finds_both_call_types():
     scores = prototype_scores(x, head)
     assert held_out_quality(y, scores).roc_auc > 0.99
     assert head.a > 0  # more similar means more likely
+
+
+def test_a_head_without_negative_prototypes_at_temperature_0_is_the_old_max_cosine_formula():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    prototypes = unit_rows(rng.standard_normal((3, 8)).astype(np.float32))
+    head = PrototypeHead(prototypes, np.zeros((0, 8), np.float32), 0.0, np.float32(5.0), np.float32(-1.0))
+    expected = 1 / (1 + np.exp(-(5.0 * (unit_rows(x) @ prototypes.T).max(axis=1) - 1.0)))
+    np.testing.assert_allclose(prototype_scores(x, head), expected, rtol=1e-5)
 
 
 def near_misses(rng, n=200, dim=64):

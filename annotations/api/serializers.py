@@ -314,6 +314,7 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "eval_negatives",
             "roc_auc",
             "average_precision",
+            "cross_validation",
             "regularization_c",
             "threshold",
             "windows_above_threshold",
