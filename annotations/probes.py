@@ -6,7 +6,7 @@ Two probe types, both applied with numpy alone:
   with balanced class weights, fitted on standardised embeddings (so that one
   regularisation grid suits every model) with the standardisation folded back into the
   weights: a plain linear head, which perch-hoplite can load too. The regularisation
-  strength is chosen by cross-validation grouped by recording.
+  strength is chosen by cross-validation grouped by time block (``time_blocks``).
 - **Prototype**: K unit vectors for the label and K for what it is not (background,
   other calls), the logit the difference of their smoothed best cosine matches:
   ``logit = a * (smax_t(cos(embedding, prototypes)) - smax_t(cos(embedding, negative_prototypes))) + b``,
@@ -148,7 +148,7 @@ def _fit_standardised(x: np.ndarray, y: np.ndarray, c: float, sample_weight: np.
 def choose_regularization(embeddings: np.ndarray, targets: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
     """The C of C_GRID with the best grouped cross-validated average precision.
 
-    Falls back to 1.0 when there are too few recordings or examples of a class to split.
+    Falls back to 1.0 when there are too few groups or examples of a class to split.
     """
     rng = np.random.default_rng(seed)
     if len(targets) > CV_SAMPLE:
