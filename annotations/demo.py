@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 from django.conf import settings
@@ -19,6 +16,7 @@ from django.db import transaction
 
 from annotations import deployments
 from annotations.models import Project
+from annotations.package_data import wheel_members
 
 DEMO_WHEEL = "opensoundscape==0.13.2"
 DEMO_MEMBER = "opensoundscape/sample_data/birds_10s.wav"
@@ -28,21 +26,7 @@ DEMO_PROJECT = "Demo: birdsong"
 
 def birdsong_wav() -> Path:
     """The demo WAV, read out of the opensoundscape wheel (downloaded once into var/cache)."""
-    cache = settings.VAR_DIR / "cache"
-    target = cache / "birds_10s.wav"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("opensoundscape-*.whl"))
-    if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(cache), DEMO_WHEEL],
-            check=True,
-        )
-        wheels = sorted(cache.glob("opensoundscape-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        target.write_bytes(wheel.read(DEMO_MEMBER))
-    return target
+    return wheel_members(settings.VAR_DIR / "cache", DEMO_WHEEL, [DEMO_MEMBER])[0]
 
 
 def demo_audio_folder() -> Path:

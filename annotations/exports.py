@@ -11,11 +11,18 @@ Two classifier formats:
       w = np.asarray(c["weights"], np.float32); b = np.asarray(c["bias"], np.float32)
       probability = 1 / (1 + np.exp(-(embeddings.astype(np.float32) @ w + b)))
 
-  A prototype probe (``prototypes`` [L][K][D] unit rows, ``calibration`` [L] of a, b)::
+  A prototype probe (``prototypes`` [L][K][D] and ``negative_prototypes`` [L][J][D] unit
+  rows, J may be 0; ``calibration`` [L] of a, b and the temperature t, 0 meaning the max)::
+
+      def smax(s, t):
+          return s.max(axis=1) if t == 0 else t * np.log(np.exp(s / t).sum(axis=1))
 
       unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-      best = (unit @ np.asarray(c["prototypes"][i], np.float32).T).max(axis=1)
-      probability = 1 / (1 + np.exp(-(c["calibration"][i]["a"] * best + c["calibration"][i]["b"])))
+      k = c["calibration"][i]
+      evidence = smax(unit @ np.asarray(c["prototypes"][i], np.float32).T, k["temperature"])
+      if c["negative_prototypes"][i]:
+          evidence -= smax(unit @ np.asarray(c["negative_prototypes"][i], np.float32).T, k["temperature"])
+      probability = 1 / (1 + np.exp(-(k["a"] * evidence + k["b"])))
 
 - perch-hoplite's ``LinearClassifier`` JSON (``model_config``, ``classes``, base64
   float32 ``beta`` [D x L] and ``beta_bias``): load it with
@@ -85,10 +92,16 @@ def perch_agile_classifier(classifier: Classifier) -> dict:
         dim = classifier.embedding_model.embedding_dim
         heads = [prototype_head(output, dim) for output in outputs]
         document["score"] = (
-            "probability[label] = 1 / (1 + exp(-(a * max_k(unit(embedding) @ prototypes[label][k]) + b)))"
+            "probability[label] = 1 / (1 + exp(-(a * (smax_t(unit(embedding) @ prototypes[label].T)"
+            " - smax_t(unit(embedding) @ negative_prototypes[label].T)) + b))),"
+            " smax_t(s) = t * log(sum_k exp(s_k / t)) (max_k s_k where t = 0);"
+            " the negative term is 0 without negative_prototypes"
         )
         document["prototypes"] = [_floats(head.prototypes) for head in heads]
-        document["calibration"] = [{"a": float(head.a), "b": float(head.b)} for head in heads]
+        document["negative_prototypes"] = [_floats(head.negative_prototypes) for head in heads]
+        document["calibration"] = [
+            {"a": float(head.a), "b": float(head.b), "temperature": head.temperature} for head in heads
+        ]
     else:
         weights, bias = classifier_arrays(classifier)
         document["score"] = "probability = 1 / (1 + exp(-(embedding @ weights + bias)))"

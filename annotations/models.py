@@ -432,9 +432,16 @@ class ClassifierLabel(models.Model):
     eval_scores = models.BinaryField(null=True)
     eval_targets = models.BinaryField(null=True)
     regularization_c = models.FloatField(null=True)  # linear: the C used
-    # Prototype probes: float32 [K, embedding_dim] unit rows, and the calibration
-    # probability = sigmoid(calibration_a * best cosine + calibration_b).
+    # Prototype probes (annotations.probes.PrototypeHead): float32 [K, embedding_dim] and
+    # [J, embedding_dim] unit rows, the temperature t of the smoothed max, and
+    # probability = sigmoid(calibration_a * (smax_t(cos, prototypes) - smax_t(cos, negative_prototypes))
+    # + calibration_b). Versions trained before negative prototypes have none and t = 0 (the max).
     prototypes = models.BinaryField(null=True)
+    negative_prototypes = models.BinaryField(null=True)
+    prototype_temperature = models.FloatField(default=0.0)
+    # Quality on each cross-validation fold over time blocks that could train and measure
+    # this label: [{"positives", "negatives", "roc_auc", "average_precision"}].
+    cross_validation = models.JSONField(default=list)
     calibration_a = models.FloatField(null=True)
     calibration_b = models.FloatField(null=True)
     # The user's choice on the PR curve; a setting, not part of the trained model.

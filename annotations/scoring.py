@@ -8,8 +8,11 @@ from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
 from annotations.models import Classifier, ClassifierLabel, ProbeType, TaskStatus
 from annotations.probes import (
+    FoldSpread,
+    HeldOutQuality,
     PrecisionRecall,
     PrototypeHead,
+    fold_spread,
     linear_scores,
     nearest_examples,
     precision_recall,
@@ -19,8 +22,16 @@ from annotations.training import classifier_arrays
 
 
 def prototype_head(output: ClassifierLabel, embedding_dim: int) -> PrototypeHead:
-    prototypes = np.frombuffer(bytes(output.prototypes), dtype=np.float32).reshape(-1, embedding_dim)
-    return PrototypeHead(prototypes, np.float32(output.calibration_a), np.float32(output.calibration_b))
+    def rows(field: bytes | None) -> np.ndarray:
+        return np.frombuffer(bytes(field or b""), dtype=np.float32).reshape(-1, embedding_dim)
+
+    return PrototypeHead(
+        prototypes=rows(output.prototypes),
+        negative_prototypes=rows(output.negative_prototypes),
+        temperature=output.prototype_temperature,
+        a=np.float32(output.calibration_a),
+        b=np.float32(output.calibration_b),
+    )
 
 
 class Scorer:
@@ -59,6 +70,11 @@ def held_out_curve(output: ClassifierLabel) -> PrecisionRecall | None:
     return precision_recall(targets, scores) if len(targets) else None
 
 
+def cross_validated(output: ClassifierLabel) -> FoldSpread | None:
+    """Mean and spread of an output's quality over its cross-validation folds."""
+    return fold_spread([HeldOutQuality(**fold) for fold in output.cross_validation])
+
+
 def choose_threshold(output: ClassifierLabel, threshold: float | None, min_precision: float | None) -> float:
     """Set an output's threshold directly, or as the lowest reaching ``min_precision``
     on the held-out PR curve."""
@@ -75,17 +91,22 @@ def choose_threshold(output: ClassifierLabel, threshold: float | None, min_preci
     return output.threshold
 
 
-def prototype_examples(output: ClassifierLabel, per_prototype: int = 4) -> list[list[int]]:
+def prototype_examples(output: ClassifierLabel, per_prototype: int = 4) -> tuple[list[list[int]], list[list[int]]]:
     """For each prototype of a prototype-probe output, the ids of the labeled training
-    windows closest to it: what the classifier looks for, to listen to."""
+    windows closest to it: what the classifier looks for, and (negative prototypes, among
+    the negatives, weak ones included) what it takes for something else, to listen to."""
     classifier = output.classifier
     head = prototype_head(output, classifier.embedding_model.embedding_dim)
-    window_ids = list(
-        classifier.examples.filter(label_id=output.label_id, held_out=False, weak=False, is_positive=True)
-        .order_by("window_id")
-        .values_list("window_id", flat=True)
+    examples = classifier.examples.filter(label_id=output.label_id, held_out=False)
+    return (
+        _nearest_windows(examples.filter(is_positive=True, weak=False), head.prototypes, per_prototype),
+        _nearest_windows(examples.filter(is_positive=False), head.negative_prototypes, per_prototype),
     )
+
+
+def _nearest_windows(examples, prototypes: np.ndarray, per_prototype: int) -> list[list[int]]:
+    window_ids = list(examples.order_by("window_id").values_list("window_id", flat=True))
     if not window_ids:
-        return [[] for _ in head.prototypes]
-    _, matrix = window_matrix(window_ids, classifier.embedding_model.embedding_dim)
-    return [[window_ids[i] for i in indices] for indices in nearest_examples(matrix, head.prototypes, per_prototype)]
+        return [[] for _ in prototypes]
+    _, matrix = window_matrix(window_ids, prototypes.shape[1])
+    return [[window_ids[i] for i in indices] for indices in nearest_examples(matrix, prototypes, per_prototype)]

@@ -23,27 +23,41 @@ from annotations.models import (
     ProbeType,
     Project,
     TaskStatus,
+    Window,
 )
 from annotations.probes import (
+    LabelsNeeded,
+    LinearHead,
+    PrototypeHead,
+    Split,
     choose_regularization,
     fit_linear_probe,
     fit_prototype_probe,
-    grouped_eval_mask,
     held_out_quality,
+    held_out_split,
+    labels_needed,
     linear_scores,
+    no_split,
     prototype_scores,
+    time_block_splits,
+    time_blocks,
 )
 from annotations.queueing import TRAIN_CLASSIFIER, enqueue_on_commit
+
+# Folds of the cross-validated quality shown beside the single held-out split.
+CV_FOLDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSet:
-    """window_ids: int [N]; recording_ids: int [N]; embeddings: float32 [N, D];
+    """window_ids: int [N]; recording_ids: int [N]; start_s: float [N], each window's
+    start in its recording; embeddings: float32 [N, D];
     targets: int8 [N, L], 1 positive, 0 negative, -1 not labeled for that label;
     weak: bool [N], True for unlabeled windows taken as weak negatives."""
 
     window_ids: np.ndarray
     recording_ids: np.ndarray
+    start_s: np.ndarray
     embeddings: np.ndarray
     targets: np.ndarray
     weak: np.ndarray
@@ -65,6 +79,7 @@ def request_training(
     model = EmbeddingModel.objects.filter(windows__annotations__label__in=labels).distinct().order_by("-pk").first()
     if model is None:
         raise InputError("no labeled windows yet for these labels")
+    _refuse_untrainable(project, model, labels, weak_negatives)
     with transaction.atomic():
         latest = Classifier.objects.select_for_update().filter(project=project).aggregate(v=Max("version"))["v"]
         classifier = Classifier.objects.create(
@@ -84,22 +99,35 @@ def request_training(
     return classifier
 
 
+def _refuse_untrainable(project: Project, model: EmbeddingModel, labels: list[Label], weak_negatives: int) -> None:
+    """Refuse, before a version number is taken, what training would refuse for want of
+    labels: a label without positives, or without negatives where no weak ones are asked for."""
+    values = (
+        Annotation.objects.filter(label__in=labels, window__model=model, window__recording__deployment__project=project)
+        .values("label_id", "value")
+        .distinct()
+    )
+    present = {(row["label_id"], row["value"]) for row in values}
+    for label in labels:
+        if (label.pk, LabelValue.POSITIVE) not in present:
+            raise InputError(f"label {label.name!r} has no positive windows yet: label some first")
+        if (label.pk, LabelValue.NEGATIVE) not in present and weak_negatives <= 0:
+            raise InputError(
+                f"label {label.name!r} has no negative windows yet: label some, or train with weak negatives"
+            )
+
+
 def _failed(classifier: Classifier, reason: str) -> None:
     Classifier.objects.filter(pk=classifier.pk).update(status=TaskStatus.FAILED, error=reason)
 
 
-def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
-    """{(window_id, label_id): is_positive} from every annotator's labels.
+def _consensus(annotations) -> dict[tuple[int, int], bool]:
+    """{(window_id, label_id): is_positive} from (window_id, label_id, value) rows of every annotator.
 
     Unsure labels are left out, and so are windows on which annotators disagree
     (positive from one, negative from another): a probe should not learn a dispute.
     """
     votes: dict[tuple[int, int], set[str]] = {}
-    annotations = Annotation.objects.filter(
-        label__in=classifier.outputs.values("label"),
-        window__model=classifier.embedding_model,
-        window__recording__deployment__project=classifier.project,
-    ).values_list("window_id", "label_id", "value")
     for window_id, label_id, value in annotations:
         votes.setdefault((window_id, label_id), set()).add(value)
     return {
@@ -107,6 +135,39 @@ def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
         for key, values in votes.items()
         if values in ({LabelValue.POSITIVE}, {LabelValue.NEGATIVE})
     }
+
+
+def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
+    """The consensus labels (``_consensus``) a classifier version trains on."""
+    return _consensus(
+        Annotation.objects.filter(
+            label__in=classifier.outputs.values("label"),
+            window__model=classifier.embedding_model,
+            window__recording__deployment__project=classifier.project,
+        ).values_list("window_id", "label_id", "value")
+    )
+
+
+def labels_needed_by_label(project: Project, eval_fraction: float = 0.25) -> dict[int, LabelsNeeded]:
+    """{label_id: what more labels a usable held-out estimate needs}, from the project's
+    consensus labels so far, before any training is asked for."""
+    rows = list(
+        Annotation.objects.filter(window__recording__deployment__project=project).values_list(
+            "window_id", "label_id", "value", "window__recording_id", "window__start_s"
+        )
+    )
+    place = {window_id: (recording_id, start_s) for window_id, _, _, recording_id, start_s in rows}
+    by_label: dict[int, list[tuple[int, bool]]] = {}
+    for (window_id, label_id), positive in _consensus(row[:3] for row in rows).items():
+        by_label.setdefault(label_id, []).append((window_id, positive))
+    needed = {}
+    for label in project.labels.all():
+        labeled = by_label.get(label.pk, [])
+        recordings = np.asarray([place[w][0] for w, _ in labeled], dtype=np.int64)
+        starts = np.asarray([place[w][1] for w, _ in labeled], dtype=np.float64)
+        targets = np.asarray([positive for _, positive in labeled], dtype=bool)
+        needed[label.pk] = labels_needed(time_blocks(recordings, starts), targets, eval_fraction)
+    return needed
 
 
 def _random_unlabeled_windows(classifier: Classifier, count: int, exclude: set[int]) -> list[int]:
@@ -134,9 +195,11 @@ def training_set(classifier: Classifier) -> TrainingSet:
     for (window_id, label_id), positive in targets_by_key.items():
         targets[row[window_id], label_ids.index(label_id)] = int(positive)
     recording_ids, embeddings = window_matrix(window_ids, classifier.embedding_model.embedding_dim)
+    starts = dict(Window.objects.filter(pk__in=window_ids).values_list("pk", "start_s"))
     return TrainingSet(
         window_ids=np.asarray(window_ids, dtype=np.int64),
         recording_ids=recording_ids,
+        start_s=np.asarray([starts[w] for w in window_ids], dtype=np.float64),
         embeddings=embeddings,
         targets=targets,
         weak=np.arange(len(window_ids)) >= len(labeled),
@@ -157,46 +220,34 @@ def train(classifier: Classifier) -> None:
 def _train(classifier: Classifier) -> None:
     data = training_set(classifier)
     outputs = list(classifier.outputs.order_by("index").select_related("label"))
-    # Weak negatives never sit in the held-out set: they are guesses, not labels.
-    held_out = (
-        grouped_eval_mask(
-            data.recording_ids, (data.targets == 1).any(axis=1), classifier.eval_fraction, classifier.random_seed
-        )
-        & ~data.weak
-    )
+    blocks = time_blocks(data.recording_ids, data.start_s)
+    split = _held_out_split(classifier, data)
     dim = classifier.embedding_model.embedding_dim
     weights = np.zeros((dim, len(outputs)), dtype=np.float32)
     bias = np.zeros(len(outputs), dtype=np.float32)
     for output in outputs:
-        labeled = data.targets[:, output.index] >= 0
-        train_rows = labeled & ~held_out
-        if classifier.probe_type == ProbeType.PROTOTYPE:
-            train_rows &= ~data.weak
-        train_targets = data.targets[train_rows, output.index] == 1
+        column = data.targets[:, output.index]
+        train_rows = (column >= 0) & split.train
+        train_targets = column[train_rows] == 1
         if train_targets.all() or not train_targets.any():
             raise InputError(
                 f"label {output.label.name!r} needs at least one positive and one negative window "
-                f"in the training recordings (has {int(train_targets.sum())} positive, "
+                f"(labeled, or weak negatives) to train on (has {int(train_targets.sum())} positive, "
                 f"{int((~train_targets).sum())} negative)"
             )
-        x = data.embeddings[train_rows]
-        eval_rows = labeled & held_out
-        if classifier.probe_type == ProbeType.PROTOTYPE:
-            head = fit_prototype_probe(x, train_targets, classifier.prototypes_per_label, classifier.random_seed)
+        head = _fit(classifier, data, blocks, train_rows, column, classifier.regularization_c)
+        if isinstance(head, PrototypeHead):
             output.prototypes = head.prototypes.tobytes()
+            output.negative_prototypes = head.negative_prototypes.tobytes()
+            output.prototype_temperature = head.temperature
             output.calibration_a, output.calibration_b = float(head.a), float(head.b)
-            eval_scores = prototype_scores(data.embeddings[eval_rows], head)
         else:
-            c = classifier.regularization_c or choose_regularization(
-                x, train_targets, data.recording_ids[train_rows], classifier.random_seed
-            )
-            sample_weight = np.where(data.weak[train_rows], classifier.weak_negative_weight, 1.0)
-            head = fit_linear_probe(x, train_targets, c, sample_weight)
             weights[:, output.index] = head.weights
             bias[output.index] = head.bias
-            output.regularization_c = c
-            eval_scores = linear_scores(data.embeddings[eval_rows], head.weights[:, None], np.array([head.bias]))[:, 0]
-        eval_targets = data.targets[eval_rows, output.index] == 1
+            output.regularization_c = head.regularization_c
+        eval_rows = _eval_rows(data, split, column)
+        eval_scores = _scores(head, data.embeddings[eval_rows])
+        eval_targets = column[eval_rows] == 1
         quality = held_out_quality(eval_targets, eval_scores)
         output.train_positives = int(train_targets.sum())
         output.train_negatives = int((~train_targets).sum())
@@ -206,6 +257,7 @@ def _train(classifier: Classifier) -> None:
         output.average_precision = quality.average_precision
         output.eval_scores = eval_scores.astype(np.float32).tobytes()
         output.eval_targets = eval_targets.astype(np.uint8).tobytes()
+        output.cross_validation = _cross_validation(classifier, data, blocks, column, output.regularization_c)
     with transaction.atomic():
         ClassifierLabel.objects.bulk_update(
             outputs,
@@ -220,11 +272,14 @@ def _train(classifier: Classifier) -> None:
                 "eval_targets",
                 "regularization_c",
                 "prototypes",
+                "negative_prototypes",
+                "prototype_temperature",
                 "calibration_a",
                 "calibration_b",
+                "cross_validation",
             ],
         )
-        _store_snapshot(classifier, data, outputs, held_out)
+        _store_snapshot(classifier, data, outputs, split)
         if classifier.probe_type == ProbeType.LINEAR:
             classifier.weights = weights.tobytes()
             classifier.bias = bias.tobytes()
@@ -233,7 +288,78 @@ def _train(classifier: Classifier) -> None:
         classifier.save(update_fields=["weights", "bias", "status", "error"])
 
 
-def _store_snapshot(classifier: Classifier, data: TrainingSet, outputs, held_out: np.ndarray) -> None:
+def _eval_rows(data: TrainingSet, split: Split, column: np.ndarray) -> np.ndarray:
+    """Held-out rows that measure a label: labeled for it. Weak negatives are guesses, never measured on."""
+    return (column >= 0) & split.held_out & ~data.weak
+
+
+def _trains_and_measures(data: TrainingSet, split: Split, column: np.ndarray) -> tuple[bool, bool]:
+    """Whether a split leaves both classes of a label to train on, and both to measure on."""
+    train = column[(column >= 0) & split.train]
+    held_out = column[_eval_rows(data, split, column)]
+    return len(np.unique(train)) == 2, len(np.unique(held_out)) == 2
+
+
+def _held_out_split(classifier: Classifier, data: TrainingSet) -> Split:
+    """The time-block split, unless it would leave a label untrainable or measure nothing
+    (only positives labeled so far, as after a first page of hits): then everything trains."""
+    split = held_out_split(
+        data.recording_ids,
+        data.start_s,
+        (data.targets == 1).any(axis=1),
+        ~data.weak,
+        classifier.eval_fraction,
+        classifier.random_seed,
+    )
+    verdicts = [_trains_and_measures(data, split, column) for column in data.targets.T]
+    if all(trains for trains, _ in verdicts) and any(measures for _, measures in verdicts):
+        return split
+    return no_split(len(data.window_ids))
+
+
+def _fit(
+    classifier: Classifier,
+    data: TrainingSet,
+    blocks: np.ndarray,
+    rows: np.ndarray,
+    column: np.ndarray,
+    regularization_c: float | None,
+) -> LinearHead | PrototypeHead:
+    """One label's probe on the given rows; weak negatives at their small weight."""
+    x, targets = data.embeddings[rows], column[rows] == 1
+    sample_weight = np.where(data.weak[rows], classifier.weak_negative_weight, 1.0)
+    if classifier.probe_type == ProbeType.PROTOTYPE:
+        return fit_prototype_probe(x, targets, classifier.prototypes_per_label, classifier.random_seed, sample_weight)
+    c = regularization_c or choose_regularization(x, targets, blocks[rows], classifier.random_seed)
+    return fit_linear_probe(x, targets, c, sample_weight)
+
+
+def _scores(head: LinearHead | PrototypeHead, embeddings: np.ndarray) -> np.ndarray:
+    if isinstance(head, PrototypeHead):
+        return prototype_scores(embeddings, head)
+    return linear_scores(embeddings, head.weights[:, None], np.array([head.bias]))[:, 0]
+
+
+def _cross_validation(
+    classifier: Classifier, data: TrainingSet, blocks: np.ndarray, column: np.ndarray, regularization_c: float | None
+) -> list[dict]:
+    """One label's quality on each time-block fold that can train and measure it:
+    [{"positives", "negatives", "roc_auc", "average_precision"}]. The linear probe keeps
+    the C of the full fit, so folds measure the probe, not a second search for C."""
+    folds = []
+    for split in time_block_splits(
+        data.recording_ids, data.start_s, (data.targets == 1).any(axis=1), ~data.weak, CV_FOLDS, classifier.random_seed
+    ):
+        if not all(_trains_and_measures(data, split, column)):
+            continue
+        head = _fit(classifier, data, blocks, (column >= 0) & split.train, column, regularization_c)
+        eval_rows = _eval_rows(data, split, column)
+        quality = held_out_quality(column[eval_rows] == 1, _scores(head, data.embeddings[eval_rows]))
+        folds.append(dataclasses.asdict(quality))
+    return folds
+
+
+def _store_snapshot(classifier: Classifier, data: TrainingSet, outputs, split: Split) -> None:
     """Write the labels snapshot with COPY (the ORM's bulk_create took seconds for 10,000 rows)."""
     ClassifierExample.objects.filter(classifier=classifier).delete()
     copy_rows(
@@ -246,11 +372,12 @@ def _store_snapshot(classifier: Classifier, data: TrainingSet, outputs, held_out
                 int(data.window_ids[row]),
                 output.label_id,
                 bool(data.targets[row, output.index] == 1),
-                bool(held_out[row]),
+                bool(split.held_out[row]),
                 bool(data.weak[row]),
             )
             for output in outputs
-            for row in np.nonzero(data.targets[:, output.index] >= 0)[0]
+            # Windows in the gap around a held-out block were neither trained on nor measured.
+            for row in np.nonzero((data.targets[:, output.index] >= 0) & ~split.excluded)[0]
         ),
     )
 

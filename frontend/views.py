@@ -12,7 +12,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import call_density, deployment_metadata, deployments, labeling, membership, review_queues, scoring
+from annotations import (
+    call_density,
+    deployment_metadata,
+    deployments,
+    labeling,
+    membership,
+    review_queues,
+    scoring,
+    training,
+)
 from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
@@ -72,6 +81,8 @@ def project(request, project_id):
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
     }
+    needed = training.labels_needed_by_label(project)
+    context["labels_needed"] = [(label, needed[label.pk]) for label in context["labels"] if label.pk in needed]
     return render(request, "frontend/project.html", context)
 
 
@@ -296,11 +307,12 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "precision": precision,
         "recall": recall,
         "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
+        "cross_validated": scoring.cross_validated(output),
         "previous": previous_outputs.get(output.label_id),
         "windows_above": windows_above(output, output.threshold),
     }
     if output.prototypes is not None:
-        panel["prototype_examples"] = scoring.prototype_examples(output)
+        panel["prototype_examples"], panel["negative_prototype_examples"] = scoring.prototype_examples(output)
     return panel
 
 

@@ -299,9 +299,17 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     embeddings = window_embeddings(list(app_scores))
     x = np.stack([embeddings[w] for w in app_scores])
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    best = (unit @ np.asarray(spec["prototypes"][0], np.float32).T).max(axis=1)
-    a, b = spec["calibration"][0]["a"], spec["calibration"][0]["b"]
-    numpy_scores = 1 / (1 + np.exp(-(a * best + b)))
+    calibration = spec["calibration"][0]
+    assert len(spec["negative_prototypes"][0]) == 2 and calibration["temperature"] > 0
+
+    def smax(similarity):
+        t = calibration["temperature"]
+        return t * np.log(np.exp(similarity / t).sum(axis=1))
+
+    evidence = smax(unit @ np.asarray(spec["prototypes"][0], np.float32).T) - smax(
+        unit @ np.asarray(spec["negative_prototypes"][0], np.float32).T
+    )
+    numpy_scores = 1 / (1 + np.exp(-(calibration["a"] * evidence + calibration["b"])))
     np.testing.assert_allclose(numpy_scores, np.array(list(app_scores.values())), atol=1e-5)
     hoplite = client.get(f"{base}/classifiers/{classifier_id}/export/?export_format=hoplite")
     assert hoplite.status_code == 400 and "linear" in hoplite.json()["error"]

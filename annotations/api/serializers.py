@@ -295,7 +295,7 @@ class TrainRequestSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=100
     )
     probe_type = serializers.ChoiceField(choices=ProbeType.choices, default=ProbeType.LINEAR)
-    # Leave out to choose it by cross-validation grouped by recording.
+    # Leave out to choose it by cross-validation grouped by time block.
     regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, required=False, allow_null=True)
     prototypes_per_label = serializers.IntegerField(min_value=1, max_value=64, default=4)
     weak_negatives = serializers.IntegerField(min_value=0, max_value=100_000, default=0)
@@ -376,6 +376,7 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "eval_negatives",
             "roc_auc",
             "average_precision",
+            "cross_validation",
             "regularization_c",
             "threshold",
             "windows_above_threshold",

@@ -1,0 +1,120 @@
+"""Training through the database: few long recordings, only positives, refusals up front."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.test import Client
+
+from annotations import scoring, training
+from annotations.deployments import create_deployment, create_project
+from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.errors import InputError
+from annotations.models import Annotation, Classifier, ClassifierExample, ProbeType, Recording, RecordingStatus
+from annotations.probes import GAP_S, MIN_HELD_OUT
+
+pytestmark = pytest.mark.django_db
+
+WINDOWS_PER_RECORDING = 1200  # an hour of 3 s windows
+
+
+@pytest.fixture
+def long_recordings(make_user):
+    """Four one-hour recordings of synthetic windows; a call lies along one direction.
+
+    Returns (user, project, label, window ids [4, 1200], is_call bool [4, 1200]).
+    """
+    rng = np.random.default_rng(0)
+    user = make_user("trainer")
+    project = create_project(user, "Long files", labels=["call"])
+    deployment = create_deployment(project, "D")
+    model = register_embedding_model("test-3s", "1", 16, 3.0, 3.0, 48_000)
+    call = rng.random((4, WINDOWS_PER_RECORDING)) < 0.1
+    ids = []
+    for r in range(4):
+        recording = Recording.objects.create(
+            deployment=deployment, path=f"/long/r{r}.wav", filename=f"r{r}.wav", status=RecordingStatus.DONE
+        )
+        vectors = rng.standard_normal((WINDOWS_PER_RECORDING, 16)).astype(np.float32) + 3
+        vectors[call[r], 0] += 4
+        starts = np.arange(WINDOWS_PER_RECORDING) * 3.0
+        replace_windows(recording.pk, model, starts, starts + 3, vectors)
+        ids.append(list(recording.windows.order_by("start_s").values_list("id", flat=True)))
+    return user, project, project.labels.get(), np.array(ids), call
+
+
+def label(user, label, window_ids, positive: bool) -> None:
+    Annotation.objects.bulk_create(
+        Annotation(window_id=int(w), label=label, annotator=user, value="positive" if positive else "negative")
+        for w in window_ids
+    )
+
+
+def trained(project, user, label, **options) -> Classifier:
+    classifier = training.request_training(project, user, [label.pk], **options)
+    training.train(classifier)
+    classifier.refresh_from_db()
+    return classifier
+
+
+def test_28_labels_in_4_long_recordings_are_measured_with_no_neighbour_of_a_held_out_window_trained_on(
+    long_recordings,
+):
+    user, project, call_label, ids, call = long_recordings
+    rng = np.random.default_rng(1)
+    # Seven labels per recording across the hour: four calls, three windows without.
+    for r in range(4):
+        label(user, call_label, rng.choice(ids[r, call[r]], 4, replace=False), True)
+        label(user, call_label, rng.choice(ids[r, ~call[r]], 3, replace=False), False)
+    # Before training: 16 positives and 12 negatives over many blocks; four folds of ten each need more.
+    needed = training.labels_needed_by_label(project)[call_label.pk]
+    assert (needed.positives, needed.negatives, needed.blocks) == (4 * MIN_HELD_OUT - 16, 4 * MIN_HELD_OUT - 12, 0)
+    classifier = trained(project, user, call_label)
+    output = classifier.outputs.get()
+    assert output.eval_positives > 0 and output.eval_negatives > 0
+    assert output.roc_auc is not None
+    spread = scoring.cross_validated(output)
+    assert spread is not None and spread.folds >= 2 and 0 <= spread.roc_auc_std <= 0.5
+
+    page = Client()
+    page.force_login(user)
+    assert "more positives" in page.get(f"/projects/{project.pk}/").content.decode()
+    assert "fold CV" in page.get(f"/projects/{project.pk}/classifiers/{classifier.pk}/").content.decode()
+
+    examples = ClassifierExample.objects.filter(classifier=classifier).select_related("window")
+    for recording in {e.window.recording_id for e in examples}:
+        held = [e.window.start_s for e in examples if e.window.recording_id == recording and e.held_out]
+        trained_on = [e.window.start_s for e in examples if e.window.recording_id == recording and not e.held_out]
+        if held and trained_on:
+            assert np.abs(np.subtract.outer(trained_on, held)).min() > GAP_S
+
+
+@pytest.mark.parametrize("probe_type", [ProbeType.LINEAR, ProbeType.PROTOTYPE])
+def test_only_positives_train_every_time_against_weak_negatives(long_recordings, probe_type):
+    user, project, call_label, ids, call = long_recordings
+    calls = ids[call]
+    rng = np.random.default_rng(2)
+    order = rng.permutation(len(calls))
+    labeled = 0
+    for _ in range(20):
+        label(user, call_label, calls[order[labeled : labeled + 4]], True)
+        labeled += 4
+        classifier = trained(project, user, call_label, probe_type=probe_type, weak_negatives=300)
+        assert classifier.status == "done", classifier.error
+        output = classifier.outputs.get()
+        assert output.train_positives > 0 and output.train_negatives > 0
+
+
+def test_untrainable_label_sets_are_refused_before_a_version_is_taken(long_recordings):
+    user, project, call_label, ids, call = long_recordings
+    with pytest.raises(InputError, match="no labeled windows"):
+        training.request_training(project, user, [call_label.pk])
+    label(user, call_label, ids[0, ~call[0]][:5], False)
+    with pytest.raises(InputError, match="no positive windows"):
+        training.request_training(project, user, [call_label.pk], weak_negatives=100)
+    Annotation.objects.all().delete()
+    label(user, call_label, ids[0, call[0]][:5], True)
+    with pytest.raises(InputError, match="no negative windows"):
+        training.request_training(project, user, [call_label.pk])
+    assert not Classifier.objects.filter(project=project).exists()
+    assert training.request_training(project, user, [call_label.pk], weak_negatives=100).version == 1
