@@ -56,6 +56,14 @@ def create_project(user, name: str, description: str = "", labels: list[str] = (
     return project
 
 
+def update_project(project: Project, **fields) -> Project:
+    """Change any of a project's name, description and exclusive_labels."""
+    for field, value in fields.items():
+        setattr(project, field, value)
+    project.save(update_fields=list(fields) or None)
+    return project
+
+
 LATITUDE_RANGE = (-90.0, 90.0)
 LONGITUDE_RANGE = (-180.0, 180.0)
 MAX_CHANNEL = 255

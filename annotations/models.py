@@ -19,6 +19,9 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Labels that never share a window (species of one guild, call types): training counts
+    # a window positive for one label as a negative for the others.
+    exclusive_labels = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]

@@ -108,6 +108,9 @@ def _refuse_untrainable(project: Project, model: EmbeddingModel, labels: list[La
         .distinct()
     )
     present = {(row["label_id"], row["value"]) for row in values}
+    if project.exclusive_labels:  # another label's positives are this one's negatives
+        positive = {label_id for label_id, value in present if value == LabelValue.POSITIVE}
+        present |= {(label.pk, LabelValue.NEGATIVE) for label in labels if positive - {label.pk}}
     for label in labels:
         if (label.pk, LabelValue.POSITIVE) not in present:
             raise InputError(f"label {label.name!r} has no positive windows yet: label some first")
@@ -137,15 +140,31 @@ def _consensus(annotations) -> dict[tuple[int, int], bool]:
     }
 
 
+def exclusive_targets(targets: dict[tuple[int, int], bool], label_ids: list[int]) -> dict[tuple[int, int], bool]:
+    """``targets`` where a window positive for one label is also a negative for each other
+    label it has no consensus for (labels that never share a window)."""
+    implied = {
+        (window_id, other): False
+        for (window_id, label_id), positive in targets.items()
+        if positive
+        for other in label_ids
+        if other != label_id
+    }
+    return {**implied, **targets}  # what people said wins over what is implied
+
+
 def consensus_targets(classifier: Classifier) -> dict[tuple[int, int], bool]:
-    """The consensus labels (``_consensus``) a classifier version trains on."""
-    return _consensus(
+    """The consensus labels (``_consensus``) a classifier version trains on, widened by
+    ``exclusive_targets`` when the project's labels are exclusive."""
+    label_ids = list(classifier.outputs.values_list("label_id", flat=True))
+    targets = _consensus(
         Annotation.objects.filter(
-            label__in=classifier.outputs.values("label"),
+            label__in=label_ids,
             window__model=classifier.embedding_model,
             window__recording__deployment__project=classifier.project,
         ).values_list("window_id", "label_id", "value")
     )
+    return exclusive_targets(targets, label_ids) if classifier.project.exclusive_labels else targets
 
 
 def labels_needed_by_label(project: Project, eval_fraction: float = 0.25) -> dict[int, LabelsNeeded]:

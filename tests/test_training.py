@@ -118,3 +118,32 @@ def test_untrainable_label_sets_are_refused_before_a_version_is_taken(long_recor
         training.request_training(project, user, [call_label.pk])
     assert not Classifier.objects.filter(project=project).exists()
     assert training.request_training(project, user, [call_label.pk], weak_negatives=100).version == 1
+
+
+def test_exclusive_labels_make_one_labels_positives_the_others_negatives(long_recordings):
+    user, project, call_label, ids, call = long_recordings
+    other = project.labels.create(name="other call", shortcut="o")
+    label(user, call_label, ids[0, call[0]][:20], True)
+    label(user, other, ids[1, ~call[1]][:20], True)
+    label(user, other, ids[0, call[0]][:1], False)  # what people said stays
+    with pytest.raises(InputError, match="no negative windows"):
+        training.request_training(project, user, [call_label.pk, other.pk])
+    project.exclusive_labels = True
+    project.save()
+    classifier = training.request_training(project, user, [call_label.pk, other.pk])
+    targets = training.consensus_targets(classifier)
+    assert targets[(int(ids[1, ~call[1]][0]), call_label.pk)] is False  # implied by "other call"
+    assert targets[(int(ids[0, call[0]][1]), other.pk)] is False
+    assert targets[(int(ids[0, call[0]][0]), call_label.pk)] is True
+    assert sum(not positive for positive in targets.values()) == 40
+    training.train(classifier)
+    classifier.refresh_from_db()
+    assert classifier.status == "done", classifier.error
+
+
+def test_exclusive_targets_never_override_what_people_said():
+    targets = {(1, 10): True, (1, 20): True, (2, 20): True, (3, 10): False}
+    widened = training.exclusive_targets(targets, [10, 20, 30])
+    assert widened[(1, 10)] is True and widened[(1, 20)] is True  # both said: both kept
+    assert widened[(2, 10)] is False and widened[(2, 30)] is False and widened[(1, 30)] is False
+    assert widened[(3, 10)] is False and (3, 20) not in widened

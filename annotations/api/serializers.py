@@ -47,7 +47,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "created_at", "labels"]
+        fields = ["id", "name", "description", "exclusive_labels", "created_at", "labels"]
         read_only_fields = ["id", "created_at"]
 
 

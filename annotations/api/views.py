@@ -130,6 +130,14 @@ class ProjectDetailView(ProjectView):
     def get(self, request, project_id):
         return Response(s.ProjectSerializer(self.project).data)
 
+    @extend_schema(request=s.ProjectSerializer, responses={200: s.ProjectSerializer, **ERRORS})
+    def patch(self, request, project_id):
+        """Change the name, description, or whether the labels are exclusive."""
+        serializer = s.ProjectSerializer(self.project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = {k: v for k, v in serializer.validated_data.items() if k in ("name", "description", "exclusive_labels")}
+        return Response(s.ProjectSerializer(deployments.update_project(self.project, **data)).data)
+
     @extend_schema(parameters=[CONFIRM], responses={200: s.DeletionSummarySerializer, **ERRORS})
     def delete(self, request, project_id):
         summary = deployments.delete_with_confirmation(self.project, request.query_params.get("confirm", ""))
