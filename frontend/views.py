@@ -312,8 +312,16 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "windows_above": windows_above(output, output.threshold),
     }
     if output.prototypes is not None:
-        panel["prototype_examples"], panel["negative_prototype_examples"] = scoring.prototype_examples(output)
+        positive, negative = scoring.prototype_examples(output)
+        panel["prototype_examples"], panel["negative_prototype_examples"] = _windows_of(positive), _windows_of(negative)
     return panel
+
+
+def _windows_of(groups: list[list[int]]) -> list[list[Window]]:
+    """The windows of each group of ids, in order, with their recording and deployment."""
+    ids = [window_id for group in groups for window_id in group]
+    windows = Window.objects.defer("embedding").select_related("recording", "deployment").in_bulk(ids)
+    return [[windows[window_id] for window_id in group if window_id in windows] for group in groups]
 
 
 @login_required
