@@ -26,8 +26,11 @@ each beside exact numpy on the same vectors in the same run (best of several):
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime as dt
+import multiprocessing
+import os
 import statistics
 import time
 
@@ -180,15 +183,81 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def measure_searches(big, small, model, corpus: Corpus, queries: int, exact_scan_max: int | None = None, seed=1):
-    """SearchFigures for every filter; ``exact_scan_max`` overrides the search's cross-over."""
-    from annotations.search import (
-        EXACT_SCAN_MAX_WINDOWS,
-        SearchFilters,
-        SearchSpec,
-        nearest_window_ids,
-        ranked_windows,
+def _open_database(name: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perch_agile.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")
+    import django
+    from django.conf import settings
+
+    settings.DATABASES["default"]["NAME"] = name
+    django.setup()
+
+
+def search_process() -> concurrent.futures.ProcessPoolExecutor:
+    """A fresh process on the bench database, holding what a web worker holds (Django and
+    a connection): searches are timed there, so that this process's million-entry arrays
+    and its garbage collector add nothing to a search's time."""
+    from django.db import connection
+
+    return concurrent.futures.ProcessPoolExecutor(
+        1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_open_database,
+        initargs=(connection.settings_dict["NAME"],),
     )
+
+
+def timed_searches(project_id: int, model_id: int, filters, query_rows: np.ndarray, excludes: list[int], scan_max):
+    """In the search process: ([ms per query], [set of window ids found], {paths taken})."""
+    from annotations.models import EmbeddingModel, Project
+    from annotations.search import nearest_window_ids
+
+    project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
+    latencies, results, paths = [], [], set()
+    for query, exclude in zip(query_rows, excludes, strict=True):
+        started = time.perf_counter()
+        nearest = nearest_window_ids(project, model, query, K, [exclude], filters, scan_max)
+        latencies.append(1000 * (time.perf_counter() - started))
+        paths.add(str(nearest.path))
+        results.append({window_id for window_id, _ in nearest.scored})
+    return latencies, results, paths
+
+
+def timed_best_per_recording(project_id: int, examples: list[int]):
+    """In the search process: the best window of each recording for each example window."""
+    from annotations.models import Project
+    from annotations.search import SearchFilters, SearchSpec, ranked_windows
+
+    project = Project.objects.get(pk=project_id)
+    latencies, results, paths = [], [], set()
+    for example in examples:
+        spec = SearchSpec(positive_windows=(example,), filters=SearchFilters(one_per_recording=True))
+        started = time.perf_counter()
+        ranked = ranked_windows(project, spec, K)
+        latencies.append(1000 * (time.perf_counter() - started))
+        paths.add(str(ranked.path))
+        results.append({window_id for window_id, _ in ranked.scored})
+    return latencies, results, paths
+
+
+class InThisProcess:
+    """A searcher that runs here: the smoke test's rows live in its own transaction."""
+
+    def submit(self, function, *args) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        future.set_result(function(*args))
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def measure_searches(
+    big, small, model, corpus: Corpus, queries: int, exact_scan_max: int | None = None, seed=1, searcher=None
+):
+    """SearchFigures for every filter; ``exact_scan_max`` overrides the search's cross-over;
+    ``searcher`` (``search_process()``, or by default this process) runs the timed searches."""
+    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SearchFilters
 
     scan_max = EXACT_SCAN_MAX_WINDOWS if exact_scan_max is None else exact_scan_max
     rng = np.random.default_rng(seed)
@@ -231,6 +300,7 @@ def measure_searches(big, small, model, corpus: Corpus, queries: int, exact_scan
         ("small project (10%)", small, SearchFilters(), corpus.project == 1),
     ]
     figures = []
+    searcher = searcher or InThisProcess()
     big_rows = corpus.embeddings[:n_big]
     numpy_ms = 1000 * _best_of(lambda: np.argpartition(-(big_rows @ unit_queries[0]), K)[:K])
     for name, project, filters, mask in cases:
@@ -238,16 +308,12 @@ def measure_searches(big, small, model, corpus: Corpus, queries: int, exact_scan
         # work between queries would otherwise compete with PostgreSQL for the two cores.
         # Twice: first cold (rows the queries touch are read from disk or the OS cache),
         # then warm, as in an annotator's session on the project.
+        excludes = [int(corpus.window_ids[picks[q]]) for q in range(queries)]
         passes = []
         for _ in ("cold", "warm"):
-            latencies, results, paths = [], [], set()
-            for q in range(queries):
-                exclude = [int(corpus.window_ids[picks[q]])]
-                started = time.perf_counter()
-                nearest = nearest_window_ids(project, model, query_rows[q], K, exclude, filters, scan_max)
-                latencies.append(1000 * (time.perf_counter() - started))
-                paths.add(str(nearest.path))
-                results.append({window_id for window_id, _ in nearest.scored})
+            latencies, results, paths = searcher.submit(
+                timed_searches, project.pk, model.pk, filters, query_rows, excludes, scan_max
+            ).result()
             passes.append(statistics.median(latencies))
         recalls, recalls_original = [], []
         for q, found in enumerate(results):
@@ -272,15 +338,8 @@ def measure_searches(big, small, model, corpus: Corpus, queries: int, exact_scan
             )
         )
     # The best window of each recording: through ranked_windows, which re-ranks a pool.
-    latencies, results, paths = [], [], set()
-    for q in range(queries):
-        example = int(corpus.window_ids[picks[q]])
-        spec = SearchSpec(positive_windows=(example,), filters=SearchFilters(one_per_recording=True))
-        started = time.perf_counter()
-        ranked = ranked_windows(big, spec, K)
-        latencies.append(1000 * (time.perf_counter() - started))
-        paths.add(str(ranked.path))
-        results.append({window_id for window_id, _ in ranked.scored})
+    examples = [int(corpus.window_ids[picks[q]]) for q in range(queries)]
+    latencies, results, paths = searcher.submit(timed_best_per_recording, big.pk, examples).result()
     recalls = []
     for q, found in enumerate(results):
         scores = exact_self[:, q].copy()
@@ -305,6 +364,7 @@ def measure_searches(big, small, model, corpus: Corpus, queries: int, exact_scan
             numpy_ms,
         )
     )
+    searcher.shutdown()
     return figures
 
 
@@ -432,7 +492,7 @@ def run(args) -> None:
     size = table_bytes()
     per_million = size / n * 1e6 / 2**30
     print(f"table + indexes: {size / n:,.0f} bytes per window, {per_million:.2f} GiB per million (goal <= 6)")
-    figures = measure_searches(big, small, model, corpus, args.queries)
+    figures = measure_searches(big, small, model, corpus, args.queries, searcher=search_process())
     print("warm: each query's second run; cold: its first (rows read from disk or the OS cache)")
     header = f"{'search':24} {'p50 ms':>8} {'p95 ms':>8} {'x numpy':>8} {'cold p50':>9} {'recall':>7} {'min':>6}"
     print(f"{header} {'vs f32':>7}  path")
