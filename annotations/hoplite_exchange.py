@@ -233,7 +233,8 @@ def _safe_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     found: dict[str, zipfile.ZipInfo] = {}
     for member in archive.infolist():
         name = PurePosixPath(member.filename).name
-        if name in (SQLITE_FILE, USEARCH_FILE) and not member.is_dir():
+        # A database still open in hoplite has part of its content in the write-ahead log.
+        if name in (SQLITE_FILE, SQLITE_FILE + "-wal", USEARCH_FILE) and not member.is_dir():
             if name in found:
                 raise InputError(f"the zip holds more than one {name}: send one hoplite database")
             found[name] = member
@@ -448,7 +449,8 @@ def _import_deployment(
             continue  # a recording without windows: nothing to search or label
         if not np.all(index.contains(keys)):
             raise InputError(f"windows of hoplite recording {filename!r} have no embedding in {USEARCH_FILE}")
-        embeddings = index.get(keys, dtype=np.float16).reshape(len(keys), model.embedding_dim)
+        # One array, or a tuple of rows for a memory-mapped index: stacked either way.
+        embeddings = np.stack(index.get(keys, dtype=np.float16)).reshape(len(keys), model.embedding_dim)
         windows += replace_windows(recording.pk, model, spans[:, 0], spans[:, 1], embeddings)
         recordings[recording_id] = recording.pk
     annotations, labels_added = _import_annotations(hoplite_import.project, db, source["id"], recordings, annotator)
