@@ -284,3 +284,16 @@ def test_duplicate_windows_fail_the_import_before_anything_is_written(hoplite_so
     with pytest.raises(InputError, match="start at 0 s"):
         hoplite_exchange.run_import(started.pk)
     assert not project.deployments.exists() and not Window.objects.filter(project=project).exists()
+
+
+@pytest.mark.django_db
+def test_exporting_is_an_annotators_right_and_needs_embedded_windows(make_user, client_for):
+    from annotations.models import Membership, Role
+
+    admin, viewer = make_user("hoplite-admin"), make_user("hoplite-viewer")
+    project = create_project(admin, "Nothing yet")
+    Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
+    assert client_for(viewer).get(f"/api/projects/{project.pk}/hoplite-exports/").status_code == 403
+    assert client_for(viewer).post(f"/api/projects/{project.pk}/hoplite-exports/", {}, format="json").status_code == 403
+    answer = client_for(admin).post(f"/api/projects/{project.pk}/hoplite-exports/", {}, format="json")
+    assert answer.status_code == 400 and "nothing embedded" in answer.json()["error"]
