@@ -297,3 +297,16 @@ def test_exporting_is_an_annotators_right_and_needs_embedded_windows(make_user, 
     assert client_for(viewer).post(f"/api/projects/{project.pk}/hoplite-exports/", {}, format="json").status_code == 403
     answer = client_for(admin).post(f"/api/projects/{project.pk}/hoplite-exports/", {}, format="json")
     assert answer.status_code == 400 and "nothing embedded" in answer.json()["error"]
+
+
+@pytest.mark.django_db
+def test_a_resumed_import_goes_on_after_the_deployments_already_written(hoplite_source, make_user, media_root):
+    project = create_project(make_user("hoplite-admin"), "Resumed")
+    started = hoplite_exchange.start_import(project, None, upload=_zip_folder(hoplite_source[0]))
+    with sqlite3.connect(Path(started.database_folder) / "hoplite.sqlite") as db:
+        (north,) = db.execute("SELECT id FROM deployments WHERE name = 'north'").fetchone()
+    HopliteImport.objects.filter(pk=started.pk).update(done_deployments=[north])  # as if a worker died after it
+    finished = hoplite_exchange.run_import(started.pk)
+    assert list(project.deployments.values_list("name", flat=True)) == ["south"]
+    assert finished.status == "done" and finished.windows_done == 16 and len(finished.done_deployments) == 2
+    assert not Path(started.database_folder).exists()  # an uploaded database is deleted once imported
