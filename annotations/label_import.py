@@ -49,6 +49,17 @@ def overlaps_enough(start_s: float, end_s: float, window_start: float, window_en
     return shared > 0 and shared >= 0.5 * min(end_s - start_s, window_end - window_start)
 
 
+def covered_windows(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, start_s: float, end_s: float) -> list[int]:
+    """The ids of the windows that [start_s, end_s) covers enough (``overlaps_enough``).
+
+    ids: int64 [N]; starts, ends: float64 [N], one recording's windows in start order.
+    """
+    # Windows come in start order with one length, so their ends are sorted too.
+    first = np.searchsorted(ends, start_s, side="right")
+    last = np.searchsorted(starts, end_s, side="left")
+    return [int(ids[i]) for i in range(first, last) if overlaps_enough(start_s, end_s, starts[i], ends[i])]
+
+
 def recording_named_by_upload(upload_name: str) -> str:
     """The recording a Raven table's own file name names ("dawn.Table.1.selections.txt": dawn)."""
     found = RAVEN_TABLE_NAME.match(upload_name.replace("\\", "/").rsplit("/", 1)[-1])
@@ -98,14 +109,7 @@ def match_selections(deployment: Deployment, selections: list[Selection], record
         ).reshape(-1, 3)
         ids, starts, ends = rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2]
         for selection in chosen:
-            # Windows come in start order with one length, so their ends are sorted too.
-            first = np.searchsorted(ends, selection.start_s, side="right")
-            last = np.searchsorted(starts, selection.end_s, side="left")
-            hits = [
-                int(ids[i])
-                for i in range(first, last)
-                if overlaps_enough(selection.start_s, selection.end_s, starts[i], ends[i])
-            ]
+            hits = covered_windows(ids, starts, ends, selection.start_s, selection.end_s)
             unmatched += not hits
             for window_id in hits:
                 targets[(window_id, labels[selection.label])] = selection.value

@@ -169,6 +169,7 @@ class StartTimeSource(models.TextChoices):
     FILENAME = "filename", "File name"
     WAV_COMMENT = "wav_comment", "WAV comment (AudioMoth)"
     EDITED = "edited", "Edited by a person"
+    HOPLITE = "hoplite", "A hoplite database"
 
 
 class Recording(models.Model):
@@ -256,6 +257,9 @@ class Annotation(models.Model):
     label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="annotations")
     value = models.CharField(max_length=16, choices=LabelValue.choices)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    # Who or what gave an imported label, as the source said (hoplite's provenance); empty
+    # for labels given here. A database default: label imports insert rows by SQL.
+    provenance = models.CharField(max_length=200, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -661,3 +665,58 @@ class UploadSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.received_bytes}/{self.size_bytes} bytes)"
+
+
+class HopliteImport(models.Model):
+    """A perch-hoplite database brought into a project by a worker (annotations.hoplite_exchange).
+
+    Each of its deployments is written in one transaction, which also adds it to
+    ``done_deployments``: a retried task goes on from there, and no deployment is ever
+    half there.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="hoplite_imports")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    source_name = models.CharField(max_length=300)  # the upload's file name or the server folder, as shown
+    database_folder = models.CharField(max_length=1000)  # holds hoplite.sqlite and usearch.index
+    uploaded = models.BooleanField(default=False)  # database_folder is ours, deleted once imported
+    audio_folder = models.CharField(max_length=1000, blank=True)  # recordings are looked for here
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
+    deployments_total = models.PositiveIntegerField(default=0)
+    windows_total = models.PositiveBigIntegerField(default=0)
+    windows_done = models.PositiveBigIntegerField(default=0)
+    done_deployments = ArrayField(models.BigIntegerField(), default=list, blank=True)  # hoplite deployment ids
+    annotations_written = models.PositiveIntegerField(default=0)
+    recordings_without_audio = models.PositiveIntegerField(default=0)
+    labels_added = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"hoplite import of {self.source_name} ({self.status})"
+
+
+class HopliteExport(models.Model):
+    """A project, or one deployment, written by a worker as a zipped hoplite database."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="hoplite_exports")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    windows_total = models.PositiveBigIntegerField(default=0)
+    windows_done = models.PositiveBigIntegerField(default=0)
+    path = models.CharField(max_length=1000, blank=True)  # the finished zip
+    size_bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"hoplite export {self.pk} of {self.project_id} ({self.status})"

@@ -23,6 +23,8 @@ SCORE_PROJECT = "workers.tasks.score_project"
 RUN_INFERENCE = "workers.tasks.run_inference"
 BUILD_SEARCH_INDEX = "workers.tasks.build_search_index"
 IMPORT_LABELS = "workers.tasks.import_labels"
+IMPORT_HOPLITE = "workers.tasks.import_hoplite"
+EXPORT_HOPLITE = "workers.tasks.export_hoplite"
 
 
 class QueueUnavailable(Exception):

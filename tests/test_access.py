@@ -13,6 +13,8 @@ from annotations.models import (
     Classifier,
     ClassifierLabel,
     ClipQuery,
+    HopliteExport,
+    HopliteImport,
     InferenceRun,
     Invitation,
     LabelImport,
@@ -70,6 +72,8 @@ def other_project(make_user):
     upload = UploadSession.objects.create(deployment=deployment, created_by=owner, filename="u.wav", size_bytes=1)
     label_import = LabelImport.objects.create(project=project, deployment=deployment, user=owner)
     invitation = Invitation.objects.create(project=project, username="someone", invited_by=owner)
+    hoplite_import = HopliteImport.objects.create(project=project, created_by=owner, source_name="db.zip")
+    hoplite_export = HopliteExport.objects.create(project=project, embedding_model=model, created_by=owner)
     ids = {
         "project_id": project.pk,
         "deployment_id": deployment.pk,
@@ -82,6 +86,8 @@ def other_project(make_user):
         "upload_id": upload.pk,
         "import_id": label_import.pk,
         "invitation_id": invitation.pk,
+        "hoplite_import_id": hoplite_import.pk,
+        "hoplite_export_id": hoplite_export.pk,
         "label_id": project.labels.get().pk,
     }
     return project, ids

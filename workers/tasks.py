@@ -15,8 +15,9 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
-from annotations import label_import, search_index, stored_scores
-from annotations.models import Classifier, EmbeddingModel, InferenceRun, Project, TaskStatus
+from annotations import hoplite_exchange, label_import, search_index, stored_scores
+from annotations.errors import InputError
+from annotations.models import Classifier, EmbeddingModel, HopliteExport, InferenceRun, Project, TaskStatus
 from annotations.training import train
 from workers import ingest
 from workers.embedding_models import configured_model
@@ -131,5 +132,34 @@ def run_inference(run_id: int) -> str:
     except Exception as error:
         logger.exception("inference run %s failed", run_id)
         InferenceRun.objects.filter(pk=run_id).update(status=TaskStatus.FAILED, error=repr(error))
+        raise
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=12 * 3600)
+def import_hoplite(import_id: int) -> str:
+    try:
+        hoplite_exchange.run_import(import_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except InputError as error:  # the database itself is wrong: no retry will help
+        hoplite_exchange.fail_import(import_id, str(error), refused=True)
+        return TaskStatus.FAILED
+    except Exception as error:
+        logger.exception("hoplite import %s failed", import_id)
+        hoplite_exchange.fail_import(import_id, repr(error))
+        raise
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=12 * 3600)
+def export_hoplite(export_id: int) -> str:
+    try:
+        hoplite_exchange.run_export(export_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:
+        logger.exception("hoplite export %s failed", export_id)
+        HopliteExport.objects.filter(pk=export_id).update(status=TaskStatus.FAILED, error=repr(error))
         raise
     return TaskStatus.DONE

@@ -15,6 +15,8 @@ from annotations.models import (
     ClipQuery,
     Combine,
     Deployment,
+    HopliteExport,
+    HopliteImport,
     ImportMode,
     InferenceRun,
     Invitation,
@@ -28,6 +30,7 @@ from annotations.models import (
     Project,
     Recording,
     Role,
+    TaskStatus,
 )
 from annotations.search import SearchFilters, SearchSpec
 from annotations.stored_scores import windows_above
@@ -535,3 +538,66 @@ class DensityRowSerializer(serializers.Serializer):
     low = serializers.FloatField(source="estimate.low", help_text="90% interval")
     high = serializers.FloatField(source="estimate.high")
     validated = serializers.IntegerField(help_text="windows of the bins' random samples that people labeled")
+
+
+class HopliteImportSerializer(serializers.ModelSerializer):
+    """A hoplite database import and its progress."""
+
+    class Meta:
+        model = HopliteImport
+        fields = [
+            "id",
+            "source_name",
+            "status",
+            "error",
+            "embedding_model",
+            "deployments_total",
+            "done_deployments",
+            "windows_total",
+            "windows_done",
+            "annotations_written",
+            "recordings_without_audio",
+            "labels_added",
+            "created_at",
+        ]
+
+
+class HopliteImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, help_text="a zip of the hoplite database's folder")
+    folder = serializers.CharField(required=False, help_text="or a server folder granted to the project")
+    audio_folder = serializers.CharField(required=False, help_text="a granted server folder with the audio")
+
+
+class HopliteExportSerializer(serializers.ModelSerializer):
+    """A hoplite database export and its progress; ``download`` once done."""
+
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = HopliteExport
+        fields = [
+            "id",
+            "deployment",
+            "embedding_model",
+            "status",
+            "error",
+            "windows_total",
+            "windows_done",
+            "size_bytes",
+            "download",
+            "created_at",
+        ]
+
+    def get_download(self, export) -> str | None:
+        if export.status != TaskStatus.DONE:
+            return None
+        return f"/api/projects/{export.project_id}/hoplite-exports/{export.pk}/download/"
+
+
+class HopliteExportRequestSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="one deployment; the whole project without"
+    )
+    model = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="the embedding model, where there are several"
+    )

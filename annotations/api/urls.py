@@ -61,4 +61,13 @@ urlpatterns = [
     path(P + "runs/<id:run_id>/raven.zip", v.RavenExportView.as_view(), name="raven-export"),
     path(P + "runs/<id:run_id>/summary/", v.RunSummaryView.as_view(), name="run-summary"),
     path(P + "runs/<id:run_id>/density/", v.RunDensityView.as_view(), name="run-density"),
+    path(P + "hoplite-imports/", v.HopliteImportListView.as_view(), name="hoplite-import-list"),
+    path(P + "hoplite-imports/<id:hoplite_import_id>/", v.HopliteImportDetailView.as_view(), name="hoplite-import"),
+    path(P + "hoplite-exports/", v.HopliteExportListView.as_view(), name="hoplite-export-list"),
+    path(P + "hoplite-exports/<id:hoplite_export_id>/", v.HopliteExportDetailView.as_view(), name="hoplite-export"),
+    path(
+        P + "hoplite-exports/<id:hoplite_export_id>/download/",
+        v.HopliteExportDownloadView.as_view(),
+        name="hoplite-export-download",
+    ),
 ]

@@ -7,7 +7,7 @@ import json
 import zoneinfo
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -26,6 +26,7 @@ from annotations import (
     deployments,
     detections,
     exports,
+    hoplite_exchange,
     label_import,
     labeling,
     membership,
@@ -46,6 +47,8 @@ from annotations.models import (
     Classifier,
     ClipQuery,
     Deployment,
+    HopliteExport,
+    HopliteImport,
     ImportStatus,
     InferenceRun,
     Invitation,
@@ -54,6 +57,7 @@ from annotations.models import (
     Membership,
     Recording,
     Role,
+    TaskStatus,
     Window,
 )
 from annotations.playback import window_wav
@@ -321,6 +325,18 @@ class DeploymentMetadataImportView(ProjectView):
         return Response(s.MetadataImportSerializer(result).data)
 
 
+def _too_large(request) -> Response | None:
+    """A 413 for a request over the server's limit, refused before Django reads (and spools) any of it."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length <= settings.PERCH_AGILE_MAX_REQUEST_BYTES:
+        return None
+    limit_gb = settings.PERCH_AGILE_MAX_REQUEST_BYTES / 1e9
+    return Response(
+        {"error": f"this upload is {length / 1e9:.1f} GB; send at most {limit_gb:.1f} GB per request"},
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
 class DeploymentFilesView(ProjectView):
     write_action = Action.MANAGE
     parser_classes = [MultiPartParser, FormParser]
@@ -335,14 +351,8 @@ class DeploymentFilesView(ProjectView):
     )
     def post(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
-        # Refuse an oversized request before Django reads (and spools) any of it.
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > settings.PERCH_AGILE_MAX_REQUEST_BYTES:
-            limit_gb = settings.PERCH_AGILE_MAX_REQUEST_BYTES / 1e9
-            return Response(
-                {"error": f"this upload is {length / 1e9:.1f} GB; send at most {limit_gb:.1f} GB per request"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+        if too_large := _too_large(request):
+            return too_large
         result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"))
         body = {
             "recordings": s.RecordingSerializer(result.recordings, many=True).data,
@@ -828,3 +838,95 @@ class DetectionCsvView(ProjectView):
         response = StreamingHttpResponse(exports.detections_csv(run), content_type="text/csv")
         name = f"detections-run-{run.pk}-{run.deployment.name}.csv"
         return _as_attachment(response, name)
+
+
+class HopliteImportListView(ProjectView):
+    """Bring a perch-hoplite database into the project (annotations.hoplite_exchange)."""
+
+    write_action = Action.MANAGE
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
+
+    @extend_schema(responses={200: s.HopliteImportSerializer(many=True), **ERRORS})
+    def get(self, request, project_id):
+        return Response(s.HopliteImportSerializer(self.project.hoplite_imports.all(), many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": s.HopliteImportRequestSerializer},
+        responses={202: s.HopliteImportSerializer, 413: s.ErrorSerializer, **ERRORS},
+    )
+    def post(self, request, project_id):
+        """A zip of the database's folder (multipart "file"), or a granted server "folder"
+        holding it; "audio_folder": a granted server folder where its recordings are."""
+        if too_large := _too_large(request):
+            return too_large
+        data = _valid(s.HopliteImportRequestSerializer, request.data)
+        started = hoplite_exchange.start_import(
+            self.project,
+            request.user,
+            upload=data.get("file"),
+            folder=data.get("folder", ""),
+            audio_folder=data.get("audio_folder", ""),
+        )
+        return Response(s.HopliteImportSerializer(started).data, status=status.HTTP_202_ACCEPTED)
+
+
+class HopliteImportDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    def hoplite_import(self, import_id) -> HopliteImport:
+        return get_object_or_404(HopliteImport, pk=import_id, project=self.project)
+
+    @extend_schema(responses={200: s.HopliteImportSerializer, **ERRORS})
+    def get(self, request, project_id, hoplite_import_id):
+        return Response(s.HopliteImportSerializer(self.hoplite_import(hoplite_import_id)).data)
+
+    @extend_schema(request=None, responses={202: s.HopliteImportSerializer, **ERRORS})
+    def post(self, request, project_id, hoplite_import_id):
+        """Resume a failed import after the deployments it wrote."""
+        resumed = hoplite_exchange.resume_import(self.hoplite_import(hoplite_import_id))
+        return Response(s.HopliteImportSerializer(resumed).data, status=status.HTTP_202_ACCEPTED)
+
+
+class HopliteExportListView(ProjectView):
+    """Write the project, or one deployment, as a zipped perch-hoplite database."""
+
+    read_action = Action.ANNOTATE  # exporting is an annotator's right
+
+    @extend_schema(responses={200: s.HopliteExportSerializer(many=True), **ERRORS})
+    def get(self, request, project_id):
+        return Response(s.HopliteExportSerializer(self.project.hoplite_exports.all(), many=True).data)
+
+    @extend_schema(request=s.HopliteExportRequestSerializer, responses={202: s.HopliteExportSerializer, **ERRORS})
+    def post(self, request, project_id):
+        data = _valid(s.HopliteExportRequestSerializer, request.data)
+        deployment = None
+        if "deployment" in data:
+            deployment = get_object_or_404(Deployment, pk=data["deployment"], project=self.project)
+        started = hoplite_exchange.start_export(self.project, request.user, deployment, data.get("model"))
+        return Response(s.HopliteExportSerializer(started).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _hoplite_export(project, export_id) -> HopliteExport:
+    return get_object_or_404(
+        HopliteExport.objects.select_related("deployment", "embedding_model"), pk=export_id, project=project
+    )
+
+
+class HopliteExportDetailView(ProjectView):
+    read_action = Action.ANNOTATE
+
+    @extend_schema(responses={200: s.HopliteExportSerializer, **ERRORS})
+    def get(self, request, project_id, hoplite_export_id):
+        return Response(s.HopliteExportSerializer(_hoplite_export(self.project, hoplite_export_id)).data)
+
+
+class HopliteExportDownloadView(ProjectView):
+    read_action = Action.ANNOTATE
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
+    def get(self, request, project_id, hoplite_export_id):
+        export = _hoplite_export(self.project, hoplite_export_id)
+        if export.status != TaskStatus.DONE or not export.path:
+            raise Http404("this export is not finished")
+        response = FileResponse(open(export.path, "rb"), content_type="application/zip")  # noqa: SIM115 (FileResponse closes it)
+        return _as_attachment(response, hoplite_exchange.export_file_name(export))
