@@ -16,6 +16,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from annotations.errors import AudioUnavailable
+
 # Read this much audio per block: long enough for the resampler, short enough that a
 # multi-hour file never sits in memory.
 BLOCK_SECONDS = 60.0
@@ -204,8 +206,13 @@ def read_segment(path: Path, start_s: float, end_s: float, channel: int | None =
     """Read ``[start_s, end_s)`` of a file at its own rate, for playback: all its channels,
     or only ``channel`` (the one that was embedded).
 
-    Returns (samples [frames, channels or 1] float32, sample_rate).
+    Returns (samples [frames, channels or 1] float32, sample_rate). Raises
+    AudioUnavailable when the file is not there.
     """
+    if not Path(path).is_file():
+        raise AudioUnavailable(
+            f"the audio of {Path(path).name} is not on the server (moved, unmounted, or imported without it)"
+        )
     with soundfile.SoundFile(str(path)) as f:
         _check_channel(channel, f.channels)
         start = max(0, int(round(start_s * f.samplerate)))

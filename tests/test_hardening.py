@@ -383,3 +383,16 @@ def test_undo_of_a_page_action_is_one_transaction(client_for, owner, project, wi
     assert response.json() == {"changed": 2}
     assert set(Annotation.objects.values_list("window_id", "value")) == {(first, "positive")}
     assert LabelChange.objects.filter(window_id=other, old_value="negative", new_value="").exists()
+
+
+def test_audio_that_is_not_on_the_server_is_a_404_that_says_so(client_for, owner, project, window, media_root):
+    api = client_for(owner)
+    base = f"/api/projects/{project.pk}"
+    for url in (
+        f"{base}/windows/{window.pk}/audio/",
+        f"{base}/windows/{window.pk}/spectrogram.png",
+        f"{base}/recordings/{window.recording_id}/spectrogram.png?start=0&end=5",
+    ):
+        response = api.get(url, follow=True)
+        assert response.status_code == 404, (url, response.status_code)
+        assert "pond.wav is not on the server" in response.json()["error"]

@@ -5,13 +5,15 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from annotations.errors import InputError
+from annotations.errors import AudioUnavailable, InputError
 from annotations.queueing import QueueUnavailable
 
 
 def exception_handler(exc, context):
     if isinstance(exc, InputError):
         return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AudioUnavailable):
+        return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, QueueUnavailable):
         return Response({"error": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, OperationalError | InterfaceError) or (

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotations", "0012_prototype_negatives_cross_validation"),
+        ("annotations", "0013_exclusive_labels"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
