@@ -580,6 +580,12 @@ def delete_with_confirmation(target: Project | Deployment, confirm_name: str) ->
             for index in target.search_indexes.all():
                 delete_index(index)
             delete_clips(target.clip_queries.all())  # with their files
+            exchanges = [("imports", pk) for pk in target.hoplite_imports.values_list("pk", flat=True)] + [
+                ("exports", pk) for pk in target.hoplite_exports.values_list("pk", flat=True)
+            ]
+            transaction.on_commit(
+                lambda: [shutil.rmtree(hoplite_folder(*exchange), ignore_errors=True) for exchange in exchanges]
+            )
         target.delete()
         transaction.on_commit(lambda: _delete_uploads(deployment_ids))
     return summary
@@ -596,6 +602,11 @@ def _delete_windows(deployment_ids: list[int]) -> None:
         for model in (Detection, LabelChange, Annotation, Window):
             column = "id" if model is Window else "window_id"
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE {column} IN ({window_ids})", [deployment_ids])
+
+
+def hoplite_folder(kind: str, exchange_id: int) -> Path:
+    """Where a hoplite import ("imports") or export ("exports") keeps its files."""
+    return Path(settings.MEDIA_ROOT) / "hoplite" / kind / str(exchange_id)
 
 
 def _delete_uploads(deployment_ids: list[int]) -> None:

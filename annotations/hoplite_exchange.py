@@ -44,7 +44,7 @@ from django.db import transaction
 from django.db.models import F, Func
 from django.utils import timezone
 
-from annotations.deployments import AUDIO_EXTENSIONS, granted_folder, metadata_problems, new_recording
+from annotations.deployments import AUDIO_EXTENSIONS, granted_folder, hoplite_folder, metadata_problems, new_recording
 from annotations.embedding_store import iter_deployment_embeddings, register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.exports import hoplite_linear_classifier
@@ -99,11 +99,11 @@ class HopliteModel:
 
 
 def _import_folder(import_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "hoplite" / "imports" / str(import_id)
+    return hoplite_folder("imports", import_id)
 
 
 def _export_folder(export_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "hoplite" / "exports" / str(export_id)
+    return hoplite_folder("exports", export_id)
 
 
 # --- Reading a hoplite database ------------------------------------------------------

@@ -14,8 +14,9 @@ from django.test import Client
 from django.utils import timezone
 
 from annotations.clips import clip_folder
-from annotations.deployments import create_deployment, create_project
-from annotations.models import ClipQuery, Membership, Recording, Role
+from annotations.deployments import create_deployment, create_project, hoplite_folder
+from annotations.embedding_store import register_embedding_model
+from annotations.models import ClipQuery, HopliteExport, Membership, Recording, Role
 from tests.test_annotator_ui import survey  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -77,10 +78,15 @@ def test_a_project_takes_its_clip_files_with_it(make_user, media_root, client_fo
     deployment = create_deployment(project, "D")
     recording = Recording.objects.create(deployment=deployment, path=str(recording_audio), filename="recording.wav")
     ClipQuery.objects.create(project=project, created_by=owner, recording=recording, path=str(recording_audio))
+    model = register_embedding_model("m", "1", 4, 1.0, 1.0, 16_000)
+    export = HopliteExport.objects.create(project=project, created_by=owner, embedding_model=model)
+    hoplite_folder("exports", export.pk).mkdir(parents=True)
+    (hoplite_folder("exports", export.pk) / "hoplite.zip").write_bytes(b"PK")
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(owner).delete(f"/api/projects/{project.pk}/?confirm=Doomed")
     assert response.status_code == 200, response.json()
     assert not Path(doomed.path).exists() and not ClipQuery.objects.filter(project_id=project.pk).exists()
+    assert not hoplite_folder("exports", export.pk).exists()  # its hoplite exports go too
     assert Path(kept.path).exists()  # another project's clip stays
 
 
