@@ -114,7 +114,13 @@ def project_settings(request, project_id):
         "roles": Role.choices,
         "summary": deployments.deletion_summary(project),
         "deployments": [(d, deployments.deletion_summary(d)) for d in project.deployments.all()],
+        "hoplite_imports": project.hoplite_imports.all()[:10],
+        "hoplite_exports": project.hoplite_exports.select_related("deployment")[:10],
     }
+    running = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+    context["hoplite_running"] = any(
+        job.status in running for job in [*context["hoplite_imports"], *context["hoplite_exports"]]
+    )
     return render(request, "frontend/project_settings.html", context)
 
 

@@ -396,3 +396,16 @@ def test_audio_that_is_not_on_the_server_is_a_404_that_says_so(client_for, owner
         response = api.get(url, follow=True)
         assert response.status_code == 404, (url, response.status_code)
         assert "pond.wav is not on the server" in response.json()["error"]
+
+
+def test_the_settings_page_imports_and_exports_hoplite_databases(owner, project):
+    from annotations.models import HopliteExport
+
+    model = register_embedding_model("m", "1", 4, 1.0, 1.0, 16_000)
+    done = HopliteExport.objects.create(project=project, created_by=owner, embedding_model=model, status="done")
+    page = Client()
+    page.force_login(owner)
+    html = page.get(f"/projects/{project.pk}/settings/").content.decode()
+    assert f'data-multipart-form="/api/projects/{project.pk}/hoplite-imports/"' in html
+    assert f"/api/projects/{project.pk}/hoplite-exports/{done.pk}/download/" in html
+    assert 'http-equiv="refresh"' not in html  # nothing running, nothing to follow

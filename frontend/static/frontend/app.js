@@ -56,6 +56,14 @@ document.addEventListener("submit", async (event) => {
   } else if (form.dataset.clipForm) {
     event.preventDefault();
     searchWithClip(form);
+  } else if (form.dataset.multipartForm) {
+    event.preventDefault();
+    try {
+      await api(form.dataset.multipartForm, { method: "POST", body: new FormData(form) });
+      window.location.reload();
+    } catch (error) {
+      flash(error.message, "error");
+    }
   } else if (form.dataset.importForm) {
     event.preventDefault();
     try {
