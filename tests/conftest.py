@@ -85,8 +85,8 @@ def start_worker(queue: str, log_path: Path, **extra_env: str) -> subprocess.Pop
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
-        "--hostname",
-        f"{log_path.stem}@%h",
+        "--hostname",  # one name per test session: workers of two sessions on one Redis stay apart
+        f"{log_path.stem}-{queue}@%h",
     ]
     with open(log_path, "w") as log:
         return subprocess.Popen(
