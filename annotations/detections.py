@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from django.db import connection, transaction
 
 from annotations.errors import InputError
@@ -50,45 +48,3 @@ def detections_per_site_and_day(run: InferenceRun) -> list[dict]:
             [run.pk],
         )
         return [{"label": label, "site": site, "day": day, "detections": count} for label, site, day, count in cursor]
-
-
-@dataclasses.dataclass(frozen=True)
-class OccupancyRow:
-    """One label at every site: days with at least one detection, and detections, per site."""
-
-    label: str
-    days_detected: list[int]  # in the order of OccupancyTable.sites
-    detections: list[int]
-
-    @property
-    def cells(self) -> list[tuple[int, int]]:
-        """(days detected, detections) per site."""
-        return list(zip(self.days_detected, self.detections, strict=True))
-
-
-@dataclasses.dataclass(frozen=True)
-class OccupancyTable:
-    """Labels x sites, the table occupancy models start from."""
-
-    sites: list[str]
-    rows: list[OccupancyRow]
-
-
-def occupancy_table(per_day: list[dict]) -> OccupancyTable:
-    """Pivot ``detections_per_site_and_day`` rows into labels x sites. Detections of
-    recordings without a start time count as detections but not as days."""
-    sites = sorted({row["site"] for row in per_day})
-    labels = sorted({row["label"] for row in per_day})
-    days = {(label, site): 0 for label in labels for site in sites}
-    counts = dict(days)
-    for row in per_day:
-        key = (row["label"], row["site"])
-        counts[key] += row["detections"]
-        days[key] += row["day"] is not None
-    return OccupancyTable(
-        sites,
-        [
-            OccupancyRow(label, [days[(label, s)] for s in sites], [counts[(label, s)] for s in sites])
-            for label in labels
-        ],
-    )

@@ -16,7 +16,7 @@ from django.test import Client
 from PIL import Image
 
 from annotations.deployments import create_deployment, create_project
-from annotations.detections import detections_per_site_and_day, occupancy_table
+from annotations.detections import detections_per_site_and_day
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.labeling import label_counts
@@ -315,18 +315,6 @@ def test_detections_per_day_count_local_days(survey):
     assert detections_per_site_and_day(run) == [
         {"label": "song", "site": "B", "day": dt.date(2024, 5, 21), "detections": 3}
     ]
-
-
-def test_the_occupancy_table_counts_days_and_detections_per_label_and_site():
-    per_day = [
-        {"label": "owl", "site": "A", "day": dt.date(2024, 5, 20), "detections": 4},
-        {"label": "owl", "site": "A", "day": dt.date(2024, 5, 21), "detections": 1},
-        {"label": "owl", "site": "A", "day": None, "detections": 2},
-        {"label": "wren", "site": "B", "day": dt.date(2024, 5, 21), "detections": 7},
-    ]
-    table = occupancy_table(per_day)
-    assert table.sites == ["A", "B"]
-    assert [(row.label, row.cells) for row in table.rows] == [("owl", [(2, 7), (0, 0)]), ("wren", [(0, 0), (1, 7)])]
 
 
 def test_predictions_read_as_common_names_and_percentages():
