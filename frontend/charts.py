@@ -229,8 +229,8 @@ def site_map(title: str, points: Sequence[MapPoint], width: int = 480, height: i
     """The points on an equirectangular projection about their mean latitude, drawn from
     the coordinates alone (no map tiles): circle area for the rate, a scale bar in km,
     degree ticks and a legend."""
-    margin, top = 40, 40
-    plot_w, plot_h = width - 2 * margin, height - top - margin
+    left, right, top, bottom = 64, 16, 40, 36  # the left margin holds the latitude ticks
+    plot_w, plot_h = width - left - right, height - top - bottom
     mean_lat = sum(p.latitude for p in points) / len(points)
     squash = max(0.05, math.cos(math.radians(mean_lat)))  # a degree of longitude is this many of latitude
     xs = [p.longitude * squash for p in points]
@@ -240,14 +240,24 @@ def site_map(title: str, points: Sequence[MapPoint], width: int = 480, height: i
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
 
     def place(x: float, y: float) -> tuple[float, float]:
-        return margin + plot_w / 2 + (x - cx) * scale, top + plot_h / 2 - (y - cy) * scale
+        return left + plot_w / 2 + (x - cx) * scale, top + plot_h / 2 - (y - cy) * scale
 
-    parts = [f'<rect x="{margin}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#f6f8f7" stroke="#d6ddd9"/>']
+    parts = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#f6f8f7" stroke="#d6ddd9"/>']
+    for fraction in (0, 0.5, 1):  # degree ticks along the bottom and the left edge
+        lon = (cx + (fraction - 0.5) * plot_w / scale) / squash
+        lat = cy + (fraction - 0.5) * plot_h / scale
+        x, y = left + plot_w * fraction, top + plot_h * (1 - fraction)
+        anchor = {0: "start", 1: "end"}.get(fraction, "middle")
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 14}" text-anchor="{anchor}">{lon:.3f}°</text>'
+            f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{lat:.3f}°</text>'
+        )
     top_rate = max((p.rate for p in points if p.rate is not None), default=0) or 1.0
     for point in sorted(points, key=lambda p: -(p.rate or 0)):  # small circles drawn over big ones
         x, y = place(point.longitude * squash, point.latitude)
         if point.rate is None:
-            circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="none" stroke="#8a958f" stroke-width="1.5">'
+            r = 4.0
+            circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="none" stroke="#8a958f" stroke-width="1.5">'
         else:
             r = 3 + 15 * math.sqrt(point.rate / top_rate)
             circle = (
@@ -255,29 +265,19 @@ def site_map(title: str, points: Sequence[MapPoint], width: int = 480, height: i
             )
         parts.append(
             f"{circle}<title>{escape(point.hover)}</title></circle>"
-            f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" fill="{INK}">{escape(point.name)}</text>'
-        )
-    # Degree ticks along the bottom and the left edge.
-    for fraction in (0, 0.5, 1):
-        lon = (cx + (fraction - 0.5) * plot_w / scale) / squash
-        lat = cy + (fraction - 0.5) * plot_h / scale
-        parts.append(
-            f'<text x="{margin + plot_w * fraction:.1f}" y="{top + plot_h + 14}" text-anchor="middle">{lon:.3f}°</text>'
-            f'<text x="{margin - 4}" y="{top + plot_h * (1 - fraction) + 3:.1f}" text-anchor="end" '
-            f'transform="rotate(-90 {margin - 4} {top + plot_h * (1 - fraction):.1f})">{lat:.3f}°</text>'
+            f'<text x="{x + r + 3:.1f}" y="{y + 3:.1f}" fill="{INK}">{escape(point.name)}</text>'
         )
     km = _nice(plot_w / 4 / scale * KM_PER_DEGREE) / 2  # a bar of a round length, under half the frame
-    bar_px = km / KM_PER_DEGREE * scale
-    bar_y = top + plot_h - 10
+    bar_px, bar_y = km / KM_PER_DEGREE * scale, top + plot_h - 10
     parts.append(
-        f'<line x1="{margin + 10}" x2="{margin + 10 + bar_px:.1f}" y1="{bar_y}" y2="{bar_y}" stroke="{INK}" '
-        f'stroke-width="2"/><text x="{margin + 10}" y="{bar_y - 5}">{km:g} km</text>'
-        f'<circle cx="{margin + 5}" cy="{top - 12}" r="5" fill="{GREEN}" fill-opacity="0.6" stroke="{GREEN}"/>'
-        f'<text x="{margin + 14}" y="{top - 8}">area: detections per recorded hour (max {top_rate:.3g})</text>'
-        f'<circle cx="{margin + 300}" cy="{top - 12}" r="4" fill="none" stroke="#8a958f" stroke-width="1.5"/>'
-        f'<text x="{margin + 308}" y="{top - 8}">no finished run</text>'
-        f'<text x="{margin}" y="16" font-size="12" fill="{INK}">{escape(title)}</text>'
-        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">longitude · latitude (WGS 84)</text>'
+        f'<line x1="{left + 10}" x2="{left + 10 + bar_px:.1f}" y1="{bar_y}" y2="{bar_y}" stroke="{INK}" '
+        f'stroke-width="2"/><text x="{left + 10}" y="{bar_y - 5}">{km:g} km</text>'
+        f'<circle cx="{left + 5}" cy="{top - 12}" r="5" fill="{GREEN}" fill-opacity="0.6" stroke="{GREEN}"/>'
+        f'<text x="{left + 14}" y="{top - 8}">area: detections per recorded hour (max {top_rate:.3g})</text>'
+        f'<circle cx="{left + 270}" cy="{top - 12}" r="4" fill="none" stroke="#8a958f" stroke-width="1.5"/>'
+        f'<text x="{left + 278}" y="{top - 8}">no finished run</text>'
+        f'<text x="{left}" y="16" font-size="12" fill="{INK}">{escape(title)}</text>'
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">longitude, latitude (WGS 84)</text>'
     )
     return _svg(title, width, height, "".join(parts))
 

@@ -42,11 +42,10 @@ def _recording(deployment, name, started_at, duration_s, model, detected_starts)
     return {w.start_s: w for w in Window.objects.filter(recording=recording)}
 
 
-@pytest.fixture
-def survey(make_user):
-    """Two deployments in Auckland. Ridge recorded 22:30-01:30 over the night of 15-16
-    January, nothing on the 17th, an hour from 06:00 on the 18th, and 10 min of unknown start."""
-    owner = make_user("owner")
+def two_site_survey(owner) -> tuple:
+    """(project, Ridge's run): two deployments in Auckland and a third without a run.
+    Ridge recorded 22:30-01:30 over the night of 15-16 January, nothing on the 17th, an
+    hour from 06:00 on the 18th, and 10 min of unknown start."""
     project = create_project(owner, "Kiwi", labels=["kiwi", "morepork"])
     kiwi, morepork = project.labels.order_by("name")
     model = register_embedding_model("test-model", "1", 4, 5.0, 5.0, 16_000)
@@ -75,6 +74,11 @@ def survey(make_user):
         Detection.objects.create(run=valley_run, window=window, label=kiwi, score=0.9)
     create_deployment(project, "Coast", site="C1", latitude=-36.7, longitude=174.9)  # no run yet
     return project, run
+
+
+@pytest.fixture
+def survey(make_user):
+    return two_site_survey(make_user("owner"))
 
 
 def test_days_are_zero_filled_and_normalised_by_the_hours_recorded(survey):
