@@ -77,7 +77,10 @@ def project(request, project_id):
         "role": role_in(project, request.user),
         "deployments": [(d, deployments.deployment_progress(d)) for d in project.deployments.all()],
         "labels": labeling.label_counts(project),
-        "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
+        "classifiers": project.classifiers.select_related("embedding_model", "created_by").prefetch_related(
+            "outputs__label"
+        ),
+        "runs": InferenceRun.objects.filter(classifier__project=project).select_related("classifier", "deployment"),
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
     }

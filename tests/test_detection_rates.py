@@ -147,3 +147,17 @@ def test_the_run_page_draws_dated_charts_a_sites_table_and_a_map(survey):
     assert ">00:00</text>" in page and "no recording</text>" in page
     assert "no effort: no recording this day" in page
     assert "2024-01-17 Wed" in page
+
+
+def test_the_project_page_lists_runs_and_classifier_versions(survey):
+    project, run = survey
+    Classifier.objects.filter(project=project).update(created_at=dt.datetime(2024, 2, 1, 9, 30, tzinfo=dt.UTC))
+    browser = Client()
+    browser.force_login(project.created_by)
+    page = browser.get(f"/projects/{project.pk}/").content.decode()
+    assert "<td>linear <small>on test-model</small></td>" in page
+    assert ">2024-02-01 09:30 UTC</time>" in page and "<td>kiwi, morepork</td>" in page
+    runs = page[page.index("<h2>Runs</h2>") :]
+    assert runs.count('href="/projects/') == 4  # two runs, each with its classifier
+    assert f'href="/projects/{project.pk}/runs/{run.pk}/"' in runs and "Ridge <small>(R1)</small>" in runs
+    assert "Valley <small>(V1)</small>" in runs and "<td>per label</td>" in runs
