@@ -631,10 +631,6 @@ class SearchRecord(models.Model):
     def __str__(self) -> str:
         return f"search {self.pk} by {self.user_id}"
 
-    @property
-    def example_count(self) -> int:
-        return len(self.positive_windows) + len(self.positive_clips)
-
 
 class UploadSession(models.Model):
     """A resumable browser upload of one file, written to disk chunk by chunk.
