@@ -23,6 +23,7 @@ SCORE_PROJECT = "workers.tasks.score_project"
 RUN_INFERENCE = "workers.tasks.run_inference"
 BUILD_SEARCH_INDEX = "workers.tasks.build_search_index"
 IMPORT_LABELS = "workers.tasks.import_labels"
+SPECIES_RANGE = "workers.tasks.species_range"
 
 
 class QueueUnavailable(Exception):

@@ -46,7 +46,7 @@ from annotations.models import (
     SearchRecord,
     Window,
 )
-from annotations.predictions import named_predictions
+from annotations.predictions import Prediction, named_predictions
 from annotations.probes import unit_rows
 from annotations.queueing import EMBED_CLIP_QUERY, enqueue_on_commit
 from annotations.search_index import index_state, newest_window_id
@@ -113,7 +113,7 @@ class SearchHit:
     labels: list[dict]
     # Wall-clock start of the window in the deployment's time zone, when the recording's start is known.
     started_at: dt.datetime | None = None
-    predictions: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # the model's own top classes
+    predictions: list[Prediction] = dataclasses.field(default_factory=list)  # the model's own top classes
 
 
 @dataclasses.dataclass(frozen=True)

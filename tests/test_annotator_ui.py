@@ -146,7 +146,7 @@ def test_filters_narrow_the_hits(survey):
     assert {h.site for h in hits(hour_from=16, hour_to=4)} == {"B"}  # wraps midnight
     heard = hits(predicted_class="blackbird")
     assert heard and {h.start_s for h in heard} == {0.0}
-    assert heard[0].predictions == [("Turdus merula_Eurasian Blackbird", 3.5), ("Engine_Engine", -1.0)]
+    assert [p[:2] for p in heard[0].predictions] == [("Turdus merula_Eurasian Blackbird", 3.5), ("Engine_Engine", -1.0)]
     with pytest.raises(InputError, match="no class"):
         hits(predicted_class="kiwi")
     song = project.labels.get(name="song")

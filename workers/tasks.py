@@ -22,6 +22,7 @@ from workers import ingest
 from workers.embedding_models import configured_model
 from workers.inference import run_inference as score_deployment
 from workers.ingest import TRANSIENT_ERRORS
+from workers.species_range import store_range_table
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +134,8 @@ def run_inference(run_id: int) -> str:
         InferenceRun.objects.filter(pk=run_id).update(status=TaskStatus.FAILED, error=repr(error))
         raise
     return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=600)
+def species_range(latitude: float, longitude: float) -> str:
+    return store_range_table(latitude, longitude)
