@@ -162,12 +162,12 @@ def rate_bars(title: str, x_label: str, y_label: str, bars: Sequence[Bar], width
                 f'stroke="{INK}"/><text x="{x + step / 2:.1f}" y="{top + plot_h + 15}" text-anchor="middle">'
                 f"{escape(bar.tick)}</text>"
             )
-    legend_x = left + plot_w - 250
+    legend_x = left + plot_w - 290
     parts.append(
         f'<rect x="{legend_x}" y="{top - 16}" width="10" height="10" fill="{GREEN}"/>'
         f'<text x="{legend_x + 14}" y="{top - 7}">{escape(y_label)}</text>'
-        f'<rect x="{legend_x + 160}" y="{top - 16}" width="10" height="10" fill="{GREY}" stroke="#c5ccc8"/>'
-        f'<text x="{legend_x + 174}" y="{top - 7}">no recording</text>'
+        f'<rect x="{legend_x + 210}" y="{top - 16}" width="10" height="10" fill="{GREY}" stroke="#c5ccc8"/>'
+        f'<text x="{legend_x + 224}" y="{top - 7}">no recording</text>'
         f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>'
         f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" '
         f'transform="rotate(-90 12 {top + plot_h / 2})">{escape(y_label)}</text>'

@@ -211,7 +211,7 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     assert page.locator("svg.chart polyline").count() == 1  # the PR curve
     page.get_by_role("button", name="Run").click()
     page.get_by_role("link", name="Ridge", exact=True).click()
-    page.wait_for_selector("th:has-text('Day (local)')", timeout=60_000)
+    page.wait_for_selector("figure.chart-figure svg.chart", timeout=60_000)  # refreshed until the run is done
     page.screenshot(path=OUTPUT_DIR / "detections.png", full_page=True)
     page.go_back()
     page.screenshot(path=OUTPUT_DIR / "classifier.png", full_page=True)
