@@ -2,8 +2,9 @@
 
 A day's rate is its detections per recorded hour. Days between a deployment's first and
 last recording that hold no recording have no effort: their rate is unknown, not 0.
-Detection counts come from one aggregate query over the run's detections; effort from
-the deployment's recordings (start and duration), split at local hour boundaries.
+Detection counts per label, local day and hour are stored by the worker with the run's
+detections (``store_detection_counts``); effort comes from the deployment's recordings
+(start and duration), split at local hour boundaries.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections import defaultdict
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 
-from annotations.models import Deployment, InferenceRun, RecordingStatus, TaskStatus
+from annotations.models import Deployment, DetectionCount, InferenceRun, RecordingStatus, TaskStatus
 
 # Every time zone's offset from UTC is a whole number of quarter hours, so a quarter hour
 # of UTC never straddles a local hour boundary.
@@ -71,17 +72,19 @@ class LabelRates:
     unknown_start: int
 
 
-def _detection_counts(run: InferenceRun) -> dict[tuple[str, dt.date | None, int | None], int]:
-    """{(label, local day, local hour): detections} of a run, aggregated in the database."""
+def store_detection_counts(run: InferenceRun) -> None:
+    """Count the run's detections per label, local day and local hour (a worker's part,
+    after it stored the detections: it reads each of them once)."""
+    DetectionCount.objects.filter(run=run).delete()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT l.name, (w.started_at AT TIME ZONE %s)::date, "
-            "extract(hour FROM w.started_at AT TIME ZONE %s)::int, count(*) "
+            f"INSERT INTO {DetectionCount._meta.db_table} (run_id, label_id, day, hour, detections) "
+            "SELECT x.run_id, x.label_id, (w.started_at AT TIME ZONE d.timezone)::date, "
+            "extract(hour FROM w.started_at AT TIME ZONE d.timezone)::int, count(*) "
             "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
-            "JOIN annotations_label l ON l.id = x.label_id WHERE x.run_id = %s GROUP BY 1, 2, 3",
-            [run.deployment.timezone, run.deployment.timezone, run.pk],
+            "JOIN annotations_deployment d ON d.id = w.deployment_id WHERE x.run_id = %s GROUP BY 1, 2, 3, 4",
+            [run.pk],
         )
-        return {(label, day, hour): count for label, day, hour, count in cursor}
 
 
 def _label_names(run: InferenceRun) -> list[str]:
@@ -92,9 +95,9 @@ def run_rates(run: InferenceRun) -> list[LabelRates]:
     """Detection rates of each of the run's labels (in the classifier's order). The total
     counts every detection against every recorded hour, starts known or not."""
     effort = recording_effort(run.deployment)
-    counts = _detection_counts(run)
+    counts = list(run.detection_counts.values_list("label__name", "day", "hour", "detections"))
     all_hours = recorded_hours([run.deployment_id])[run.deployment_id]
-    known_days = [day for _, day, _ in counts if day is not None] + [day for day, _ in effort]
+    known_days = [day for _, day, _, _ in counts if day is not None] + [day for day, _ in effort]
     if known_days:
         first, last = min(known_days), max(known_days)
         calendar = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
@@ -110,7 +113,7 @@ def run_rates(run: InferenceRun) -> list[LabelRates]:
         per_day: dict[dt.date, int] = defaultdict(int)
         per_hour: dict[int, int] = defaultdict(int)
         unknown = 0
-        for (name, day, hour), count in counts.items():
+        for name, day, hour, count in counts:
             if name != label:
                 continue
             if day is None:
@@ -190,14 +193,11 @@ def site_rates(run: InferenceRun) -> list[SiteRates]:
 
 
 def _site_counts(runs: list[InferenceRun]) -> dict[tuple[int, str], tuple[int, int]]:
-    """{(run, label): (detections, local days with a detection)}, in one aggregate query."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT x.run_id, l.name, count(*), "
-            "count(DISTINCT (w.started_at AT TIME ZONE d.timezone)::date) "
-            "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
-            "JOIN annotations_deployment d ON d.id = w.deployment_id "
-            "JOIN annotations_label l ON l.id = x.label_id WHERE x.run_id = ANY(%s) GROUP BY 1, 2",
-            [[r.pk for r in runs]],
-        )
-        return {(run_id, label): (count, days) for run_id, label, count, days in cursor}
+    """{(run, label): (detections, local days with a detection)}."""
+    counts = (
+        DetectionCount.objects.filter(run__in=runs)
+        .values_list("run_id", "label__name")
+        .annotate(detections=Sum("detections"), days=Count("day", distinct=True))
+        .order_by()
+    )
+    return {(run_id, label): (detections, days) for run_id, label, detections, days in counts}

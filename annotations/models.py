@@ -587,6 +587,24 @@ class DensityStratum(models.Model):
         return f"{self.label_id} on {self.day}: {sum(self.window_counts)} windows"
 
 
+class DetectionCount(models.Model):
+    """A run's detections of one label in one local hour of one local day (both null where
+    the recording's start is unknown), counted by the worker: the run page's rates
+    (annotations.detection_rates) read these instead of the detections."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="detection_counts")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(null=True)  # in the deployment's time zone
+    hour = models.PositiveSmallIntegerField(null=True)
+    detections = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["label_id", "day", "hour"]
+
+    def __str__(self) -> str:
+        return f"{self.detections} of {self.label_id} on {self.day} at {self.hour} h"
+
+
 class Combine(models.TextChoices):
     MEAN = "mean", "Mean embedding"
     BEST = "best", "Best match"

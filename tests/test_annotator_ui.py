@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.test import Client
 from PIL import Image
 
-from annotations.deployments import create_deployment, create_project
+from annotations.deployments import create_deployment, create_project, edit_start_time
+from annotations.detection_rates import store_detection_counts
 from annotations.detections import detections_per_site_and_day
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
@@ -305,13 +306,14 @@ def test_a_recording_page_shows_its_span_and_windows_to_pick(survey):
 def test_detections_per_day_count_local_days(survey):
     project, model, windows, _, _ = survey
     late_evening_utc = dt.datetime(2024, 5, 20, 13, 0, tzinfo=dt.UTC)  # 01:00 on May 21 in Auckland
-    Recording.objects.filter(filename="B0.wav").update(started_at=late_evening_utc)
+    edit_start_time(Recording.objects.get(filename="B0.wav"), late_evening_utc)
     classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status="done")
     run = InferenceRun.objects.create(classifier=classifier, deployment=project.deployments.get(site="B"))
     song = project.labels.get(name="song")
     Detection.objects.bulk_create(
         Detection(run=run, window_id=windows[("B", 0, second)], label=song, score=0.9) for second in (0, 1, 2)
     )
+    store_detection_counts(run)
     assert detections_per_site_and_day(run) == [
         {"label": "song", "site": "B", "day": dt.date(2024, 5, 21), "detections": 3}
     ]

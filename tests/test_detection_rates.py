@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from annotations.deployments import create_deployment, create_project
-from annotations.detection_rates import Rate, recording_effort, run_rates, site_rates
+from annotations.detection_rates import Rate, recording_effort, run_rates, site_rates, store_detection_counts
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import (
     Classifier,
@@ -73,6 +73,8 @@ def two_site_survey(owner) -> tuple:
     for window in valley_windows.values():
         Detection.objects.create(run=valley_run, window=window, label=kiwi, score=0.9)
     create_deployment(project, "Coast", site="C1", latitude=-36.7, longitude=174.9)  # no run yet
+    store_detection_counts(run)  # what the worker does after storing a run's detections
+    store_detection_counts(valley_run)
     return project, run
 
 
