@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import F, Sum
 
 from annotations.errors import InputError
 from annotations.models import Classifier, Deployment, InferenceRun, TaskStatus
@@ -36,59 +35,13 @@ def request_inference(classifier: Classifier, deployment_id: int, threshold: flo
 
 
 def detections_per_site_and_day(run: InferenceRun) -> list[dict]:
-    """Detection counts per (label, site, day): local days in each deployment's time zone,
-    from the recordings' start times (None where a recording's start is unknown)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT l.name, d.site, "
-            "((r.started_at + make_interval(secs => w.start_s)) AT TIME ZONE d.timezone)::date AS day, count(*) "
-            "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
-            "JOIN annotations_recording r ON r.id = w.recording_id "
-            "JOIN annotations_deployment d ON d.id = r.deployment_id "
-            "JOIN annotations_label l ON l.id = x.label_id "
-            "WHERE x.run_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 NULLS LAST",
-            [run.pk],
-        )
-        return [{"label": label, "site": site, "day": day, "detections": count} for label, site, day, count in cursor]
-
-
-@dataclasses.dataclass(frozen=True)
-class OccupancyRow:
-    """One label at every site: days with at least one detection, and detections, per site."""
-
-    label: str
-    days_detected: list[int]  # in the order of OccupancyTable.sites
-    detections: list[int]
-
-    @property
-    def cells(self) -> list[tuple[int, int]]:
-        """(days detected, detections) per site."""
-        return list(zip(self.days_detected, self.detections, strict=True))
-
-
-@dataclasses.dataclass(frozen=True)
-class OccupancyTable:
-    """Labels x sites, the table occupancy models start from."""
-
-    sites: list[str]
-    rows: list[OccupancyRow]
-
-
-def occupancy_table(per_day: list[dict]) -> OccupancyTable:
-    """Pivot ``detections_per_site_and_day`` rows into labels x sites. Detections of
-    recordings without a start time count as detections but not as days."""
-    sites = sorted({row["site"] for row in per_day})
-    labels = sorted({row["label"] for row in per_day})
-    days = {(label, site): 0 for label in labels for site in sites}
-    counts = dict(days)
-    for row in per_day:
-        key = (row["label"], row["site"])
-        counts[key] += row["detections"]
-        days[key] += row["day"] is not None
-    return OccupancyTable(
-        sites,
-        [
-            OccupancyRow(label, [days[(label, s)] for s in sites], [counts[(label, s)] for s in sites])
-            for label in labels
-        ],
+    """Detection counts per (label, site, day): local days in the deployment's time zone,
+    from the recordings' start times (None where a recording's start is unknown), as the
+    worker counted them (``detection_rates.store_detection_counts``)."""
+    rows = (
+        run.detection_counts.values_list("label__name", "day")
+        .annotate(detections=Sum("detections"))
+        .order_by("label__name", F("day").asc(nulls_last=True))
     )
+    site = run.deployment.site
+    return [{"label": label, "site": site, "day": day, "detections": count} for label, day, count in rows]

@@ -34,17 +34,21 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
+import itertools
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePath
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from annotations.deployments import upload_folder
 from annotations.formula_cells import neutral_cell
-from annotations.models import Classifier, Deployment, Detection, InferenceRun, ProbeType, Recording
+from annotations.labeling import labels_by_window
+from annotations.models import Classifier, Deployment, Detection, InferenceRun, LabelValue, ProbeType, Recording
 from annotations.raven import FileSpan, Selection, write_file_sequence_table, write_selection_table
 from annotations.scoring import Scorer, prototype_head
 from annotations.training import classifier_arrays
@@ -143,18 +147,59 @@ DETECTION_COLUMNS = [
     "label",
     "score",
     "classifier_version",
+    "start_time_local",
+    "start_time_utc",
+    "timezone",
+    "review",
+    "reviewed_by",
+    "window_labels",
 ]
+# The last six columns of the CSV as extra columns of the Raven tables (Raven keeps any).
+RAVEN_EXTRA_COLUMNS = ["Start Time Local", "Start Time UTC", "Time Zone", "Review", "Reviewed By", "Window Labels"]
+CHUNK = 2000
 
 
-def _detections(run: InferenceRun, *ordering: str) -> Iterator[Detection]:
-    """A run's detections with their windows, recordings and labels, streamed in chunks."""
+def _detections(run: InferenceRun, *ordering: str) -> Iterator[tuple[Detection, list[dict]]]:
+    """A run's detections with their windows, recordings and labels, streamed in chunks,
+    each with every annotator's labels on its window (``labeling.labels_by_window``)."""
     detections = (
         Detection.objects.filter(run=run)
         .select_related("window__recording", "label")
         .defer("window__embedding")
         .order_by(*ordering)
+        .iterator(chunk_size=CHUNK)
     )
-    return detections.iterator(chunk_size=2000)
+    while chunk := list(itertools.islice(detections, CHUNK)):
+        labels = labels_by_window([detection.window_id for detection in chunk])
+        for detection in chunk:
+            yield detection, labels.get(detection.window_id, [])
+
+
+def review_state(values: set[str]) -> str:
+    """What people said of a detection: verified (all positive), rejected (all negative),
+    unsure, disputed (annotators disagree) or unreviewed."""
+    if not values:
+        return "unreviewed"
+    if len(values) > 1:
+        return "disputed"
+    (value,) = values
+    return {LabelValue.POSITIVE: "verified", LabelValue.NEGATIVE: "rejected"}.get(value, "unsure")
+
+
+def times_and_review(detection: Detection, zone: ZoneInfo, window_labels: list[dict]) -> tuple[str, ...]:
+    """The window's start in the deployment's zone and in UTC (ISO 8601, empty while the
+    recording's start is unknown), the zone, the review of the detection's label, who
+    reviewed it, and every label on the window: the values of RAVEN_EXTRA_COLUMNS."""
+    started = detection.window.started_at
+    mine = [label for label in window_labels if label["label_id"] == detection.label_id]
+    return (
+        started.astimezone(zone).isoformat(timespec="milliseconds") if started else "",
+        started.astimezone(dt.UTC).isoformat(timespec="milliseconds") if started else "",
+        zone.key,
+        review_state({label["value"] for label in mine}),
+        "; ".join(sorted({label["annotator"] for label in mine})),
+        "; ".join(sorted(f"{label['label']}: {label['value']} ({label['annotator']})" for label in window_labels)),
+    )
 
 
 def relative_path(recording: Recording, deployment: Deployment) -> str:
@@ -167,7 +212,8 @@ def relative_path(recording: Recording, deployment: Deployment) -> str:
 
 def detections_csv(run: InferenceRun) -> Iterator[str]:
     """CSV lines of a run's detections, best first, streamed. Text cells are neutralised
-    (``formula_cells``); paths are relative to the deployment's folder."""
+    (``formula_cells``); paths are relative to the deployment's folder; times are in the
+    deployment's zone and in UTC (``times_and_review``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -180,7 +226,8 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
     writer.writerow(DETECTION_COLUMNS)
     yield flush()
     deployment = run.deployment
-    for detection in _detections(run, "-score", "window_id"):
+    zone = ZoneInfo(deployment.timezone)
+    for detection, window_labels in _detections(run, "-score", "window_id"):
         recording = detection.window.recording
         writer.writerow(
             [
@@ -195,6 +242,7 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
                 neutral_cell(detection.label.name),
                 f"{detection.score:.6f}",
                 run.classifier.version,
+                *map(neutral_cell, times_and_review(detection, zone, window_labels)),
             ]
         )
         yield flush()
@@ -208,21 +256,31 @@ def raven_tables_zip(run: InferenceRun) -> bytes:
     table over the deployment's files in time order (``SEQUENCE_TABLE_NAME``) for
     opening them in Raven as one sequence."""
     by_recording: dict = defaultdict(list)
-    for detection in _detections(run, "window__recording_id", "window__start_s"):
+    zone = ZoneInfo(run.deployment.timezone)
+    for detection, window_labels in _detections(run, "window__recording_id", "window__start_s"):
         by_recording[detection.window.recording].append(
-            Selection(detection.window.start_s, detection.window.end_s, detection.label.name, score=detection.score)
+            Selection(
+                detection.window.start_s,
+                detection.window.end_s,
+                detection.label.name,
+                score=detection.score,
+                extra=times_and_review(detection, zone, window_labels),
+            )
         )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for recording, selections in by_recording.items():
             stem = PurePath(recording.filename).stem.replace("/", "_")
-            archive.writestr(f"{stem}.Table.1.selections.txt", write_selection_table(selections, _nyquist(recording)))
+            archive.writestr(
+                f"{stem}.Table.1.selections.txt",
+                write_selection_table(selections, _nyquist(recording), RAVEN_EXTRA_COLUMNS),
+            )
         if by_recording:
             spans = _sequence_spans(run.deployment)
             rows = [(s, spans[r.pk]) for r, selections in by_recording.items() for s in selections]
             rows.sort(key=lambda row: row[1].sequence_start_s + row[0].start_s)
             nyquist = min(_nyquist(r) for r in by_recording)
-            archive.writestr(SEQUENCE_TABLE_NAME, write_file_sequence_table(rows, nyquist))
+            archive.writestr(SEQUENCE_TABLE_NAME, write_file_sequence_table(rows, nyquist, RAVEN_EXTRA_COLUMNS))
     return buffer.getvalue()
 
 

@@ -594,6 +594,24 @@ class DensityStratum(models.Model):
         return f"{self.label_id} on {self.day}: {sum(self.window_counts)} windows"
 
 
+class DetectionCount(models.Model):
+    """A run's detections of one label in one local hour of one local day (both null where
+    the recording's start is unknown), counted by the worker: the run page's rates
+    (annotations.detection_rates) read these instead of the detections."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="detection_counts")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(null=True)  # in the deployment's time zone
+    hour = models.PositiveSmallIntegerField(null=True)
+    detections = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["label_id", "day", "hour"]
+
+    def __str__(self) -> str:
+        return f"{self.detections} of {self.label_id} on {self.day} at {self.hour} h"
+
+
 class Combine(models.TextChoices):
     MEAN = "mean", "Mean embedding"
     BEST = "best", "Best match"
@@ -637,10 +655,6 @@ class SearchRecord(models.Model):
 
     def __str__(self) -> str:
         return f"search {self.pk} by {self.user_id}"
-
-    @property
-    def example_count(self) -> int:
-        return len(self.positive_windows) + len(self.positive_clips)
 
 
 class UploadSession(models.Model):

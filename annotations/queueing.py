@@ -25,6 +25,7 @@ BUILD_SEARCH_INDEX = "workers.tasks.build_search_index"
 IMPORT_LABELS = "workers.tasks.import_labels"
 IMPORT_HOPLITE = "workers.tasks.import_hoplite"
 EXPORT_HOPLITE = "workers.tasks.export_hoplite"
+SPECIES_RANGE = "workers.tasks.species_range"
 
 
 class QueueUnavailable(Exception):

@@ -2,7 +2,8 @@
 
 A Raven selection table is tab-separated text, one selection a row, with the standard
 columns ``Selection, View, Channel, Begin Time (s), End Time (s), Low Freq (Hz),
-High Freq (Hz)`` and any extra ones (here ``Label`` and ``Score``). Raven writes a
+High Freq (Hz)`` and any extra ones, which Raven keeps as annotation columns (here
+``Label``, ``Score`` and the ``extra_columns`` a writer is given). Raven writes a
 ``Waveform 1`` row beside each ``Spectrogram 1`` row for the same selection; reading
 keeps one of them.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from annotations.formula_cells import neutral_cell
 
@@ -51,14 +52,19 @@ class Selection:
     file: str = ""  # recording file name, where the table names one
     value: str = "positive"
     score: float | None = None
+    extra: tuple[str, ...] = ()  # values of a writer's extra_columns, in their order
 
 
-def write_selection_table(selections: Iterable[Selection], nyquist_hz: float) -> str:
+def _score(selection: Selection) -> str:
+    return "" if selection.score is None else f"{selection.score:.6f}"
+
+
+def write_selection_table(selections: Iterable[Selection], nyquist_hz: float, extra_columns: Sequence[str] = ()) -> str:
     """One recording's selections as a Raven selection table (high frequency capped at
-    Nyquist); labels neutralised against spreadsheet formulas (``formula_cells``)."""
+    Nyquist); labels and extra values neutralised against spreadsheet formulas (``formula_cells``)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-    writer.writerow([*STANDARD_COLUMNS, "Label", "Score"])
+    writer.writerow([*STANDARD_COLUMNS, "Label", "Score", *extra_columns])
     for number, selection in enumerate(selections, start=1):
         writer.writerow(
             [
@@ -70,7 +76,8 @@ def write_selection_table(selections: Iterable[Selection], nyquist_hz: float) ->
                 "0.0",
                 f"{nyquist_hz:.1f}",
                 neutral_cell(selection.label),
-                "" if selection.score is None else f"{selection.score:.6f}",
+                _score(selection),
+                *map(neutral_cell, selection.extra),
             ]
         )
     return out.getvalue()
@@ -84,12 +91,16 @@ class FileSpan:
     sequence_start_s: float
 
 
-def write_file_sequence_table(selections: Iterable[tuple[Selection, FileSpan]], nyquist_hz: float) -> str:
+def write_file_sequence_table(
+    selections: Iterable[tuple[Selection, FileSpan]], nyquist_hz: float, extra_columns: Sequence[str] = ()
+) -> str:
     """Selections over many files as one Raven table that opens the files as a sequence;
-    paths and labels neutralised against spreadsheet formulas like ``write_selection_table``'s."""
+    paths, labels and extra values neutralised like ``write_selection_table``'s."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-    writer.writerow([*STANDARD_COLUMNS, "Begin Path", "File Offset (s)", "Begin File", "Label", "Score"])
+    writer.writerow(
+        [*STANDARD_COLUMNS, "Begin Path", "File Offset (s)", "Begin File", "Label", "Score", *extra_columns]
+    )
     for number, (selection, span) in enumerate(selections, start=1):
         writer.writerow(
             [
@@ -104,7 +115,8 @@ def write_file_sequence_table(selections: Iterable[tuple[Selection, FileSpan]], 
                 f"{selection.start_s:.6f}",
                 neutral_cell(span.path.replace("\\", "/").rsplit("/", 1)[-1]),
                 neutral_cell(selection.label),
-                "" if selection.score is None else f"{selection.score:.6f}",
+                _score(selection),
+                *map(neutral_cell, selection.extra),
             ]
         )
     return out.getvalue()

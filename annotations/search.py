@@ -46,7 +46,7 @@ from annotations.models import (
     SearchRecord,
     Window,
 )
-from annotations.predictions import named_predictions
+from annotations.predictions import Prediction, named_predictions
 from annotations.probes import unit_rows
 from annotations.queueing import EMBED_CLIP_QUERY, enqueue_on_commit
 from annotations.search_index import index_state, newest_window_id
@@ -113,7 +113,7 @@ class SearchHit:
     labels: list[dict]
     # Wall-clock start of the window in the deployment's time zone, when the recording's start is known.
     started_at: dt.datetime | None = None
-    predictions: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # the model's own top classes
+    predictions: list[Prediction] = dataclasses.field(default_factory=list)  # the model's own top classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -651,8 +651,69 @@ def spec_of(record: SearchRecord) -> SearchSpec:
     )
 
 
-def search_history(project: Project, user, limit: int = 20) -> list[SearchRecord]:
-    return list(SearchRecord.objects.filter(project=project, user=user)[:limit])
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    """A saved search as the history list tells it: what it searched with, and where."""
+
+    record: SearchRecord
+    examples: list[str]  # each example's file and time; pushed-away ones start with "not"
+    filters: list[str]
+
+
+def search_history(project: Project, user, limit: int = 20) -> list[HistoryEntry]:
+    """The user's latest searches, newest first, each with its examples and filters told."""
+    records = list(
+        SearchRecord.objects.filter(project=project, user=user).select_related("deployment", "label")[:limit]
+    )
+    windows = (
+        Window.objects.defer("embedding")
+        .select_related("recording__deployment")
+        .in_bulk({w for r in records for w in r.positive_windows + r.negative_windows})
+    )
+    clips = ClipQuery.objects.select_related("recording").in_bulk({c for r in records for c in r.positive_clips})
+    return [
+        HistoryEntry(
+            record,
+            [_told_window(windows[w]) for w in record.positive_windows if w in windows]
+            + [_told_clip(clips[c]) for c in record.positive_clips if c in clips]
+            + [f"not {_told_window(windows[w])}" for w in record.negative_windows if w in windows],
+            _told_filters(record),
+        )
+        for record in records
+    ]
+
+
+def _told_window(window: Window) -> str:
+    started = window_start_time(window)
+    when = f" ({started:%Y-%m-%d %H:%M:%S %Z})" if started else ""
+    return f"{window.recording.filename} at {window.start_s:g} s{when}"
+
+
+def _told_clip(clip: ClipQuery) -> str:
+    name = f"a region of {clip.recording.filename}" if clip.recording else f"clip {clip.filename}"
+    if clip.start_s is None and clip.end_s is None:
+        return name
+    end = f"{clip.end_s:g}" if clip.end_s is not None else "end"
+    return f"{name}, {clip.start_s or 0:g}–{end} s"
+
+
+def _told_filters(record: SearchRecord) -> list[str]:
+    told = ["best match of the examples"] if record.combine == Combine.BEST else []
+    if record.deployment:
+        told.append(f"deployment {record.deployment.name}")
+    if record.site:
+        told.append(f"site {record.site}")
+    if record.date_from or record.date_to:
+        told.append(f"days {record.date_from or '…'} to {record.date_to or '…'}")
+    if record.hour_from is not None or record.hour_to is not None:
+        told.append(f"hours {record.hour_from or 0}–{24 if record.hour_to is None else record.hour_to} local")
+    if record.predicted_class:
+        told.append(f"model hears {record.predicted_class!r}")
+    if record.label and record.labeled != LabeledFilter.ANY:  # a label alone filters nothing
+        told.append(f"{'not ' if record.labeled == LabeledFilter.UNLABELED else ''}labeled {record.label.name}")
+    if record.one_per_recording:
+        told.append("best window per recording")
+    return told
 
 
 def _checked_span(start_s: float | None, end_s: float | None) -> tuple[float | None, float | None]:

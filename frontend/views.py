@@ -16,13 +16,13 @@ from annotations import (
     call_density,
     deployment_metadata,
     deployments,
+    detection_rates,
     labeling,
     membership,
     review_queues,
     scoring,
     training,
 )
-from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
@@ -77,7 +77,10 @@ def project(request, project_id):
         "role": role_in(project, request.user),
         "deployments": [(d, deployments.deployment_progress(d)) for d in project.deployments.all()],
         "labels": labeling.label_counts(project),
-        "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
+        "classifiers": project.classifiers.select_related("embedding_model", "created_by").prefetch_related(
+            "outputs__label"
+        ),
+        "runs": InferenceRun.objects.filter(classifier__project=project).select_related("classifier", "deployment"),
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
     }
@@ -385,23 +388,28 @@ def run(request, project_id, run_id):
     labels_by_window = labeling.labels_by_window([d.window_id for d in detections])
     for detection in detections:
         detection.existing_labels = labels_by_window.get(detection.window_id, [])
-    per_day = detections_service.detections_per_site_and_day(run)
+    done = run.status == TaskStatus.DONE
+    zone = run.deployment.timezone
+    sites = detection_rates.site_rates(run) if done else []
     context = {
         "project": project,
         "run": run,
         "detections": detections,
         "labels": project.labels.all(),
-        "per_day": per_day,
-        "occupancy": detections_service.occupancy_table(per_day),
-        "densities": call_density.run_densities(run) if run.status == TaskStatus.DONE else [],
+        "rates": [
+            (
+                rates,
+                charts.daily_rate_chart(rates.label, rates.days, zone),
+                charts.diel_chart(rates.label, rates.hours, zone),
+            )
+            for rates in (detection_rates.run_rates(run) if done else [])
+        ],
+        "sites": sites,
+        "site_maps": charts.site_maps(project.deployments.all(), sites),
+        "densities": call_density.run_densities(run) if done else [],
         "label_thresholds": list(
             zip(run.classifier.outputs.select_related("label").order_by("index"), run.label_thresholds, strict=False)
         ),
         "can_annotate": role_in(project, request.user) in Action.ANNOTATE.value,  # exports
-        "per_day_chart": charts.bar_chart(
-            "Detections per site and day",
-            [f"{row['label']} · {row['site'] or 'no site'} · {row['day'] or 'no date'}" for row in per_day],
-            [row["detections"] for row in per_day],
-        ),
     }
     return render(request, "frontend/run.html", context)

@@ -8,13 +8,14 @@ from django.http import HttpRequest, HttpResponse
 
 # Every script, style, picture and sound comes from the app itself; no inline script or
 # style attribute runs, so injected markup cannot execute. blob: is the example-clip
-# preview (search page), which plays the chosen file before it is uploaded.
+# preview (search page), which plays the chosen file before it is uploaded, and a
+# chart's own SVG drawn on a canvas for its PNG download (run page).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' blob:",
         "media-src 'self' blob:",
         "object-src 'none'",
         "base-uri 'none'",

@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.test import Client
 from PIL import Image
 
-from annotations.deployments import create_deployment, create_project
-from annotations.detections import detections_per_site_and_day, occupancy_table
+from annotations.deployments import create_deployment, create_project, edit_start_time
+from annotations.detection_rates import store_detection_counts
+from annotations.detections import detections_per_site_and_day
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.labeling import label_counts
@@ -146,7 +147,7 @@ def test_filters_narrow_the_hits(survey):
     assert {h.site for h in hits(hour_from=16, hour_to=4)} == {"B"}  # wraps midnight
     heard = hits(predicted_class="blackbird")
     assert heard and {h.start_s for h in heard} == {0.0}
-    assert heard[0].predictions == [("Turdus merula_Eurasian Blackbird", 3.5), ("Engine_Engine", -1.0)]
+    assert [p[:2] for p in heard[0].predictions] == [("Turdus merula_Eurasian Blackbird", 3.5), ("Engine_Engine", -1.0)]
     with pytest.raises(InputError, match="no class"):
         hits(predicted_class="kiwi")
     song = project.labels.get(name="song")
@@ -305,28 +306,17 @@ def test_a_recording_page_shows_its_span_and_windows_to_pick(survey):
 def test_detections_per_day_count_local_days(survey):
     project, model, windows, _, _ = survey
     late_evening_utc = dt.datetime(2024, 5, 20, 13, 0, tzinfo=dt.UTC)  # 01:00 on May 21 in Auckland
-    Recording.objects.filter(filename="B0.wav").update(started_at=late_evening_utc)
+    edit_start_time(Recording.objects.get(filename="B0.wav"), late_evening_utc)
     classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status="done")
     run = InferenceRun.objects.create(classifier=classifier, deployment=project.deployments.get(site="B"))
     song = project.labels.get(name="song")
     Detection.objects.bulk_create(
         Detection(run=run, window_id=windows[("B", 0, second)], label=song, score=0.9) for second in (0, 1, 2)
     )
+    store_detection_counts(run)
     assert detections_per_site_and_day(run) == [
         {"label": "song", "site": "B", "day": dt.date(2024, 5, 21), "detections": 3}
     ]
-
-
-def test_the_occupancy_table_counts_days_and_detections_per_label_and_site():
-    per_day = [
-        {"label": "owl", "site": "A", "day": dt.date(2024, 5, 20), "detections": 4},
-        {"label": "owl", "site": "A", "day": dt.date(2024, 5, 21), "detections": 1},
-        {"label": "owl", "site": "A", "day": None, "detections": 2},
-        {"label": "wren", "site": "B", "day": dt.date(2024, 5, 21), "detections": 7},
-    ]
-    table = occupancy_table(per_day)
-    assert table.sites == ["A", "B"]
-    assert [(row.label, row.cells) for row in table.rows] == [("owl", [(2, 7), (0, 0)]), ("wren", [(0, 0), (1, 7)])]
 
 
 def test_predictions_read_as_common_names_and_percentages():

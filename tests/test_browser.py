@@ -20,6 +20,7 @@ from annotations.membership import add_member
 from annotations.models import Annotation, LabelChange, Recording, RecordingStatus, UploadSession, Window
 from tests.audio_corpus import make_recordings
 from tests.conftest import OUTPUT_DIR, wait_for
+from tests.test_detection_rates import two_site_survey
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -210,7 +211,7 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     assert page.locator("svg.chart polyline").count() == 1  # the PR curve
     page.get_by_role("button", name="Run").click()
     page.get_by_role("link", name="Ridge", exact=True).click()
-    page.wait_for_selector("th:has-text('Day (local)')", timeout=60_000)
+    page.wait_for_selector("figure.chart-figure svg.chart", timeout=60_000)  # refreshed until the run is done
     page.screenshot(path=OUTPUT_DIR / "detections.png", full_page=True)
     page.go_back()
     page.screenshot(path=OUTPUT_DIR / "classifier.png", full_page=True)
@@ -325,3 +326,31 @@ def test_the_pages_run_their_scripts_under_the_content_security_policy(
         page.screenshot(path=OUTPUT_DIR / f"search-{width}px.png", full_page=True)
     assert violations == []
     assert errors == []
+
+
+def test_the_run_page_charts_and_map_fit_and_download(page, make_user):
+    """The run page's charts and map at a laptop's width and a narrow window's: nothing
+    overflows, no Content-Security-Policy violation, and a chart saves as a real PNG."""
+    project, run = two_site_survey(make_user("owner"))
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    log_in(page, "owner")
+    page.wait_for_selector("h1:has-text('Projects')")
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"/projects/{project.pk}/runs/{run.pk}/")
+        page.wait_for_selector("figure.chart-figure svg.chart")
+        assert page.locator("figure.chart-figure").count() == 6
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), width
+        page.screenshot(path=OUTPUT_DIR / f"run-charts-{width}px.png", full_page=True)
+    page.locator("figure.chart-figure", has=page.locator("svg[aria-label*='by deployment']")).first.screenshot(
+        path=OUTPUT_DIR / "site-map.png"
+    )
+    with page.expect_download() as download:
+        page.locator("[data-chart-download=png]").first.click()
+    assert download.value.suggested_filename == "kiwi-per-day.png"
+    assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as download:
+        page.locator("[data-chart-download=svg]").first.click()
+    assert Path(download.value.path()).read_text().startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert violations == []

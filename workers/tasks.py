@@ -23,6 +23,7 @@ from workers import ingest
 from workers.embedding_models import configured_model
 from workers.inference import run_inference as score_deployment
 from workers.ingest import TRANSIENT_ERRORS
+from workers.species_range import store_range_table
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +164,8 @@ def export_hoplite(export_id: int) -> str:
         HopliteExport.objects.filter(pk=export_id).update(status=TaskStatus.FAILED, error=repr(error))
         raise
     return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=600)
+def species_range(latitude: float, longitude: float) -> str:
+    return store_range_table(latitude, longitude)

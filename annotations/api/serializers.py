@@ -218,11 +218,15 @@ class SearchRequestSerializer(serializers.Serializer):
 
 class PredictionSerializer(serializers.Serializer):
     class_name = serializers.CharField()
-    logit = serializers.FloatField()
+    logit = serializers.FloatField(help_text="the model's own sigmoid logit: uncalibrated")
+    in_range = serializers.BooleanField(
+        allow_null=True,
+        help_text="within the species' range at the deployment in the recording's week (BirdNET's range model); "
+        "null where it cannot say",
+    )
 
     def to_representation(self, instance):
-        class_name, logit = instance
-        return {"class_name": class_name, "logit": logit}
+        return {"class_name": instance.class_name, "logit": instance.logit, "in_range": instance.in_range}
 
 
 class SearchHitSerializer(serializers.Serializer):

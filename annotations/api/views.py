@@ -401,7 +401,11 @@ class WindowListView(ProjectView):
     @extend_schema(responses={200: s.WindowSerializer(many=True), **ERRORS})
     def get(self, request, project_id, recording_id):
         recording = self.recording(recording_id)
-        windows = list(recording.windows.only("start_s", "end_s", "model_id", "top_classes", "top_logits"))
+        windows = list(
+            recording.windows.only(
+                "start_s", "end_s", "model_id", "deployment_id", "started_at", "top_classes", "top_logits"
+            )
+        )
         named = predictions.named_predictions(windows)
         rows = [
             {"id": w.pk, "start_s": w.start_s, "end_s": w.end_s, "model_id": w.model_id, "predictions": named[w.pk]}

@@ -656,3 +656,35 @@ applySpectrogramStyle();
 // Blind review: others' labels are hidden (only how many there are shows), so that a
 // second annotator's judgement is their own.
 rememberedOption("[data-blind-review]", "blindReview", (on) => document.body.classList.toggle("blind", on));
+
+// Charts download as the SVG the server drew, or as a PNG rendered from it on a canvas
+// at twice its size (the page's img-src allows blob: for this).
+function saveBlob(blob, name) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-chart-download]");
+  const svg = button && button.closest(".chart-figure").querySelector("svg");
+  if (!svg) return;
+  const name = `${button.dataset.chartName || "chart"}.${button.dataset.chartDownload}`;
+  const svgBlob = new Blob([new XMLSerializer().serializeToString(svg)], { type: "image/svg+xml" });
+  if (button.dataset.chartDownload === "svg") { saveBlob(svgBlob, name); return; }
+  const image = new Image();
+  image.onload = () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = svg.viewBox.baseVal.width * 2;
+    canvas.height = svg.viewBox.baseVal.height * 2;
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(image, 0, 0, canvas.width, canvas.height);
+    URL.revokeObjectURL(image.src);
+    canvas.toBlob((png) => saveBlob(png, name), "image/png");
+  };
+  image.onerror = () => flash("The chart could not be drawn as a PNG.", "error");
+  image.src = URL.createObjectURL(svgBlob);
+});
