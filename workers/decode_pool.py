@@ -13,13 +13,13 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import billiard
 import numpy as np
 
 from annotations.audio import AudioError, Framing, iter_resampled_blocks, iter_windows
@@ -126,15 +126,19 @@ def _decoder_main(jobs, results, generation, parent_pid: int) -> None:
 
 
 class DecodePool:
-    """``decoders`` spawned processes (not forked: the parent runs TensorFlow's threads)."""
+    """``decoders`` spawned processes (not forked: the parent runs TensorFlow's threads).
+
+    Through billiard, Celery's multiprocessing: a prefork pool worker is a daemonic
+    process, which the standard library forbids to start children.
+    """
 
     def __init__(self, decoders: int):
-        self._context = multiprocessing.get_context("spawn")
+        self._context = billiard.get_context("spawn")
         self.decoders = decoders
         self.jobs = self._context.Queue()
         # Two chunks per decoder in flight: enough that none waits on the model's turn.
         self.results = self._context.Queue(maxsize=2 * decoders)
-        self.generation = self._context.Value("q", 0)
+        self.generation = self._context.Value("i", 0)
         self._processes = [self._spawn() for _ in range(decoders)]
 
     def _spawn(self):
