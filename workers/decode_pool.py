@@ -166,7 +166,7 @@ class DecodePool:
 
     def close(self) -> None:
         for process in self._processes:
-            process.kill()
+            process.terminate()
             process.join()
 
 
