@@ -1,22 +1,34 @@
 """Benchmark: ingesting a multi-file deployment against the bare model on the same batches.
 
-    .venv/bin/python -m bench.ingest [--files 6] [--seconds 300] [--batch 64]
+    .venv/bin/python -u -m bench.ingest [--model efficientnet-b3-standin] [--files 6]
+        [--seconds 300] [--batch N] [--decoders N]
 
 Builds a deployment of real birdsong over noise at mixed sample rates (44.1 and 48 kHz)
-in a throwaway database, with the configured model (PERCH_AGILE_MODEL). Prints:
+in a throwaway database, with the configured model (PERCH_AGILE_MODEL) or the stand-in.
+Prints, from one run:
 
+- decode windows/s per core: decoding, resampling and windowing the files in this
+  process alone, and how many decoder cores the model needs at the bare model's speed;
 - the bare model's windows/s: ``embed_windows`` on the very batches ingest will cut,
   decoded beforehand (the reference);
-- end-to-end windows/s of ``workers.ingest.ingest_recording`` (decode, resample, window,
-  embed, COPY into pgvector) over the same files, and its ratio to the reference;
-- binary COPY rows/s.
+- end-to-end windows/s of ``workers.ingest.ingest_recording`` (the decode pool, the
+  model's batches across files, COPY into pgvector) over the same files, and its ratio
+  to the reference;
+- binary COPY rows/s into the window table without and with the project's HNSW index.
+
+``--model efficientnet-b3-standin`` stands in for Perch 2.0, whose weights cannot be
+fetched here: a Keras EfficientNet-B3 with random weights (``weights=None``) behind a
+log-mel frontend of Perch's shape (5 s at 32 kHz in, 1536-d out). It measures speed
+only; it is no embedding model, and no worker can load it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +37,17 @@ import soxr
 
 from bench.database import bench_database
 
+STANDIN = "efficientnet-b3-standin"
+STANDIN_LABEL = f"[{STANDIN}: random weights, speed only, not an embedding model] "
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["configured", STANDIN], default="configured")
     parser.add_argument("--files", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=300.0)  # recorders write files of minutes to an hour
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=0, help="default: PERCH_AGILE_EMBED_BATCH")
+    parser.add_argument("--decoders", type=int, default=0, help="default: PERCH_AGILE_DECODERS or spare cores")
     args = parser.parse_args()
     with bench_database(), tempfile.TemporaryDirectory() as folder:
         run(args, Path(folder))
@@ -53,63 +70,143 @@ def make_files(folder: Path, count: int, seconds: float) -> list[Path]:
     return paths
 
 
+def standin_model():
+    """EfficientNet-B3, random weights, behind a log-mel frontend: float32 [B, 160000] -> [B, 1536]."""
+    import tensorflow as tf
+
+    from workers.embedding_models import LoadedModel, ModelSpec, configure_devices
+
+    configure_devices()
+    spec = ModelSpec(STANDIN, "random-weights", 1536, 5.0, 5.0, 32_000)
+    frame, step, bins = 640, 320, 128  # 20 ms frames, 10 ms hop, 128 mel bins: 499 x 128 per window
+    mel = tf.signal.linear_to_mel_weight_matrix(bins, 1024 // 2 + 1, spec.sample_rate, 60.0, 16_000.0)
+    frames = 1 + (round(spec.window_s * spec.sample_rate) - frame) // step
+    backbone = tf.keras.applications.EfficientNetB3(
+        include_top=False, weights=None, input_shape=(frames, bins, 1), pooling="avg"
+    )
+
+    @tf.function(reduce_retracing=True)
+    def embed(audio):
+        power = tf.abs(tf.signal.stft(audio, frame, step, fft_length=1024))
+        return backbone(tf.math.log(tf.tensordot(power, mel, 1) + 1e-3)[..., None], training=False)
+
+    def batch_embed(windows: np.ndarray):
+        return types.SimpleNamespace(embeddings=embed(tf.constant(windows)).numpy(), logits={})
+
+    return LoadedModel(spec, types.SimpleNamespace(batch_embed=batch_embed))
+
+
+class TimedModel:
+    """The model, timing its calls: how much of ingest the model was busy."""
+
+    def __init__(self, model):
+        self.spec, self.class_names, self._model, self.busy_s = model.spec, model.class_names, model, 0.0
+
+    def embed_windows(self, windows: np.ndarray):
+        started = time.perf_counter()
+        outputs = self._model.embed_windows(windows)
+        self.busy_s += time.perf_counter() - started
+        return outputs
+
+
 def run(args, folder: Path) -> None:
+    from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from annotations.audio import Framing, iter_resampled_blocks, iter_windows
     from annotations.deployments import create_deployment, create_project
     from annotations.embedding_store import replace_windows
-    from annotations.models import Recording, Window
+    from annotations.models import Recording, RecordingStatus, Window
+    from annotations.search_index import build_search_index
+    from workers.decode_pool import DecodePool, batched_windows, concatenate, default_decoders
     from workers.embedding_models import configured_model
-    from workers.ingest import _batches, _concatenate, ingest_recording, model_row
+    from workers.ingest import ingest_recording, model_row
 
-    model = configured_model()
+    label = STANDIN_LABEL if args.model == STANDIN else ""
+
+    def say(text: str) -> None:
+        print(f"{label}{text}")
+
+    model = standin_model() if args.model == STANDIN else configured_model()
     spec = model.spec
+    batch_size = args.batch or settings.PERCH_AGILE_EMBED_BATCH
+    pool = DecodePool(args.decoders or default_decoders())  # spawned now: ready when ingest starts
     paths = make_files(folder, args.files, args.seconds)
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
-    batches = [
-        batch
-        for path in paths
-        for _, batch in _batches(iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing), args.batch)
-    ]
-    model.embed_windows(batches[0])  # warm-up, outside both timings
+
+    def windows_of(path: Path):
+        return iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing)
+
+    started = time.perf_counter()
+    batches = [batch for path in paths for _, batch in batched_windows(windows_of(path), batch_size)]
+    decode_s = time.perf_counter() - started
+    windows = sum(len(batch) for batch in batches)
+
+    for batch in (batches[0], batches[-1]):  # warm-up (and the stand-in's trace per batch shape), untimed
+        model.embed_windows(batch)
     started = time.perf_counter()
     outputs = [model.embed_windows(batch) for batch in batches]
     bare_s = time.perf_counter() - started
-    windows = sum(len(batch) for batch in batches)
 
     project = create_project(get_user_model().objects.create_user("bench"), "bench")
     deployment = create_deployment(project, "bench")
     recordings = [Recording.objects.create(deployment=deployment, path=str(path), filename=path.name) for path in paths]
+    timed = TimedModel(model)
     started = time.perf_counter()
-    for recording in recordings:
-        assert ingest_recording(recording.pk, model, args.batch) == "done"
+    ingest_recording(recordings[0].pk, timed, batch_size, pool)  # claims the others, as a worker's task does
     ingest_s = time.perf_counter() - started
-    assert Window.objects.filter(recording__deployment=deployment).count() == windows
-
-    every = _concatenate(outputs, spec.embedding_dim)
-    starts = np.arange(windows, dtype=np.float64) * spec.hop_s
-    copy_recording = Recording.objects.create(deployment=deployment, path="/bench/copy.wav", filename="copy.wav")
+    # The reference again: other load on the machine shows as a difference between the two.
     started = time.perf_counter()
-    replace_windows(
-        copy_recording.pk,
-        model_row(model),
-        starts,
-        starts + spec.window_s,
-        every.embeddings,
-        every.top_classes,
-        every.top_logits,
-    )
-    copy_s = time.perf_counter() - started
+    for batch in batches:
+        model.embed_windows(batch)
+    bare_after_s = time.perf_counter() - started
+    del batches
+    assert set(deployment.recordings.values_list("status", flat=True)) == {RecordingStatus.DONE}
+    assert Window.objects.filter(recording__deployment=deployment).count() == windows
+    pool.close()
+
+    every = concatenate(outputs, spec.embedding_dim)
+    embedding_model = model_row(model)
+
+    def copy_rows_per_s(name: str) -> float:
+        recording = Recording.objects.create(deployment=deployment, path=f"/bench/{name}.wav", filename=name)
+        starts = np.arange(windows, dtype=np.float64) * spec.hop_s
+        begun = time.perf_counter()
+        replace_windows(
+            recording.pk,
+            embedding_model,
+            starts,
+            starts + spec.window_s,
+            every.embeddings,
+            every.top_classes,
+            every.top_logits,
+        )
+        return windows / (time.perf_counter() - begun)
+
+    unindexed = copy_rows_per_s("unindexed")
+    build_search_index(project, embedding_model)
+    indexed = copy_rows_per_s("indexed")
 
     audio_s = args.files * args.seconds
-    print(
-        f"model: {spec.name} {spec.version}; {args.files} files x {args.seconds:g} s (44.1/48 kHz), {windows} windows"
+    bare = 2 * windows / (bare_s + bare_after_s)
+    end_to_end, per_core = windows / ingest_s, windows / decode_s
+    say(
+        f"model: {spec.name} {spec.version}; batch {batch_size}; {pool.decoders} decoder process(es); "
+        f"{args.files} files x {args.seconds:g} s (44.1/48 kHz), {windows} windows"
     )
-    print(f"bare model:  {windows / bare_s:10.1f} windows/s ({audio_s / bare_s:6.1f}x real time)")
-    print(f"end to end:  {windows / ingest_s:10.1f} windows/s ({audio_s / ingest_s:6.1f}x real time)")
-    print(f"ratio:       {bare_s / ingest_s:10.3f} (goal >= 0.9)")
-    print(f"COPY write:  {windows / copy_s:10.0f} rows/s (into the table with its HNSW index, built after ingest)")
+    say(f"decode:      {per_core:10.1f} windows/s per core (decode, resample, window; one process)")
+    say(
+        f"bare model:  {bare:10.1f} windows/s ({bare * audio_s / windows:6.1f}x real time; "
+        f"{windows / bare_s:.1f} before, {windows / bare_after_s:.1f} after end to end)"
+    )
+    say(f"end to end:  {end_to_end:10.1f} windows/s ({audio_s / ingest_s:6.1f}x real time)")
+    say(f"ratio:       {end_to_end / bare:10.3f} (goal >= 0.9)")
+    say(f"model busy:  {timed.busy_s / ingest_s:10.3f} of end to end ({windows / timed.busy_s:.1f} windows/s inside)")
+    say(f"decoders:    {math.ceil(bare / per_core):10d} core(s) of decoding keep up with the bare model")
+    say(
+        f"COPY:        {unindexed:10.0f} rows/s without an HNSW index, {indexed:.0f} rows/s with the project's "
+        "(a partial index up to its build's last window id: new rows are not inserted into it)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,19 +13,22 @@ Both have a classifier head; each window keeps its ``TOP_K`` highest logits and 
 classes, so that people can browse what the model itself hears.
 
 TensorFlow is imported only when a model is loaded, so the web process never pays
-for it.
+for it. Loading says which device TensorFlow found (``configure_devices``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from annotations.species_range import birdnet_file
+
+logger = logging.getLogger(__name__)
 
 BIRDNET_LICENCE = (
     "BirdNET V2.4 weights: CC BY-NC-SA 4.0 (Cornell Lab of Ornithology, Chemnitz University of Technology)"
@@ -195,11 +198,39 @@ def _load_perch_v2(spec: ModelSpec, model_path: str) -> LoadedModel:
 LOADERS = {"birdnet_v2_4": _load_birdnet, "perch_v2": _load_perch_v2}
 
 
+def configure_devices() -> list[str]:
+    """Let TensorFlow take GPU memory as it needs it rather than all at once, and log the
+    devices it found; warn loudly where a CUDA build finds none. Returns the GPUs' names.
+
+    Must run before anything touches the GPU (memory growth is fixed at initialisation):
+    hoplite's ``perch_v2`` picks its GPU or CPU variant by asking TensorFlow for a GPU.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    if names:
+        logger.info("TensorFlow found GPU(s): %s (memory growth on)", ", ".join(names))
+    elif tf.test.is_built_with_cuda():
+        logger.warning(
+            "NO GPU FOUND: this TensorFlow is built for CUDA but sees no GPU; embedding falls back to the CPU, "
+            "many times slower. Check the NVIDIA driver and the container's GPU reservation (nvidia-smi)."
+        )
+    else:
+        logger.info("TensorFlow runs on the CPU (a CPU-only build)")
+    return names
+
+
 @functools.cache
 def load_model(name: str, model_path: str = "") -> LoadedModel:
     """Load (once per process) the named model; raises ValueError for unknown names."""
     if name not in SPECS:
         raise ValueError(f"unknown embedding model {name!r}; known: {', '.join(SPECS)}")
+    configure_devices()
+    if name == "birdnet_v2_4":
+        logger.info("BirdNET runs through TFLite, on the CPU whatever the device")
     return LOADERS[name](SPECS[name], model_path)
 
 

@@ -5,15 +5,23 @@ lock (released by the server when the worker dies, so a redelivered task can tak
 again), and writes all of a recording's windows in one transaction, replacing any
 earlier ones: a crash mid-file leaves nothing half-written, and a second run never
 duplicates windows. One bad file is marked failed with its reason; the others go on.
+
+A task for one recording also claims, as decoders come free, other recordings that no
+worker holds, so that a pool of decoder processes (``workers.decode_pool``) decodes
+several at once and their windows fill the model's batches across file boundaries. The
+model runs in a thread of its own: the task's thread writes each finished recording
+with COPY while the model embeds the next batches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +36,18 @@ from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
 from annotations.search_index import index_wanted, request_index_build
-from workers.embedding_models import LoadedModel, WindowOutputs
+from workers.decode_pool import (
+    Crashed,
+    DecodePool,
+    FileDecoded,
+    FileFailed,
+    Progress,
+    batched_windows,
+    concatenate,
+    default_decoders,
+    embedder,
+)
+from workers.embedding_models import LoadedModel, ModelSpec, WindowOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +58,11 @@ RECORDING_LOCK_NAMESPACE = 7_201
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis.exceptions.ConnectionError)
 
 
+# A task claims more recordings for this long, then lets those it holds finish: the next
+# task carries on, well within Celery's time limit (workers.tasks).
+CLAIM_FOR_S = 3600.0
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbeddedAudio:
     """starts_s, ends_s: float64 [N]; outputs: the model's embeddings and top classes of the N windows."""
@@ -46,6 +70,12 @@ class EmbeddedAudio:
     starts_s: np.ndarray
     ends_s: np.ndarray
     outputs: WindowOutputs
+
+    @classmethod
+    def of(cls, starts: np.ndarray, outputs: WindowOutputs, spec: ModelSpec, duration_s: float) -> EmbeddedAudio:
+        """From the windows' first samples, int [N], at the model's rate; the last ends with the audio."""
+        starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate
+        return cls(starts_s, np.minimum(starts_s + spec.window_s, duration_s), outputs)
 
 
 def model_row(model: LoadedModel) -> EmbeddingModel:
@@ -55,45 +85,35 @@ def model_row(model: LoadedModel) -> EmbeddingModel:
     )
 
 
+@functools.cache
+def decode_pool() -> DecodePool:
+    """The process's decoders (PERCH_AGILE_DECODERS), started on first use and kept."""
+    return DecodePool(default_decoders())
+
+
 def embed_file(
     path: Path,
     model: LoadedModel,
     batch_size: int,
-    on_batch=lambda windows_done: None,
     info: AudioInfo | None = None,
     channel: int | None = None,
     span_s: tuple[float, float | None] = (0.0, None),
 ) -> EmbeddedAudio:
-    """Embed every window of an audio file; ``on_batch`` hears the running window count.
-    ``info``: the file's header, where the caller has already probed it; ``channel``: the
-    one channel to embed (None: the mix of all); ``span_s``: the part of the file to embed,
-    (start, end or None for the rest), with window times counted from its start."""
+    """Embed every window of one audio file in this process (clips, and the reference that
+    the decode pool must match). ``info``: the file's header, where the caller has already
+    probed it; ``channel``: the one channel to embed (None: the mix of all); ``span_s``: the
+    part of the file to embed, (start, end or None for the rest), with window times counted
+    from its start."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
     duration_s = (info or probe(path)).duration_s
     starts: list[int] = []
     chunks: list[WindowOutputs] = []
     blocks = iter_resampled_blocks(path, spec.sample_rate, channel, *span_s)
-    batches = _batches(iter_windows(blocks, framing), batch_size)
-    for batch_starts, batch in prefetched(batches):
+    for batch_starts, batch in prefetched(batched_windows(iter_windows(blocks, framing), batch_size)):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
-        on_batch(len(starts))
-    starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate
-    ends_s = np.minimum(starts_s + spec.window_s, duration_s)
-    return EmbeddedAudio(starts_s, ends_s, _concatenate(chunks, spec.embedding_dim))
-
-
-def _concatenate(chunks: list[WindowOutputs], embedding_dim: int) -> WindowOutputs:
-    if not chunks:
-        return WindowOutputs(np.zeros((0, embedding_dim), np.float32))
-    fields = (field.name for field in dataclasses.fields(WindowOutputs))
-    return WindowOutputs(
-        *(
-            None if getattr(chunks[0], name) is None else np.concatenate([getattr(c, name) for c in chunks])
-            for name in fields
-        )
-    )
+    return EmbeddedAudio.of(np.asarray(starts), concatenate(chunks, spec.embedding_dim), spec, duration_s)
 
 
 def prefetched(items: Iterator, depth: int = 2) -> Iterator:
@@ -127,39 +147,123 @@ def prefetched(items: Iterator, depth: int = 2) -> Iterator:
                 buffer.get(timeout=0.1)
 
 
-def _batches(windows: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[list[int], np.ndarray]]:
-    starts: list[int] = []
-    batch: list[np.ndarray] = []
-    for start, window in windows:
-        starts.append(start)
-        batch.append(window)
-        if len(batch) == size:
-            yield starts, np.stack(batch)
-            starts, batch = [], []
-    if batch:
-        yield starts, np.stack(batch)
+def ingest_recording(
+    recording_id: int, model: LoadedModel, batch_size: int = 64, pool: DecodePool | None = None
+) -> str:
+    """Embed one recording unless another worker holds it or it is done; returns its status
+    ("busy": another worker holds it).
+
+    To keep the model's batches full across files, the ingest also claims, one by one as
+    decoders come free, other unfinished recordings that no worker holds (queued ones, and
+    ones a dead worker left): their own tasks then find them done. Each recording is still
+    taken under its advisory lock and written in one transaction.
+    """
+    if not _try_lock(recording_id):
+        return "busy"
+    locked = {recording_id}
+    try:
+        recording = Recording.objects.filter(pk=recording_id).first()
+        if recording is None:
+            return "deleted"
+        if recording.status not in UNFINISHED:
+            return recording.status  # done or failed already: this message is a duplicate
+        statuses = _ingest_claimed(recording_id, locked, model, batch_size, pool or decode_pool())
+        return statuses[recording_id]
+    finally:
+        for held in locked:
+            with contextlib.suppress(*TRANSIENT_ERRORS):  # a lost connection has dropped its locks
+                _unlock(held)
 
 
-def ingest_recording(recording_id: int, model: LoadedModel, batch_size: int = 64) -> str:
-    """Embed one recording unless another worker holds it or it is done. Returns its status."""
+def _try_lock(recording_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
-        if not cursor.fetchone()[0]:
-            return "busy"
-    try:
-        return _ingest_locked(recording_id, model, batch_size)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+        return cursor.fetchone()[0]
 
 
-def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> str:
-    recording = Recording.objects.select_related("deployment").filter(pk=recording_id).first()
-    if recording is None:
-        return "deleted"
-    if recording.status not in UNFINISHED:
-        return recording.status  # done or failed already: this message is a duplicate
+def _unlock(recording_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
+
+
+def _claim_next(locked: set[int]) -> int | None:
+    """Lock an unfinished recording that no worker holds; adds it to ``locked``."""
+    pending = Recording.objects.filter(status__in=UNFINISHED).exclude(pk__in=locked).order_by("pk")
+    for recording_id in pending.values_list("pk", flat=True)[:100]:
+        if _try_lock(recording_id):
+            locked.add(recording_id)
+            return recording_id
+    return None
+
+
+def _ingest_claimed(
+    first_id: int, locked: set[int], model: LoadedModel, batch_size: int, pool: DecodePool
+) -> dict[int, str]:
+    """Embed the locked recording ``first_id`` and those claimed beside it; each is
+    unlocked (and left ``locked``) once it is stored or failed. Returns their statuses."""
     embedding_model = model_row(model)
+    statuses: dict[int, str] = {}
+    held: dict[int, tuple[Recording, AudioInfo]] = {}
+    decoding: set[int] = set()
+    claim_until = time.monotonic() + CLAIM_FOR_S
+
+    def finish(recording_id: int, status: str) -> None:
+        held.pop(recording_id, None)
+        decoding.discard(recording_id)
+        statuses[recording_id] = status
+        _unlock(recording_id)
+        locked.discard(recording_id)
+
+    with embedder(pool, model, batch_size) as (worker, reports):
+
+        def start(recording_id: int) -> None:
+            recording = Recording.objects.select_related("deployment").filter(pk=recording_id).first()
+            if recording is None or recording.status not in UNFINISHED:  # done since it was listed
+                finish(recording_id, recording.status if recording else "deleted")
+                return
+            info = _begin(recording, model, embedding_model)
+            if info is None:
+                finish(recording_id, RecordingStatus.FAILED)
+                return
+            held[recording_id] = (recording, info)
+            decoding.add(recording_id)
+            worker.submit(recording_id, Path(recording.path), recording.deployment.channel)
+
+        start(first_id)
+        claiming = True
+        while True:
+            # One file more than decoders, so that none waits between files.
+            while claiming and len(decoding) <= pool.decoders:
+                claimed = _claim_next(locked) if time.monotonic() < claim_until else None
+                if claimed is None:
+                    claiming = False
+                else:
+                    start(claimed)
+            if not held:
+                return statuses
+            report = reports.get()
+            if isinstance(report, Crashed):
+                raise report.error
+            if report.key not in held:
+                continue
+            recording, info = held[report.key]
+            if isinstance(report, Progress):
+                _update(recording, windows_done=report.windows_done)
+            elif isinstance(report, FileDecoded):
+                decoding.discard(report.key)
+                claiming = True
+            elif isinstance(report, FileFailed):
+                logger.warning("ingest of recording %s failed: %s", report.key, report.error)
+                _update(recording, status=RecordingStatus.FAILED, error=report.error)
+                finish(report.key, RecordingStatus.FAILED)
+                claiming = True
+            else:
+                embedded = EmbeddedAudio.of(report.starts, report.outputs, model.spec, info.duration_s)
+                finish(report.key, _store(recording, embedding_model, embedded))
+
+
+def _begin(recording: Recording, model: LoadedModel, embedding_model: EmbeddingModel) -> AudioInfo | None:
+    """Count the attempt and read the file's header; None where the file is unusable (failed)."""
     Recording.objects.filter(pk=recording.pk).update(attempts=F("attempts") + 1)
     try:
         info = probe(Path(recording.path))
@@ -178,33 +282,33 @@ def _ingest_locked(recording_id: int, model: LoadedModel, batch_size: int) -> st
             # Recordings registered before fingerprints existed get one now.
             fingerprint=recording.fingerprint or file_fingerprint(Path(recording.path)),
         )
-        embedded = embed_file(
-            Path(recording.path),
-            model,
-            batch_size,
-            on_batch=lambda done: _update(recording, windows_done=done),
-            info=info,
-            channel=recording.deployment.channel,
-        )
     except AudioError as error:
         _update(recording, status=RecordingStatus.FAILED, error=str(error))
-        return RecordingStatus.FAILED
+        return None
     except TRANSIENT_ERRORS:
         raise
     except Exception as error:  # a broken file must not cost the rest of the deployment
-        logger.exception("ingest of recording %s failed", recording_id)
+        logger.exception("ingest of recording %s failed", recording.pk)
         _update(recording, status=RecordingStatus.FAILED, error=f"could not be processed: {error!r}")
-        return RecordingStatus.FAILED
+        return None
+    return info
+
+
+def _store(recording: Recording, embedding_model: EmbeddingModel, embedded: EmbeddedAudio) -> str:
+    """Write a recording's windows, replacing earlier ones, and mark it done."""
     outputs = embedded.outputs
-    replace_windows(
-        recording.pk,
-        embedding_model,
-        embedded.starts_s,
-        embedded.ends_s,
-        outputs.embeddings,
-        outputs.top_classes,
-        outputs.top_logits,
-    )
+    try:
+        replace_windows(
+            recording.pk,
+            embedding_model,
+            embedded.starts_s,
+            embedded.ends_s,
+            outputs.embeddings,
+            outputs.top_classes,
+            outputs.top_logits,
+        )
+    except Recording.DoesNotExist:
+        return "deleted"  # removed while it was being embedded
     _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
     project = recording.deployment.project
     ingesting = Recording.objects.filter(deployment__project=project, status__in=UNFINISHED).exists()
@@ -254,12 +358,10 @@ def requeue_stalled() -> int:
 
     pending = Recording.objects.filter(status__in=UNFINISHED)
     requeued = 0
-    with connection.cursor() as cursor:
-        for recording_id in pending.values_list("pk", flat=True):
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
-            if not cursor.fetchone()[0]:
-                continue  # a live worker is on it
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RECORDING_LOCK_NAMESPACE, recording_id])
-            ingest_recording.delay(recording_id)
-            requeued += 1
+    for recording_id in pending.values_list("pk", flat=True):
+        if not _try_lock(recording_id):
+            continue  # a live worker is on it
+        _unlock(recording_id)
+        ingest_recording.delay(recording_id)
+        requeued += 1
     return requeued

@@ -42,8 +42,10 @@ TASK_OPTIONS = {
 
 @worker_process_init.connect
 def _warm_up_model(**_) -> None:
-    """Load the model (TensorFlow import, weights) once per worker process, at start."""
+    """Load the model (TensorFlow import, weights) and start the decoders once per worker
+    process, at start."""
     configured_model()
+    ingest.decode_pool()
 
 
 @worker_ready.connect
