@@ -469,9 +469,27 @@ function labelThenNext(hit, value) {
   });
 }
 
+// Hits per row as laid out now: 1 in the list, as many as fit the screen in the grid.
+function columns() {
+  const list = hits();
+  const row = list.findIndex((hit) => hit.offsetTop !== list[0].offsetTop);
+  return row === -1 ? list.length : row;
+}
+
+// Down past the loaded tiles waits for the next page, so focus lands on the tile below.
+async function down() {
+  const step = columns();
+  if (current + step >= hits().length) await loadNextPage();
+  focusHit(current + step);
+}
+
 const pageKeys = {
   j: () => next(),
   k: () => focusHit(current - 1),
+  ArrowRight: () => next(),
+  ArrowLeft: () => focusHit(current - 1),
+  ArrowDown: () => down(),
+  ArrowUp: () => focusHit(Math.max(0, current - columns())),
   " ": (hit) => togglePlay(hit),
   1: (hit) => labelThenNext(hit, "positive"),
   2: (hit) => labelThenNext(hit, "negative"),
@@ -644,6 +662,42 @@ document.addEventListener("change", (event) => {
   }
 });
 applySpectrogramStyle();
+
+// The grid of tiles beside the list, and one size for every tile: remembered in this browser.
+function applyHitLayout() {
+  const layout = localStorage.getItem("hitLayout") || "list";
+  const size = localStorage.getItem("tileSize") || "m";
+  document.querySelectorAll("ol.hits").forEach((list) => {
+    list.classList.toggle("grid", layout === "grid");
+    list.dataset.tileSize = size;
+  });
+  document.querySelectorAll("[data-hit-layout]").forEach((select) => { select.value = layout; });
+  document.querySelectorAll("[data-tile-size]").forEach((select) => { select.value = size; });
+  if (hits().length) focusHit(current);
+}
+document.addEventListener("change", (event) => {
+  if (event.target.matches("[data-hit-layout]")) localStorage.setItem("hitLayout", event.target.value);
+  else if (event.target.matches("[data-tile-size]")) localStorage.setItem("tileSize", event.target.value);
+  else return;
+  event.target.blur(); // back to the keys: arrows move between tiles, not through the choices
+  applyHitLayout();
+});
+applyHitLayout();
+
+// A click on a hit's picture focuses and plays it; the playing hit is marked.
+document.addEventListener("click", (event) => {
+  const picture = event.target.closest(".hit img.spectrogram");
+  if (!picture) return;
+  const hit = picture.closest(".hit");
+  focusHit(hits().indexOf(hit));
+  togglePlay(hit);
+});
+for (const type of ["play", "pause", "ended"]) {
+  document.addEventListener(type, (event) => {
+    const hit = event.target.closest && event.target.closest(".hit");
+    if (hit) hit.classList.toggle("playing", type === "play");
+  }, true);
+}
 
 // Blind review: others' labels are hidden (only how many there are shows), so that a
 // second annotator's judgement is their own.
