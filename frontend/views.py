@@ -160,8 +160,9 @@ RECORDING_SPAN_S = 30.0
 
 @login_required
 def recording(request, project_id, recording_id):
-    """A recording in 30 s spans: its spectrogram (drag a region to search with it) and
-    the windows of the span as a labeling list (``m`` searches with the current window)."""
+    """A recording in 30 s spans: its spectrogram (zoomed in the page from 5 s to the whole
+    file; drag a region to search with it) and the windows of the span as a labeling list
+    (``m`` searches with the current window)."""
     project = project_for(request.user, project_id)
     recording = get_object_or_404(
         Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=project
@@ -186,7 +187,6 @@ def recording(request, project_id, recording_id):
         "span_end": end,
         "previous_start": start - RECORDING_SPAN_S if start > 0 else None,
         "next_start": end if end < duration else None,
-        "px_per_s": SpectrogramStyle().px_per_s,
         "axis_px": SpectrogramStyle().axis_px,
     }
     return render(request, "frontend/recording.html", context)

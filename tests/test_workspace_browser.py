@@ -14,6 +14,7 @@ import soundfile
 
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.labeling import set_label
 from annotations.models import Annotation, Recording, RecordingStatus, Window
 from tests.conftest import OUTPUT_DIR
 from tests.test_browser import CHROMIUM, browser, log_in, page, wait_until  # noqa: F401 (fixtures)
@@ -37,7 +38,7 @@ def planted(make_user, tmp_path, birdsong):
     samples, rate = birdsong
     rng = np.random.default_rng(0)
     for index in range(4):
-        path = tmp_path / f"ridge{index}.wav"
+        path = tmp_path / f"R1_2024052{index}_050000.wav"
         soundfile.write(path, samples, rate)
         recording = Recording.objects.create(
             deployment=deployment,
@@ -99,3 +100,88 @@ def test_label_a_three_by_four_block_of_the_grid_with_arrow_and_number_keys(page
     colours = {"positive": "rgb(47, 143, 87)", "negative": "rgb(163, 38, 42)", "unsure": "rgb(212, 154, 26)"}
     assert {int(w): c for w, c in bands.items() if int(w) in expected} == {w: colours[v] for w, v in expected.items()}
     assert len(set(bands.values())) == 4  # the three values and the unlabeled tiles' grey
+
+
+def test_no_page_is_wider_than_the_window(page, planted):  # noqa: F811
+    """At a laptop's width and a narrow window's, in the list and in the grid, no main
+    page scrolls sideways, and the recording's spectrogram fits inside the page."""
+    project, deployment, user = planted
+    recording = deployment.recordings.order_by("filename").first()
+    window = recording.windows.order_by("start_s").first()
+    label = project.labels.get(name="bird")
+    set_label(project, user, window.pk, label.pk, "positive")
+    pages = [
+        "/",
+        "/account/",
+        f"/projects/{project.pk}/",
+        f"/projects/{project.pk}/settings/",
+        f"/projects/{project.pk}/deployments/{deployment.pk}/",
+        f"/projects/{project.pk}/recordings/{recording.pk}/",
+        f"/projects/{project.pk}/windows/{window.pk}/",
+        f"/projects/{project.pk}/search/?window={window.pk}",
+        f"/projects/{project.pk}/labels/{label.pk}/",
+    ]
+    log_in(page, "annotator")
+    page.wait_for_selector("h1:has-text('Projects')")
+    overflowing = []
+    for layout in ("list", "grid"):
+        page.evaluate(f"localStorage.setItem('hitLayout', '{layout}')")
+        for width in (1366, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            for path in pages:
+                page.goto(path)
+                page.wait_for_load_state("load")
+                wide = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+                if wide > 0:
+                    overflowing.append((layout, width, path, wide))
+                    page.screenshot(path=OUTPUT_DIR / f"overflow-{len(overflowing)}.png", full_page=True)
+                if "/recordings/" in path:
+                    view = page.locator("[data-region-view]").bounding_box()
+                    assert view["x"] + view["width"] <= width, (layout, width)
+            page.screenshot(path=OUTPUT_DIR / f"label-review-{layout}-{width}px.png", full_page=True)
+    assert overflowing == [], overflowing
+
+
+def test_the_recording_view_zooms_from_seconds_to_the_whole_file_with_a_playhead(page, planted, birdsong):  # noqa: F811
+    project, deployment, _ = planted
+    samples, rate = birdsong
+    recording = deployment.recordings.order_by("filename").first()
+    soundfile.write(recording.path, np.tile(samples, 9), rate)  # 90 s
+    Recording.objects.filter(pk=recording.pk).update(duration_s=9 * len(samples) / rate)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    log_in(page, "annotator")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.evaluate("localStorage.removeItem('recordingZoom')")
+    page.goto(f"/projects/{project.pk}/recordings/{recording.pk}/")
+    page.wait_for_selector(".hit.current")
+    image = ".region-view img"
+    loaded = f"document.querySelector('{image}').complete && document.querySelector('{image}').naturalWidth > 0"
+    wait_until(page, loaded)
+    assert "px_per_s=50" in page.get_attribute(image, "src")  # 30 s at first
+
+    for _ in range(3):
+        page.keyboard.press("[")
+    assert "overview.png" in page.get_attribute(image, "src")  # zoomed out as far as it goes: the whole file
+    wait_until(page, loaded)
+    assert page.locator("[data-zoom-label]").inner_text().startswith("the whole file")
+    box = page.locator(image).bounding_box()
+    assert box["x"] + box["width"] <= 1366 and page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+
+    for _ in range(5):
+        page.keyboard.press("]")
+    src = page.get_attribute(image, "src")
+    assert "px_per_s=200" in src and "start=0&end=5" in src  # 5 s around the first window
+    wait_until(page, loaded)
+    assert page.evaluate(f"document.querySelector('{image}').naturalWidth") == 34 + 5 * 200
+    for _ in range(3):
+        page.keyboard.press("j")  # the fourth window, 3-8 s, is centred outside 0-5 s: the view follows it
+    assert "start=2.5&end=7.5" in page.get_attribute(image, "src")
+    page.keyboard.press(" ")
+    wait_until(page, "!document.querySelector('.region-view .playhead').hidden")
+    first = page.locator(".region-view .playhead").bounding_box()["x"]
+    page.wait_for_timeout(600)
+    assert page.locator(".region-view .playhead").bounding_box()["x"] > first  # it moves with the sound
+    wait_until(page, loaded)
+    page.screenshot(path=OUTPUT_DIR / "recording-zoomed.png", full_page=True)
+    page.keyboard.press(" ")
+    wait_until(page, "document.querySelector('.region-view .playhead').hidden")

@@ -40,6 +40,7 @@ urlpatterns = [
         v.RecordingSpectrogramView.as_view(),
         name="recording-spectrogram",
     ),
+    path(P + "recordings/<id:recording_id>/overview.png", v.RecordingOverviewView.as_view(), name="recording-overview"),
     path(P + "windows/<id:window_id>/history/", v.WindowHistoryView.as_view(), name="window-history"),
     path(P + "search/", v.SearchView.as_view(), name="search"),
     path(P + "clip-queries/", v.ClipQueryListView.as_view(), name="clip-query-list"),

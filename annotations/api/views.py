@@ -432,12 +432,14 @@ class RegionQueryView(ProjectView):
 SPECTROGRAM_STYLE = [
     OpenApiParameter("scale", str, enum=list(spectrograms.SCALES), description="frequency axis (default mel)"),
     OpenApiParameter("gain", int, enum=list(spectrograms.GAINS_DB), description="dB of brightening for faint calls"),
+    OpenApiParameter("px_per_s", int, enum=list(spectrograms.PX_PER_S), description="time scale (default 50)"),
 ]
 
 
 def _spectrogram_style(params) -> spectrograms.SpectrogramStyle:
     gain = whole_number(params.get("gain", "0"), "gain (dB)", maximum=max(spectrograms.GAINS_DB))
-    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=gain)
+    px_per_s = whole_number(params.get("px_per_s", "50"), "px_per_s", maximum=max(spectrograms.PX_PER_S))
+    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=gain, px_per_s=px_per_s)
 
 
 def _png(path) -> FileResponse:
@@ -482,6 +484,18 @@ class RecordingSpectrogramView(ProjectView):
             query["start"], query["end"] = str(tile.start_s), str(tile.end_s)
             return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
         return _png(spectrograms.recording_spectrogram(recording, tile, style))
+
+
+class RecordingOverviewView(ProjectView):
+    @extend_schema(
+        parameters=SPECTROGRAM_STYLE,
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+        description=f"The whole recording in at most {spectrograms.OVERVIEW_COLUMNS} columns, each the loudest "
+        f"of {spectrograms.OVERVIEW_FRAMES} short frames spread over its stretch.",
+    )
+    def get(self, request, project_id, recording_id):
+        recording = self.recording(recording_id)
+        return _png(spectrograms.recording_overview(recording, _spectrogram_style(request.query_params)))
 
 
 class ClipQueryListView(ProjectView):
