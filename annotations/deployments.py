@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from annotations.audio import sniff_format
@@ -496,8 +496,11 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         # Counted on the recordings (replace_windows keeps them), not over a million windows.
         windows=Sum("windows_done", filter=Q(status=RecordingStatus.DONE)),
         expected=Sum("windows_expected", filter=Q(status=RecordingStatus.EMBEDDING)),
+        last_finished=Max("updated_at", filter=Q(updated_at__gte=since, status__in=FINISHED)),
     )
-    elapsed = (timezone.now() - since).total_seconds()
+    # The pace is of the work: once nothing is queued or embedding, the clock stops at the last file.
+    idle = not (counts["queued"] or counts["embedding"]) and counts["last_finished"] is not None
+    elapsed = ((counts["last_finished"] if idle else timezone.now()) - since).total_seconds()
     windows_since = (counts["windows_finished"] or 0) + (counts["in_progress"] or 0)
     windows_per_s = windows_since / elapsed if elapsed > 0 and windows_since else None
     bytes_finished = counts["bytes_finished"] or 0

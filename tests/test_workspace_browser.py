@@ -11,11 +11,21 @@ import datetime as dt
 import numpy as np
 import pytest
 import soundfile
+from django.utils import timezone
 
-from annotations.deployments import create_deployment, create_project
+from annotations.deployments import create_deployment, create_project, deployment_progress
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.labeling import set_label
-from annotations.models import Annotation, Recording, RecordingStatus, Window
+from annotations.models import (
+    Annotation,
+    Classifier,
+    ClassifierLabel,
+    Deployment,
+    Recording,
+    RecordingStatus,
+    TaskStatus,
+    Window,
+)
 from tests.conftest import OUTPUT_DIR
 from tests.test_browser import CHROMIUM, browser, log_in, page, wait_until  # noqa: F401 (fixtures)
 
@@ -185,3 +195,48 @@ def test_the_recording_view_zooms_from_seconds_to_the_whole_file_with_a_playhead
     page.screenshot(path=OUTPUT_DIR / "recording-zoomed.png", full_page=True)
     page.keyboard.press(" ")
     wait_until(page, "document.querySelector('.region-view .playhead').hidden")
+
+
+def test_project_and_deployment_pages_show_training_and_ingest_as_they_happen(page, planted):  # noqa: F811
+    """No reload: a file being embedded and a classifier being trained change on the page as
+    the worker records them; the summary's window count is the sum of its rows'."""
+    project, deployment, user = planted
+    recording = deployment.recordings.order_by("filename").first()
+    Recording.objects.filter(pk=recording.pk).update(status=RecordingStatus.EMBEDDING, windows_expected=6)
+    model = recording.windows.first().model
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.RUNNING)
+    log_in(page, "annotator")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.goto(f"/projects/{project.pk}/deployments/{deployment.pk}/")
+    row = f"tr[data-recording='{recording.pk}']"
+    page.wait_for_selector(f"{row} [data-field=status]:has-text('Embedding')")
+    assert page.inner_text("[data-progress-url] [data-field=windows]") == "18"  # three finished files
+    Recording.objects.filter(pk=recording.pk).update(status=RecordingStatus.DONE)
+    page.wait_for_selector(f"{row} [data-field=status]:has-text('Done')")
+    page.wait_for_selector(f"{row} [data-field=file] a")  # it opens now
+    wait_until(page, "document.querySelector('[data-progress-url] [data-field=windows]').textContent === '24'")
+    rows = page.locator("tr[data-recording] [data-field=windows]").all_inner_texts()
+    assert sum(int(text) for text in rows) == 24
+
+    page.goto(f"/projects/{project.pk}/")
+    status = "tr[data-classifier-url] [data-field=status]"
+    page.wait_for_selector(f"{status}:has-text('Running')")
+    ClassifierLabel.objects.create(
+        classifier=classifier, label=project.labels.get(name="bird"), index=0, roc_auc=0.875, average_precision=0.5
+    )
+    Classifier.objects.filter(pk=classifier.pk).update(status=TaskStatus.DONE)
+    page.wait_for_selector("[data-field=status].status-done:has-text('Done')")
+    assert page.inner_text("[data-field=roc_auc]") == "0.875"
+
+
+def test_windows_per_second_stops_counting_when_the_work_ends(planted):
+    _, deployment, _ = planted
+    now = timezone.now()
+    Deployment.objects.filter(pk=deployment.pk).update(ingest_started_at=now - dt.timedelta(seconds=100))
+    # All four files (24 windows) finished 12 s after the ingest was queued, 88 s ago.
+    deployment.recordings.update(updated_at=now - dt.timedelta(seconds=88), windows_done=6)
+    deployment.refresh_from_db()
+    assert deployment_progress(deployment).windows_per_s == pytest.approx(24 / 12)
+    # While a file is still queued, the clock runs on.
+    deployment.recordings.filter(pk=deployment.recordings.first().pk).update(status=RecordingStatus.QUEUED)
+    assert deployment_progress(deployment).windows_per_s == pytest.approx(18 / 100, rel=0.05)

@@ -164,8 +164,59 @@ async function pollProgress() {
     set("pace", pace + left);
     busy = showSearchIndexes(data.search_indexes || []) || busy;
   }
+  const files = document.querySelector("[data-recordings-url]");
+  if (files) await showRecordings(files);
   if (busy) setTimeout(pollProgress, 2000);
 }
+
+const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+// A deployment's file table, row by row, as deployment.html words it.
+async function showRecordings(table) {
+  const recordings = await api(table.dataset.recordingsUrl).catch(() => []);
+  for (const r of recordings) {
+    const row = table.querySelector(`tr[data-recording="${r.id}"]`);
+    if (!row) continue;
+    const cell = (field) => row.querySelector(`[data-field=${field}]`);
+    cell("status").className = `status-${r.status}`;
+    cell("status").textContent = capitalised(r.status);
+    const windows = { done: `${r.windows_done}`, embedding: `${r.windows_done} / ${r.windows_expected ?? "?"}` };
+    cell("windows").textContent = windows[r.status] || "";
+    if (r.status === "done" && !cell("file").querySelector("a")) {
+      const link = document.createElement("a");
+      link.href = table.dataset.recordingPage.replace(/0\/$/, `${r.id}/`);
+      link.textContent = r.filename;
+      cell("file").replaceChildren(link);
+    }
+    const notes = [[r.error, "error"], [r.warning, "warning"]].filter(([text]) => text).map(([text, kind]) => {
+      const span = document.createElement("span");
+      span.className = kind;
+      span.textContent = text;
+      return span;
+    });
+    cell("notes").replaceChildren(...notes);
+  }
+}
+
+// Classifiers being trained, on the project page: their status and quality as they come.
+async function pollClassifiers() {
+  for (const row of document.querySelectorAll("[data-classifier-url]")) {
+    const c = await api(row.dataset.classifierUrl).catch(() => null);
+    if (!c) continue;
+    const status = row.querySelector("[data-field=status]");
+    status.className = `status-${c.status}`;
+    status.textContent = capitalised(c.status) + (c.error ? `: ${c.error}` : "");
+    if (c.status === "done" || c.status === "failed") {
+      delete row.dataset.classifierUrl;
+      for (const field of ["roc_auc", "average_precision"]) {
+        const value = (o) => (o[field] === null ? "n/a" : o[field].toFixed(3));
+        row.querySelector(`[data-field=${field}]`).textContent = c.outputs.map(value).join(" ");
+      }
+    }
+  }
+  if (document.querySelector("[data-classifier-url]")) setTimeout(pollClassifiers, 2000);
+}
+if (document.querySelector("[data-classifier-url]")) pollClassifiers();
 
 // The project's search index cards (as _search_index.html words them); true while a build is queued or runs.
 function showSearchIndexes(indexes) {
