@@ -385,9 +385,23 @@ def upload_rejection(upload: UploadedFile) -> str:
     return content_rejection(head)
 
 
-def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> UploadResult:
+def duplicate_rejection(deployment: Deployment, fingerprint: str) -> str:
+    """Why a file of this content is not stored again ("" if the deployment has none like it):
+    its windows would come back twice in every search."""
+    same = deployment.recordings.filter(fingerprint=fingerprint).only("filename").first()
+    if same is None:
+        return ""
+    return (
+        f"this deployment already holds the same audio as {same.filename} (choose “keep duplicates” to store it again)"
+    )
+
+
+def add_uploaded_files(
+    deployment: Deployment, files: list[UploadedFile], keep_duplicates: bool = False
+) -> UploadResult:
     """Store the uploads that are audio under MEDIA_ROOT (streamed in chunks) and register
-    them as recordings; the others are reported with their reason."""
+    them as recordings; the others, and copies of audio the deployment holds unless
+    ``keep_duplicates``, are reported with their reason."""
     if not files:
         raise InputError("No files were sent: use the multipart field 'files'.")
     recordings, rejected = [], []
@@ -399,7 +413,12 @@ def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> Upl
         with open(target, "wb") as out:
             for chunk in upload.chunks():
                 out.write(chunk)
-        recordings.append(register_upload(deployment, target, upload.name))
+        fingerprint = file_fingerprint(target)
+        if not keep_duplicates and (reason := duplicate_rejection(deployment, fingerprint)):
+            target.unlink()
+            rejected.append((upload.name, reason))
+            continue
+        recordings.append(register_upload(deployment, target, upload.name, fingerprint))
     return UploadResult(recordings, rejected)
 
 
@@ -426,10 +445,10 @@ def claim_upload_path(deployment: Deployment, name: str) -> Path:
             target = folder / f"{safe.stem}-{counter}{safe.suffix}"
 
 
-def register_upload(deployment: Deployment, stored: Path, original_name: str) -> Recording:
+def register_upload(deployment: Deployment, stored: Path, original_name: str, fingerprint: str = "") -> Recording:
     """Register a file the app stored as a recording. The start time comes from the name the
     uploader gave (sanitising may have mangled it, e.g. a "+1000" UTC offset)."""
-    recording = new_recording(deployment, stored, stored.name, original_name)
+    recording = new_recording(deployment, stored, stored.name, original_name, fingerprint)
     recording.save()
     return recording
 

@@ -313,6 +313,11 @@ class DeploymentMetadataImportView(ProjectView):
         return Response(s.MetadataImportSerializer(result).data)
 
 
+KEEP_DUPLICATE = OpenApiParameter(
+    "keep_duplicate", int, enum=[0, 1], description="1 stores a file whose audio the deployment already holds"
+)
+
+
 class DeploymentFilesView(ProjectView):
     write_action = Action.MANAGE
     parser_classes = [MultiPartParser, FormParser]
@@ -323,6 +328,7 @@ class DeploymentFilesView(ProjectView):
                 "Upload", {"files": drf_serializers.ListField(child=drf_serializers.FileField())}
             )
         },
+        parameters=[KEEP_DUPLICATE],
         responses={201: s.UploadResultSerializer, 400: s.UploadResultSerializer, 413: s.ErrorSerializer},
     )
     def post(self, request, project_id, deployment_id):
@@ -335,7 +341,8 @@ class DeploymentFilesView(ProjectView):
                 {"error": f"this upload is {length / 1e9:.1f} GB; send at most {limit_gb:.1f} GB per request"},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
-        result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"))
+        keep = request.query_params.get("keep_duplicate") == "1"
+        result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"), keep_duplicates=keep)
         body = {
             "recordings": s.RecordingSerializer(result.recordings, many=True).data,
             "rejected": [{"filename": name, "reason": reason} for name, reason in result.rejected],
