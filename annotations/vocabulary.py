@@ -12,7 +12,7 @@ from annotations.errors import InputError
 from annotations.models import Label, Project
 
 # j/k move, space plays, 1/2/3 label, u undoes, n marks the page negative, s slows,
-# c adds context, m searches for more like this, a adds an example, x pushes away,
+# c adds context, m finds similar windows, a adds an example, x pushes away,
 # +/=/- brighten or darken the spectrograms, [/] zoom a recording's spectrogram, ? helps.
 PAGE_KEYS = frozenset("jk0123456789unscmax?+=-[] ")
 # Handed out in this order to labels created without a shortcut of their own.

@@ -150,6 +150,8 @@ def test_no_page_is_wider_than_the_window(page, planted):  # noqa: F811
                     assert view["x"] + view["width"] <= width, (layout, width)
             page.screenshot(path=OUTPUT_DIR / f"label-review-{layout}-{width}px.png", full_page=True)
     assert overflowing == [], overflowing
+    icon = page.request.get(page.get_attribute("link[rel=icon]", "href"))
+    assert icon.ok and icon.headers["content-type"] == "image/svg+xml"
 
 
 def test_the_recording_view_zooms_from_seconds_to_the_whole_file_with_a_playhead(page, planted, birdsong):  # noqa: F811
