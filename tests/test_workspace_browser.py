@@ -242,3 +242,28 @@ def test_windows_per_second_stops_counting_when_the_work_ends(planted):
     # While a file is still queued, the clock runs on.
     deployment.recordings.filter(pk=deployment.recordings.first().pk).update(status=RecordingStatus.QUEUED)
     assert deployment_progress(deployment).windows_per_s == pytest.approx(18 / 100, rel=0.05)
+
+
+def test_the_api_reference_renders_offline_under_the_content_security_policy(page, planted):  # noqa: F811
+    violations, errors, outside = [], [], []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def only_the_app(route):
+        if route.request.url.startswith(("http://localhost", "http://127.0.0.1")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_app)  # nothing may come from anywhere but the app
+    log_in(page, "annotator")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.goto("/account/")
+    with page.expect_navigation():
+        page.get_by_role("link", name="API reference").click()
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert page.locator(".opblock").count() > 50  # every endpoint
+    assert page.locator("text=/api/projects/{project_id}/deployments/{deployment_id}/uploads/").count() >= 1
+    page.screenshot(path=OUTPUT_DIR / "api-docs.png")
+    assert ({v.split(" violates")[0][:60] for v in violations}, errors, outside) == (set(), [], [])

@@ -8,6 +8,7 @@ P = "projects/<id:project_id>/"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", v.ApiDocsView.as_view(url_name="api:schema"), name="docs"),
     path("token/", v.TokenView.as_view(), name="token"),
     path("projects/", v.ProjectListView.as_view(), name="project-list"),
     path(P, v.ProjectDetailView.as_view(), name="project-detail"),

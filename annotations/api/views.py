@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -59,6 +60,7 @@ from annotations.models import (
 from annotations.playback import window_wav
 from annotations.search_index import index_summaries
 from annotations.text_uploads import read_text_table
+from perch_agile.headers import API_DOCS_CONTENT_SECURITY_POLICY
 from perch_agile.params import seconds, whole_number
 
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
@@ -841,3 +843,16 @@ class DetectionCsvView(ProjectView):
         response = StreamingHttpResponse(exports.detections_csv(run), content_type="text/csv")
         name = f"detections-run-{run.pk}-{run.deployment.name}.csv"
         return _as_attachment(response, name)
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The API reference (Swagger UI from drf-spectacular-sidecar's files) under the app's
+    Content-Security-Policy: its script is a separate request, its page styles a file."""
+
+    template_name = "frontend/api_docs.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response.headers["Content-Security-Policy"] = API_DOCS_CONTENT_SECURITY_POLICY
+        return response
