@@ -26,6 +26,7 @@ from annotations import detections as detections_service
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
+from annotations.first_steps import first_steps
 from annotations.models import (
     Classifier,
     Combine,
@@ -80,6 +81,7 @@ def project(request, project_id):
         "classifiers": project.classifiers.select_related("embedding_model").prefetch_related("outputs__label"),
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
+        "steps": first_steps(project, request.user),
     }
     needed = training.labels_needed_by_label(project)
     context["labels_needed"] = [(label, needed[label.pk]) for label in context["labels"] if label.pk in needed]
