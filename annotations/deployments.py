@@ -38,7 +38,7 @@ from annotations.models import (
     StartTimeSource,
     Window,
 )
-from annotations.queueing import INGEST_RECORDING, enqueue_on_commit
+from annotations.queueing import INGEST_RECORDING, enqueue_in_order_on_commit, enqueue_on_commit
 from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
 from annotations.search_index import delete_index
 from annotations.spectrograms import cache_folder
@@ -453,15 +453,20 @@ def register_upload(deployment: Deployment, stored: Path, original_name: str, fi
     return recording
 
 
-def queue_ingest(deployment: Deployment) -> int:
+def queue_ingest(deployment: Deployment, then: tuple[str, int] | None = None) -> int:
     """Queue every recording that is not done; returns how many were queued. A server
-    folder is looked through again first: files a recorder added since are registered."""
+    folder is looked through again first: files a recorder added since are registered.
+    ``then`` (a task name and its argument) runs once every recording is embedded: the
+    recordings are then embedded one after another, in one chain of tasks."""
     if deployment.server_folder and Path(deployment.server_folder).is_dir():
         register_folder_files(deployment, Path(deployment.server_folder))
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
     Recording.objects.filter(pk__in=pending).update(status=RecordingStatus.QUEUED, error="")
     if pending:
         Deployment.objects.filter(pk=deployment.pk).update(ingest_started_at=timezone.now())
+    if then is not None:
+        enqueue_in_order_on_commit([(INGEST_RECORDING, recording_id) for recording_id in pending] + [then])
+        return len(pending)
     for recording_id in pending:
         # Unsent recordings stay queued in the database; ingesting again sends them.
         enqueue_on_commit(INGEST_RECORDING, recording_id)
