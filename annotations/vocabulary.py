@@ -49,13 +49,17 @@ def _checked_name(project: Project, name: str, label: Label | None = None) -> st
     return name
 
 
-def add_label(project: Project, name: str, description: str = "", shortcut: str = "") -> Label:
-    """A new label, last in the vocabulary's order; without a shortcut it gets the next free one."""
+def add_label(
+    project: Project, name: str, description: str = "", shortcut: str = "", position: int | None = None
+) -> Label:
+    """A new label, by default last in the vocabulary's order; without a shortcut it gets
+    the next free one."""
     with transaction.atomic():
         name = _checked_name(project, name)
         shortcut = _checked_shortcut(project, shortcut) or next_free_shortcut(project)
-        last = project.labels.aggregate(last=Max("position"))["last"]
-        position = 0 if last is None else last + 1
+        if position is None:
+            last = project.labels.aggregate(last=Max("position"))["last"]
+            position = 0 if last is None else last + 1
         return Label.objects.create(
             project=project, name=name, description=description, shortcut=shortcut, position=position
         )

@@ -44,3 +44,6 @@ def test_the_first_label_of_the_vocabulary_is_the_active_one(make_user, client_f
     wren = project.labels.get(name="wren song")
     api.patch(f"/api/projects/{project.pk}/labels/{wren.pk}/", {"position": 1}, format="json")
     assert active_label_choices(client, recording) == ["background", "wren song", "alarm call"]
+    created = api.post(f"/api/projects/{project.pk}/labels/", {"name": "drumming", "position": 0}, format="json")
+    assert created.status_code == 201, created.json()
+    assert active_label_choices(client, recording)[:2] == ["background", "drumming"]  # same place: a-z
