@@ -145,6 +145,8 @@ def test_no_page_is_wider_than_the_window(page, planted):  # noqa: F811
                 if wide > 0:
                     overflowing.append((layout, width, path, wide))
                     page.screenshot(path=OUTPUT_DIR / f"overflow-{len(overflowing)}.png", full_page=True)
+                if path == f"/projects/{project.pk}/" and (layout, width) == ("list", 1366):
+                    page.screenshot(path=OUTPUT_DIR / "project-first-steps.png", full_page=True)
                 if "/recordings/" in path:
                     view = page.locator("[data-region-view]").bounding_box()
                     assert view["x"] + view["width"] <= width, (layout, width)
