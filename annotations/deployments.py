@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from annotations.audio import sniff_format
@@ -38,7 +38,7 @@ from annotations.models import (
     StartTimeSource,
     Window,
 )
-from annotations.queueing import INGEST_RECORDING, enqueue_on_commit
+from annotations.queueing import INGEST_RECORDING, enqueue_in_order_on_commit, enqueue_on_commit
 from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
 from annotations.search_index import delete_index
 from annotations.spectrograms import cache_folder
@@ -393,9 +393,23 @@ def upload_rejection(upload: UploadedFile) -> str:
     return content_rejection(head)
 
 
-def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> UploadResult:
+def duplicate_rejection(deployment: Deployment, fingerprint: str) -> str:
+    """Why a file of this content is not stored again ("" if the deployment has none like it):
+    its windows would come back twice in every search."""
+    same = deployment.recordings.filter(fingerprint=fingerprint).only("filename").first()
+    if same is None:
+        return ""
+    return (
+        f"this deployment already holds the same audio as {same.filename} (choose “keep duplicates” to store it again)"
+    )
+
+
+def add_uploaded_files(
+    deployment: Deployment, files: list[UploadedFile], keep_duplicates: bool = False
+) -> UploadResult:
     """Store the uploads that are audio under MEDIA_ROOT (streamed in chunks) and register
-    them as recordings; the others are reported with their reason."""
+    them as recordings; the others, and copies of audio the deployment holds unless
+    ``keep_duplicates``, are reported with their reason."""
     if not files:
         raise InputError("No files were sent: use the multipart field 'files'.")
     recordings, rejected = [], []
@@ -407,7 +421,12 @@ def add_uploaded_files(deployment: Deployment, files: list[UploadedFile]) -> Upl
         with open(target, "wb") as out:
             for chunk in upload.chunks():
                 out.write(chunk)
-        recordings.append(register_upload(deployment, target, upload.name))
+        fingerprint = file_fingerprint(target)
+        if not keep_duplicates and (reason := duplicate_rejection(deployment, fingerprint)):
+            target.unlink()
+            rejected.append((upload.name, reason))
+            continue
+        recordings.append(register_upload(deployment, target, upload.name, fingerprint))
     return UploadResult(recordings, rejected)
 
 
@@ -434,23 +453,28 @@ def claim_upload_path(deployment: Deployment, name: str) -> Path:
             target = folder / f"{safe.stem}-{counter}{safe.suffix}"
 
 
-def register_upload(deployment: Deployment, stored: Path, original_name: str) -> Recording:
+def register_upload(deployment: Deployment, stored: Path, original_name: str, fingerprint: str = "") -> Recording:
     """Register a file the app stored as a recording. The start time comes from the name the
     uploader gave (sanitising may have mangled it, e.g. a "+1000" UTC offset)."""
-    recording = new_recording(deployment, stored, stored.name, original_name)
+    recording = new_recording(deployment, stored, stored.name, original_name, fingerprint)
     recording.save()
     return recording
 
 
-def queue_ingest(deployment: Deployment) -> int:
+def queue_ingest(deployment: Deployment, then: tuple[str, int] | None = None) -> int:
     """Queue every recording that is not done; returns how many were queued. A server
-    folder is looked through again first: files a recorder added since are registered."""
+    folder is looked through again first: files a recorder added since are registered.
+    ``then`` (a task name and its argument) runs once every recording is embedded: the
+    recordings are then embedded one after another, in one chain of tasks."""
     if deployment.server_folder and Path(deployment.server_folder).is_dir():
         register_folder_files(deployment, Path(deployment.server_folder))
     pending = list(deployment.recordings.exclude(status=RecordingStatus.DONE).values_list("pk", flat=True))
     Recording.objects.filter(pk__in=pending).update(status=RecordingStatus.QUEUED, error="")
     if pending:
         Deployment.objects.filter(pk=deployment.pk).update(ingest_started_at=timezone.now())
+    if then is not None:
+        enqueue_in_order_on_commit([(INGEST_RECORDING, recording_id) for recording_id in pending] + [then])
+        return len(pending)
     for recording_id in pending:
         # Unsent recordings stay queued in the database; ingesting again sends them.
         enqueue_on_commit(INGEST_RECORDING, recording_id)
@@ -504,8 +528,11 @@ def deployment_progress(deployment: Deployment) -> DeploymentProgress:
         # Counted on the recordings (replace_windows keeps them), not over a million windows.
         windows=Sum("windows_done", filter=Q(status=RecordingStatus.DONE)),
         expected=Sum("windows_expected", filter=Q(status=RecordingStatus.EMBEDDING)),
+        last_finished=Max("updated_at", filter=Q(updated_at__gte=since, status__in=FINISHED)),
     )
-    elapsed = (timezone.now() - since).total_seconds()
+    # The pace is of the work: once nothing is queued or embedding, the clock stops at the last file.
+    idle = not (counts["queued"] or counts["embedding"]) and counts["last_finished"] is not None
+    elapsed = ((counts["last_finished"] if idle else timezone.now()) - since).total_seconds()
     windows_since = (counts["windows_finished"] or 0) + (counts["in_progress"] or 0)
     windows_per_s = windows_since / elapsed if elapsed > 0 and windows_since else None
     bytes_finished = counts["bytes_finished"] or 0

@@ -241,6 +241,20 @@ def start_import(
     return label_import
 
 
+def queued_import(deployment: Deployment, user, text: str, upload_name: str) -> LabelImport:
+    """An import saved for a worker to plan and write, keeping the user's labels; the caller
+    sends ``IMPORT_LABELS`` when its windows will exist (the demo: after its ingest)."""
+    read_selections(deployment, text, "")  # a bad table fails here, not in the worker
+    return LabelImport.objects.create(
+        project=deployment.project,
+        deployment=deployment,
+        user=user,
+        file_name=upload_name[:300],
+        mode=ImportMode.KEEP,
+        text=text,
+    )
+
+
 def fail(import_id: int, reason: str) -> None:
     """Record why an import stopped; nothing of it was written."""
     LabelImport.objects.filter(pk=import_id).update(status=ImportStatus.FAILED, error=reason, text="")

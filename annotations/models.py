@@ -77,9 +77,11 @@ class Label(models.Model):
     description = models.TextField(blank=True)
     # The key that makes this the active label on labeling pages (annotations.vocabulary).
     shortcut = models.CharField(max_length=1, blank=True)
+    # The vocabulary's own order, set by its admins: the first label is the active one at first.
+    position = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["position", "name"]
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_label_name")]
 
     def __str__(self) -> str:

@@ -6,8 +6,9 @@ workers, which import the domain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from celery import chain
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
@@ -35,6 +36,13 @@ class QueueUnavailable(Exception):
 def send_task(task_name: str, *args) -> None:
     """Send ``task_name(*args)`` now."""
     app.send_task(task_name, args=args, retry=True, retry_policy=RETRY_POLICY)
+
+
+def enqueue_in_order_on_commit(steps: Sequence[tuple[str, int]]) -> None:
+    """Send tasks (name, argument) that run one after another, each once the one before
+    has finished, after the current transaction commits: a Celery chain, by name."""
+    signatures = [app.signature(name, args=(argument,), immutable=True) for name, argument in steps]
+    transaction.on_commit(lambda: chain(*signatures).apply_async(retry=True, retry_policy=RETRY_POLICY))
 
 
 def enqueue_on_commit(task_name: str, *args, on_failure: Callable[[str], None] | None = None) -> None:

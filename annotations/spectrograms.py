@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 from django.conf import settings
 from PIL import Image, ImageDraw
 
@@ -35,10 +36,15 @@ RENDER_VERSION = 1
 # half the longest tile lies inside one.
 TILE_LENGTHS_S = (5.0, 10.0, 30.0, 60.0, 120.0)
 MAX_SPAN_S = TILE_LENGTHS_S[-1] / 2
+# A whole recording's overview: at most this many columns, each the loudest of a few frames.
+OVERVIEW_COLUMNS = 1200
+OVERVIEW_FRAMES = 4
 SCALES = ("mel", "linear")
 # Brightening for faint calls, the same for every picture on a page: the colour scale
 # moves down by this many dB (still one scale, so pictures stay comparable).
 GAINS_DB = (0, 10, 20, 30, 40)
+# Time scales of a recording's tiles, so that a zoomed view is drawn at about its own width.
+PX_PER_S = (25, 50, 100, 200)
 
 # Anchors of the "magma" colour map (dark purple to pale yellow), perceptually ordered.
 _MAGMA_ANCHORS = np.array(
@@ -77,6 +83,8 @@ class SpectrogramStyle:
             raise InputError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
         if self.gain_db not in GAINS_DB:
             raise InputError(f"gain must be one of {', '.join(map(str, GAINS_DB))} dB")
+        if self.px_per_s not in PX_PER_S:
+            raise InputError(f"px_per_s must be one of {', '.join(map(str, PX_PER_S))}")
 
 
 def _hz_to_mel(hz):
@@ -109,20 +117,47 @@ def _filterbank(bin_hz: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+def fft_size(sample_rate: int) -> int:
+    return 1 << int(np.ceil(np.log2(max(256, sample_rate * 0.02))))  # about 20 ms
+
+
+def band_power(frames: np.ndarray, sample_rate: int, style: SpectrogramStyle) -> np.ndarray:
+    """Power of each of the style's bands in each frame (float32 [frames, fft_size]): [bands, frames]."""
+    n_fft = frames.shape[1]
+    window = np.hanning(n_fft).astype(np.float32)
+    # Scaled so that a full-scale sine reads 0 dB.
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 * (4.0 / window.sum() ** 2)
+    bands = _filterbank(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), band_edges(style, sample_rate / 2))
+    return bands @ power.T
+
+
 def spectrogram_db(samples: np.ndarray, sample_rate: int, style: SpectrogramStyle) -> np.ndarray:
     """Band levels in dB relative to full scale, float32 [height_px, columns], low
     frequencies first; one column per ``1 / px_per_s`` seconds of ``samples`` (float32 [n])."""
     hop = max(1, round(sample_rate / style.px_per_s))
-    n_fft = 1 << int(np.ceil(np.log2(max(256, sample_rate * 0.02))))  # about 20 ms
-    window = np.hanning(n_fft).astype(np.float32)
+    n_fft = fft_size(sample_rate)
     columns = max(1, int(np.ceil(len(samples) / hop)))
     padded = np.zeros(columns * hop + n_fft, dtype=np.float32)
     padded[n_fft // 2 : n_fft // 2 + len(samples)] = samples
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:columns]
-    # Scaled so that a full-scale sine reads 0 dB.
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 * (4.0 / window.sum() ** 2)
-    bands = _filterbank(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), band_edges(style, sample_rate / 2))
-    return (10.0 * np.log10(bands @ power.T + 1e-20)).astype(np.float32)
+    return (10.0 * np.log10(band_power(frames, sample_rate, style) + 1e-20)).astype(np.float32)
+
+
+def overview_db(path: Path, channel: int | None, style: SpectrogramStyle, columns: int) -> tuple[np.ndarray, int]:
+    """A whole file in ``columns`` columns, as ``spectrogram_db``, and its sample rate. Each column is the loudest
+    of ``OVERVIEW_FRAMES`` short frames spread over its stretch: reading only those keeps an
+    hour's overview to seconds, and the loudest keeps a short call visible."""
+    with soundfile.SoundFile(str(path)) as f:
+        n_fft = fft_size(f.samplerate)
+        starts = np.linspace(0, max(0, f.frames - n_fft), columns * OVERVIEW_FRAMES).astype(np.int64)
+        frames = np.zeros((len(starts), n_fft), dtype=np.float32)
+        for row, start in enumerate(starts):
+            f.seek(int(start))
+            samples = f.read(n_fft, dtype="float32", always_2d=True)
+            mono = samples.mean(axis=1) if channel is None else samples[:, channel]
+            frames[row, : len(mono)] = mono
+        power = band_power(frames, f.samplerate, style).reshape(style.height_px, columns, OVERVIEW_FRAMES)
+    return (10.0 * np.log10(power.max(axis=2) + 1e-20)).astype(np.float32), f.samplerate
 
 
 def _frequency_ticks(style: SpectrogramStyle, edges: np.ndarray) -> list[tuple[float, str]]:
@@ -144,17 +179,22 @@ def render_png(
 ) -> bytes:
     """A PNG of ``samples`` (float32 [n]) with a labeled frequency axis; thin white lines
     at ``marks_s`` seconds (e.g. where the window starts and ends within its context)."""
+    marks_px = tuple(round(seconds * style.px_per_s) for seconds in marks_s)
+    return levels_png(spectrogram_db(samples, sample_rate, style), sample_rate, style, marks_px)
+
+
+def levels_png(levels: np.ndarray, sample_rate: int, style: SpectrogramStyle, marks_px: tuple[int, ...] = ()) -> bytes:
+    """A PNG of band levels (float32 [height_px, columns] dB) with a labeled frequency axis."""
     import io
 
-    levels = spectrogram_db(samples, sample_rate, style)
     scaled = np.clip((levels + style.gain_db - MIN_DB) / (MAX_DB - MIN_DB), 0.0, 1.0)
     pixels = COLOURS[(scaled[::-1] * 255).astype(np.uint8)]  # high frequencies at the top
     height, width = pixels.shape[:2]
     image = Image.new("RGB", (width + style.axis_px, height), (255, 255, 255))
     image.paste(Image.fromarray(pixels, "RGB"), (style.axis_px, 0))
     draw = ImageDraw.Draw(image)
-    for seconds in marks_s:
-        x = style.axis_px + round(seconds * style.px_per_s)
+    for column in marks_px:
+        x = style.axis_px + column
         draw.line([(x, 0), (x, height)], fill=(255, 255, 255), width=1)
     for row, label in _frequency_ticks(style, band_edges(style, sample_rate / 2)):
         y = height - 1 - round(row)
@@ -211,27 +251,54 @@ def recording_spectrogram(recording: Recording, tile: Tile, style: SpectrogramSt
     return _cached_picture(recording, tile.start_s, tile.end_s, style)
 
 
+def overview_columns(recording: Recording, style: SpectrogramStyle) -> int:
+    """Columns of a recording's overview: one per 1 / px_per_s seconds, at most OVERVIEW_COLUMNS."""
+    return max(1, min(OVERVIEW_COLUMNS, math.ceil((recording.duration_s or 0.0) * style.px_per_s)))
+
+
+def recording_overview(recording: Recording, style: SpectrogramStyle) -> Path:
+    """The cached PNG of a whole recording in ``overview_columns`` columns (see ``overview_db``)."""
+    columns = overview_columns(recording, style)
+    name = f"{recording.pk}-overview-{columns}-{_style_key(style)}-v{RENDER_VERSION}.png"
+
+    def render() -> bytes:
+        levels, rate = overview_db(Path(recording.path), recording.deployment.channel, style, columns)
+        return levels_png(levels, rate, style)
+
+    return _cached(recording, name, render)
+
+
+def _style_key(style: SpectrogramStyle) -> str:
+    return f"{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}-{style.max_frequency_hz:g}"
+
+
 def _cached_picture(
     recording: Recording, start_s: float, end_s: float, style: SpectrogramStyle, marks_s: tuple[float, ...] = ()
 ) -> Path:
-    """The cached PNG of ``[start_s, end_s)`` of a recording, rendered on first use.
+    """The cached PNG of ``[start_s, end_s)`` of a recording, rendered on first use."""
+    marks = "_".join(f"{m:.3f}" for m in marks_s)
+    name = f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{_style_key(style)}-{marks}-v{RENDER_VERSION}.png"
+
+    def render() -> bytes:
+        samples, rate = read_segment(Path(recording.path), start_s, end_s, recording.deployment.channel)
+        return render_png(samples.mean(axis=1), rate, style, marks_s)
+
+    return _cached(recording, name, render)
+
+
+def _cached(recording: Recording, name: str, render) -> Path:
+    """The cached picture ``name`` of a recording, from ``render()`` (PNG bytes) on first use.
 
     Written to a temporary file and renamed, so that a reader never sees half a picture
     and two requests rendering the same picture at once both succeed.
     """
-    marks = "_".join(f"{m:.3f}" for m in marks_s)
-    name = (
-        f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}"
-        f"-{style.max_frequency_hz:g}-{marks}-v{RENDER_VERSION}.png"
-    )
     path = cache_folder(recording.deployment_id) / name
     if path.exists():
         return path
     try:
-        samples, rate = read_segment(Path(recording.path), start_s, end_s, recording.deployment.channel)
+        png = render()
     except (AudioError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
         raise InputError(f"{recording.filename}: cannot read its audio ({error})") from error
-    png = render_png(samples.mean(axis=1), rate, style, marks_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as partial:
         partial.write(png)

@@ -77,9 +77,13 @@ def unfinished_uploads(deployment: Deployment, user) -> QuerySet[UploadSession]:
     return UploadSession.objects.filter(deployment=deployment, created_by=user, recording__isnull=True)
 
 
-def append_chunk(session: UploadSession, offset: int, stream: BinaryIO, length: int) -> UploadSession:
+def append_chunk(
+    session: UploadSession, offset: int, stream: BinaryIO, length: int, keep_duplicate: bool = False
+) -> UploadSession:
     """Write ``length`` bytes read from ``stream`` at ``offset`` and return the new state;
-    the last byte turns the file into a recording.
+    the last byte turns the file into a recording, unless the deployment already holds a
+    recording of the same content (``file_fingerprint``) and ``keep_duplicate`` is false:
+    then the file is refused and deleted, so its windows never come back twice in a search.
 
     ``offset`` must be where the file stopped (else ``OffsetMismatch``): a retried or
     duplicated chunk can never leave a gap or a doubled piece in the file. The row lock
@@ -107,16 +111,19 @@ def append_chunk(session: UploadSession, offset: int, stream: BinaryIO, length: 
         session.received_bytes = os.path.getsize(session.partial_path)
         head_complete = session.received_bytes >= min(deployments.SNIFF_BYTES, session.size_bytes)
         rejection = _content_rejection(session) if offset < deployments.SNIFF_BYTES and head_complete else ""
+        if not rejection and session.received_bytes == session.size_bytes:
+            fingerprint = deployments.file_fingerprint(Path(session.partial_path))
+            rejection = "" if keep_duplicate else deployments.duplicate_rejection(session.deployment, fingerprint)
+            if not rejection:
+                _make_recording(session, fingerprint)
         if rejection:
             session.delete()
             Path(session.partial_path).unlink(missing_ok=True)
-        elif session.received_bytes == session.size_bytes:
-            _make_recording(session)
-        if not rejection:
+        else:
             session.save()
     if rejection:
         # Raised after the commit, which deletes the session for good.
-        raise InputError(f"{session.filename} was not stored: {rejection}")
+        raise InputError(f"{session.filename}: {rejection}")
     return session
 
 
@@ -181,8 +188,8 @@ def _content_rejection(session: UploadSession) -> str:
         return deployments.content_rejection(file.read(deployments.SNIFF_BYTES))
 
 
-def _make_recording(session: UploadSession) -> None:
+def _make_recording(session: UploadSession, fingerprint: str) -> None:
     """Move the complete file to its final name and register it as a recording."""
     target = deployments.claim_upload_path(session.deployment, session.filename)
     os.replace(session.partial_path, target)
-    session.recording = deployments.register_upload(session.deployment, target, session.filename)
+    session.recording = deployments.register_upload(session.deployment, target, session.filename, fingerprint)

@@ -7,14 +7,15 @@ can never be a label's shortcut, or a key would mean two things.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Max
 
 from annotations.errors import InputError
 from annotations.models import Label, Project
 
 # j/k move, space plays, 1/2/3 label, u undoes, n marks the page negative, s slows,
-# c adds context, m searches for more like this, a adds an example, x pushes away,
-# +/=/- brighten or darken the spectrograms, ? helps.
-PAGE_KEYS = frozenset("jk0123456789unscmax?+=- ")
+# c adds context, m finds similar windows, a adds an example, x pushes away,
+# +/=/- brighten or darken the spectrograms, [/] zoom a recording's spectrogram, ? helps.
+PAGE_KEYS = frozenset("jk0123456789unscmax?+=-[] ")
 # Handed out in this order to labels created without a shortcut of their own.
 FREE_KEYS = "qwertyiopdfghlzvb"
 
@@ -48,21 +49,38 @@ def _checked_name(project: Project, name: str, label: Label | None = None) -> st
     return name
 
 
-def add_label(project: Project, name: str, description: str = "", shortcut: str = "") -> Label:
-    """A new label; without a shortcut it gets the next free one."""
+def add_label(
+    project: Project, name: str, description: str = "", shortcut: str = "", position: int | None = None
+) -> Label:
+    """A new label, by default last in the vocabulary's order; without a shortcut it gets
+    the next free one."""
     with transaction.atomic():
         name = _checked_name(project, name)
         shortcut = _checked_shortcut(project, shortcut) or next_free_shortcut(project)
-        return Label.objects.create(project=project, name=name, description=description, shortcut=shortcut)
+        if position is None:
+            last = project.labels.aggregate(last=Max("position"))["last"]
+            position = 0 if last is None else last + 1
+        return Label.objects.create(
+            project=project, name=name, description=description, shortcut=shortcut, position=position
+        )
 
 
-def update_label(label: Label, name: str | None = None, description: str | None = None, shortcut: str | None = None):
-    """Rename a label, or change its description or shortcut ("" removes the shortcut)."""
+def update_label(
+    label: Label,
+    name: str | None = None,
+    description: str | None = None,
+    shortcut: str | None = None,
+    position: int | None = None,
+):
+    """Rename a label, change its description or shortcut ("" removes the shortcut), or
+    move it in the vocabulary's order (labels of one position are in name order)."""
     if name is not None:
         label.name = _checked_name(label.project, name, label)
     if description is not None:
         label.description = description
     if shortcut is not None:
         label.shortcut = _checked_shortcut(label.project, shortcut, label)
+    if position is not None:
+        label.position = position
     label.save()
     return label

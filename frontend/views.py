@@ -26,6 +26,7 @@ from annotations import (
 from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
+from annotations.first_steps import first_steps
 from annotations.models import (
     Classifier,
     Combine,
@@ -83,6 +84,7 @@ def project(request, project_id):
         "runs": InferenceRun.objects.filter(classifier__project=project).select_related("classifier", "deployment"),
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
+        "steps": first_steps(project, request.user),
     }
     needed = training.labels_needed_by_label(project)
     context["labels_needed"] = [(label, needed[label.pk]) for label in context["labels"] if label.pk in needed]
@@ -169,8 +171,9 @@ RECORDING_SPAN_S = 30.0
 
 @login_required
 def recording(request, project_id, recording_id):
-    """A recording in 30 s spans: its spectrogram (drag a region to search with it) and
-    the windows of the span as a labeling list (``m`` searches with the current window)."""
+    """A recording in 30 s spans: its spectrogram (zoomed in the page from 5 s to the whole
+    file; drag a region to search with it) and the windows of the span as a labeling list
+    (``m`` searches with the current window)."""
     project = project_for(request.user, project_id)
     recording = get_object_or_404(
         Recording.objects.select_related("deployment"), pk=recording_id, deployment__project=project
@@ -195,7 +198,6 @@ def recording(request, project_id, recording_id):
         "span_end": end,
         "previous_start": start - RECORDING_SPAN_S if start > 0 else None,
         "next_start": end if end < duration else None,
-        "px_per_s": SpectrogramStyle().px_per_s,
         "axis_px": SpectrogramStyle().axis_px,
     }
     return render(request, "frontend/recording.html", context)

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the app: /api/docs/ works offline
     "annotations",
     "frontend",
     "workers",
@@ -192,6 +193,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agile modeling for bioacoustics: ingest, query by example, label, train, run, export.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "RecordingStatusEnum": "annotations.models.RecordingStatus",
         "TaskStatusEnum": "annotations.models.TaskStatus",

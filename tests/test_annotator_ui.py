@@ -299,7 +299,7 @@ def test_a_recording_page_shows_its_span_and_windows_to_pick(survey):
     recording = Recording.objects.get(filename="B2.wav")
     html = client.get(f"/projects/{project.pk}/recordings/{recording.pk}/").content.decode()
     assert html.count('class="hit"') == 8 and "data-region-view" in html
-    assert f"?window={windows[('B', 2, 0)]}" in html  # m / "More like this" searches with the window
+    assert f"?window={windows[('B', 2, 0)]}" in html  # m / "Find similar" searches with the window
     assert client.get(f"/projects/{project.pk}/recordings/{recording.pk}/", {"start": "nan"}).status_code == 200
 
 

@@ -127,7 +127,10 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     example = int(page.get_attribute(".hit.current", "data-window"))
     outline = page.locator(".region-view .current-window").bounding_box()  # outlined on the spectrogram
     image = page.locator(".region-view img").bounding_box()
-    assert outline["x"] - image["x"] == pytest.approx(34 + 3 * 50, abs=2)  # axis, then 3 s at 50 px/s
+    natural = page.evaluate("document.querySelector('.region-view img').naturalWidth")
+    axis = 34 * image["width"] / natural  # the picture is drawn to the page's width
+    seconds = float(page.get_attribute(".region-view", "data-duration"))  # the whole file is shown
+    assert outline["x"] - image["x"] == pytest.approx(axis + 3 * (image["width"] - axis) / seconds, abs=2)
     with page.expect_navigation():
         page.keyboard.press("m")
     page.wait_for_selector(".hits .hit.current")

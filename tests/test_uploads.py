@@ -166,7 +166,8 @@ def test_a_file_that_is_not_audio_is_refused_and_deleted(api, deployment):
     # Refused with its first chunk, not after the whole file.
     refused = put_chunk(api, url, text[:100_000], 0)
     assert refused.status_code == 400
-    assert "notes.wav was not stored: the content is not WAV, FLAC, OGG or MP3" in refused.json()["error"]
+    reason = "the content is not WAV, FLAC, OGG or MP3 audio, whatever its name says"
+    assert refused.json()["error"] == f"notes.wav: {reason}"  # the reason, said once
     assert api.get(url).status_code == 404
     assert not UploadSession.objects.exists()
     assert not Recording.objects.exists()
@@ -174,7 +175,7 @@ def test_a_file_that_is_not_audio_is_refused_and_deleted(api, deployment):
     tiny_id = start(api, deployment, b"short note", name="tiny.wav").json()["id"]
     tiny_partial = UploadSession.objects.get(pk=tiny_id).partial_path
     refused = put_chunk(api, f"{uploads_url(deployment)}{tiny_id}/", b"short note", 0)
-    assert refused.status_code == 400 and "tiny.wav was not stored" in refused.json()["error"]
+    assert refused.status_code == 400 and refused.json()["error"].startswith("tiny.wav: ")
     assert not Recording.objects.exists()
     assert not Path(partial).exists() and not Path(tiny_partial).exists()
 
@@ -270,3 +271,36 @@ def test_uploads_left_idle_for_days_are_purged_with_their_partial_files(api, dep
     assert "deleted 1 unfinished upload(s)" in output.getvalue()
     assert list(UploadSession.objects.values_list("pk", flat=True)) == [fresh]
     assert not Path(stale_partial).exists()
+
+
+def test_a_file_the_deployment_already_holds_is_refused_unless_kept(api, deployment, birdsong_bytes):
+    """The same audio under another name: refused with its reason at its last chunk, its
+    bytes deleted, nothing stored twice; stored when asked to keep it."""
+    first = start(api, deployment, birdsong_bytes, name="dawn.wav").json()["id"]
+    send(api, f"{uploads_url(deployment)}{first}/", birdsong_bytes, 0, chunk=400_000)
+    again = start(api, deployment, birdsong_bytes, name="dawn-copy.wav").json()["id"]
+    url = f"{uploads_url(deployment)}{again}/"
+    assert put_chunk(api, url, birdsong_bytes[:400_000], 0).status_code == 200
+    refused = put_chunk(api, url, birdsong_bytes[400_000:], 400_000)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "dawn-copy.wav: this deployment already holds the same audio as dawn.wav "
+        "(choose “keep duplicates” to store it again)"
+    )
+    assert list(Recording.objects.values_list("filename", flat=True)) == ["dawn.wav"]
+    assert sorted(p.name for p in upload_folder(deployment.pk).iterdir() if p.is_file()) == ["dawn.wav"]
+    assert not any((upload_folder(deployment.pk) / ".partial").iterdir())
+    assert not UploadSession.objects.filter(recording__isnull=True).exists()
+    # The form upload refuses it too, and the reason is said once.
+    form = Client()
+    form.force_login(deployment.project.created_by)
+    files_url = f"/api/projects/{deployment.project_id}/deployments/{deployment.pk}/files/"
+    copy = io.BytesIO(birdsong_bytes)
+    copy.name = "dawn-2.wav"
+    posted = form.post(files_url, {"files": copy})
+    assert posted.status_code == 400 and "already holds the same audio as dawn.wav" in posted.json()["error"]
+    assert Recording.objects.count() == 1
+
+    kept = start(api, deployment, birdsong_bytes, name="dawn-copy.wav").json()["id"]
+    send(api, f"{uploads_url(deployment)}{kept}/?keep_duplicate=1", birdsong_bytes, 0, chunk=400_000)
+    assert sorted(Recording.objects.values_list("filename", flat=True)) == ["dawn-copy.wav", "dawn.wav"]

@@ -57,7 +57,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
-        fields = ["id", "name", "description", "shortcut"]
+        fields = ["id", "name", "description", "shortcut", "position"]
+        extra_kwargs = {"position": {"help_text": "place in the vocabulary's order; the first is the active label"}}
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from annotations import uploads
 from annotations.access import Action
-from annotations.api.views import ERRORS, ProjectView, _valid
+from annotations.api.views import ERRORS, KEEP_DUPLICATE, ProjectView, _valid
 from annotations.models import Deployment, UploadSession
 from perch_agile.params import MAX_ID, whole_number
 
@@ -82,7 +82,7 @@ class UploadDetailView(ProjectView):
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        parameters=[UPLOAD_OFFSET],
+        parameters=[UPLOAD_OFFSET, KEEP_DUPLICATE],
         responses={200: UploadSessionSerializer, 409: UploadConflictSerializer, **ERRORS},
     )
     def put(self, request, project_id, deployment_id, upload_id):
@@ -92,7 +92,8 @@ class UploadDetailView(ProjectView):
         offset = whole_number(request.headers.get("Upload-Offset"), "the Upload-Offset header")
         length = whole_number(request.headers.get("Content-Length") or "0", "the Content-Length header")
         try:
-            session = uploads.append_chunk(session, offset, request.stream, length)
+            keep = request.query_params.get("keep_duplicate") == "1"
+            session = uploads.append_chunk(session, offset, request.stream, length, keep_duplicate=keep)
         except uploads.OffsetMismatch as conflict:
             body = {**UploadSessionSerializer(conflict.session).data, "error": str(conflict)}
             return Response(body, status=status.HTTP_409_CONFLICT)

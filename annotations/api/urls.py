@@ -8,6 +8,7 @@ P = "projects/<id:project_id>/"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", v.ApiDocsView.as_view(url_name="api:schema"), name="docs"),
     path("token/", v.TokenView.as_view(), name="token"),
     path("projects/", v.ProjectListView.as_view(), name="project-list"),
     path(P, v.ProjectDetailView.as_view(), name="project-detail"),
@@ -40,6 +41,7 @@ urlpatterns = [
         v.RecordingSpectrogramView.as_view(),
         name="recording-spectrogram",
     ),
+    path(P + "recordings/<id:recording_id>/overview.png", v.RecordingOverviewView.as_view(), name="recording-overview"),
     path(P + "windows/<id:window_id>/history/", v.WindowHistoryView.as_view(), name="window-history"),
     path(P + "search/", v.SearchView.as_view(), name="search"),
     path(P + "clip-queries/", v.ClipQueryListView.as_view(), name="clip-query-list"),

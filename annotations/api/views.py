@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -63,6 +64,7 @@ from annotations.models import (
 from annotations.playback import window_wav
 from annotations.search_index import index_summaries
 from annotations.text_uploads import read_text_table
+from perch_agile.headers import API_DOCS_CONTENT_SECURITY_POLICY
 from perch_agile.params import seconds, whole_number
 
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
@@ -337,6 +339,11 @@ def _too_large(request) -> Response | None:
     )
 
 
+KEEP_DUPLICATE = OpenApiParameter(
+    "keep_duplicate", int, enum=[0, 1], description="1 stores a file whose audio the deployment already holds"
+)
+
+
 class DeploymentFilesView(ProjectView):
     write_action = Action.MANAGE
     parser_classes = [MultiPartParser, FormParser]
@@ -347,13 +354,15 @@ class DeploymentFilesView(ProjectView):
                 "Upload", {"files": drf_serializers.ListField(child=drf_serializers.FileField())}
             )
         },
+        parameters=[KEEP_DUPLICATE],
         responses={201: s.UploadResultSerializer, 400: s.UploadResultSerializer, 413: s.ErrorSerializer},
     )
     def post(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         if too_large := _too_large(request):
             return too_large
-        result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"))
+        keep = request.query_params.get("keep_duplicate") == "1"
+        result = deployments.add_uploaded_files(deployment, request.FILES.getlist("files"), keep_duplicates=keep)
         body = {
             "recordings": s.RecordingSerializer(result.recordings, many=True).data,
             "rejected": [{"filename": name, "reason": reason} for name, reason in result.rejected],
@@ -454,12 +463,14 @@ class RegionQueryView(ProjectView):
 SPECTROGRAM_STYLE = [
     OpenApiParameter("scale", str, enum=list(spectrograms.SCALES), description="frequency axis (default mel)"),
     OpenApiParameter("gain", int, enum=list(spectrograms.GAINS_DB), description="dB of brightening for faint calls"),
+    OpenApiParameter("px_per_s", int, enum=list(spectrograms.PX_PER_S), description="time scale (default 50)"),
 ]
 
 
 def _spectrogram_style(params) -> spectrograms.SpectrogramStyle:
     gain = whole_number(params.get("gain", "0"), "gain (dB)", maximum=max(spectrograms.GAINS_DB))
-    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=gain)
+    px_per_s = whole_number(params.get("px_per_s", "50"), "px_per_s", maximum=max(spectrograms.PX_PER_S))
+    return spectrograms.SpectrogramStyle(scale=params.get("scale", "mel"), gain_db=gain, px_per_s=px_per_s)
 
 
 def _png(path) -> FileResponse:
@@ -504,6 +515,18 @@ class RecordingSpectrogramView(ProjectView):
             query["start"], query["end"] = str(tile.start_s), str(tile.end_s)
             return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
         return _png(spectrograms.recording_spectrogram(recording, tile, style))
+
+
+class RecordingOverviewView(ProjectView):
+    @extend_schema(
+        parameters=SPECTROGRAM_STYLE,
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS},
+        description=f"The whole recording in at most {spectrograms.OVERVIEW_COLUMNS} columns, each the loudest "
+        f"of {spectrograms.OVERVIEW_FRAMES} short frames spread over its stretch.",
+    )
+    def get(self, request, project_id, recording_id):
+        recording = self.recording(recording_id)
+        return _png(spectrograms.recording_overview(recording, _spectrogram_style(request.query_params)))
 
 
 class ClipQueryListView(ProjectView):
@@ -934,3 +957,16 @@ class HopliteExportDownloadView(ProjectView):
             raise Http404("this export is not finished")
         response = FileResponse(open(export.path, "rb"), content_type="application/zip")  # noqa: SIM115 (FileResponse closes it)
         return _as_attachment(response, hoplite_exchange.export_file_name(export))
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The API reference (Swagger UI from drf-spectacular-sidecar's files) under the app's
+    Content-Security-Policy: its script is a separate request, its page styles a file."""
+
+    template_name = "frontend/api_docs.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response.headers["Content-Security-Policy"] = API_DOCS_CONTENT_SECURITY_POLICY
+        return response

@@ -167,13 +167,64 @@ async function pollProgress() {
     set("files", `${p.files_done} done, ${p.files_failed} failed of ${p.files_total}`);
     set("hours", p.audio_hours_done.toFixed(2));
     set("windows", p.windows);
-    const pace = p.windows_per_s ? `${p.windows_per_s.toFixed(1)} windows/s` : "";
+    const pace = p.windows_per_s ? `· ${p.windows_per_s.toFixed(1)} windows/s` : "";
     const left = p.eta_s && busy ? `, about ${formatDuration(p.eta_s)} left` : "";
     set("pace", pace + left);
     busy = showSearchIndexes(data.search_indexes || []) || busy;
   }
+  const files = document.querySelector("[data-recordings-url]");
+  if (files) await showRecordings(files);
   if (busy) setTimeout(pollProgress, 2000);
 }
+
+const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+// A deployment's file table, row by row, as deployment.html words it.
+async function showRecordings(table) {
+  const recordings = await api(table.dataset.recordingsUrl).catch(() => []);
+  for (const r of recordings) {
+    const row = table.querySelector(`tr[data-recording="${r.id}"]`);
+    if (!row) continue;
+    const cell = (field) => row.querySelector(`[data-field=${field}]`);
+    cell("status").className = `status-${r.status}`;
+    cell("status").textContent = capitalised(r.status);
+    const windows = { done: `${r.windows_done}`, embedding: `${r.windows_done} / ${r.windows_expected ?? "?"}` };
+    cell("windows").textContent = windows[r.status] || "";
+    if (r.status === "done" && !cell("file").querySelector("a")) {
+      const link = document.createElement("a");
+      link.href = table.dataset.recordingPage.replace(/0\/$/, `${r.id}/`);
+      link.textContent = r.filename;
+      cell("file").replaceChildren(link);
+    }
+    const notes = [[r.error, "error"], [r.warning, "warning"]].filter(([text]) => text).map(([text, kind]) => {
+      const span = document.createElement("span");
+      span.className = kind;
+      span.textContent = text;
+      return span;
+    });
+    cell("notes").replaceChildren(...notes);
+  }
+}
+
+// Classifiers being trained, on the project page: their status and quality as they come.
+async function pollClassifiers() {
+  for (const row of document.querySelectorAll("[data-classifier-url]")) {
+    const c = await api(row.dataset.classifierUrl).catch(() => null);
+    if (!c) continue;
+    const status = row.querySelector("[data-field=status]");
+    status.className = `status-${c.status}`;
+    status.textContent = capitalised(c.status) + (c.error ? `: ${c.error}` : "");
+    if (c.status === "done" || c.status === "failed") {
+      delete row.dataset.classifierUrl;
+      for (const field of ["roc_auc", "average_precision"]) {
+        const value = (o) => (o[field] === null ? "n/a" : o[field].toFixed(3));
+        row.querySelector(`[data-field=${field}]`).textContent = c.outputs.map(value).join(" ");
+      }
+    }
+  }
+  if (document.querySelector("[data-classifier-url]")) setTimeout(pollClassifiers, 2000);
+}
+if (document.querySelector("[data-classifier-url]")) pollClassifiers();
 
 // The project's search index cards (as _search_index.html words them); true while a build is queued or runs.
 function showSearchIndexes(indexes) {
@@ -477,9 +528,27 @@ function labelThenNext(hit, value) {
   });
 }
 
+// Hits per row as laid out now: 1 in the list, as many as fit the screen in the grid.
+function columns() {
+  const list = hits();
+  const row = list.findIndex((hit) => hit.offsetTop !== list[0].offsetTop);
+  return row === -1 ? list.length : row;
+}
+
+// Down past the loaded tiles waits for the next page, so focus lands on the tile below.
+async function down() {
+  const step = columns();
+  if (current + step >= hits().length) await loadNextPage();
+  focusHit(current + step);
+}
+
 const pageKeys = {
   j: () => next(),
   k: () => focusHit(current - 1),
+  ArrowRight: () => next(),
+  ArrowLeft: () => focusHit(current - 1),
+  ArrowDown: () => down(),
+  ArrowUp: () => focusHit(Math.max(0, current - columns())),
   " ": (hit) => togglePlay(hit),
   1: (hit) => labelThenNext(hit, "positive"),
   2: (hit) => labelThenNext(hit, "negative"),
@@ -524,24 +593,74 @@ document.addEventListener("click", (event) => {
 hits().forEach(refreshHit);
 if (hits().length) focusHit(0);
 
-// Drag a region on a recording's spectrogram, then search with it (a worker embeds it).
+// A recording's spectrogram, zoomed from 5 s to the whole file ([ and ] or the buttons):
+// drag a region to search with it; click to play the window there or open that part of
+// the file; a playhead runs while a window plays.
 const regionView = document.querySelector("[data-region-view]");
 if (regionView) {
+  const img = regionView.querySelector("img");
   const box = regionView.querySelector(".region");
+  const outline = regionView.querySelector(".current-window");
+  const playhead = regionView.querySelector(".playhead");
   const actions = document.querySelector("[data-region-actions]");
   const d = regionView.dataset;
-  const secondsAt = (clientX) => {
-    const x = clientX - regionView.getBoundingClientRect().left - Number(d.axisPx);
-    return Math.max(Number(d.spanStart), Math.min(Number(d.spanEnd), Number(d.spanStart) + x / Number(d.pxPerS)));
+  const duration = Number(d.duration);
+  // [seconds shown, the tile's pixels per second]: every tile is about 1,000-1,500 px wide.
+  // The last level is the whole file, from its overview picture.
+  const levels = [[5, 200], [10, 100], [30, 50], [60, 25]].filter(([length]) => length < duration);
+  levels.push([duration, 0]);
+  let zoom = Math.min(levels.length - 1, Number(localStorage.getItem("recordingZoom") || 2));
+  let view = { start: Number(d.spanStart), end: Number(d.spanEnd) };
+  const showView = (centre) => {
+    const [length, pxPerS] = levels[zoom];
+    const url = new URL(pxPerS ? d.tileUrl : d.overviewUrl, window.location.href);
+    if (pxPerS) {
+      // A tile of `length` starts on a multiple of half its length: the one centred nearest `centre`.
+      const half = length / 2;
+      const start = Math.max(0, half * Math.round((centre - half) / half));
+      view = { start, end: Math.min(start + length, duration) };
+      url.searchParams.set("start", view.start);
+      url.searchParams.set("end", view.end);
+      url.searchParams.set("px_per_s", pxPerS);
+    } else {
+      view = { start: 0, end: duration };
+    }
+    img.src = url.href;
+    applySpectrogramStyle(regionView);
+    document.querySelector("[data-zoom-label]").textContent = pxPerS
+      ? `${view.start.toFixed(1)}–${view.end.toFixed(1)} s` : `the whole file (${formatDuration(duration)})`;
+    box.hidden = true;
+    actions.hidden = true;
+    if (hits().length) markWindow(hits()[current], false);
   };
-  const xOf = (seconds) => Number(d.axisPx) + (seconds - Number(d.spanStart)) * Number(d.pxPerS);
+  // The picture is drawn to the page's width; its frequency axis scales with it.
+  const axis = () => Number(d.axisPx) * img.clientWidth / (img.naturalWidth || img.clientWidth);
+  const pxPerSecond = () => (img.clientWidth - axis()) / (view.end - view.start);
+  const secondsAt = (clientX) => {
+    const x = clientX - img.getBoundingClientRect().left - axis();
+    return Math.max(view.start, Math.min(view.end, view.start + x / pxPerSecond()));
+  };
+  const xOf = (seconds) => axis() + (seconds - view.start) * pxPerSecond();
+  const place = (element, from, to) => {
+    element.hidden = to <= view.start || from >= view.end;
+    element.style.left = `${xOf(Math.max(from, view.start))}px`;
+    element.style.width = `${Math.max(2, (Math.min(to, view.end) - Math.max(from, view.start)) * pxPerSecond())}px`;
+  };
+  const zoomBy = (step) => {
+    const next = Math.max(0, Math.min(levels.length - 1, zoom - step));
+    if (next === zoom) return;
+    const hit = hits()[current];
+    const centre = hit && Number(hit.dataset.start) < view.end && Number(hit.dataset.end) > view.start
+      ? (Number(hit.dataset.start) + Number(hit.dataset.end)) / 2 : (view.start + view.end) / 2;
+    zoom = next;
+    localStorage.setItem("recordingZoom", String(zoom));
+    showView(centre);
+  };
   let anchor = null;
   let region = null;
   const draw = (a, b) => {
     region = [Math.min(a, b), Math.max(a, b)];
-    box.hidden = false;
-    box.style.left = `${xOf(region[0])}px`;
-    box.style.width = `${Math.max(1, (region[1] - region[0]) * Number(d.pxPerS))}px`;
+    place(box, region[0], region[1]);
     actions.hidden = region[1] - region[0] < 0.1;
     actions.querySelector("[data-region-label]").textContent = `${region[0].toFixed(2)}–${region[1].toFixed(2)} s`;
   };
@@ -550,26 +669,52 @@ if (regionView) {
   regionView.addEventListener("pointerup", (e) => {
     if (anchor === null) return;
     const seconds = secondsAt(e.clientX);
-    if (Math.abs(seconds - anchor) < 0.1) { // a click, not a drag: play the window there
+    if (Math.abs(seconds - anchor) * pxPerSecond() < 3) { // a click, not a drag
       box.hidden = true;
       actions.hidden = true;
       const hit = hits().find((h) => Number(h.dataset.start) <= seconds && seconds < Number(h.dataset.end));
       if (hit) { focusHit(hits().indexOf(hit)); togglePlay(hit); }
+      else window.location.href = `?start=${Math.floor(seconds)}`; // the windows of that part of the file
     } else {
       draw(anchor, seconds);
     }
     anchor = null;
   });
-  // The focused window, outlined on the spectrogram.
-  const outline = regionView.querySelector(".current-window");
-  document.addEventListener("hit-focus", (event) => {
-    const start = Number(event.detail.dataset.start);
-    const end = Number(event.detail.dataset.end);
-    outline.hidden = Number.isNaN(start);
-    outline.style.left = `${xOf(start)}px`;
-    outline.style.width = `${(end - start) * Number(d.pxPerS)}px`;
+  // The focused window, outlined; a zoomed view follows it.
+  const markWindow = (hit, follow = true) => {
+    const start = Number(hit.dataset.start);
+    const end = Number(hit.dataset.end);
+    if (Number.isNaN(start)) { outline.hidden = true; return; }
+    if (follow && ((start + end) / 2 < view.start || (start + end) / 2 > view.end)) showView((start + end) / 2);
+    else place(outline, start, end);
+  };
+  document.addEventListener("hit-focus", (event) => markWindow(event.detail));
+  img.addEventListener("load", () => { if (hits().length) markWindow(hits()[current]); });
+  window.addEventListener("resize", () => { if (hits().length) markWindow(hits()[current]); });
+  // While a window plays, the playhead shows where in the file its sound is.
+  document.addEventListener("play", (event) => {
+    const hit = event.target.closest && event.target.closest(".hit");
+    if (!hit) return;
+    const audio = event.target;
+    const offset = Math.max(0, Number(hit.dataset.start) - (playback.context ? 2 : 0));
+    const tick = () => {
+      if (audio.paused || audio.ended) { playhead.hidden = true; return; }
+      const at = offset + audio.currentTime;
+      playhead.hidden = at < view.start || at > view.end;
+      playhead.style.left = `${xOf(at)}px`;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  }, true);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-zoom]");
+    if (button) zoomBy(Number(button.dataset.zoom));
   });
-  if (hits().length) focusHit(current);
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, select, textarea, dialog")) return;
+    if (event.key === "[" || event.key === "]") { event.preventDefault(); zoomBy(event.key === "]" ? 1 : -1); }
+  });
+  showView((view.start + view.end) / 2);
   actions.querySelector("[data-region-search]").addEventListener("click", async () => {
     try {
       const clip = await api(d.regionUrl, {
@@ -652,6 +797,42 @@ document.addEventListener("change", (event) => {
   }
 });
 applySpectrogramStyle();
+
+// The grid of tiles beside the list, and one size for every tile: remembered in this browser.
+function applyHitLayout() {
+  const layout = localStorage.getItem("hitLayout") || "list";
+  const size = localStorage.getItem("tileSize") || "m";
+  document.querySelectorAll("ol.hits").forEach((list) => {
+    list.classList.toggle("grid", layout === "grid");
+    list.dataset.tileSize = size;
+  });
+  document.querySelectorAll("[data-hit-layout]").forEach((select) => { select.value = layout; });
+  document.querySelectorAll("[data-tile-size]").forEach((select) => { select.value = size; });
+  if (hits().length) focusHit(current);
+}
+document.addEventListener("change", (event) => {
+  if (event.target.matches("[data-hit-layout]")) localStorage.setItem("hitLayout", event.target.value);
+  else if (event.target.matches("[data-tile-size]")) localStorage.setItem("tileSize", event.target.value);
+  else return;
+  event.target.blur(); // back to the keys: arrows move between tiles, not through the choices
+  applyHitLayout();
+});
+applyHitLayout();
+
+// A click on a hit's picture focuses and plays it; the playing hit is marked.
+document.addEventListener("click", (event) => {
+  const picture = event.target.closest(".hit img.spectrogram");
+  if (!picture) return;
+  const hit = picture.closest(".hit");
+  focusHit(hits().indexOf(hit));
+  togglePlay(hit);
+});
+for (const type of ["play", "pause", "ended"]) {
+  document.addEventListener(type, (event) => {
+    const hit = event.target.closest && event.target.closest(".hit");
+    if (hit) hit.classList.toggle("playing", type === "play");
+  }, true);
+}
 
 // Blind review: others' labels are hidden (only how many there are shows), so that a
 // second annotator's judgement is their own.

@@ -51,7 +51,9 @@
     if (status >= 400) throw new Refused(state.error);
     if (state.received_bytes > 0) row.say(`continuing at ${megabytes(state.received_bytes)}`);
     onProgress(state.received_bytes);
-    const url = `${listUrl}${state.id}/`;
+    // Only the last chunk can tell a duplicate, by the fingerprint of the whole file.
+    const keep = form.querySelector("[data-keep-duplicates]").checked ? "?keep_duplicate=1" : "";
+    const url = `${listUrl}${state.id}/${keep}`;
     let stalls = 0;
     let chunkBytes = CHUNK_BYTES;
     const smaller = () => { chunkBytes = Math.max(MIN_CHUNK_BYTES, chunkBytes / 2); };
