@@ -907,7 +907,11 @@ class HopliteImportDetailView(ProjectView):
     def get(self, request, project_id, hoplite_import_id):
         return Response(s.HopliteImportSerializer(self.hoplite_import(hoplite_import_id)).data)
 
-    @extend_schema(request=None, responses={202: s.HopliteImportSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="projects_hoplite_imports_resume",
+        request=None,
+        responses={202: s.HopliteImportSerializer, **ERRORS},
+    )
     def post(self, request, project_id, hoplite_import_id):
         """Resume a failed import after the deployments it wrote."""
         resumed = hoplite_exchange.resume_import(self.hoplite_import(hoplite_import_id))
