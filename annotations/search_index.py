@@ -110,13 +110,15 @@ def request_index_build(project: Project, model: EmbeddingModel) -> SearchIndex:
 def newest_window_id(project: Project, model: EmbeddingModel) -> int | None:
     """The project's highest window id for ``model``, one step down window_project_model_id.
 
-    Ordered by all three columns so that only that index can serve it: "max(id)" let the
-    planner walk the primary key back through every newer window of other projects
-    (measured: 78 ms past 100,000 of them, instead of 0.1 ms).
+    Only that index may serve it: with "max(id)", or with "= project" (the planner drops
+    columns fixed by equality from the ORDER BY), it walked the primary key back through
+    every newer window of other projects (measured: 35-95 ms past 100,000 of them, instead
+    of 0.5 ms). "= ANY" keeps all three columns in the order, which the primary key lacks.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {Window._meta.db_table} WHERE project_id = %s AND model_id = %s "
+            f"SELECT id FROM {Window._meta.db_table} "
+            "WHERE project_id = ANY(ARRAY[%s]::bigint[]) AND model_id = ANY(ARRAY[%s]::bigint[]) "
             "ORDER BY project_id DESC, model_id DESC, id DESC LIMIT 1",
             [project.pk, model.pk],
         )
