@@ -44,6 +44,11 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
     everything else on this page negative"). Returns how many labels changed."""
     window_ids = list(dict.fromkeys(window_ids))
     _check_in_project(project, window_ids, label_id)
+    return _write_values(user, window_ids, label_id, value)
+
+
+def _write_values(user, window_ids: list[int], label_id: int, value: str) -> int:
+    """``set_labels`` once its windows and label are known to be the project's."""
     with transaction.atomic():
         existing = {
             a.window_id: a
@@ -83,7 +88,7 @@ def restore_labels(project: Project, user, label_id: int, previous: dict[int, st
     with transaction.atomic():
         changed = 0
         for value in {v for v in previous.values() if v is not None}:
-            changed += set_labels(project, user, [w for w, v in previous.items() if v == value], label_id, value)
+            changed += _write_values(user, [w for w, v in previous.items() if v == value], label_id, value)
         removed = list(
             Annotation.objects.select_for_update().filter(
                 window_id__in=[w for w, v in previous.items() if v is None], label_id=label_id, annotator=user
