@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import psycopg
 from django.db import connection, transaction
+from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg.adapt import Loader
 from psycopg.pq import Format
@@ -97,6 +98,7 @@ def replace_windows(
     logits = top_logits.tolist() if top_logits is not None else [None] * len(starts_s)
     recording = Recording.objects.select_related("deployment").get(pk=recording_id)
     started = recording.started_at
+    sketches = sketch_binary(embeddings, sketch_center(model, embeddings))
     with transaction.atomic():
         Window.objects.filter(recording_id=recording_id, model=model).delete()
         rows = (
@@ -109,11 +111,12 @@ def replace_windows(
                 float(end),
                 None if started is None else started + dt.timedelta(seconds=float(start)),
                 embedding,
+                sketch,
                 window_classes,
                 window_logits,
             )
-            for start, end, embedding, window_classes, window_logits in zip(
-                starts_s, ends_s, halfvec_binary(embeddings), classes, logits, strict=True
+            for start, end, embedding, sketch, window_classes, window_logits in zip(
+                starts_s, ends_s, halfvec_binary(embeddings), sketches, classes, logits, strict=True
             )
         )
         # What searches count to choose their path (annotations.search.candidate_windows).
@@ -122,7 +125,7 @@ def replace_windows(
             Window._meta.db_table,
             WINDOW_COLUMNS,
             ["bigint", "bigint", "bigint", "bigint", "double precision", "double precision", "timestamptz", "bytea"]
-            + ["integer[]", "double precision[]"],
+            + ["bytea", "integer[]", "double precision[]"],
             rows,
         )
 
@@ -136,6 +139,7 @@ WINDOW_COLUMNS = [
     "end_s",
     "started_at",
     "embedding",
+    "sketch",
     "top_classes",
     "top_logits",
 ]
@@ -160,6 +164,42 @@ def halfvec_binary(embeddings: np.ndarray) -> list[bytes]:
     rows[:, :4] = np.frombuffer(np.array([dim, 0], dtype=">i2").tobytes(), dtype=np.uint8)
     rows[:, 4:] = np.ascontiguousarray(embeddings, dtype=">f2").view(np.uint8).reshape(n, 2 * dim)
     return [row.tobytes() for row in rows]
+
+
+def sketch_center(model: EmbeddingModel, embeddings: np.ndarray) -> np.ndarray:
+    """The model's sketch centre, float32 [D]: the mean of ``embeddings`` [N, D] when
+    these are the model's first windows (whichever writer comes first sets it for all)."""
+    if model.sketch_center is None:
+        first = np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32)
+        EmbeddingModel.objects.filter(pk=model.pk, sketch_center__isnull=True).update(sketch_center=first)
+        model.sketch_center = EmbeddingModel.objects.values_list("sketch_center", flat=True).get(pk=model.pk)
+    return center_array(model.sketch_center)
+
+
+def center_array(center) -> np.ndarray:
+    """A model's sketch_center as float32 [D] (the field holds a pgvector HalfVector)."""
+    return np.asarray(center.to_numpy() if isinstance(center, HalfVector) else center, np.float32)
+
+
+def sketch_bits(embeddings: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Sign sketches: bool [N, D], True where an embedding [N, D] is above ``center`` [D]
+    (in float16, as stored: the same bits as pgvector's binary_quantize of the difference)."""
+    stored = np.asarray(embeddings, np.float16).astype(np.float32)
+    return stored - np.asarray(center, np.float16).astype(np.float32) > 0
+
+
+def sketch_binary(embeddings: np.ndarray, center: np.ndarray) -> list[bytes]:
+    """float [N, D] -> PostgreSQL's binary ``bit`` of each row's sketch (int32 length in
+    bits, then the bits, first dimension in the first byte's high bit)."""
+    n, dim = embeddings.shape
+    packed = np.packbits(sketch_bits(embeddings, center), axis=1)
+    length = np.frombuffer(np.array([dim], dtype=">i4").tobytes(), dtype=np.uint8)
+    return [row.tobytes() for row in np.concatenate([np.broadcast_to(length, (n, 4)), packed], axis=1)]
+
+
+def sketch_text(embedding: np.ndarray, center: np.ndarray) -> str:
+    """One embedding's sketch as a ``bit`` literal ('0110...'), for a query."""
+    return "".join("1" if bit else "0" for bit in sketch_bits(embedding[None, :], center)[0])
 
 
 class _VectorBytesLoader(Loader):

@@ -11,7 +11,7 @@ table; each project gets its own partial HNSW index per model over
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from pgvector.django import HalfVectorField, VectorField
+from pgvector.django import BitField, HalfVectorField, VectorField
 
 
 class Project(models.Model):
@@ -88,6 +88,14 @@ class Label(models.Model):
         return self.name
 
 
+class SketchField(BitField):
+    """A ``bit varying`` column: one bit per dimension, whatever the model's (a bare
+    ``bit``, which pgvector's field declares without a length, means one bit)."""
+
+    def db_type(self, connection) -> str:
+        return "bit varying"
+
+
 class EmbeddingModel(models.Model):
     """Which model made an embedding, down to the framing that defines its windows."""
 
@@ -99,6 +107,9 @@ class EmbeddingModel(models.Model):
     sample_rate = models.PositiveIntegerField()
     # The model's own output classes (e.g. species codes), indexed by Window.top_classes.
     class_names = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    # What Window.sketch's bits are signs against: the mean of the first windows written
+    # (embeddings are rarely centred on zero, and the signs of uncentred ones say little).
+    sketch_center = HalfVectorField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -230,6 +241,11 @@ class Window(models.Model):
     # When the window's audio began (UTC); null while the recording's start is unknown.
     started_at = models.DateTimeField(null=True)
     embedding = HalfVectorField()
+    # One bit per dimension: is the embedding above the model's sketch_center there? A
+    # filtered search ranks the windows it may return by Hamming distance between sketches,
+    # read from one_window_per_start alone, and compares only the best of them exactly
+    # (annotations.search).
+    sketch = SketchField()
     # The model's own highest-scoring classes for this window, best first: indices into
     # model.class_names and their logits. Null for models without a classifier head.
     top_classes = ArrayField(models.IntegerField(), null=True)
@@ -237,7 +253,15 @@ class Window(models.Model):
 
     class Meta:
         ordering = ["recording_id", "start_s"]
-        constraints = [models.UniqueConstraint(fields=["recording", "model", "start_s"], name="one_window_per_start")]
+        constraints = [
+            # It also carries what a filtered search's first pass reads (annotations.search),
+            # so that the pass never touches the table's 2 KB rows.
+            models.UniqueConstraint(
+                fields=["recording", "model", "start_s"],
+                include=["id", "deployment", "started_at", "sketch"],
+                name="one_window_per_start",
+            )
+        ]
         # A project's windows of one model in id order: the part of it not yet in its
         # search index (ids above SearchIndex.max_window_id) is read through this.
         indexes = [models.Index(fields=["project", "model", "id"], name="window_project_model_id")]

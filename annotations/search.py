@@ -1,13 +1,16 @@
 """Query by example: the windows nearest one or more examples by cosine similarity.
 
-A search takes one of two paths (``nearest_window_ids``), and says which:
+A search takes one of three paths (``nearest_window_ids``), and says which:
 
 - **exact**, when the filters leave few windows (up to ``EXACT_SCAN_MAX_WINDOWS``, found
-  through the recordings that may hold them): every one is compared with the query,
-  which for so few is both faster than the index and never misses a hit;
+  through the recordings that may hold them): every one is compared with the query;
+- **sketch**, when a filter leaves more, up to ``SKETCH_SCAN_MAX_WINDOWS`` (or the project
+  has no index yet): every window that passes is ranked by the Hamming distance between
+  its sign sketch and the query's, read from the ``one_window_per_start`` index alone
+  (a seventh of the bytes of an embedding, and no table rows), and the best
+  ``SKETCH_POOL_PER_K`` times k are compared exactly;
 - **index**, otherwise: the project's own partial HNSW index (``annotations.search_index``)
-  with pgvector's iterative scan and an ``ef_search`` raised for filters, so that a
-  filtered query does not come back short, plus an exact scan of the windows written
+  with pgvector's iterative scan under a filter, plus an exact scan of the windows written
   since the index was built.
 
 Filters are tested on the window row itself (it carries its project, deployment and start
@@ -32,7 +35,7 @@ from django.db import connection, models, transaction
 
 from annotations.clips import check_quota, clip_folder
 from annotations.deployments import AUDIO_EXTENSIONS, safe_filename
-from annotations.embedding_store import raw_connection, window_embeddings, window_matrix
+from annotations.embedding_store import center_array, raw_connection, sketch_text, window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.labeling import labels_by_window
 from annotations.models import (
@@ -127,20 +130,32 @@ class Examples:
 
 
 # Up to this many windows passing the filters, a search compares the query with each of
-# them; above it, it uses the project's HNSW index. Measured by bench/scale.py at 1M
-# windows: an exact scan costs about 1.2 us per 1024-d window (60 ms for a 5% deployment,
-# every hit found), while the index's iterative scan under a filter that selective found
-# only 92% of the true top 100, whatever its ef_search.
-EXACT_SCAN_MAX_WINDOWS = 60_000
+# them. An exact comparison costs about 0.8 us per 1024-d window (bench/scale.py, 1M
+# windows); a sketch's first pass about 0.3-0.45 us, plus 5 us for each window of its pool,
+# so sketches win from about this many.
+EXACT_SCAN_MAX_WINDOWS = 10_000
+# Up to this many, the sketch path; above it, the project's HNSW index is faster (its cost
+# under a filter grows with the candidates it skips, not with the windows that pass).
+# bench/scale.py at 1M: 26 ms for a 50,000-window deployment, 44 ms for 3 days (8%).
+SKETCH_SCAN_MAX_WINDOWS = 60_000
+# The sketch path compares this many times k of its best-sketched windows exactly (at least
+# SKETCH_POOL_MIN): bench/scale.py finds 0.999 of the true top 100 in the best 500.
+SKETCH_POOL_PER_K = 10
+SKETCH_POOL_MIN = 1_000
 # hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. A filtered query
-# explores further, or the hits that pass the filter come back short (bench/scale.py:
-# 800 lifts a 3-day range, 8% of a season, from 0.93 to 0.95 recall@100).
+# explores further, or the hits that pass the filter come back short.
 EF_SEARCH_MIN = 100
-FILTERED_EF_SEARCH_MIN = 800
+FILTERED_EF_SEARCH_MIN = 400
+# Under a filter, this many times k from the index: its iterative scan stops at the first
+# rows that pass, and closer ones often come in the next batch. bench/scale.py, 8% hour and
+# date filters at 1M: recall@100 0.94 with k alone, 0.955 with 1.5 k; the scan's time
+# grows with the pool (each row that passes costs the rows it skipped), not with ef_search.
+FILTERED_POOL = 1.6
 
 
 class SearchPath(models.TextChoices):
     EXACT = "exact", "Exact: every window that passes the filters was compared"
+    SKETCH = "sketch", "Every window that passes the filters ranked by sketch, the best compared exactly"
     INDEX = "index", "The project's HNSW index (windows newer than it compared exactly)"
 
 
@@ -159,10 +174,12 @@ def nearest_window_ids(
     exclude_window_ids: Sequence[int] = (),
     filters: SearchFilters = SearchFilters(),
     exact_scan_max: int = EXACT_SCAN_MAX_WINDOWS,
+    sketch_scan_max: int = SKETCH_SCAN_MAX_WINDOWS,
 ) -> NearestWindows:
     """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim]) by
     cosine, best first: exactly when the filters leave at most ``exact_scan_max``
-    windows or the project has no index yet, otherwise from its HNSW index."""
+    windows, by sketch when they leave at most ``sketch_scan_max`` or the project has no
+    index yet, otherwise from its HNSW index."""
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
         raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
@@ -176,30 +193,41 @@ def nearest_window_ids(
     if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > exact_scan_max:
         candidates = index.windows  # the index alone holds too many to scan: no need to count
     else:
-        candidates = candidate_windows(recordings, recording_params, exact_scan_max + 1)
-    exact = candidates <= exact_scan_max or not index.index_name
+        candidates = candidate_windows(recordings, recording_params, max(exact_scan_max, sketch_scan_max) + 1)
     filtered = bool(conditions)
+    path = _choose_path(candidates, filtered, bool(index.index_name), exact_scan_max, sketch_scan_max)
+    if path == SearchPath.SKETCH and (filters.predicted_class or model.sketch_center is None):
+        path = SearchPath.EXACT if not index.index_name else SearchPath.INDEX  # not in one_window_per_start
     with transaction.atomic(), raw_connection().cursor() as cursor:
         # Only the index (or the recordings' windows) may reach the rows: a planner that
         # misjudges a filter must not fall back to reading the whole table.
         cursor.execute("SET LOCAL enable_seqscan = off")
         # A worker process costs more to start than these small scans take.
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        if exact:
+        if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, conditions, recordings), params)
+        elif path == SearchPath.SKETCH:
+            params["sketch"] = sketch_text(query, center_array(model.sketch_center))
+            params["pool"] = max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN)
+            cursor.execute(sketch_sql(model, conditions, recordings), params)
         else:
             ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
             cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
             newest = newest_window_id(project, model)
-            # Under a filter, twice k from the index: its iterative scan stops at the first k
-            # rows that pass, and closer ones often come in the next batch (bench/scale.py:
-            # recall@100 under 8% hour filters 0.935 with k alone).
-            params["pool"] = 2 * k if filtered else k
+            params["pool"] = round(FILTERED_POOL * k) if filtered else k
             cursor.execute(index_sql(project, model, index.max_window_id, conditions, newest), params)
         scored = sorted(cursor.fetchall(), key=lambda row: -row[1])[:k]
-    return NearestWindows(scored, SearchPath.EXACT if exact else SearchPath.INDEX, candidates)
+    return NearestWindows(scored, path, candidates)
+
+
+def _choose_path(candidates: int, filtered: bool, indexed: bool, exact_scan_max: int, sketch_scan_max: int) -> str:
+    if candidates <= exact_scan_max:
+        return SearchPath.EXACT
+    if not indexed or (filtered and candidates <= sketch_scan_max):
+        return SearchPath.SKETCH
+    return SearchPath.INDEX
 
 
 def _distance(model: EmbeddingModel) -> str:
@@ -228,6 +256,20 @@ def exact_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> 
         "AND w.project_id = %(project)s AND w.model_id = %(model)s"
     )
     return _nearest(where, model, conditions, by_index=False)
+
+
+def sketch_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> str:
+    """The ``pool`` windows of the recordings that may hold hits whose sketches are nearest
+    the query's, read from one_window_per_start alone (the conditions test only what it
+    carries), then the best k of them by cosine."""
+    pool = (
+        "SELECT w.id FROM annotations_window w WHERE w.recording_id IN (SELECT r.id FROM annotations_recording r "
+        f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings}) "
+        "AND w.model_id = %(model)s AND NOT (w.id = ANY(%(exclude)s)) "
+        + "".join(f"AND {condition} " for condition in conditions)
+        + "ORDER BY w.sketch <~> %(sketch)s::varbit LIMIT %(pool)s"
+    )
+    return _nearest(f"w.id IN ({pool})", model, [], by_index=False)
 
 
 def index_sql(
@@ -494,7 +536,8 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> Ranked:
         nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
         candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
         paths.add(nearest.path)
-    path = SearchPath.INDEX if SearchPath.INDEX in paths else SearchPath.EXACT
+    # The least exact of the paths taken.
+    path = next(p for p in (SearchPath.INDEX, SearchPath.SKETCH, SearchPath.EXACT) if p in paths)
     if not candidate_ids:
         return Ranked(examples.model, [], path)
     ids = np.fromiter(candidate_ids, dtype=np.int64)

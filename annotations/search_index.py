@@ -209,8 +209,11 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
             # Into shared buffers now, not page by page under the first searches.
             cursor.execute("SELECT pg_prewarm(%s::regclass)", [name])
             # Fresh statistics, or right after a first bulk load the planner still believes
-            # the table is tiny and scans every row instead of using the index.
-            cursor.execute(f"ANALYZE {Window._meta.db_table}")
+            # the table is tiny and scans every row instead of using the index. VACUUM marks
+            # the new rows' pages all-visible, so that filtered searches read their sketches
+            # from one_window_per_start alone (it only visits pages not yet marked).
+            vacuum = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
+            cursor.execute(f"{vacuum} {Window._meta.db_table}")
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INDEX_LOCK_NAMESPACE, project.pk])
     row.refresh_from_db()

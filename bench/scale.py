@@ -207,7 +207,9 @@ def search_process() -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
-def timed_searches(project_id: int, model_id: int, filters, query_rows: np.ndarray, excludes: list[int], scan_max):
+def timed_searches(
+    project_id: int, model_id: int, filters, query_rows: np.ndarray, excludes: list[int], crossovers: tuple[int, int]
+):
     """In the search process: ([ms per query], [set of window ids found], {paths taken})."""
     from annotations.models import EmbeddingModel, Project
     from annotations.search import nearest_window_ids
@@ -216,7 +218,7 @@ def timed_searches(project_id: int, model_id: int, filters, query_rows: np.ndarr
     latencies, results, paths = [], [], set()
     for query, exclude in zip(query_rows, excludes, strict=True):
         started = time.perf_counter()
-        nearest = nearest_window_ids(project, model, query, K, [exclude], filters, scan_max)
+        nearest = nearest_window_ids(project, model, query, K, [exclude], filters, *crossovers)
         latencies.append(1000 * (time.perf_counter() - started))
         paths.add(str(nearest.path))
         results.append({window_id for window_id, _ in nearest.scored})
@@ -253,13 +255,14 @@ class InThisProcess:
 
 
 def measure_searches(
-    big, small, model, corpus: Corpus, queries: int, exact_scan_max: int | None = None, seed=1, searcher=None
+    big, small, model, corpus: Corpus, queries: int, crossovers: tuple[int, int] | None = None, seed=1, searcher=None
 ):
-    """SearchFigures for every filter; ``exact_scan_max`` overrides the search's cross-over;
-    ``searcher`` (``search_process()``, or by default this process) runs the timed searches."""
-    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SearchFilters
+    """SearchFigures for every filter; ``crossovers`` (exact_scan_max, sketch_scan_max)
+    override the search's; ``searcher`` (``search_process()``, or by default this process)
+    runs the timed searches."""
+    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS, SearchFilters
 
-    scan_max = EXACT_SCAN_MAX_WINDOWS if exact_scan_max is None else exact_scan_max
+    crossovers = crossovers or (EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS)
     rng = np.random.default_rng(seed)
     n_big = int((corpus.project == 0).sum())  # the big project's windows come first
     picks = rng.choice(n_big, queries, replace=False)
@@ -312,7 +315,7 @@ def measure_searches(
         passes = []
         for _ in ("cold", "warm"):
             latencies, results, paths = searcher.submit(
-                timed_searches, project.pk, model.pk, filters, query_rows, excludes, scan_max
+                timed_searches, project.pk, model.pk, filters, query_rows, excludes, crossovers
             ).result()
             passes.append(statistics.median(latencies))
         recalls, recalls_original = [], []

@@ -1,4 +1,4 @@
-"""Migrating an existing database in place: float32 vectors become float16 halfvecs."""
+"""Migrating an existing database in place: float32 vectors become float16 halfvecs, sketched."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from annotations.embedding_store import window_embeddings
+from annotations.embedding_store import center_array, sketch_text, window_embeddings
+from annotations.models import EmbeddingModel
 from tests.test_detection_rates import two_site_survey
 
 BEFORE = [("annotations", "0004_search_results_and_file_fingerprints")]
@@ -77,6 +78,12 @@ def test_vector_embeddings_are_migrated_in_place_to_float16():
             assert cursor.fetchone()[0] == 0  # the per-model vector index gave way
             cursor.execute("SELECT project_id, deployment_id, started_at FROM annotations_window ORDER BY start_s")
             rows = cursor.fetchall()
+            cursor.execute("SELECT sketch FROM annotations_window ORDER BY start_s")
+            sketches = [row[0] for row in cursor.fetchall()]
+        # Sketched against the model's mean embedding, as new windows will be.
+        center = center_array(EmbeddingModel.objects.get(pk=model).sketch_center)
+        np.testing.assert_allclose(center, vectors.astype(np.float16).astype(np.float32).mean(axis=0), atol=1e-2)
+        assert sketches == [sketch_text(vector, center) for vector in vectors]
         migrated = window_embeddings(ids)
         assert len(migrated) == len(vectors)
         for i, window_id in enumerate(ids):

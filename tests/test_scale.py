@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from annotations.models import TaskStatus, WindowScore
 from annotations.review_queues import KINDS
+from annotations.search import SKETCH_POOL_MIN, SKETCH_POOL_PER_K, SearchFilters, nearest_window_ids
 from annotations.search_index import build_search_index, index_summaries
 from annotations.stored_scores import score_project, windows_above
 from bench import scale
@@ -26,16 +28,38 @@ def season(make_user):
     return user, big, small, model, corpus
 
 
-def test_every_filter_keeps_its_hits_on_either_path(season):
+def test_every_filter_keeps_its_hits_on_every_path(season):
     _, big, small, model, corpus = season
-    # The default cross-over (these filtered sets are small: exact), then the index forced.
-    for exact_scan_max, path in ((None, "exact"), (0, "index")):
-        figures = scale.measure_searches(big, small, model, corpus, queries=8, exact_scan_max=exact_scan_max)
+    # Each path forced in turn (exact_scan_max, sketch_scan_max): every window that passes
+    # compared, ranked by sketch, then through the index. Unfiltered searches of an indexed
+    # project take the index unless they are small enough to compare exactly.
+    for crossovers, path in (((10**9, 0), "exact"), ((0, 10**9), "sketch"), ((0, 0), "index")):
+        figures = scale.measure_searches(big, small, model, corpus, queries=8, crossovers=crossovers)
         assert len(figures) == 7
         for figure in figures:
             assert figure.recall >= 0.95, (path, figure)
+            unfiltered = figure.name in ("no filter", "small project (10%)")
             if figure.name != "best per recording":
-                assert figure.paths == path, figure
+                assert figure.paths == ("index" if path == "sketch" and unfiltered else path), figure
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sketch_search_reads_sketches_from_the_index_not_the_table(make_user):
+    big, _, model, corpus, _ = scale.build_corpus(make_user("ecologist"), 30_000, 256, recording_s=60.0)
+    build_search_index(big, model)  # outside a transaction: its VACUUM marks every page all-visible
+    site = (corpus.project == 0) & (corpus.site == 2)
+    query = corpus.embeddings[np.nonzero(site)[0][5]]
+    with transaction.atomic():
+        before = table_reads("annotations_window")
+        nearest = nearest_window_ids(big, model, query, 50, filters=SearchFilters(site="S2"), exact_scan_max=0)
+        read = table_reads("annotations_window") - before
+    assert nearest.path == "sketch" and nearest.candidates == site.sum() > 4_000
+    # Only the pool compared exactly is read from the table (and the project's few rows).
+    assert read <= max(SKETCH_POOL_PER_K * 50, SKETCH_POOL_MIN) + 10, read
+    stored = corpus.embeddings.astype(np.float16).astype(np.float32)
+    cosines = stored @ query.astype(np.float16) / np.linalg.norm(stored, axis=1)
+    expected = corpus.window_ids[np.nonzero(site)[0][np.argsort(-cosines[site])[:50]]]
+    assert len(set(expected) & {window_id for window_id, _ in nearest.scored}) >= 48
 
 
 def table_reads(table: str) -> int:

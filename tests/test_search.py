@@ -11,10 +11,12 @@ from django.utils import timezone
 
 from annotations.deployments import create_deployment, create_project, edit_start_time
 from annotations.embedding_store import (
+    center_array,
     iter_deployment_embeddings,
     raw_connection,
     register_embedding_model,
     replace_windows,
+    sketch_text,
     window_embeddings,
     window_matrix,
 )
@@ -92,6 +94,26 @@ def test_every_reader_returns_the_stored_embeddings_to_float16(project_with_vect
     row_of = {window_id: i for i, window_id in enumerate(ids)}
     for chunk_ids, chunk in streamed:
         np.testing.assert_array_equal(chunk, stored[[row_of[w] for w in chunk_ids]])
+
+
+def test_stored_sketches_are_the_signs_against_the_models_first_mean(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    model.refresh_from_db()
+    # The first recording's mean (its 50 windows came first), as stored in float16.
+    center = center_array(model.sketch_center)
+    np.testing.assert_allclose(center, vectors[:50].mean(axis=0), atol=2e-3)
+    with connection.cursor() as cursor:
+        # pgvector's own quantizer on the stored rows: what the migration writes.
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE w.sketch = "
+            "binary_quantize(w.embedding - m.sketch_center)::varbit) FROM annotations_window w "
+            "JOIN annotations_embeddingmodel m ON m.id = w.model_id WHERE w.model_id = %s",
+            [model.pk],
+        )
+        assert cursor.fetchone() == (len(ids), len(ids))
+        cursor.execute("SELECT sketch FROM annotations_window WHERE id = %s", [ids[3]])
+        assert cursor.fetchone()[0] == sketch_text(vectors[3], center)
+    assert sketch_text(vectors[3], center) == "".join("1" if x else "0" for x in vectors[3].astype(np.float16) > center)
 
 
 def test_a_small_project_is_searched_exactly(project_with_vectors):
