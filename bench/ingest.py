@@ -1,7 +1,10 @@
 """Benchmark: ingesting a multi-file deployment against the bare model on the same batches.
 
     .venv/bin/python -u -m bench.ingest [--model efficientnet-b3-standin] [--files 6]
-        [--seconds 300] [--batch N] [--decoders N]
+        [--seconds 300] [--batch N] [--decoders N] [--linked]
+
+    # memory over a long deployment: 100 files of an hour (two written, the rest linked)
+    .venv/bin/python -u -m bench.ingest --files 100 --seconds 3600 --linked
 
 Builds a deployment of real birdsong over noise at mixed sample rates (44.1 and 48 kHz)
 in a throwaway database, with the configured model (PERCH_AGILE_MODEL) or the stand-in.
@@ -14,7 +17,12 @@ Prints, from one run:
 - end-to-end windows/s of ``workers.ingest.ingest_recording`` (the decode pool, the
   model's batches across files, COPY into pgvector) over the same files, and its ratio
   to the reference;
-- binary COPY rows/s into the window table without and with the project's HNSW index.
+- binary COPY rows/s into the window table without and with the project's HNSW index;
+- host memory (this process and its decoders) and, on a GPU, the device's memory in use,
+  at their highest in the first and in the last quarter of ingest: flat, or growing.
+
+The reference runs on the first ``--reference-windows`` windows (all of a short run's);
+the rest of a long run is never held in memory at once.
 
 ``--model efficientnet-b3-standin`` stands in for Perch 2.0, whose weights cannot be
 fetched here: a Keras EfficientNet-B3 with random weights (``weights=None``) behind a
@@ -48,26 +56,80 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0)  # recorders write files of minutes to an hour
     parser.add_argument("--batch", type=int, default=0, help="default: PERCH_AGILE_EMBED_BATCH")
     parser.add_argument("--decoders", type=int, default=0, help="default: PERCH_AGILE_DECODERS or spare cores")
+    parser.add_argument("--linked", action="store_true", help="write two files, hard-link the rest (long runs)")
+    parser.add_argument("--reference-windows", type=int, default=4_000, help="windows the bare model is timed on")
     args = parser.parse_args()
     with bench_database(), tempfile.TemporaryDirectory() as folder:
         run(args, Path(folder))
 
 
-def make_files(folder: Path, count: int, seconds: float) -> list[Path]:
+def make_files(folder: Path, count: int, seconds: float, linked: bool = False) -> list[Path]:
+    """``count`` files of real birdsong over noise, alternately at 44.1 and 48 kHz; with
+    ``linked``, the first two written and the others hard links to them (distinct files to
+    ingest, the disk of two)."""
     from annotations.demo import birdsong_wav
 
     song, rate = soundfile.read(str(birdsong_wav()), dtype="float32")
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        audio = 0.01 * rng.standard_normal(int(seconds * rate)).astype(np.float32)
-        for start in range(0, len(audio) - len(song), len(song) * 2):
-            audio[start : start + len(song)] += song
-        file_rate = (44_100, 48_000)[i % 2]
         path = folder / f"bench_{i}.wav"
-        soundfile.write(str(path), soxr.resample(audio, rate, file_rate), file_rate)
+        if linked and i >= 2:
+            path.hardlink_to(paths[i % 2])
+        else:
+            audio = 0.01 * rng.standard_normal(int(seconds * rate)).astype(np.float32)
+            for start in range(0, len(audio) - len(song), len(song) * 2):
+                audio[start : start + len(song)] += song
+            file_rate = (44_100, 48_000)[i % 2]
+            soundfile.write(str(path), soxr.resample(audio, rate, file_rate), file_rate)
         paths.append(path)
     return paths
+
+
+class MemorySampler:
+    """Samples, every ``every_s`` seconds in a thread, this process's and its children's
+    resident memory and (on a GPU) TensorFlow's device memory in use."""
+
+    def __init__(self, every_s: float = 0.5):
+        import threading
+
+        self.samples: list[tuple[float, int, int]] = []  # (seconds since start, host bytes, device bytes)
+        self._every_s, self._stop = every_s, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+        import tensorflow as tf
+
+        me = psutil.Process()
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        while not self._stop.wait(self._every_s):
+            host = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    host += process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue  # a decoder that ended between the listing and the reading
+            device = tf.config.experimental.get_memory_info("GPU:0")["current"] if gpu else 0
+            self.samples.append((time.perf_counter() - self._started, host, device))
+
+    def quarter_peaks(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((host, device) highest in the first quarter of the run, (host, device) in the last)."""
+        if not self.samples:
+            return (0, 0), (0, 0)
+        end = self.samples[-1][0]
+        first = [s for s in self.samples if s[0] <= end / 4] or self.samples[:1]
+        last = [s for s in self.samples if s[0] >= 3 * end / 4] or self.samples[-1:]
+        return tuple(tuple(max(s[i] for s in part) for i in (1, 2)) for part in (first, last))
 
 
 def standin_model():
@@ -131,16 +193,21 @@ def run(args, folder: Path) -> None:
     spec = model.spec
     batch_size = args.batch or settings.PERCH_AGILE_EMBED_BATCH
     pool = DecodePool(args.decoders or default_decoders())  # spawned now: ready when ingest starts
-    paths = make_files(folder, args.files, args.seconds)
+    paths = make_files(folder, args.files, args.seconds, args.linked)
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
 
     def windows_of(path: Path):
         return iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing)
 
+    # The reference's batches: the first files' windows, up to --reference-windows.
     started = time.perf_counter()
-    batches = [batch for path in paths for _, batch in batched_windows(windows_of(path), batch_size)]
+    batches = []
+    for path in paths:
+        batches += [batch for _, batch in batched_windows(windows_of(path), batch_size)]
+        if sum(len(batch) for batch in batches) >= args.reference_windows:
+            break
     decode_s = time.perf_counter() - started
-    windows = sum(len(batch) for batch in batches)
+    reference_windows = sum(len(batch) for batch in batches)
 
     for batch in (batches[0], batches[-1]):  # warm-up (and the stand-in's trace per batch shape), untimed
         model.embed_windows(batch)
@@ -153,8 +220,10 @@ def run(args, folder: Path) -> None:
     recordings = [Recording.objects.create(deployment=deployment, path=str(path), filename=path.name) for path in paths]
     timed = TimedModel(model)
     started = time.perf_counter()
-    ingest_recording(recordings[0].pk, timed, batch_size, pool)  # claims the others, as a worker's task does
+    with MemorySampler() as memory:
+        ingest_recording(recordings[0].pk, timed, batch_size, pool)  # claims the others, as a worker's task does
     ingest_s = time.perf_counter() - started
+    windows = Window.objects.filter(recording__deployment=deployment).count()
     # The reference again: other load on the machine shows as a difference between the two.
     started = time.perf_counter()
     for batch in batches:
@@ -162,7 +231,7 @@ def run(args, folder: Path) -> None:
     bare_after_s = time.perf_counter() - started
     del batches
     assert set(deployment.recordings.values_list("status", flat=True)) == {RecordingStatus.DONE}
-    assert Window.objects.filter(recording__deployment=deployment).count() == windows
+    assert windows >= reference_windows
     pool.close()
 
     every = concatenate(outputs, spec.embedding_dim)
@@ -170,7 +239,7 @@ def run(args, folder: Path) -> None:
 
     def copy_rows_per_s(name: str) -> float:
         recording = Recording.objects.create(deployment=deployment, path=f"/bench/{name}.wav", filename=name)
-        starts = np.arange(windows, dtype=np.float64) * spec.hop_s
+        starts = np.arange(reference_windows, dtype=np.float64) * spec.hop_s
         begun = time.perf_counter()
         replace_windows(
             recording.pk,
@@ -181,15 +250,15 @@ def run(args, folder: Path) -> None:
             every.top_classes,
             every.top_logits,
         )
-        return windows / (time.perf_counter() - begun)
+        return reference_windows / (time.perf_counter() - begun)
 
     unindexed = copy_rows_per_s("unindexed")
     build_search_index(project, embedding_model)
     indexed = copy_rows_per_s("indexed")
 
     audio_s = args.files * args.seconds
-    bare = 2 * windows / (bare_s + bare_after_s)
-    end_to_end, per_core = windows / ingest_s, windows / decode_s
+    bare = 2 * reference_windows / (bare_s + bare_after_s)
+    end_to_end, per_core = windows / ingest_s, reference_windows / decode_s
     say(
         f"model: {spec.name} {spec.version}; batch {batch_size}; {pool.decoders} decoder process(es); "
         f"{args.files} files x {args.seconds:g} s (44.1/48 kHz), {windows} windows"
@@ -197,12 +266,23 @@ def run(args, folder: Path) -> None:
     say(f"decode:      {per_core:10.1f} windows/s per core (decode, resample, window; one process)")
     say(
         f"bare model:  {bare:10.1f} windows/s ({bare * audio_s / windows:6.1f}x real time; "
-        f"{windows / bare_s:.1f} before, {windows / bare_after_s:.1f} after end to end)"
+        f"{reference_windows / bare_s:.1f} before, {reference_windows / bare_after_s:.1f} after end to end; "
+        f"on the first {reference_windows} windows)"
     )
     say(f"end to end:  {end_to_end:10.1f} windows/s ({audio_s / ingest_s:6.1f}x real time)")
     say(f"ratio:       {end_to_end / bare:10.3f} (goal >= 0.9)")
     say(f"model busy:  {timed.busy_s / ingest_s:10.3f} of end to end ({windows / timed.busy_s:.1f} windows/s inside)")
     say(f"decoders:    {math.ceil(bare / per_core):10d} core(s) of decoding keep up with the bare model")
+    (host_first, device_first), (host_last, device_last) = memory.quarter_peaks()
+    say(
+        f"host memory: {host_first / 2**20:10,.0f} MiB at most in the first quarter of ingest, "
+        f"{host_last / 2**20:,.0f} MiB in the last ({(host_last - host_first) / 2**20:+,.0f} MiB)"
+    )
+    if device_first or device_last:
+        say(
+            f"GPU memory:  {device_first / 2**20:10,.0f} MiB at most in the first quarter, "
+            f"{device_last / 2**20:,.0f} MiB in the last ({(device_last - device_first) / 2**20:+,.0f} MiB)"
+        )
     say(
         f"COPY:        {unindexed:10.0f} rows/s without an HNSW index, {indexed:.0f} rows/s with the project's "
         "(a partial index up to its build's last window id: new rows are not inserted into it)"
