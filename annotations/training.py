@@ -22,6 +22,7 @@ from annotations.models import (
     LabelValue,
     ProbeType,
     Project,
+    Recording,
     TaskStatus,
     Window,
 )
@@ -190,16 +191,45 @@ def labels_needed_by_label(project: Project, eval_fraction: float = 0.25) -> dic
 
 
 def _random_unlabeled_windows(classifier: Classifier, count: int, exclude: set[int]) -> list[int]:
+    """Up to ``count`` of the project's windows drawn uniformly at random without
+    replacement (seeded by the classifier's random_seed), none of ``exclude``.
+
+    Positions are drawn among the recordings' window counts and each is read down
+    one_window_per_start at its offset within its recording: a few index pages per draw,
+    whereas ordering the project's windows by a hash read all of them (at 10 million
+    windows, the whole table) for every training.
+    """
     if count <= 0:
         return []
+    recordings = np.array(
+        Recording.objects.filter(
+            deployment__project_id=classifier.project_id,
+            embedding_model_id=classifier.embedding_model_id,
+            windows_done__gt=0,
+        )
+        .order_by("pk")
+        .values_list("pk", "windows_done"),
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    total = int(recordings[:, 1].sum())
+    if total == 0:
+        return []
+    rng = np.random.default_rng(classifier.random_seed)
+    positions = np.sort(rng.choice(total, size=min(total, count + len(exclude)), replace=False))
+    ends = np.cumsum(recordings[:, 1])
+    which = np.searchsorted(ends, positions, side="right")
+    offsets = positions - (ends[which] - recordings[which, 1])
     with raw_connection().cursor() as cursor:
         cursor.execute(
-            "SELECT w.id FROM annotations_window w JOIN annotations_recording r ON r.id = w.recording_id "
-            "JOIN annotations_deployment d ON d.id = r.deployment_id "
-            "WHERE d.project_id = %s AND w.model_id = %s ORDER BY md5(w.id::text || %s) LIMIT %s",
-            [classifier.project_id, classifier.embedding_model_id, str(classifier.random_seed), count + len(exclude)],
+            "SELECT (SELECT w.id FROM annotations_window w WHERE w.recording_id = s.recording AND w.model_id = %s "
+            "ORDER BY w.start_s OFFSET s.position LIMIT 1) FROM unnest(%s::bigint[], %s::bigint[]) "
+            "WITH ORDINALITY s(recording, position, draw) ORDER BY s.draw",
+            [classifier.embedding_model_id, recordings[which, 0].tolist(), offsets.tolist()],
         )
-        return [row[0] for row in cursor.fetchall() if row[0] not in exclude][:count]
+        drawn = [row[0] for row in cursor.fetchall()]
+    # None: a recording re-embedded since its count was noted, with fewer windows now.
+    kept = [window_id for window_id in drawn if window_id is not None and window_id not in exclude]
+    return [kept[i] for i in rng.permutation(len(kept))[:count]]
 
 
 def training_set(classifier: Classifier) -> TrainingSet:

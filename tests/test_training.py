@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from django.test import Client
@@ -103,6 +105,28 @@ def test_only_positives_train_every_time_against_weak_negatives(long_recordings,
         assert classifier.status == "done", classifier.error
         output = classifier.outputs.get()
         assert output.train_positives > 0 and output.train_negatives > 0
+
+
+def test_weak_negatives_are_drawn_uniformly_without_replacement_and_repeatably(long_recordings):
+    user, project, _, ids, _ = long_recordings
+    model = Recording.objects.filter(deployment__project=project).first().embedding_model
+    elsewhere = create_deployment(create_project(user, "Other"), "E")  # its windows are never drawn
+    recording = Recording.objects.create(deployment=elsewhere, path="/other.wav", filename="other.wav")
+    replace_windows(recording.pk, model, np.arange(10.0), np.arange(10.0) + 3, np.ones((10, 16), np.float32))
+
+    def draw(seed: int, count: int, exclude: set[int]) -> list[int]:
+        classifier = SimpleNamespace(project_id=project.pk, embedding_model_id=model.pk, random_seed=seed)
+        return training._random_unlabeled_windows(classifier, count, exclude)
+
+    excluded = set(ids[0, :600].tolist())
+    drawn = draw(1, 400, excluded)
+    assert len(drawn) == len(set(drawn)) == 400
+    assert set(drawn) <= set(ids.ravel().tolist()) - excluded  # this project's, none excluded
+    assert draw(1, 400, excluded) == drawn and draw(2, 400, excluded) != drawn
+    per_recording = np.array([np.isin(row, drawn).sum() for row in ids])
+    # Uniform over the 4,200 windows left: about 57 from the half-excluded recording, 114 from each other.
+    assert 30 <= per_recording[0] <= 90 and all(80 <= n <= 150 for n in per_recording[1:]), per_recording
+    assert sorted(draw(3, 10_000, excluded)) == sorted(set(ids.ravel().tolist()) - excluded)  # all there are
 
 
 def test_untrainable_label_sets_are_refused_before_a_version_is_taken(long_recordings):
