@@ -7,7 +7,7 @@ A search takes one of three paths (``nearest_window_ids``), and says which:
 - **sketch**, when a filter leaves more, up to ``SKETCH_SCAN_MAX_WINDOWS`` (or the project
   has no index yet): every window that passes is ranked by the Hamming distance between
   its sign sketch and the query's, read from the ``one_window_per_start`` index alone
-  (a seventh of the bytes of an embedding, and no table rows), and the best
+  (about 190 bytes a window instead of a 2 KB table row), and the best
   ``SKETCH_POOL_PER_K`` times k are compared exactly;
 - **index**, otherwise: the project's own partial HNSW index (``annotations.search_index``)
   with pgvector's iterative scan under a filter, plus an exact scan of the windows written
@@ -195,9 +195,10 @@ def nearest_window_ids(
     else:
         candidates = candidate_windows(recordings, recording_params, max(exact_scan_max, sketch_scan_max) + 1)
     filtered = bool(conditions)
-    path = _choose_path(candidates, filtered, bool(index.index_name), exact_scan_max, sketch_scan_max)
-    if path == SearchPath.SKETCH and (filters.predicted_class or model.sketch_center is None):
-        path = SearchPath.EXACT if not index.index_name else SearchPath.INDEX  # not in one_window_per_start
+    # one_window_per_start carries neither a window's predicted classes nor, before the
+    # model's first windows, a sketch to compare.
+    sketchable = not filters.predicted_class and model.sketch_center is not None
+    path = _choose_path(candidates, filtered, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
     with transaction.atomic(), raw_connection().cursor() as cursor:
         # Only the index (or the recordings' windows) may reach the rows: a planner that
         # misjudges a filter must not fall back to reading the whole table.
@@ -222,10 +223,12 @@ def nearest_window_ids(
     return NearestWindows(scored, path, candidates)
 
 
-def _choose_path(candidates: int, filtered: bool, indexed: bool, exact_scan_max: int, sketch_scan_max: int) -> str:
-    if candidates <= exact_scan_max:
+def _choose_path(
+    candidates: int, filtered: bool, indexed: bool, sketchable: bool, exact_scan_max: int, sketch_scan_max: int
+) -> str:
+    if candidates <= exact_scan_max or not (indexed or sketchable):
         return SearchPath.EXACT
-    if not indexed or (filtered and candidates <= sketch_scan_max):
+    if sketchable and (not indexed or (filtered and candidates <= sketch_scan_max)):
         return SearchPath.SKETCH
     return SearchPath.INDEX
 
