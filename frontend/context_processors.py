@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from workers.embedding_models import SPECS
+from annotations.model_catalogue import SPECS
 
 
 def embedding_model(request) -> dict:
