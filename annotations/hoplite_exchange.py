@@ -49,6 +49,7 @@ from annotations.embedding_store import iter_deployment_embeddings, register_emb
 from annotations.errors import InputError
 from annotations.exports import hoplite_linear_classifier
 from annotations.label_import import covered_windows
+from annotations.model_catalogue import ModelSpec
 from annotations.models import (
     Annotation,
     Classifier,
@@ -86,18 +87,6 @@ DEPLOYMENT_EXTRAS = ("site", "recorder", "timezone", "deployed_on", "retrieved_o
 NOT_AVAILABLE = "audio not available: imported from a hoplite database, and no file was found for it"
 
 
-@dataclasses.dataclass(frozen=True)
-class HopliteModel:
-    """The embedding model a hoplite database names in its ``model_config`` metadata."""
-
-    name: str
-    version: str
-    embedding_dim: int
-    window_s: float
-    hop_s: float
-    sample_rate: int
-
-
 def _import_folder(import_id: int) -> Path:
     return hoplite_folder("imports", import_id)
 
@@ -125,7 +114,7 @@ def _metadata(db: sqlite3.Connection) -> dict:
     return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM hoplite_metadata")}
 
 
-def read_model(folder: Path) -> HopliteModel:
+def read_model(folder: Path) -> ModelSpec:
     """Check that ``folder`` holds a hoplite 1.0 database whose model config, usearch
     config and usearch index agree, and return its model. Reads no windows: quick.
 
@@ -151,7 +140,7 @@ def read_model(folder: Path) -> HopliteModel:
     return _model_from_metadata(metadata, folder / USEARCH_FILE)
 
 
-def _model_from_metadata(metadata: dict, usearch_path: Path) -> HopliteModel:
+def _model_from_metadata(metadata: dict, usearch_path: Path) -> ModelSpec:
     from usearch.index import Index  # the web process needs it only here
 
     model_config, usearch_config = metadata.get("model_config"), metadata.get("usearch_config")
@@ -184,7 +173,7 @@ def _model_from_metadata(metadata: dict, usearch_path: Path) -> HopliteModel:
         config_text = json.dumps(framing, sort_keys=True, default=str)
         name = str(model_config.get("model_key") or "hoplite-model")
         version = "hoplite-" + hashlib.sha256(config_text.encode()).hexdigest()[:12]
-    return HopliteModel(name[:100], version[:100], dim, window_s, hop_s, sample_rate)
+    return ModelSpec(name[:100], version[:100], dim, window_s, hop_s, sample_rate)
 
 
 @contextmanager
@@ -300,7 +289,7 @@ def start_import(
     return hoplite_import
 
 
-def _register(model: HopliteModel) -> EmbeddingModel:
+def _register(model: ModelSpec) -> EmbeddingModel:
     try:
         return register_embedding_model(
             model.name, model.version, model.embedding_dim, model.window_s, model.hop_s, model.sample_rate
