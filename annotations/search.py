@@ -2,8 +2,8 @@
 
 A search takes one of three paths (``nearest_window_ids``), and says which:
 
-- **exact**, when the filters leave few windows (up to ``EXACT_SCAN_MAX_WINDOWS``, found
-  through the recordings that may hold them): every one is compared with the query;
+- **exact**, when the filters leave few windows (up to ``EXACT_SCAN_MAX_WINDOWS``): every
+  one is compared with the query;
 - **sketch**, when a filter leaves more, up to ``SKETCH_SCAN_MAX_WINDOWS`` (or the project
   has no index yet): every window that passes is ranked by the Hamming distance between
   its sign sketch and the query's, read from the ``one_window_per_start`` index alone
@@ -13,8 +13,12 @@ A search takes one of three paths (``nearest_window_ids``), and says which:
   with pgvector's iterative scan under a filter, plus an exact scan of the windows written
   since the index was built.
 
-Filters are tested on the window row itself (it carries its project, deployment and start
-time), so the index scan never joins per candidate.
+The exact and sketch paths read windows through spans (``recording_spans``): for each
+recording that may hold hits, the ranges of window starts that its date and hour filters
+keep, so that a time filter costs range scans of the index rather than a test of every
+window of every recording it touches. The index path tests filters on the window row
+itself (it carries its project, deployment and start time), so its scan never joins per
+candidate.
 
 Several examples are combined either by their **mean** direction (one index query) or
 by **best match** (a window scores its highest cosine with any example; one index query
@@ -136,8 +140,9 @@ class Examples:
 EXACT_SCAN_MAX_WINDOWS = 10_000
 # Up to this many, the sketch path; above it, the project's HNSW index is faster (its cost
 # under a filter grows with the candidates it skips, not with the windows that pass).
-# bench/scale.py at 1M: 26 ms for a 50,000-window deployment, 44 ms for 3 days (8%).
-SKETCH_SCAN_MAX_WINDOWS = 60_000
+# bench/scale.py at 1M: about 0.2 us a window plus 6 ms for the pool's exact comparison
+# (21-25 ms for the 76,000 windows of 3 days or of hours 4-6), against 17-28 ms by index.
+SKETCH_SCAN_MAX_WINDOWS = 100_000
 # The sketch path compares this many times k of its best-sketched windows exactly (at least
 # SKETCH_POOL_MIN): bench/scale.py finds 0.999 of the true top 100 in the best 500.
 SKETCH_POOL_PER_K = 10
@@ -186,15 +191,17 @@ def nearest_window_ids(
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
-    conditions, params = window_conditions(project, model, filters)
+    where = window_conditions(project, model, filters)
     recordings, recording_params = recording_conditions(project, model, filters)
-    params.update(recording_params, query=query, exclude=list(exclude_window_ids), k=k)
+    spans, span_params = recording_spans(filters, recordings)
+    params = {**where.params, **recording_params, **span_params}
+    params.update(query=query, exclude=list(exclude_window_ids), k=k, hop=model.hop_s)
     index = index_state(project, model)
     if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > exact_scan_max:
         candidates = index.windows  # the index alone holds too many to scan: no need to count
     else:
-        candidates = candidate_windows(recordings, recording_params, max(exact_scan_max, sketch_scan_max) + 1)
-    filtered = bool(conditions)
+        candidates = candidate_windows(spans, params, max(exact_scan_max, sketch_scan_max) + 1)
+    filtered = bool(where.all)
     # one_window_per_start carries neither a window's predicted classes nor, before the
     # model's first windows, a sketch to compare.
     sketchable = not filters.predicted_class and model.sketch_center is not None
@@ -206,11 +213,11 @@ def nearest_window_ids(
         # A worker process costs more to start than these small scans take.
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         if path == SearchPath.EXACT:
-            cursor.execute(exact_sql(model, conditions, recordings), params)
+            cursor.execute(exact_sql(model, where, spans), params)
         elif path == SearchPath.SKETCH:
             params["sketch"] = sketch_text(query, center_array(model.sketch_center))
             params["pool"] = max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN)
-            cursor.execute(sketch_sql(model, conditions, recordings), params)
+            cursor.execute(sketch_sql(model, where, spans), params)
         else:
             ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
             cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
@@ -218,7 +225,7 @@ def nearest_window_ids(
             cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
             newest = newest_window_id(project, model)
             params["pool"] = round(FILTERED_POOL * k) if filtered else k
-            cursor.execute(index_sql(project, model, index.max_window_id, conditions, newest), params)
+            cursor.execute(index_sql(project, model, index.max_window_id, where.all, newest), params)
         scored = sorted(cursor.fetchall(), key=lambda row: -row[1])[:k]
     return NearestWindows(scored, path, candidates)
 
@@ -238,41 +245,62 @@ def _distance(model: EmbeddingModel) -> str:
     return f"w.embedding::halfvec({dim}) <=> %(query)s::halfvec({dim})"
 
 
-def _nearest(where: str, model: EmbeddingModel, conditions: list[str], by_index: bool, limit: str = "k") -> str:
-    """The best windows passing ``where`` and ``conditions``, as many as the parameter
-    ``limit`` says: ordered by the distance operator, which the HNSW index serves, or
-    (exact) by the score already computed, so that each row's distance is computed once."""
+def _nearest(
+    source: str, where: str, model: EmbeddingModel, conditions: list[str], by_index: bool, limit: str = "k"
+) -> str:
+    """The best windows ``w`` of ``source`` passing ``where`` and ``conditions``, as many as
+    the parameter ``limit`` says: ordered by the distance operator, which the HNSW index
+    serves, or (exact) by the score already computed, so that each row's distance is
+    computed once."""
     distance = _distance(model)
     return (
-        f"SELECT w.id, 1 - ({distance}) AS score FROM annotations_window w WHERE {where} "
+        f"SELECT w.id, 1 - ({distance}) AS score FROM {source} WHERE {where} "
         "AND NOT (w.id = ANY(%(exclude)s)) "
         + "".join(f"AND {condition} " for condition in conditions)
         + f"ORDER BY {distance if by_index else 'score DESC'} LIMIT %({limit})s"
     )
 
 
-def exact_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> str:
-    """Every window of the recordings that may hold hits, compared with the query."""
-    where = (
-        f"w.recording_id IN (SELECT r.id FROM annotations_recording r "
-        f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings}) "
-        "AND w.project_id = %(project)s AND w.model_id = %(model)s"
+# The windows ``w`` inside the spans ``s`` (recording_spans): a range scan of
+# one_window_per_start (recording, model, start_s) per span, which reads no window that
+# the time filters reject.
+SPAN_WINDOWS = (
+    "s JOIN annotations_window w ON w.recording_id = s.recording_id AND w.model_id = %(model)s "
+    "AND w.start_s >= s.lo AND w.start_s < s.hi"
+)
+
+
+def _with_spans(spans: str) -> str:
+    # MATERIALIZED: inlined, the planner would work out a recording's spans again for
+    # every window.
+    return f"WITH s AS MATERIALIZED ({spans}) "
+
+
+def _recheck(where: WindowConditions) -> list[str]:
+    """The window conditions a span-bounded scan tests: the time filters only on the
+    windows of spans that could not be bounded exactly."""
+    if not where.time:
+        return where.other
+    return [*where.other, f"(NOT s.recheck OR ({' AND '.join(where.time)}))"]
+
+
+def exact_sql(model: EmbeddingModel, where: WindowConditions, spans: str) -> str:
+    """Every window of the spans that may hold hits, compared with the query."""
+    return _with_spans(spans) + _nearest(
+        SPAN_WINDOWS, "w.project_id = %(project)s", model, _recheck(where), by_index=False
     )
-    return _nearest(where, model, conditions, by_index=False)
 
 
-def sketch_sql(model: EmbeddingModel, conditions: list[str], recordings: str) -> str:
-    """The ``pool`` windows of the recordings that may hold hits whose sketches are nearest
-    the query's, read from one_window_per_start alone (the conditions test only what it
+def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str) -> str:
+    """The ``pool`` windows of the spans that may hold hits whose sketches are nearest the
+    query's, read from one_window_per_start alone (the conditions test only what it
     carries), then the best k of them by cosine."""
     pool = (
-        "SELECT w.id FROM annotations_window w WHERE w.recording_id IN (SELECT r.id FROM annotations_recording r "
-        f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings}) "
-        "AND w.model_id = %(model)s AND NOT (w.id = ANY(%(exclude)s)) "
-        + "".join(f"AND {condition} " for condition in conditions)
+        f"{_with_spans(spans)}SELECT w.id FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) "
+        + "".join(f"AND {condition} " for condition in _recheck(where))
         + "ORDER BY w.sketch <~> %(sketch)s::varbit LIMIT %(pool)s"
     )
-    return _nearest(f"w.id IN ({pool})", model, [], by_index=False)
+    return _nearest("annotations_window w", f"w.id IN ({pool})", model, [], by_index=False)
 
 
 def index_sql(
@@ -284,33 +312,36 @@ def index_sql(
     Project, model and id bound are literals so that the planner matches the partial index.
     """
     project_id, model_id, bound = int(project.pk), int(model.pk), int(max_window_id)
+    table = "annotations_window w"
     indexed = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id <= {bound}"
-    index_part = _nearest(indexed, model, conditions, by_index=True, limit="pool")
+    index_part = _nearest(table, indexed, model, conditions, by_index=True, limit="pool")
     if newest_id is None or newest_id <= bound:
         return index_part  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
     newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound} AND w.id <= {int(newest_id)}"
-    return f"({index_part}) UNION ALL ({_nearest(newer, model, conditions, by_index=False)})"
+    return f"({index_part}) UNION ALL ({_nearest(table, newer, model, conditions, by_index=False)})"
 
 
-def candidate_windows(recordings: str, params: dict, cap: int) -> int:
-    """Windows in the recordings that may hold hits, counted over at most ``cap`` recordings
-    (each holds at least one window, so reaching the cap means more than ``cap`` windows)."""
+def candidate_windows(spans: str, params: dict, cap: int) -> int:
+    """Windows in the spans that may hold hits (windows every ``hop`` seconds from a
+    recording's start), counted over at most ``cap`` spans (each holds at least one
+    window, so reaching the cap means more than ``cap`` windows)."""
+    first = "greatest(0, ceil(s.lo / %(hop)s))"
+    past = "least(s.windows_done, ceil(s.hi / %(hop)s))"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), coalesce(sum(n), 0) FROM (SELECT r.windows_done AS n FROM annotations_recording r "
-            f"JOIN annotations_deployment d ON d.id = r.deployment_id WHERE {recordings} AND r.windows_done > 0 "
-            "LIMIT %(cap)s) s",
+            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {past} - {first} AS n FROM ({spans}) s "
+            f"WHERE {past} > {first} LIMIT %(cap)s) counted",
             {**params, "cap": cap},
         )
-        recordings_seen, windows = cursor.fetchone()
-    return cap if recordings_seen >= cap else min(int(windows), cap)
+        spans_seen, windows = cursor.fetchone()
+    return cap if spans_seen >= cap else min(int(windows), cap)
 
 
 def recording_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[str, dict]:
     """SQL over recordings ``r`` and deployments ``d`` that keeps every recording that may
-    hold a window passing ``filters`` (and may keep a few more): what an exact search
-    reads, and what it counts to choose between exact and index."""
+    hold a window passing ``filters`` (and may keep a few more): the recordings whose spans
+    ``recording_spans`` works out, a cheap first cut before its per-day ranges."""
     conditions = ["d.project_id = %(project)s", "r.embedding_model_id = %(model)s"]
     params: dict = {"project": project.pk, "model": model.pk}
     if filters.deployment_id is not None:
@@ -345,14 +376,87 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
     return " AND ".join(conditions), params
 
 
+# A recording is bounded exactly by its spans when its UTC offset is the same at both ends
+# (no daylight-saving change inside it) and it is short enough not to hold two changes.
+STEADY_RECORDING_MAX_S = 2 * 86400
+
+
+def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]:
+    """SQL rows (recording_id, windows_done, lo, hi, recheck), ``recordings`` (SQL over
+    ``r`` and ``d``) selecting the recordings: the ranges of window starts [lo, hi) in
+    seconds from each recording's start where its windows pass the date and hour filters.
+
+    In a recording whose UTC offset does not change, a window's local wall clock is the
+    recording's plus its start, so the ranges are exact and a scan of them tests no
+    window. Any other recording (its duration unknown, or daylight saving changing inside
+    it) gets one unbounded span with ``recheck`` set: its windows are tested one by one.
+    """
+    columns = "r.id AS recording_id, r.windows_done::float8 AS windows_done"
+    source = "annotations_recording r JOIN annotations_deployment d ON d.id = r.deployment_id"
+    if not filters.timed:
+        return (
+            f"SELECT {columns}, '-infinity'::float8 AS lo, 'infinity'::float8 AS hi, false AS recheck "
+            f"FROM {source} WHERE {recordings}"
+        ), {}
+    epoch = dt.date(1970, 1, 1)
+    params = {
+        "span_date_lo": -np.inf if filters.date_from is None else (filters.date_from - epoch).days * 86400.0,
+        "span_date_hi": np.inf if filters.date_to is None else ((filters.date_to - epoch).days + 1) * 86400.0,
+        "span_hour_lo": -np.inf,
+        "span_hour_hi": np.inf,
+    }
+    days = "generate_series(0, 0)"  # without an hour filter, one span: the dates'
+    if filters.hour_from is not None or filters.hour_to is not None:
+        hour_from, hour_to = _hour_range(filters)
+        if hour_from > hour_to:
+            hour_to += 24  # wraps midnight: the span runs into the next day
+        params.update(span_hour_lo=hour_from * 3600.0, span_hour_hi=hour_to * 3600.0)
+        # Every local day the recording touches, and the one before (a span that wraps).
+        days = "generate_series(floor(t.wall / 86400)::int - 1, floor((t.wall + r.duration_s) / 86400)::int)"
+    end = "(r.started_at + r.duration_s * interval '1 second')"
+    offset = "({0} AT TIME ZONE d.timezone) - ({0} AT TIME ZONE 'UTC')"
+    steady = (
+        f"r.duration_s IS NOT NULL AND r.duration_s <= {STEADY_RECORDING_MAX_S} "
+        f"AND {offset.format('r.started_at')} = {offset.format(end)}"
+    )
+    sql = (
+        f"SELECT {columns}, span.lo, span.hi, NOT t.steady AS recheck FROM {source} "
+        # wall: the recording's local start, in seconds since 1970-01-01 00:00 local time.
+        "CROSS JOIN LATERAL (SELECT extract(epoch FROM r.started_at AT TIME ZONE d.timezone)::float8 AS wall, "
+        f"{steady} AS steady) t "
+        "CROSS JOIN LATERAL ("
+        "SELECT greatest(day * 86400.0 + %(span_hour_lo)s::float8, %(span_date_lo)s::float8) - t.wall AS lo, "
+        "least(day * 86400.0 + %(span_hour_hi)s::float8, %(span_date_hi)s::float8) - t.wall AS hi "
+        f"FROM {days} AS day WHERE t.steady "
+        "UNION ALL SELECT '-infinity'::float8, 'infinity'::float8 WHERE NOT t.steady"
+        ") span "
+        f"WHERE {recordings} AND span.hi > greatest(span.lo, 0) AND (NOT t.steady OR span.lo < r.duration_s)"
+    )
+    return sql, params
+
+
 def _hour_range(filters: SearchFilters) -> tuple[int, int]:
     return filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
 
 
-def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[list[str], dict]:
+@dataclasses.dataclass(frozen=True)
+class WindowConditions:
     """SQL conditions on windows ``w`` alone (no joins: an index scan tests them on each
     candidate row), and their parameters."""
+
+    other: list[str]  # deployment, site, predicted classes, labeled or not
+    time: list[str]  # dates and hours, on the window's local start
+    params: dict
+
+    @property
+    def all(self) -> list[str]:
+        return self.other + self.time
+
+
+def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> WindowConditions:
+    """What a window must pass to be a hit of a search under ``filters``."""
     conditions: list[str] = []
+    times: list[str] = []
     params: dict = {}
     if filters.deployment_id is not None:
         conditions.append("w.deployment_id = %(deployment)s")
@@ -362,16 +466,16 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
     local = _local_time(project, params) if filters.timed else ""
     if filters.date_from is not None:
-        conditions.append(f"{local}::date >= %(date_from)s")
+        times.append(f"{local}::date >= %(date_from)s")
         params["date_from"] = filters.date_from
     if filters.date_to is not None:
-        conditions.append(f"{local}::date <= %(date_to)s")
+        times.append(f"{local}::date <= %(date_to)s")
         params["date_to"] = filters.date_to
     if filters.hour_from is not None or filters.hour_to is not None:
         hour_from, hour_to = _hour_range(filters)
         hour = f"EXTRACT(HOUR FROM {local})"
         joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
-        conditions.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
+        times.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
         params.update(hour_from=hour_from, hour_to=hour_to)
     if filters.predicted_class:
         conditions.append("w.top_classes && %(classes)s::integer[]")
@@ -382,7 +486,7 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         exists = "EXISTS (SELECT 1 FROM annotations_annotation a WHERE a.window_id = w.id AND a.label_id = %(label)s)"
         conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
         params["label"] = filters.label_id
-    return conditions, params
+    return WindowConditions(conditions, times, params)
 
 
 def _local_time(project: Project, params: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 import numpy as np
 import pytest
@@ -160,10 +161,10 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
             SearchFilters(),
             SearchFilters(site="R1", hour_from=4, hour_to=8, labeled="unlabeled", label_id=1),
         ):
-            conditions, params = window_conditions(project, model, filters)
-            params.update(recording_conditions(project, model, filters)[1])
+            where = window_conditions(project, model, filters)
+            params = {**where.params, **recording_conditions(project, model, filters)[1]}
             params.update(query=vectors[0], exclude=[], k=10, pool=20)
-            sql = index_sql(project, model, index.max_window_id, conditions, index.max_window_id + 1)
+            sql = index_sql(project, model, index.max_window_id, where.all, index.max_window_id + 1)
             cursor.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert index.index_name in plan, plan
@@ -257,6 +258,76 @@ def test_a_recordings_new_start_time_moves_its_windows_in_time_filters(project_w
     assert sorted(found) == sorted(ids[2:50])
     edit_start_time(recording, None)
     assert nearest_window_ids(project, model, vectors[0], 500, filters=dawn).scored == []
+
+
+def test_date_and_hour_filters_keep_exactly_the_windows_of_their_local_times_on_every_path(make_user):
+    """Spans bound a recording's windows by start offset where its UTC offset is steady;
+    across a change of daylight saving, or with no known duration, each window is tested.
+    Every path must return exactly the windows whose local start passes."""
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    project = create_project(make_user("night"), "Nights")
+    deployment = create_deployment(project, "Tower", timezone="Europe/Berlin")
+    model = register_embedding_model("ten-minute", "1", 16, 600.0, 600.0, 16_000)
+    utc = dt.UTC
+    recordings = [  # (UTC start, duration in hours, windows)
+        (dt.datetime(2026, 10, 24, 22, 0, tzinfo=utc), 6, 36),  # 00:00 CEST, over the fall back: 02:xx twice
+        (dt.datetime(2026, 6, 1, 20, 0, tzinfo=utc), 8, 48),  # 22:00 CEST, over midnight, steady
+        (dt.datetime(2026, 3, 29, 0, 30, tzinfo=utc), 2, 12),  # 01:30 CET, over the spring forward
+        (dt.datetime(2026, 6, 2, 1, 0, tzinfo=utc), None, 12),  # duration unknown
+        (None, 2, 12),  # start unknown: never passes a time filter
+    ]
+    rng = np.random.default_rng(11)
+    starts: dict[int, dt.datetime | None] = {}
+    for i, (started, hours, count) in enumerate(recordings):
+        recording = Recording.objects.create(
+            deployment=deployment,
+            path=f"/nights/{i}.wav",
+            filename=f"{i}.wav",
+            status=RecordingStatus.DONE,
+            started_at=started,
+            duration_s=None if hours is None else hours * 3600.0,
+        )
+        offsets = np.arange(count, dtype=np.float64) * 600
+        replace_windows(
+            recording.pk, model, offsets, offsets + 600, rng.standard_normal((count, 16)).astype(np.float32)
+        )
+        for window_id, start_s in recording.windows.values_list("id", "start_s"):
+            starts[window_id] = None if started is None else started + dt.timedelta(seconds=start_s)
+    build_search_index(project, model)
+    june_2 = dt.date(2026, 6, 2)
+    cases = [
+        SearchFilters(hour_from=2, hour_to=3),
+        SearchFilters(hour_from=23, hour_to=1),  # wraps midnight
+        SearchFilters(hour_from=22),
+        SearchFilters(hour_to=3),
+        SearchFilters(date_from=june_2, date_to=june_2),
+        SearchFilters(date_from=june_2, hour_from=0, hour_to=2),
+        SearchFilters(date_to=dt.date(2026, 3, 29), hour_from=3),
+    ]
+    for filters in cases:
+        hour_from, hour_to = filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
+        expected = set()
+        for window_id, started in starts.items():
+            if started is None:
+                continue
+            local = started.astimezone(berlin)
+            in_hours = (
+                hour_from <= local.hour < hour_to if hour_from <= hour_to else not hour_to <= local.hour < hour_from
+            )
+            in_dates = (filters.date_from or local.date()) <= local.date() <= (filters.date_to or local.date())
+            if in_hours and in_dates:
+                expected.add(window_id)
+        assert expected, filters
+        for path, crossovers in (
+            (SearchPath.EXACT, (10_000, 10_000)),
+            (SearchPath.SKETCH, (0, 10_000)),
+            (SearchPath.INDEX, (0, 0)),
+        ):
+            nearest = nearest_window_ids(project, model, rng.standard_normal(16), 500, (), filters, *crossovers)
+            assert nearest.path == path
+            assert set(ids_of(nearest)) == expected, (filters, path)
+        # Counted from the spans: every window that passes, and those of recordings to recheck.
+        assert len(expected) <= nearest_window_ids(project, model, rng.standard_normal(16), 5, (), filters).candidates
 
 
 def test_a_build_is_requested_once_unless_it_was_lost(project_with_vectors):
