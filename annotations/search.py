@@ -648,12 +648,11 @@ def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> Ranked:
     if not candidate_ids:
         return Ranked(examples.model, [], path)
     ids = np.fromiter(candidate_ids, dtype=np.int64)
-    _, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
+    recording_ids, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
     scores = combined_scores(embeddings, examples, spec.combine)
     order = np.argsort(-scores, kind="stable")
     if per_recording:
-        recording_of = dict(Window.objects.filter(pk__in=ids.tolist()).values_list("pk", "recording_id"))
-        _, first = np.unique([recording_of[int(ids[i])] for i in order], return_index=True)
+        _, first = np.unique(recording_ids[order], return_index=True)
         order = order[np.sort(first)]  # each recording's best, still best first
     return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path)
 
