@@ -1,0 +1,153 @@
+"""What a search may return: its filters as SQL over windows, and over recordings."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from annotations.errors import InputError
+from annotations.models import EmbeddingModel, LabeledFilter, Project
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchFilters:
+    """Which windows a search may return; the defaults filter nothing.
+
+    Dates and hours are local to each deployment's time zone; hours are [from, to) and
+    may wrap midnight (22 to 4). Windows of recordings without a known start time never
+    pass a date or hour filter.
+    """
+
+    deployment_id: int | None = None
+    site: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    hour_from: int | None = None
+    hour_to: int | None = None
+    predicted_class: str = ""  # part of a class name among the window's top model predictions
+    label_id: int | None = None
+    labeled: str = LabeledFilter.ANY  # for label_id
+    one_per_recording: bool = False  # only each recording's best window
+
+    @property
+    def timed(self) -> bool:
+        """Whether a date or hour filter applies (windows of unknown start never pass one)."""
+        return bool(self.date_from or self.date_to or self.hour_from is not None or self.hour_to is not None)
+
+
+def recording_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[str, dict]:
+    """SQL over recordings ``r`` and deployments ``d`` that keeps every recording that may
+    hold a window passing ``filters`` (and may keep a few more): the recordings whose spans
+    ``recording_spans`` works out, a cheap first cut before its per-day ranges."""
+    conditions = ["d.project_id = %(project)s", "r.embedding_model_id = %(model)s"]
+    params: dict = {"project": project.pk, "model": model.pk}
+    if filters.deployment_id is not None:
+        conditions.append("r.deployment_id = %(deployment)s")
+        params["deployment"] = filters.deployment_id
+    if filters.site:
+        conditions.append("d.site = %(site)s")
+        params["site"] = filters.site
+    if filters.timed:
+        conditions.append("r.started_at IS NOT NULL")
+    local_start = "(r.started_at AT TIME ZONE d.timezone)"
+    hours = "greatest(coalesce(r.duration_s, 0) / 3600.0, 1 / 3600.0)"
+    if filters.date_from is not None:
+        conditions.append(f"(({local_start} + {hours} * interval '1 hour')::date >= %(date_from)s)")
+        params["date_from"] = filters.date_from
+    if filters.date_to is not None:
+        conditions.append(f"({local_start}::date <= %(date_to)s)")
+        params["date_to"] = filters.date_to
+    if filters.hour_from is not None or filters.hour_to is not None:
+        hour_from, hour_to = hour_range(filters)
+        if hour_to <= hour_from:
+            hour_to += 24  # wraps midnight
+        # Does [start, start + duration) meet [from, to) on some day? Local hours of the
+        # start, an hour wider either side for a change of daylight saving inside a file.
+        start = f"(EXTRACT(EPOCH FROM {local_start}::time) / 3600.0)"
+        overlaps = " OR ".join(
+            f"({start} < %(rec_hour_to)s + {24 * day} AND {start} + {hours} > %(rec_hour_from)s + {24 * day})"
+            for day in (-1, 0, 1)
+        )
+        conditions.append(f"({hours} >= 23 OR {overlaps})")
+        params.update(rec_hour_from=hour_from - 1, rec_hour_to=hour_to + 1)
+    return " AND ".join(conditions), params
+
+
+def hour_range(filters: SearchFilters) -> tuple[int, int]:
+    return filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConditions:
+    """SQL conditions on windows ``w`` alone (no joins: an index scan tests them on each
+    candidate row), and their parameters."""
+
+    other: list[str]  # deployment, site, predicted classes, labeled or not
+    time: list[str]  # dates and hours, on the window's local start
+    params: dict
+
+    @property
+    def all(self) -> list[str]:
+        return self.other + self.time
+
+
+def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> WindowConditions:
+    """What a window must pass to be a hit of a search under ``filters``."""
+    conditions: list[str] = []
+    times: list[str] = []
+    params: dict = {}
+    if filters.deployment_id is not None:
+        conditions.append("w.deployment_id = %(deployment)s")
+        params["deployment"] = filters.deployment_id
+    if filters.site:
+        conditions.append("w.deployment_id = ANY(%(site_deployments)s)")
+        params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
+    local = _local_time(project, params) if filters.timed else ""
+    if filters.date_from is not None:
+        times.append(f"{local}::date >= %(date_from)s")
+        params["date_from"] = filters.date_from
+    if filters.date_to is not None:
+        times.append(f"{local}::date <= %(date_to)s")
+        params["date_to"] = filters.date_to
+    if filters.hour_from is not None or filters.hour_to is not None:
+        hour_from, hour_to = hour_range(filters)
+        hour = f"EXTRACT(HOUR FROM {local})"
+        joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
+        times.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
+        params.update(hour_from=hour_from, hour_to=hour_to)
+    if filters.predicted_class:
+        conditions.append("w.top_classes && %(classes)s::integer[]")
+        params["classes"] = matching_classes(model, filters.predicted_class)
+    if filters.labeled != LabeledFilter.ANY:
+        if filters.label_id is None:
+            raise InputError("choose the label whose labeled or unlabeled windows you want")
+        exists = "EXISTS (SELECT 1 FROM annotations_annotation a WHERE a.window_id = w.id AND a.label_id = %(label)s)"
+        conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
+        params["label"] = filters.label_id
+    return WindowConditions(conditions, times, params)
+
+
+def _local_time(project: Project, params: dict) -> str:
+    """A window's local wall-clock time in its deployment's time zone (null when its start
+    is unknown), choosing the zone by deployment only where the project has several."""
+    zones: dict[str, list[int]] = {}
+    for deployment_id, zone in project.deployments.values_list("pk", "timezone"):
+        zones.setdefault(zone, []).append(deployment_id)
+    if len(zones) <= 1:
+        params["zone_0"] = next(iter(zones), "UTC")
+        return "(w.started_at AT TIME ZONE %(zone_0)s)"
+    cases = []
+    for i, (zone, deployment_ids) in enumerate(sorted(zones.items())):
+        params[f"zone_{i}"], params[f"zone_{i}_deployments"] = zone, deployment_ids
+        deployments, zone_name = f"%(zone_{i}_deployments)s", f"%(zone_{i})s"
+        cases.append(f"WHEN w.deployment_id = ANY({deployments}) THEN w.started_at AT TIME ZONE {zone_name}")
+    return f"(CASE {' '.join(cases)} END)"
+
+
+def matching_classes(model: EmbeddingModel, text: str) -> list[int]:
+    """Indices of the model's classes whose name contains ``text`` (case-insensitive)."""
+    needle = text.strip().lower()
+    indices = [i for i, name in enumerate(model.class_names or []) if needle in name.lower()]
+    if not indices:
+        raise InputError(f"{model} has no class whose name contains {text!r}")
+    return indices

@@ -1,0 +1,151 @@
+"""Query by example: examples combined, negatives pushed away, pages of hits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from annotations.embedding_store import window_embeddings, window_matrix
+from annotations.errors import InputError
+from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, RecordingStatus, Window
+from annotations.probes import unit_rows
+from annotations.search.filters import SearchFilters
+from annotations.search.hits import SearchHit, hits_for
+from annotations.search.nearest import MAX_K, SearchPath, nearest_window_ids
+
+PAGE_SIZE = 50
+# A saved search keeps its best windows, ranked once: five pages of the page's list. (All
+# MAX_K cost 4x the time of the first page: hnsw.ef_search grows with k.)
+SAVED_RESULTS = 250
+NEGATIVE_WEIGHT = 0.5
+MAX_EXAMPLES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    """A query by example: what to look for, what to avoid, where to look."""
+
+    positive_windows: tuple[int, ...] = ()
+    negative_windows: tuple[int, ...] = ()
+    positive_clips: tuple[int, ...] = ()
+    combine: str = Combine.MEAN
+    filters: SearchFilters = SearchFilters()
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """The embeddings a search starts from. positives: float32 [P, D]; negatives: float32 [Q, D]."""
+
+    model: EmbeddingModel
+    positives: np.ndarray
+    negatives: np.ndarray
+    exclude_window_ids: tuple[int, ...]
+
+
+def examples_for(project: Project, spec: SearchSpec) -> Examples:
+    """The embeddings of a spec's example windows and clips, all of one model."""
+    window_ids = list(dict.fromkeys(spec.positive_windows + spec.negative_windows))
+    if not spec.positive_windows and not spec.positive_clips:
+        raise InputError("give at least one example to search with: a window or a clip")
+    if len(window_ids) + len(spec.positive_clips) > MAX_EXAMPLES:
+        raise InputError(f"a search takes at most {MAX_EXAMPLES} examples")
+    windows = Window.objects.defer("embedding").filter(pk__in=window_ids, recording__deployment__project=project)
+    models = {w.pk: w.model for w in windows.select_related("model")}
+    if missing := [w for w in window_ids if w not in models]:
+        raise InputError(f"window {missing[0]} is not part of this project")
+    clips = list(
+        ClipQuery.objects.filter(pk__in=spec.positive_clips, project=project).select_related("embedding_model")
+    )
+    if len(clips) != len(set(spec.positive_clips)):
+        raise InputError("a clip query of this search is not part of this project")
+    for clip in clips:
+        if clip.status != RecordingStatus.DONE:
+            reason = f": {clip.error}" if clip.error else ""
+            raise InputError(f"clip {clip.filename} is not embedded yet ({clip.status}{reason})")
+    used = set(models.values()) | {clip.embedding_model for clip in clips}
+    if len(used) > 1:
+        raise InputError("the examples come from different embedding models and cannot be compared")
+    model = used.pop()
+    embeddings = window_embeddings(window_ids)
+    positives = [embeddings[w] for w in spec.positive_windows] + [np.asarray(c.embedding) for c in clips]
+    negatives = [embeddings[w] for w in spec.negative_windows]
+    return Examples(
+        model=model,
+        positives=np.asarray(positives, dtype=np.float32).reshape(-1, model.embedding_dim),
+        negatives=np.asarray(negatives, dtype=np.float32).reshape(-1, model.embedding_dim),
+        exclude_window_ids=tuple(window_ids),
+    )
+
+
+def combined_scores(candidates: np.ndarray, examples: Examples, combine: str) -> np.ndarray:
+    """Scores float [N] of candidate embeddings [N, D]: cosine with the mean example
+    direction or the best cosine with any example, less NEGATIVE_WEIGHT times the best
+    cosine with any negative example."""
+    unit = unit_rows(candidates)
+    positives = unit_rows(examples.positives)
+    if combine == Combine.BEST:
+        scores = (unit @ positives.T).max(axis=1)
+    else:
+        scores = unit @ unit_rows(positives.mean(axis=0, keepdims=True))[0]
+    if len(examples.negatives):
+        scores = scores - NEGATIVE_WEIGHT * (unit @ unit_rows(examples.negatives).T).max(axis=1)
+    return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPage:
+    model: EmbeddingModel
+    hits: list[SearchHit]
+    path: str = ""  # SearchPath of the index queries; empty for a saved search's page
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    model: EmbeddingModel
+    scored: list[tuple[int, float]]  # (window_id, score), best first
+    path: str  # SearchPath
+
+
+def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> Ranked:
+    """The best ``wanted`` (at most MAX_K) windows of a query by example."""
+    if spec.combine not in Combine.values:
+        raise InputError(f"combine must be one of {', '.join(Combine.values)}")
+    examples = examples_for(project, spec)
+    wanted = min(max(int(wanted), 1), MAX_K)
+    per_recording = spec.filters.one_per_recording
+    single = len(examples.positives) == 1 and not len(examples.negatives) and not per_recording
+    if single:  # the index's own cosine is the score: no re-ranking needed
+        nearest = nearest_window_ids(
+            project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
+        )
+        return Ranked(examples.model, nearest.scored, nearest.path)
+    # A pool larger than the page (up to the index query's MAX_K), so that re-ranking (or
+    # keeping one window per recording) has something to promote.
+    pool = min((8 if per_recording else 2) * wanted, MAX_K)
+    queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
+    candidate_ids: dict[int, None] = {}
+    paths = set()
+    for query in queries:
+        nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
+        candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
+        paths.add(nearest.path)
+    # The least exact of the paths taken.
+    path = next(p for p in (SearchPath.INDEX, SearchPath.SKETCH, SearchPath.EXACT) if p in paths)
+    if not candidate_ids:
+        return Ranked(examples.model, [], path)
+    ids = np.fromiter(candidate_ids, dtype=np.int64)
+    recording_ids, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
+    scores = combined_scores(embeddings, examples, spec.combine)
+    order = np.argsort(-scores, kind="stable")
+    if per_recording:
+        _, first = np.unique(recording_ids[order], return_index=True)
+        order = order[np.sort(first)]  # each recording's best, still best first
+    return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path)
+
+
+def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
+    """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
+    offset = max(int(offset), 0)
+    ranked = ranked_windows(project, spec, offset + max(int(k), 1))
+    return SearchPage(ranked.model, hits_for(ranked.scored[offset : offset + k]), ranked.path)
