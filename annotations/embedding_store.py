@@ -21,6 +21,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from annotations.models import EmbeddingModel, Recording, Window
+from annotations.probes import unit_rows
 
 _registered_connections: weakref.WeakSet = weakref.WeakSet()
 
@@ -98,7 +99,7 @@ def replace_windows(
     logits = top_logits.tolist() if top_logits is not None else [None] * len(starts_s)
     recording = Recording.objects.select_related("deployment").get(pk=recording_id)
     started = recording.started_at
-    sketches = sketch_binary(embeddings, sketch_center(model, embeddings))
+    sketches, sketch_norms = sketch_binary(embeddings, sketch_center(model, embeddings))
     with transaction.atomic():
         Window.objects.filter(recording_id=recording_id, model=model).delete()
         rows = (
@@ -112,11 +113,12 @@ def replace_windows(
                 None if started is None else started + dt.timedelta(seconds=float(start)),
                 embedding,
                 sketch,
+                sketch_norm,
                 window_classes,
                 window_logits,
             )
-            for start, end, embedding, sketch, window_classes, window_logits in zip(
-                starts_s, ends_s, halfvec_binary(embeddings), sketches, classes, logits, strict=True
+            for start, end, embedding, sketch, sketch_norm, window_classes, window_logits in zip(
+                starts_s, ends_s, halfvec_binary(embeddings), sketches, sketch_norms, classes, logits, strict=True
             )
         )
         # What searches count to choose their path (annotations.search.candidate_windows).
@@ -125,7 +127,7 @@ def replace_windows(
             Window._meta.db_table,
             WINDOW_COLUMNS,
             ["bigint", "bigint", "bigint", "bigint", "double precision", "double precision", "timestamptz", "bytea"]
-            + ["bytea", "integer[]", "double precision[]"],
+            + ["bytea", "double precision", "integer[]", "double precision[]"],
             rows,
         )
 
@@ -140,6 +142,7 @@ WINDOW_COLUMNS = [
     "started_at",
     "embedding",
     "sketch",
+    "sketch_norm",
     "top_classes",
     "top_logits",
 ]
@@ -167,10 +170,11 @@ def halfvec_binary(embeddings: np.ndarray) -> list[bytes]:
 
 
 def sketch_center(model: EmbeddingModel, embeddings: np.ndarray) -> np.ndarray:
-    """The model's sketch centre, float32 [D]: the mean of ``embeddings`` [N, D] when
-    these are the model's first windows (whichever writer comes first sets it for all)."""
+    """The model's sketch centre, float32 [D]: the mean of ``embeddings`` [N, D] scaled to
+    unit length, when these are the model's first windows (whichever writer comes first
+    sets it for all)."""
     if model.sketch_center is None:
-        first = np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32)
+        first = np.mean(unit_rows(embeddings), axis=0, dtype=np.float64).astype(np.float32)
         EmbeddingModel.objects.filter(pk=model.pk, sketch_center__isnull=True).update(sketch_center=first)
         model.sketch_center = EmbeddingModel.objects.values_list("sketch_center", flat=True).get(pk=model.pk)
     return center_array(model.sketch_center)
@@ -181,25 +185,35 @@ def center_array(center) -> np.ndarray:
     return np.asarray(center.to_numpy() if isinstance(center, HalfVector) else center, np.float32)
 
 
-def sketch_bits(embeddings: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """Sign sketches: bool [N, D], True where an embedding [N, D] is above ``center`` [D]
-    (in float16, as stored: the same bits as pgvector's binary_quantize of the difference)."""
+def sketch_residuals(embeddings: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """float32 [N, D]: each embedding [N, D], as stored (float16), scaled to unit length,
+    less ``center`` [D]. Length-free, so a query sketches alike whatever its scale.
+
+    Cosine follows from it exactly: with u = unit(x) = c + r, <u_q, u_x> = <u_q, c> +
+    <r_q, r_x> - |r_x|^2 / 2 + (1 - |c|^2) / 2, so for one query windows rank by
+    <r_q, r_x> - |r_x|^2 / 2 (``annotations.search.sketch`` estimates <r_q, r_x> from the
+    signs of r and the lengths |r|).
+    """
     stored = np.asarray(embeddings, np.float16).astype(np.float32)
-    return stored - np.asarray(center, np.float16).astype(np.float32) > 0
+    return unit_rows(stored) - np.asarray(center, np.float16).astype(np.float32)
 
 
-def sketch_binary(embeddings: np.ndarray, center: np.ndarray) -> list[bytes]:
-    """float [N, D] -> PostgreSQL's binary ``bit`` of each row's sketch (int32 length in
-    bits, then the bits, first dimension in the first byte's high bit)."""
-    n, dim = embeddings.shape
-    packed = np.packbits(sketch_bits(embeddings, center), axis=1)
+def sketch_binary(embeddings: np.ndarray, center: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """float [N, D] -> (PostgreSQL's binary ``bit`` of each row's sketch: int32 length in
+    bits, then the signs of its residual, first dimension in the first byte's high bit;
+    the residuals' lengths float64 [N])."""
+    residuals = sketch_residuals(embeddings, center)
+    n, dim = residuals.shape
+    packed = np.packbits(residuals > 0, axis=1)
     length = np.frombuffer(np.array([dim], dtype=">i4").tobytes(), dtype=np.uint8)
-    return [row.tobytes() for row in np.concatenate([np.broadcast_to(length, (n, 4)), packed], axis=1)]
+    bits = [row.tobytes() for row in np.concatenate([np.broadcast_to(length, (n, 4)), packed], axis=1)]
+    return bits, np.linalg.norm(residuals, axis=1).astype(np.float64)
 
 
-def sketch_text(embedding: np.ndarray, center: np.ndarray) -> str:
-    """One embedding's sketch as a ``bit`` literal ('0110...'), for a query."""
-    return "".join("1" if bit else "0" for bit in sketch_bits(embedding[None, :], center)[0])
+def sketch_query(embedding: np.ndarray, center: np.ndarray) -> tuple[str, float]:
+    """One embedding [D]'s sketch as a ``bit`` literal ('0110...') and its residual's length."""
+    residual = sketch_residuals(embedding[None, :], center)[0]
+    return "".join("1" if bit else "0" for bit in residual > 0), float(np.linalg.norm(residual))
 
 
 class _VectorBytesLoader(Loader):

@@ -107,8 +107,9 @@ class EmbeddingModel(models.Model):
     sample_rate = models.PositiveIntegerField()
     # The model's own output classes (e.g. species codes), indexed by Window.top_classes.
     class_names = ArrayField(models.CharField(max_length=200), default=list, blank=True)
-    # What Window.sketch's bits are signs against: the mean of the first windows written
-    # (embeddings are rarely centred on zero, and the signs of uncentred ones say little).
+    # What Window.sketch's bits are signs against: the mean of the first windows written,
+    # each scaled to unit length (real embeddings are non-negative with a large common mean:
+    # the signs of uncentred ones say little, and cosine ignores length).
     sketch_center = HalfVectorField(null=True, blank=True)
 
     class Meta:
@@ -241,11 +242,13 @@ class Window(models.Model):
     # When the window's audio began (UTC); null while the recording's start is unknown.
     started_at = models.DateTimeField(null=True)
     embedding = HalfVectorField()
-    # One bit per dimension: is the embedding above the model's sketch_center there? A
-    # filtered search ranks the windows it may return by Hamming distance between sketches,
-    # read from one_window_per_start alone, and compares only the best of them exactly
-    # (annotations.search).
+    # One bit per dimension: is the unit-length embedding above the model's sketch_center
+    # there? And the length of that residual (unit embedding - centre). A filtered search
+    # estimates every window's cosine with the query from these two, read from
+    # one_window_per_start alone, and compares only the best estimates exactly
+    # (annotations.search.sketch).
     sketch = SketchField()
+    sketch_norm = models.FloatField()
     # The model's own highest-scoring classes for this window, best first: indices into
     # model.class_names and their logits. Null for models without a classifier head.
     top_classes = ArrayField(models.IntegerField(), null=True)
@@ -258,7 +261,7 @@ class Window(models.Model):
             # so that the pass never touches the table's 2 KB rows.
             models.UniqueConstraint(
                 fields=["recording", "model", "start_s"],
-                include=["id", "deployment", "started_at", "sketch"],
+                include=["id", "deployment", "started_at", "sketch", "sketch_norm"],
                 name="one_window_per_start",
             )
         ]

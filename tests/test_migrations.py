@@ -1,4 +1,4 @@
-"""Migrating an existing database in place: float32 vectors become float16 halfvecs, sketched."""
+"""Migrating an existing database in place: float32 vectors become float16 halfvecs, sketched at unit length."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from annotations.embedding_store import center_array, sketch_text, window_embeddings
+from annotations.embedding_store import center_array, sketch_query, window_embeddings
 from annotations.models import EmbeddingModel
 from tests.test_detection_rates import two_site_survey
 
@@ -78,12 +78,15 @@ def test_vector_embeddings_are_migrated_in_place_to_float16():
             assert cursor.fetchone()[0] == 0  # the per-model vector index gave way
             cursor.execute("SELECT project_id, deployment_id, started_at FROM annotations_window ORDER BY start_s")
             rows = cursor.fetchall()
-            cursor.execute("SELECT sketch FROM annotations_window ORDER BY start_s")
-            sketches = [row[0] for row in cursor.fetchall()]
-        # Sketched against the model's mean embedding, as new windows will be.
+            cursor.execute("SELECT sketch, sketch_norm FROM annotations_window ORDER BY start_s")
+            sketches = cursor.fetchall()
+        # Sketched against the model's mean unit-length embedding, as new windows will be.
         center = center_array(EmbeddingModel.objects.get(pk=model).sketch_center)
-        np.testing.assert_allclose(center, vectors.astype(np.float16).astype(np.float32).mean(axis=0), atol=1e-2)
-        assert sketches == [sketch_text(vector, center) for vector in vectors]
+        stored = vectors.astype(np.float16).astype(np.float32)
+        np.testing.assert_allclose(center, (stored / np.linalg.norm(stored, axis=1, keepdims=True)).mean(0), atol=2e-3)
+        expected = [sketch_query(vector, center) for vector in vectors]
+        assert [bits for bits, _ in sketches] == [bits for bits, _ in expected]
+        np.testing.assert_allclose([n for _, n in sketches], [n for _, n in expected], rtol=1e-4)
         migrated = window_embeddings(ids)
         assert len(migrated) == len(vectors)
         for i, window_id in enumerate(ids):

@@ -17,7 +17,7 @@ from annotations.embedding_store import (
     raw_connection,
     register_embedding_model,
     replace_windows,
-    sketch_text,
+    sketch_query,
     window_embeddings,
     window_matrix,
 )
@@ -97,24 +97,34 @@ def test_every_reader_returns_the_stored_embeddings_to_float16(project_with_vect
         np.testing.assert_array_equal(chunk, stored[[row_of[w] for w in chunk_ids]])
 
 
-def test_stored_sketches_are_the_signs_against_the_models_first_mean(project_with_vectors):
+def test_stored_sketches_are_the_signs_of_unit_embeddings_against_the_models_first_unit_mean(project_with_vectors):
     project, model, vectors, ids = project_with_vectors
     model.refresh_from_db()
-    # The first recording's mean (its 50 windows came first), as stored in float16.
+    # The first recording's mean at unit length (its 50 windows came first), as stored in float16.
     center = center_array(model.sketch_center)
-    np.testing.assert_allclose(center, vectors[:50].mean(axis=0), atol=2e-3)
+    first = vectors[:50] / np.linalg.norm(vectors[:50], axis=1, keepdims=True)
+    np.testing.assert_allclose(center, first.mean(axis=0), atol=2e-3)
+    bits, norm = sketch_query(vectors[3], center)
+    stored = vectors[3].astype(np.float16).astype(np.float32)
+    residual = stored / np.linalg.norm(stored) - center
+    assert bits == "".join("1" if x > 0 else "0" for x in residual)
+    assert norm == pytest.approx(np.linalg.norm(residual), rel=1e-5)
+    # Length-free: a query at any scale sketches alike.
+    assert sketch_query(vectors[3] * 0.05, center)[0] == bits
     with connection.cursor() as cursor:
-        # pgvector's own quantizer on the stored rows: what the migration writes.
+        cursor.execute("SELECT sketch, sketch_norm FROM annotations_window WHERE id = %s", [ids[3]])
+        assert cursor.fetchone() == (bits, pytest.approx(norm, rel=1e-5))
+        # pgvector's own quantizer on the stored rows, as the migration writes them: the same
+        # bits but where float rounding of a near-zero residual differs.
         cursor.execute(
-            "SELECT count(*), count(*) FILTER (WHERE w.sketch = "
-            "binary_quantize(w.embedding - m.sketch_center)::varbit) FROM annotations_window w "
-            "JOIN annotations_embeddingmodel m ON m.id = w.model_id WHERE w.model_id = %s",
+            "SELECT sum(length(w.sketch) - bit_count(w.sketch # binary_quantize(l2_normalize(w.embedding::vector) "
+            "- m.sketch_center::vector)::varbit)), sum(length(w.sketch)), "
+            "max(abs(w.sketch_norm - l2_distance(l2_normalize(w.embedding::vector), m.sketch_center::vector))) "
+            "FROM annotations_window w JOIN annotations_embeddingmodel m ON m.id = w.model_id WHERE w.model_id = %s",
             [model.pk],
         )
-        assert cursor.fetchone() == (len(ids), len(ids))
-        cursor.execute("SELECT sketch FROM annotations_window WHERE id = %s", [ids[3]])
-        assert cursor.fetchone()[0] == sketch_text(vectors[3], center)
-    assert sketch_text(vectors[3], center) == "".join("1" if x else "0" for x in vectors[3].astype(np.float16) > center)
+        same, total, norm_error = cursor.fetchone()
+    assert total == len(ids) * 16 and same >= 0.999 * total and norm_error < 1e-4
 
 
 def test_a_small_project_is_searched_exactly(project_with_vectors):

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import models, transaction
 
-from annotations.embedding_store import center_array, raw_connection, sketch_text
+from annotations.embedding_store import raw_connection
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
 from annotations.search.filters import SearchFilters, recording_conditions, window_conditions
 from annotations.search.index import EF_SEARCH_MIN, FILTERED_EF_SEARCH_MIN, FILTERED_POOL, index_sql
-from annotations.search.sketch import SKETCH_POOL_MIN, SKETCH_POOL_PER_K, SKETCH_SCAN_MAX_WINDOWS, sketch_sql
+from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import candidate_windows, recording_spans
 from annotations.search_index import index_state, newest_window_id
 
@@ -78,8 +78,7 @@ def nearest_window_ids(
         if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, where, spans), params)
         elif path == SearchPath.SKETCH:
-            params["sketch"] = sketch_text(query, center_array(model.sketch_center))
-            params["pool"] = max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN)
+            params.update(sketch_params(model, query, k))
             cursor.execute(sketch_sql(model, where, spans), params)
         else:
             ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)

@@ -1,7 +1,23 @@
-"""The sketch path: every window that passes ranked by its sign sketch, the best compared exactly."""
+"""The sketch path: every window that passes ranked by an estimate of its cosine with the
+query from its sketch, the best compared exactly.
+
+A window's sketch is the signs of its residual r = unit(x) - c and the residual's length
+|r| (``embedding_store.sketch_residuals``; c is the model's mean unit embedding). For one
+query, cosine ranks windows as <r_q, r_x> - |r_x|^2 / 2 does, exactly; the pass estimates
+<r_q, r_x> as |r_q| |r_x| cos(pi h / D) from the Hamming distance h between the signs.
+Nothing in it depends on the query's length: a mean of unit-length examples and a stored
+window at its own scale rank alike. (Signs of x - mean(x) did depend on it: real
+embeddings' common mean is about 17x longer than a unit query, so the query's signs were
+the mean's, and the pass ranked at random.)
+"""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from annotations.embedding_store import center_array, sketch_query
 from annotations.models import EmbeddingModel
 from annotations.search.filters import WindowConditions
 from annotations.search.spans import SPAN_WINDOWS, rechecked, with_spans
@@ -12,19 +28,35 @@ from annotations.search.sql import nearest_sql
 # bench/scale.py at 1M: about 0.2 us a window plus 6 ms for the pool's exact comparison
 # (21-25 ms for the 76,000 windows of 3 days or of hours 4-6), against 17-28 ms by index.
 SKETCH_SCAN_MAX_WINDOWS = 100_000
-# The sketch path compares this many times k of its best-sketched windows exactly (at least
-# SKETCH_POOL_MIN): bench/scale.py finds 0.999 of the true top 100 in the best 500.
+# The sketch path compares this many times k of its best-estimated windows exactly (at least
+# SKETCH_POOL_MIN).
 SKETCH_POOL_PER_K = 10
 SKETCH_POOL_MIN = 1_000
 
 
+def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int) -> dict:
+    """What sketch_sql needs of a query float32 [D]: its sketch, its residual's length,
+    the angle of one differing bit, and the pool."""
+    sketch, norm = sketch_query(query, center_array(model.sketch_center))
+    return {
+        "sketch": sketch,
+        "sketch_norm": norm,
+        "bit_angle": math.pi / int(model.embedding_dim),
+        "pool": max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN),
+    }
+
+
 def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str) -> str:
-    """The ``pool`` windows of the spans that may hold hits whose sketches are nearest the
-    query's, read from one_window_per_start alone (the conditions test only what it
-    carries), then the best k of them by cosine."""
+    """The ``pool`` windows of the spans that may hold hits whose estimated cosine with the
+    query is highest, read from one_window_per_start alone (the conditions test only what
+    it carries), then the best k of them by cosine."""
+    estimate = (
+        "w.sketch_norm * (%(sketch_norm)s * cos(%(bit_angle)s * (w.sketch <~> %(sketch)s::varbit)) "
+        "- 0.5 * w.sketch_norm)"
+    )
     pool = (
         f"{with_spans(spans)}SELECT w.id FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) "
         + "".join(f"AND {condition} " for condition in rechecked(where))
-        + "ORDER BY w.sketch <~> %(sketch)s::varbit LIMIT %(pool)s"
+        + f"ORDER BY {estimate} DESC LIMIT %(pool)s"
     )
     return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], by_index=False)
