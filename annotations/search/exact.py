@@ -14,8 +14,13 @@ from annotations.search.sql import nearest_sql
 EXACT_SCAN_MAX_WINDOWS = 10_000
 
 
-def exact_sql(model: EmbeddingModel, where: WindowConditions, spans: str) -> str:
-    """Every window of the spans that may hold hits, compared with the query."""
-    return with_spans(spans) + nearest_sql(
-        SPAN_WINDOWS, "w.project_id = %(project)s", model, rechecked(where), by_index=False
-    )
+def exact_sql(model: EmbeddingModel, where: WindowConditions, spans: str, per_recording: bool = False) -> str:
+    """Every window of the spans that may hold hits, compared with the query (the best of
+    each recording, for ``per_recording``).
+
+    The spans alone say which windows, through one range scan of one_window_per_start
+    each (``SPAN_PLAN``); no condition on the window's project, which would offer the
+    planner window_project_model_id.
+    """
+    conditions = rechecked(where)
+    return with_spans(spans) + nearest_sql(SPAN_WINDOWS, "true", model, conditions, False, per_recording=per_recording)

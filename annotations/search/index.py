@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from annotations.models import EmbeddingModel, Project
 from annotations.search.sql import nearest_sql
+from annotations.search_index import IndexState, newest_window_id
 
 # hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. A filtered query
 # explores further, or the hits that pass the filter come back short.
@@ -14,22 +17,79 @@ FILTERED_EF_SEARCH_MIN = 400
 # date filters at 1M: recall@100 0.94 with k alone, 0.955 with 1.5 k; the scan's time
 # grows with the pool (each row that passes costs the rows it skipped), not with ef_search.
 FILTERED_POOL = 1.6
+# The best window per recording: the index's nearest windows are read in batches until
+# they hold this many times k recordings (or PER_RECORDING_SCAN_MAX windows were read).
+PER_RECORDING_MARGIN = 1.2
+PER_RECORDING_BATCH = 500
+PER_RECORDING_SCAN_MAX = 20_000
 
 
 def index_sql(
-    project: Project, model: EmbeddingModel, max_window_id: int, conditions: list[str], newest_id: int | None
-) -> str:
-    """The project's HNSW index over its windows up to ``max_window_id`` (``pool`` of them),
-    and an exact scan of the windows written since (``k``; ``annotations.search_index``).
+    project: Project,
+    model: EmbeddingModel,
+    max_window_id: int,
+    conditions: list[str],
+    newest_id: int | None,
+    per_recording: bool = False,
+) -> tuple[str, str | None]:
+    """(the project's HNSW index over its windows up to ``max_window_id``, ``pool`` of them;
+    an exact scan of the windows written since, ``k`` of them, or None when there are none:
+    ``annotations.search_index``). For ``per_recording`` the index part has no limit (a
+    cursor reads it as far as it needs) and the newer part is each recording's best.
 
     Project, model and id bound are literals so that the planner matches the partial index.
     """
     project_id, model_id, bound = int(project.pk), int(model.pk), int(max_window_id)
     table = "annotations_window w"
     indexed = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id <= {bound}"
-    index_part = nearest_sql(table, indexed, model, conditions, by_index=True, limit="pool")
+    index_part = nearest_sql(table, indexed, model, conditions, True, limit="" if per_recording else "pool")
     if newest_id is None or newest_id <= bound:
-        return index_part  # nothing written since the build
+        return index_part, None  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
     newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound} AND w.id <= {int(newest_id)}"
-    return f"({index_part}) UNION ALL ({nearest_sql(table, newer, model, conditions, by_index=False)})"
+    return index_part, nearest_sql(table, newer, model, conditions, False, per_recording=per_recording)
+
+
+def index_rows(
+    raw: psycopg.Connection,
+    project: Project,
+    model: EmbeddingModel,
+    index: IndexState,
+    conditions: list[str],
+    params: dict,
+    per_recording: bool,
+) -> list[tuple[int, float, int]]:
+    """Rows (id, score, recording_id) of the project's index and its newer windows, in the
+    caller's transaction: k windows (a pool of them under a filter), or windows enough to
+    hold k recordings' best (``per_recording``), read through a cursor in batches."""
+    k, filtered = params["k"], bool(conditions)
+    ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
+        params["pool"] = round(FILTERED_POOL * k) if filtered else k
+        index_part, newer_part = index_sql(
+            project, model, index.max_window_id, conditions, newest_window_id(project, model), per_recording
+        )
+        rows = []
+        if newer_part:
+            cursor.execute(newer_part, params)
+            rows += cursor.fetchall()
+        if not per_recording:
+            cursor.execute(index_part, params)
+            return rows + cursor.fetchall()
+    # The iterative scan goes on as the cursor reads: batches until k recordings are held,
+    # and a margin for the scan's relaxed order.
+    with raw.cursor(name="windows_per_recording") as streamed:
+        streamed.execute(index_part, params)
+        recordings: set[int] = set()
+        read = 0
+        while len(recordings) < PER_RECORDING_MARGIN * k and read < PER_RECORDING_SCAN_MAX:
+            batch = streamed.fetchmany(PER_RECORDING_BATCH)
+            if not batch:
+                break
+            read += len(batch)
+            rows += batch
+            recordings.update(row[2] for row in batch)
+    return rows

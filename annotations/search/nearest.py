@@ -13,10 +13,10 @@ from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
 from annotations.search.filters import SearchFilters, recording_conditions, window_conditions
-from annotations.search.index import EF_SEARCH_MIN, FILTERED_EF_SEARCH_MIN, FILTERED_POOL, index_sql
+from annotations.search.index import index_rows
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
-from annotations.search.spans import candidate_windows, recording_spans
-from annotations.search_index import index_state, newest_window_id
+from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
+from annotations.search_index import index_state
 
 MAX_K = 500
 
@@ -45,9 +45,10 @@ def nearest_window_ids(
     sketch_scan_max: int = SKETCH_SCAN_MAX_WINDOWS,
 ) -> NearestWindows:
     """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim]) by
-    cosine, best first: exactly when the filters leave at most ``exact_scan_max``
-    windows, by sketch when they leave at most ``sketch_scan_max`` or the project has no
-    index yet, otherwise from its HNSW index."""
+    cosine, best first (each recording's best only, under ``filters.one_per_recording``):
+    exactly when the filters leave at most ``exact_scan_max`` windows, by sketch when they
+    leave at most ``sketch_scan_max`` or the project has no index yet, otherwise from its
+    HNSW index."""
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
         raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
@@ -69,27 +70,37 @@ def nearest_window_ids(
     # model's first windows, a sketch to compare.
     sketchable = not filters.predicted_class and model.sketch_center is not None
     path = _choose_path(candidates, filtered, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
-    with transaction.atomic(), raw_connection().cursor() as cursor:
-        # Only the index (or the recordings' windows) may reach the rows: a planner that
-        # misjudges a filter must not fall back to reading the whole table.
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        # A worker process costs more to start than these small scans take.
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        if path == SearchPath.EXACT:
-            cursor.execute(exact_sql(model, where, spans), params)
-        elif path == SearchPath.SKETCH:
-            params.update(sketch_params(model, query, k))
-            cursor.execute(sketch_sql(model, where, spans), params)
-        else:
-            ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
-            newest = newest_window_id(project, model)
-            params["pool"] = round(FILTERED_POOL * k) if filtered else k
-            cursor.execute(index_sql(project, model, index.max_window_id, where.all, newest), params)
-        scored = sorted(cursor.fetchall(), key=lambda row: -row[1])[:k]
+    per_recording = filters.one_per_recording
+    raw = raw_connection()
+    with transaction.atomic():
+        with raw.cursor() as cursor:
+            # Only the index (or the recordings' windows) may reach the rows: a planner that
+            # misjudges a filter must not fall back to reading the whole table.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            # A worker process costs more to start than these small scans take.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            if path in (SearchPath.EXACT, SearchPath.SKETCH):
+                for setting in SPAN_PLAN:
+                    cursor.execute(setting)
+            if path == SearchPath.EXACT:
+                cursor.execute(exact_sql(model, where, spans, per_recording), params)
+            elif path == SearchPath.SKETCH:
+                params.update(sketch_params(model, query, k, per_recording))
+                cursor.execute(sketch_sql(model, where, spans, per_recording), params)
+            rows = cursor.fetchall() if path != SearchPath.INDEX else []
+        if path == SearchPath.INDEX:
+            rows = index_rows(raw, project, model, index, where.all, params, per_recording)
+    rows.sort(key=lambda row: -row[1])
+    if per_recording:
+        rows = _best_per_recording(rows)
+    scored = [(window_id, score) for window_id, score, _ in rows[:k]]
     return NearestWindows(scored, path, candidates)
+
+
+def _best_per_recording(rows: list[tuple[int, float, int]]) -> list[tuple[int, float, int]]:
+    """The first of each recording's rows (id, score, recording_id), in order."""
+    seen: set[int] = set()
+    return [row for row in rows if not (row[2] in seen or seen.add(row[2]))]
 
 
 def _choose_path(

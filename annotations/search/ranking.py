@@ -10,9 +10,11 @@ from annotations.embedding_store import window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, RecordingStatus, Window
 from annotations.probes import unit_rows
+from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS
 from annotations.search.filters import SearchFilters
 from annotations.search.hits import SearchHit, hits_for
 from annotations.search.nearest import MAX_K, SearchPath, nearest_window_ids
+from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS
 
 PAGE_SIZE = 50
 # A saved search keeps its best windows, ranked once: five pages of the page's list. (All
@@ -107,27 +109,57 @@ class Ranked:
     path: str  # SearchPath
 
 
-def ranked_windows(project: Project, spec: SearchSpec, wanted: int) -> Ranked:
-    """The best ``wanted`` (at most MAX_K) windows of a query by example."""
+def query_directions(examples: Examples, combine: str) -> np.ndarray:
+    """The directions float32 [Q, D] whose nearest windows hold a search's best: the mean
+    example direction (one) or each example's (Q of them, for best match), less
+    NEGATIVE_WEIGHT times the negatives' mean direction.
+
+    With the mean and one negative, combined_scores is exactly the cosine with that
+    direction times a constant, so its nearest windows are the best; with several
+    negatives their mean stands in for their max, and re-ranking the pool exactly
+    corrects the order.
+    """
+    positives = unit_rows(examples.positives)
+    directions = positives if combine == Combine.BEST else unit_rows(positives.mean(axis=0, keepdims=True))
+    if len(examples.negatives):
+        directions = directions - NEGATIVE_WEIGHT * unit_rows(examples.negatives).mean(axis=0)
+    return directions
+
+
+def ranked_windows(
+    project: Project,
+    spec: SearchSpec,
+    wanted: int,
+    path_limits: tuple[int, int] = (EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS),
+) -> Ranked:
+    """The best ``wanted`` (at most MAX_K) windows of a query by example; ``path_limits``
+    (exact_scan_max, sketch_scan_max) as nearest_window_ids takes them."""
     if spec.combine not in Combine.values:
         raise InputError(f"combine must be one of {', '.join(Combine.values)}")
     examples = examples_for(project, spec)
     wanted = min(max(int(wanted), 1), MAX_K)
     per_recording = spec.filters.one_per_recording
-    single = len(examples.positives) == 1 and not len(examples.negatives) and not per_recording
+    single = len(examples.positives) == 1 and not len(examples.negatives)
     if single:  # the index's own cosine is the score: no re-ranking needed
         nearest = nearest_window_ids(
-            project, examples.model, examples.positives[0], wanted, examples.exclude_window_ids, spec.filters
+            project,
+            examples.model,
+            examples.positives[0],
+            wanted,
+            examples.exclude_window_ids,
+            spec.filters,
+            *path_limits,
         )
         return Ranked(examples.model, nearest.scored, nearest.path)
-    # A pool larger than the page (up to the index query's MAX_K), so that re-ranking (or
-    # keeping one window per recording) has something to promote.
-    pool = min((8 if per_recording else 2) * wanted, MAX_K)
-    queries = examples.positives if spec.combine == Combine.BEST else unit_rows(examples.positives).mean(axis=0)[None]
+    # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
+    # something to promote (under one_per_recording, each of its windows is a recording's best).
+    pool = min(2 * wanted, MAX_K)
     candidate_ids: dict[int, None] = {}
     paths = set()
-    for query in queries:
-        nearest = nearest_window_ids(project, examples.model, query, pool, examples.exclude_window_ids, spec.filters)
+    for query in query_directions(examples, spec.combine):
+        nearest = nearest_window_ids(
+            project, examples.model, query, pool, examples.exclude_window_ids, spec.filters, *path_limits
+        )
         candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
         paths.add(nearest.path)
     # The least exact of the paths taken.

@@ -32,9 +32,13 @@ SKETCH_SCAN_MAX_WINDOWS = 100_000
 # SKETCH_POOL_MIN).
 SKETCH_POOL_PER_K = 10
 SKETCH_POOL_MIN = 1_000
+# For the best window per recording, each recording's best this many estimates join a pool
+# twice the size (a recording's windows are close, and its best estimate is not always its
+# best: with 3, 0.92 of the recordings' best windows at 20,000 windows, tests/test_scale.py).
+SKETCH_POOL_PER_RECORDING = 8
 
 
-def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int) -> dict:
+def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int, per_recording: bool = False) -> dict:
     """What sketch_sql needs of a query float32 [D]: its sketch, its residual's length,
     the angle of one differing bit, and the pool."""
     sketch, norm = sketch_query(query, center_array(model.sketch_center))
@@ -42,21 +46,30 @@ def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int) -> dict:
         "sketch": sketch,
         "sketch_norm": norm,
         "bit_angle": math.pi / int(model.embedding_dim),
-        "pool": max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN),
+        "pool": max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN) * (2 if per_recording else 1),
     }
 
 
-def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str) -> str:
+def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str, per_recording: bool = False) -> str:
     """The ``pool`` windows of the spans that may hold hits whose estimated cosine with the
     query is highest, read from one_window_per_start alone (the conditions test only what
-    it carries), then the best k of them by cosine."""
+    it carries), then the best k of them by cosine. For ``per_recording``, the pool holds
+    each recording's SKETCH_POOL_PER_RECORDING best estimates and the answer each
+    recording's best window."""
     estimate = (
         "w.sketch_norm * (%(sketch_norm)s * cos(%(bit_angle)s * (w.sketch <~> %(sketch)s::varbit)) "
         "- 0.5 * w.sketch_norm)"
     )
-    pool = (
-        f"{with_spans(spans)}SELECT w.id FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) "
-        + "".join(f"AND {condition} " for condition in rechecked(where))
-        + f"ORDER BY {estimate} DESC LIMIT %(pool)s"
+    passing = f"FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) " + "".join(
+        f"AND {condition} " for condition in rechecked(where)
     )
-    return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], by_index=False)
+    if per_recording:
+        nth = f"row_number() OVER (PARTITION BY w.recording_id ORDER BY {estimate} DESC)"
+        ranked = f"SELECT w.id, {estimate} AS estimate, {nth} AS nth {passing}"
+        pool = (
+            f"{with_spans(spans)}SELECT id FROM ({ranked}) ranked "
+            f"WHERE nth <= {SKETCH_POOL_PER_RECORDING} ORDER BY estimate DESC LIMIT %(pool)s"
+        )
+    else:
+        pool = f"{with_spans(spans)}SELECT w.id {passing}ORDER BY {estimate} DESC LIMIT %(pool)s"
+    return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], False, per_recording=per_recording)
