@@ -9,8 +9,9 @@ BENCH_DATABASE = "perch_agile_bench"
 
 
 @contextlib.contextmanager
-def bench_database():
-    """Set up Django on an empty, migrated ``perch_agile_bench`` database; drop it afterwards."""
+def bench_database(keep: bool = False, reuse: bool = False):
+    """Set up Django on an empty, migrated ``perch_agile_bench`` database; drop it
+    afterwards unless ``keep``. With ``reuse``, open the one a kept run left instead."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perch_agile.settings")
     os.environ.setdefault("DJANGO_DEBUG", "1")
     import django
@@ -21,11 +22,16 @@ def bench_database():
     from django.db import connection
 
     original_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    if reuse:
+        connection.close()
+        settings.DATABASES["default"]["NAME"] = connection.settings_dict["NAME"] = BENCH_DATABASE
+    else:
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         yield
     finally:
-        connection.creation.destroy_test_db(original_name, verbosity=0)
+        if not keep:
+            connection.creation.destroy_test_db(original_name, verbosity=0)
 
 
 def synthetic_deployment(embeddings, recordings: int, labels: list[str]):

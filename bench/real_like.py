@@ -107,10 +107,10 @@ class Anchor:
 
     A dimension's value is ``scale * relu(threshold + u) ** POWER`` with u a standard
     normal, correlated between dimensions. threshold, scale: float32 [D]; basis: float32
-    [D, HEAD_DIMS], the leading orthonormal vectors; head_sd: float32 [HEAD_DIMS], the sd
+    [D, H] (H = min(HEAD_DIMS, D)), the leading orthonormal vectors; head_sd: float32 [H], the sd
     along them; tail_sd: the sd of the tail's noise in each dimension; unit_sd: float32
     [D], the sd of a dimension before standardising; background_seeds, song_seeds:
-    float32 [S, HEAD_DIMS], real windows in the basis's coordinates, scaled to a random
+    float32 [S, H], real windows in the basis's coordinates, scaled to a random
     window's length there.
     """
 
@@ -154,18 +154,19 @@ def anchor(dim: int, seed: int = 0) -> Anchor:
     u = np.where(x > 0, (x / scale) ** (1 / POWER) - threshold, below).astype(np.float32)
     u -= u.mean(axis=0)
     _, _, axes = np.linalg.svd(u, full_matrices=False)
-    head = axes[: min(HEAD_DIMS, len(axes), dim)].T  # [D, r]: the real principal axes
-    if head.shape[1] < HEAD_DIMS:  # fewer real windows than HEAD_DIMS: a seeded complement
+    head_dims = min(HEAD_DIMS, dim)  # a narrow model's whole basis is its head
+    head = axes[: min(head_dims, len(axes))].T  # [D, r]: the real principal axes
+    if head.shape[1] < head_dims:  # fewer real windows than head_dims: a seeded complement
         rng = np.random.default_rng([seed, dim, 1])
-        extra = rng.standard_normal((dim, HEAD_DIMS - head.shape[1]))
+        extra = rng.standard_normal((dim, head_dims - head.shape[1]))
         extra -= head @ (head.T @ extra)
         head = np.hstack([head, np.linalg.qr(extra)[0]])
     variance = np.arange(1, dim + 1, dtype=np.float64) ** -ALPHA
-    head_sd = np.sqrt(variance[:HEAD_DIMS])
-    tail_sd = float(np.sqrt(variance[HEAD_DIMS:].sum() / dim))
-    unit_sd = np.sqrt((head**2) @ variance[:HEAD_DIMS] + tail_sd**2)
-    coordinates = (u * unit_sd) @ head  # [N, HEAD_DIMS]
-    coordinates *= np.sqrt(variance[:HEAD_DIMS].sum()) / np.linalg.norm(coordinates, axis=1, keepdims=True)
+    head_sd = np.sqrt(variance[:head_dims])
+    tail_sd = float(np.sqrt(variance[head_dims:].sum() / dim))
+    unit_sd = np.sqrt((head**2) @ variance[:head_dims] + tail_sd**2)
+    coordinates = (u * unit_sd) @ head  # [N, head_dims]
+    coordinates *= np.sqrt(variance[:head_dims].sum()) / np.linalg.norm(coordinates, axis=1, keepdims=True)
     return Anchor(
         threshold.astype(np.float32),
         scale.astype(np.float32),
@@ -204,7 +205,7 @@ def real_like_embeddings(n: int, dim: int, windows_per_recording: int, seed: int
 
 
 def _centres(params: Anchor, seeds: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` centres, float32 [count, HEAD_DIMS]: a real window's coordinates plus variation."""
+    """``count`` centres, float32 [count, H]: a real window's coordinates plus variation."""
     chosen = seeds[rng.integers(0, len(seeds), count)]
     fresh = rng.standard_normal((count, len(params.head_sd)), dtype=np.float32) * params.head_sd
     return np.sqrt(SEED_SHARE) * chosen + np.sqrt(1 - SEED_SHARE) * fresh

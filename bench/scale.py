@@ -1,26 +1,32 @@
 """Benchmark: search, filters, review queues and scoring at a season's scale.
 
-    .venv/bin/python -m bench.scale [--windows 1000000] [--dim 1024] [--queries 50]
+    .venv/bin/python -m bench.scale [--windows 1000000] [--dim 1024] [--queries 30] [--keep]
 
-Builds ``--windows`` windows of clustered synthetic embeddings (many clusters of low
-intrinsic dimension, closer to real embeddings than one Gaussian) through the project's
-own write path (``replace_windows``), in a database of its own: a big project of 18
-deployments over 6 sites (90% of the windows) and a small one (10%), one window every
-3 s (1024-d, BirdNET's framing) or 5 s (1536-d, Perch 2.0's), hour-long recordings.
-Then it builds each project's search index with the project's own task code and prints,
-each beside exact numpy on the same vectors in the same run (best of several):
+Builds ``--windows`` windows of embeddings shaped like real BirdNET output
+(``bench.real_like``: anchored on real embeddings, non-negative, a common mean carrying
+half the norm, high intrinsic dimension, background drifting within each recording,
+power-law call types) through the project's own write path (``replace_windows``), in a
+database of its own: a big project of 18 deployments over 6 sites (90% of the windows;
+three sites in America/New_York and three in Europe/Berlin, so that date filters cross
+both changes of clock in March) and a small one (10%), one window every 3 s (1024-d,
+BirdNET's framing) or 5 s (1536-d, Perch 2.0's), hour-long recordings. Then it builds each
+project's search index with the project's own task code and prints, each beside exact
+numpy on the same vectors in the same run:
 
 - write rate into an empty table, and of a new deployment into a project without an index
   and into the indexed project, on the same table;
 - index build time and bytes per window (table and indexes);
-- search p50 / p95, the path taken, and recall@100 against exact numpy over the stored
-  (float16) vectors and over the float32 originals, for: no filter, one deployment, one
-  site, a date range, an hour range, the small project beside the big one, and the best
-  window per recording;
+- for every filter case x query kind (``QUERY_KINDS``: queries composed as the page
+  composes them, two thirds calls and one third background), p50 / p95, the paths taken,
+  recall@100 against exact cosine over the stored (float16) vectors, tie-tolerant recall
+  (a hit counts when its exact score is within ``TIE`` of the 100th best) for call and
+  background queries apart, and the worst query;
 - project scoring windows/s against reading the same vectors and a numpy product;
 - review queue pages (top, margin, bins, diverse: the queue and its hits) after scoring.
 
-``measure`` is also what the test suite's 20,000-window smoke test runs.
+``--keep`` keeps the database (``perch_agile_bench``) and a later ``--reuse`` searches it
+again without writing or building (the same ``--windows``, ``--dim`` and seed).
+``measure_searches`` is also what the test suite's 20,000-window smoke test runs.
 """
 
 from __future__ import annotations
@@ -33,23 +39,35 @@ import multiprocessing
 import os
 import statistics
 import time
+import zoneinfo
 
 import numpy as np
 
 from bench.database import bench_database
+from bench.real_like import real_like_embeddings
 
 K = 100
-SEASON_START = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+# Exact cosines of stored float16 vectors are good to about this: hits closer than it to
+# the 100th best are ties.
+TIE = 1e-3
+# 35 days over both changes of clock: America/New_York on 8 March 2026, Europe/Berlin on 29 March.
+SEASON_START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 SEASON_DAYS = 35
 BIG_DEPLOYMENTS, SITES, SMALL_DEPLOYMENTS = 18, 6, 2
+US_ZONE, EU_ZONE = "America/New_York", "Europe/Berlin"
+
+
+def site_zone(site: int) -> str:
+    return US_ZONE if site < SITES // 2 else EU_ZONE
 
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
     """The synthetic season as numpy knows it, row i = the i-th window written.
 
-    embeddings: float32 [N, D]; window_ids, project, deployment, site, recording: int [N];
-    started: datetime64[s] [N] (UTC, the deployments' time zone).
+    embeddings: float32 [N, D]; window_ids, project, deployment, site, recording,
+    call_type (-1 for background): int [N]; started: datetime64[s] [N] (UTC);
+    local_hour: int [N] and local_day: datetime64[D] [N], in each deployment's zone.
     """
 
     embeddings: np.ndarray
@@ -58,40 +76,18 @@ class Corpus:
     deployment: np.ndarray
     site: np.ndarray
     recording: np.ndarray
+    call_type: np.ndarray
     started: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchFigure:
-    name: str
-    p50_ms: float
-    p95_ms: float
-    recall: float  # mean recall@K against exact numpy over the stored (float16) vectors
-    recall_float32: float  # ... over the float32 originals
-    min_recall: float
-    paths: str
-    numpy_ms: float  # exact numpy over the same vectors, best of several
-    cold_p50_ms: float = float("nan")  # the same queries the first time (p50_ms: the second)
-
-
-def clustered_embeddings(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    """float32 [n, dim]: 2,000 clusters in a 32-d subspace, plus a little isotropic noise."""
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((32, dim)).astype(np.float32) / np.sqrt(32)
-    centers = rng.standard_normal((2000, 32)).astype(np.float32)
-    out = np.empty((n, dim), np.float32)
-    for first in range(0, n, 100_000):
-        m = min(100_000, n - first)
-        latent = centers[rng.integers(0, len(centers), m)] + 0.35 * rng.standard_normal((m, 32), dtype=np.float32)
-        out[first : first + m] = latent @ basis + 0.05 * rng.standard_normal((m, dim), dtype=np.float32)
-    return out
+    local_hour: np.ndarray
+    local_day: np.ndarray
 
 
 def _write_deployment(
     deployment, model, embeddings: np.ndarray, hop_s: float, recording_s: float, first_recording: int
 ):
     """Recordings of ``recording_s`` spread evenly over a season of SEASON_DAYS (a recorder
-    on a schedule, so they start at every hour of the day), through replace_windows."""
+    on a schedule, so they start at every hour of the day), through replace_windows.
+    Returns (window ids, UTC starts, recording index), one per row of ``embeddings``."""
     from annotations.embedding_store import replace_windows
     from annotations.models import Recording, RecordingStatus
 
@@ -119,15 +115,43 @@ def _write_deployment(
         ids.append(
             np.fromiter(recording.windows.order_by("start_s").values_list("id", flat=True), np.int64, len(chunk))
         )
+    return np.concatenate(ids), *_starts(recordings, [len(c) for c in ids], hop_s, first_recording)
+
+
+def _starts(recordings, counts: list[int], hop_s: float, first_recording: int) -> tuple[np.ndarray, np.ndarray]:
+    """(UTC start datetime64[s] [N], recording index [N]) of the windows of ``recordings``."""
     started = np.concatenate(
         [
             np.datetime64(recording.started_at.replace(tzinfo=None), "s")
-            + (np.arange(len(chunk_ids)) * hop_s).astype("timedelta64[s]")
-            for recording, chunk_ids in zip(recordings, ids, strict=True)
+            + (np.arange(count) * hop_s).astype("timedelta64[s]")
+            for recording, count in zip(recordings, counts, strict=True)
         ]
     )
-    recording_index = np.concatenate([np.full(len(c), first_recording + i) for i, c in enumerate(ids)])
-    return np.concatenate(ids), started, recording_index
+    return started, np.concatenate([np.full(c, first_recording + i) for i, c in enumerate(counts)])
+
+
+def local_times(started: np.ndarray, zone: str) -> tuple[np.ndarray, np.ndarray]:
+    """(local hour int [N], local day datetime64[D] [N]) of UTC starts datetime64[s] [N].
+    Clocks change on whole UTC hours, so one offset per UTC hour is exact."""
+    hours = started.astype("datetime64[h]")
+    unique, inverse = np.unique(hours, return_inverse=True)
+    tz = zoneinfo.ZoneInfo(zone)
+    offsets = np.array(
+        [
+            dt.datetime.fromisoformat(str(h)).replace(tzinfo=dt.UTC).astimezone(tz).utcoffset().total_seconds()
+            for h in unique
+        ],
+        dtype=np.int64,
+    )
+    local = started + offsets[inverse].astype("timedelta64[s]")
+    return (local.astype("datetime64[h]").astype(np.int64) % 24), local.astype("datetime64[D]")
+
+
+def corpus_layout(n: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """[(project 0 big / 1 small, site)] per deployment, and row bounds [deployments + 1]."""
+    layout = [(0, d % SITES) for d in range(BIG_DEPLOYMENTS)] + [(1, SITES + d) for d in range(SMALL_DEPLOYMENTS)]
+    share = np.array([0.9 / BIG_DEPLOYMENTS] * BIG_DEPLOYMENTS + [0.1 / SMALL_DEPLOYMENTS] * SMALL_DEPLOYMENTS)
+    return layout, np.concatenate([[0], np.round(np.cumsum(share) * n).astype(int)])
 
 
 def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
@@ -138,32 +162,171 @@ def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int 
 
     hop_s = 3.0 if dim <= 1024 else 5.0
     model = register_embedding_model("bench-scale", "1", dim, hop_s, hop_s, 32_000)
-    embeddings = clustered_embeddings(n, dim, seed)
+    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed)
     big, small = create_project(user, "season", labels=["call"]), create_project(user, "small", labels=["call"])
-    layout = [(big, d % SITES) for d in range(BIG_DEPLOYMENTS)]  # (project, site)
-    layout += [(small, SITES + d) for d in range(SMALL_DEPLOYMENTS)]
-    share = np.array([0.9 / BIG_DEPLOYMENTS] * BIG_DEPLOYMENTS + [0.1 / SMALL_DEPLOYMENTS] * SMALL_DEPLOYMENTS)
-    bounds = np.concatenate([[0], np.round(np.cumsum(share) * n).astype(int)])
-    columns = {name: [] for name in ("window_ids", "project", "deployment", "site", "recording", "started")}
+    layout, bounds = corpus_layout(n)
+    pieces = []
     started_writing = time.perf_counter()
     recordings = 0
     for index, (project, site) in enumerate(layout):
-        deployment = create_deployment(project, f"D{index}", site=f"S{site}")
-        rows = embeddings[bounds[index] : bounds[index + 1]]
+        zone = site_zone(site) if project == 0 else EU_ZONE
+        deployment = create_deployment((big, small)[project], f"D{index}", site=f"S{site}", timezone=zone)
+        rows = generated.embeddings[bounds[index] : bounds[index + 1]]
         ids, started, recording = _write_deployment(deployment, model, rows, hop_s, recording_s, recordings)
         recordings = int(recording.max()) + 1
+        pieces.append((ids, project, index, site, recording, started, zone))
+    rate = n / (time.perf_counter() - started_writing)
+    return big, small, model, _corpus(generated, pieces), rate
+
+
+def _corpus(generated, pieces) -> Corpus:
+    columns: dict[str, list] = {name: [] for name in ("window_ids", "project", "deployment", "site", "recording")}
+    columns.update(started=[], local_hour=[], local_day=[])
+    for ids, project, index, site, recording, started, zone in pieces:
+        hour, day = local_times(started, zone)
         for name, values in (
             ("window_ids", ids),
-            ("project", np.full(len(ids), 0 if project == big else 1)),
+            ("project", np.full(len(ids), project)),
             ("deployment", np.full(len(ids), index)),
             ("site", np.full(len(ids), site)),
             ("recording", recording),
             ("started", started),
+            ("local_hour", hour),
+            ("local_day", day),
         ):
             columns[name].append(values)
-    rate = n / (time.perf_counter() - started_writing)
-    corpus = Corpus(embeddings=embeddings, **{name: np.concatenate(v) for name, v in columns.items()})
-    return big, small, model, corpus, rate
+    merged = {name: np.concatenate(values) for name, values in columns.items()}
+    return Corpus(embeddings=generated.embeddings, call_type=generated.call_type, **merged)
+
+
+def reopen_corpus(n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
+    """The projects, model and corpus of a kept bench database (``--keep``): the same
+    embeddings regenerated, the window ids read back in the order they were written."""
+    from annotations.models import EmbeddingModel, Project, Recording, Window
+
+    big, small = Project.objects.get(name="season"), Project.objects.get(name="small")
+    model = EmbeddingModel.objects.get(name="bench-scale", embedding_dim=dim)
+    generated = real_like_embeddings(n, dim, int(recording_s / model.hop_s), seed)
+    _, bounds = corpus_layout(n)
+    pieces = []
+    recordings_seen = 0
+    for index, deployment in enumerate(
+        [*big.deployments.order_by("pk"), *small.deployments.order_by("pk")],
+    ):
+        recordings = list(Recording.objects.filter(deployment=deployment).order_by("pk"))
+        windows = Window.objects.filter(deployment=deployment).order_by("recording_id", "start_s")
+        ids = np.fromiter(windows.values_list("id", flat=True), np.int64)
+        assert len(ids) == bounds[index + 1] - bounds[index], "the kept database holds another corpus"
+        counts = [r.windows_done for r in recordings]
+        started, recording = _starts(recordings, counts, model.hop_s, recordings_seen)
+        recordings_seen += len(recordings)
+        project = 0 if deployment.project_id == big.pk else 1
+        pieces.append((ids, project, index, int(deployment.site[1:]), recording, started, deployment.timezone))
+    return big, small, model, _corpus(generated, pieces)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A query by example as the page composes it, in corpus rows: ``kind`` one of
+    QUERY_KINDS; ``clip`` float32 [D] for an uploaded clip's embedding."""
+
+    kind: str
+    positives: tuple[int, ...]
+    negatives: tuple[int, ...]
+    call: bool  # a call type's windows, or a recording's background
+    clip: np.ndarray | None = None
+
+
+# window: one window found (searched at its stored scale); clip: an uploaded clip or a
+# dragged region, embedded at its own scale and level; examples: three of one sound, by
+# their mean direction (unit length); examples + negative: the same, pushing one other
+# sound away; best per recording: one window, each recording's best only.
+QUERY_KINDS = ("window", "clip", "examples", "examples + negative", "best per recording")
+
+
+def compose_queries(corpus: Corpus, project: int, count: int, seed: int = 1) -> list[Query]:
+    """``count`` queries of each kind over a project's windows (0 big, 1 small): two thirds
+    calls (three windows of one call type), one third background (three windows of one
+    recording)."""
+    rng = np.random.default_rng(seed)
+    rows = np.nonzero(corpus.project == project)[0]
+    calls = rows[corpus.call_type[rows] >= 0]
+    background = rows[corpus.call_type[rows] < 0]
+    queries = []
+    for i in range(count):
+        call = i % 3 != 2
+        first = int(rng.choice(calls if call else background))
+        if call:
+            same = calls[corpus.call_type[calls] == corpus.call_type[first]]
+        else:
+            same = background[corpus.recording[background] == corpus.recording[first]]
+        others = [int(r) for r in rng.permutation(same) if r != first][:2]
+        examples = (first, *others) if len(others) == 2 else (first,)
+        other = calls[corpus.call_type[calls] != corpus.call_type[first]] if call else calls
+        negative = (int(rng.choice(other)),)
+        stored = corpus.embeddings[first].astype(np.float16).astype(np.float32)
+        clip = (stored * rng.uniform(0.3, 3.0) + 0.4 * rng.standard_normal(stored.shape)).astype(np.float32)
+        queries += [
+            Query("window", (first,), (), call),
+            Query("clip", (), (), call, np.maximum(clip, 0)),
+            Query("examples", examples, (), call),
+            Query("examples + negative", examples, negative, call),
+            Query("best per recording", (first,), (), call),
+        ]
+    return queries
+
+
+def exact_scores(corpus: Corpus, queries: list[Query], chunk: int = 100_000) -> np.ndarray:
+    """Exact scores float32 [Q, N] of every window for each query, as annotations.search
+    ranks them (``combined_scores``: cosine with the mean example direction, less
+    NEGATIVE_WEIGHT times the cosine with the negative), over the stored (float16) vectors;
+    -inf for a query's own examples, which are never hits."""
+    from annotations.search import NEGATIVE_WEIGHT
+
+    def stored_unit(rows) -> np.ndarray:
+        return _unit(corpus.embeddings[rows].astype(np.float16).astype(np.float32))
+
+    directions = np.stack(
+        [
+            _unit(q.clip.astype(np.float16).astype(np.float32))
+            if q.clip is not None
+            else _unit(stored_unit(list(q.positives)).mean(axis=0))
+            for q in queries
+        ]
+    )
+    negatives = np.stack(
+        [stored_unit(q.negatives[0]) if q.negatives else np.zeros(directions.shape[1], np.float32) for q in queries]
+    )
+    scores = np.empty((len(queries), len(corpus.embeddings)), np.float32)
+    for first in range(0, len(corpus.embeddings), chunk):
+        unit = stored_unit(slice(first, first + chunk))
+        scores[:, first : first + len(unit)] = (unit @ directions.T - NEGATIVE_WEIGHT * (unit @ negatives.T)).T
+    for i, q in enumerate(queries):
+        scores[i, list(q.positives + q.negatives)] = -np.inf
+    return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchFigure:
+    case: str
+    kind: str
+    share: float  # of all windows that the case's filter leaves
+    p50_ms: float
+    p95_ms: float
+    recall: float  # mean recall@K against exact cosine over the stored (float16) vectors
+    tied_calls: float  # mean tie-tolerant recall@K of call queries
+    tied_background: float  # ... of background queries
+    worst: float  # the lowest tie-tolerant recall of any query
+    paths: str
+    cold_p50_ms: float = float("nan")  # the same queries the first time (p50_ms: the second)
+
+    @property
+    def name(self) -> str:
+        return f"{self.case} | {self.kind}"
+
+    @property
+    def tied(self) -> float:
+        return min(self.tied_calls, self.tied_background)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -207,38 +370,32 @@ def search_process() -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
-def timed_searches(
-    project_id: int, model_id: int, filters, query_rows: np.ndarray, excludes: list[int], crossovers: tuple[int, int]
-):
-    """In the search process: ([ms per query], [set of window ids found], {paths taken})."""
+def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: tuple[int, int]):
+    """In the search process: ([ms per query], [window ids found], [path]) of each search
+    (positive window ids, negative window ids, clip embedding or None, one per recording),
+    through the app's own ranked_windows (or, for a clip, the nearest_window_ids it calls)."""
     from annotations.models import EmbeddingModel, Project
-    from annotations.search import nearest_window_ids
-
-    project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
-    latencies, results, paths = [], [], set()
-    for query, exclude in zip(query_rows, excludes, strict=True):
-        started = time.perf_counter()
-        nearest = nearest_window_ids(project, model, query, K, [exclude], filters, *crossovers)
-        latencies.append(1000 * (time.perf_counter() - started))
-        paths.add(str(nearest.path))
-        results.append({window_id for window_id, _ in nearest.scored})
-    return latencies, results, paths
-
-
-def timed_best_per_recording(project_id: int, examples: list[int]):
-    """In the search process: the best window of each recording for each example window."""
-    from annotations.models import Project
-    from annotations.search import SearchFilters, SearchSpec, ranked_windows
+    from annotations.search import SearchSpec, nearest_window_ids, ranked_windows
 
     project = Project.objects.get(pk=project_id)
-    latencies, results, paths = [], [], set()
-    for example in examples:
-        spec = SearchSpec(positive_windows=(example,), filters=SearchFilters(one_per_recording=True))
+    model = EmbeddingModel.objects.get(name="bench-scale")
+    latencies, results, paths = [], [], []
+    for positives, negatives, clip, per_recording in searches:
         started = time.perf_counter()
-        ranked = ranked_windows(project, spec, K)
+        if clip is not None:  # what ranked_windows does for one clip alone
+            found = nearest_window_ids(project, model, clip, K, (), filters, *crossovers)
+            scored, path = found.scored, found.path
+        else:
+            spec = SearchSpec(
+                positive_windows=positives,
+                negative_windows=negatives,
+                filters=dataclasses.replace(filters, one_per_recording=per_recording),
+            )
+            ranked = ranked_windows(project, spec, K, crossovers)
+            scored, path = ranked.scored, ranked.path
         latencies.append(1000 * (time.perf_counter() - started))
-        paths.add(str(ranked.path))
-        results.append({window_id for window_id, _ in ranked.scored})
+        results.append([window_id for window_id, _ in scored])
+        paths.append(str(path))
     return latencies, results, paths
 
 
@@ -254,121 +411,151 @@ class InThisProcess:
         pass
 
 
+def search_cases(big, small, corpus: Corpus) -> list[tuple[str, object, object, np.ndarray]]:
+    """(name, project, SearchFilters, mask bool [N] of the windows it leaves) per case."""
+    from annotations.search import SearchFilters
+
+    deployment_ids = list(big.deployments.order_by("pk").values_list("pk", flat=True))
+    in_big, in_small = corpus.project == 0, corpus.project == 1
+    day = np.datetime64(SEASON_START.date(), "D")
+    us_change, eu_change = day + 7, day + 28  # 8 and 29 March 2026
+    early = (corpus.local_hour >= 4) & (corpus.local_hour < 7)
+    night = (corpus.local_hour >= 22) | (corpus.local_hour < 4)
+    us_days = (corpus.local_day >= us_change - 1) & (corpus.local_day <= us_change + 1)
+    eu_days = (corpus.local_day >= eu_change - 5) & (corpus.local_day <= eu_change + 4)
+
+    def dates(first, last):
+        return SearchFilters(date_from=first.astype(dt.date), date_to=last.astype(dt.date))
+
+    return [
+        ("no filter", big, SearchFilters(), in_big),
+        ("one deployment", big, SearchFilters(deployment_id=deployment_ids[3]), corpus.deployment == 3),
+        ("one site", big, SearchFilters(site="S2"), in_big & (corpus.site == 2)),
+        ("hours 4-7 local", big, SearchFilters(hour_from=4, hour_to=7), in_big & early),
+        ("3 days over the US change", big, dates(us_change - 1, us_change + 1), in_big & us_days),
+        (
+            "one deployment, hours 4-7",
+            big,
+            SearchFilters(deployment_id=deployment_ids[3], hour_from=4, hour_to=7),
+            (corpus.deployment == 3) & early,
+        ),
+        (
+            "site over 10 days, EU change",
+            big,
+            dataclasses.replace(dates(eu_change - 5, eu_change + 4), site="S4"),
+            in_big & (corpus.site == 4) & eu_days,
+        ),
+        ("small project", small, SearchFilters(), in_small),
+        ("small project, hours 22-4", small, SearchFilters(hour_from=22, hour_to=4), in_small & night),
+    ]
+
+
 def measure_searches(
-    big, small, model, corpus: Corpus, queries: int, crossovers: tuple[int, int] | None = None, seed=1, searcher=None
-):
-    """SearchFigures for every filter; ``crossovers`` (exact_scan_max, sketch_scan_max)
-    override the search's; ``searcher`` (``search_process()``, or by default this process)
-    runs the timed searches."""
-    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS, SearchFilters
+    big,
+    small,
+    model,
+    corpus: Corpus,
+    queries: int,
+    crossovers: tuple[int, int] | None = None,
+    seed=1,
+    searcher=None,
+    cases: list[str] | None = None,
+) -> list[SearchFigure]:
+    """SearchFigures for every filter case x query kind; ``crossovers`` (exact_scan_max,
+    sketch_scan_max) override the search's; ``searcher`` (``search_process()``, or by
+    default this process) runs the timed searches; ``cases`` picks some by name."""
+    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS
 
     crossovers = crossovers or (EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS)
-    rng = np.random.default_rng(seed)
-    n_big = int((corpus.project == 0).sum())  # the big project's windows come first
-    picks = rng.choice(n_big, queries, replace=False)
-    stored_picks = corpus.embeddings[picks].astype(np.float16).astype(np.float32)
-    query_rows = stored_picks + 0.02 * rng.standard_normal(stored_picks.shape, dtype=np.float32)
-    query_rows = query_rows.astype(np.float16).astype(np.float32)  # as pgvector receives them
-    unit_queries, unit_picks = _unit(query_rows), _unit(stored_picks)
-    # Exact cosines [N, Q], a chunk at a time: of the stored (float16) vectors with the
-    # queries and with the example windows themselves, and of the float32 originals.
-    exact = np.empty((len(corpus.embeddings), queries), np.float32)
-    exact_original, exact_self = np.empty_like(exact), np.empty_like(exact)
-    for first in range(0, len(corpus.embeddings), 100_000):
-        chunk = corpus.embeddings[first : first + 100_000]
-        unit_chunk = _unit(chunk.astype(np.float16).astype(np.float32))
-        exact[first : first + len(chunk)] = unit_chunk @ unit_queries.T
-        exact_self[first : first + len(chunk)] = unit_chunk @ unit_picks.T
-        exact_original[first : first + len(chunk)] = _unit(chunk) @ _unit(corpus.embeddings[picks]).T
-    hours = (corpus.started.astype("datetime64[h]").astype(np.int64)) % 24
-    days = corpus.started.astype("datetime64[D]")
-    first_day = np.datetime64(SEASON_START.date(), "D")
-    deployment_ids = list(big.deployments.order_by("pk").values_list("pk", flat=True))
-    cases = [
-        ("no filter", big, SearchFilters(), corpus.project == 0),
-        ("one deployment (5%)", big, SearchFilters(deployment_id=deployment_ids[3]), corpus.deployment == 3),
-        ("one site (15%)", big, SearchFilters(site="S2"), (corpus.project == 0) & (corpus.site == 2)),
-        (
-            "date range, 3 days",
-            big,
-            SearchFilters(date_from=SEASON_START.date(), date_to=SEASON_START.date() + dt.timedelta(days=2)),
-            (corpus.project == 0) & (days >= first_day) & (days <= first_day + 2),
-        ),
-        (
-            "hours 4-6",
-            big,
-            SearchFilters(hour_from=4, hour_to=6),
-            (corpus.project == 0) & (hours >= 4) & (hours < 6),
-        ),
-        ("small project (10%)", small, SearchFilters(), corpus.project == 1),
-    ]
+    ids = corpus.window_ids
+    per_project = []
+    for project in (0, 1):
+        composed = compose_queries(corpus, project, queries, seed)
+        searches = [
+            (
+                tuple(int(ids[r]) for r in q.positives),
+                tuple(int(ids[r]) for r in q.negatives),
+                q.clip,
+                q.kind == "best per recording",
+            )
+            for q in composed
+        ]
+        per_project.append((composed, exact_scores(corpus, composed), searches))
     figures = []
     searcher = searcher or InThisProcess()
-    big_rows = corpus.embeddings[:n_big]
-    numpy_ms = 1000 * _best_of(lambda: np.argpartition(-(big_rows @ unit_queries[0]), K)[:K])
-    for name, project, filters, mask in cases:
-        # Every query of a case is timed first, its recall computed afterwards: the numpy
-        # work between queries would otherwise compete with PostgreSQL for the two cores.
-        # Twice: first cold (rows the queries touch are read from disk or the OS cache),
-        # then warm, as in an annotator's session on the project.
-        excludes = [int(corpus.window_ids[picks[q]]) for q in range(queries)]
-        passes = []
-        for _ in ("cold", "warm"):
-            latencies, results, paths = searcher.submit(
-                timed_searches, project.pk, model.pk, filters, query_rows, excludes, crossovers
-            ).result()
-            passes.append(statistics.median(latencies))
-        recalls, recalls_original = [], []
-        for q, found in enumerate(results):
-            allowed = mask.copy()
-            allowed[picks[q]] = False
-            candidates = np.nonzero(allowed)[0]
-            assert len(candidates), f"no window passes {name}"
-            for scores, into in ((exact[:, q], recalls), (exact_original[:, q], recalls_original)):
-                top = candidates[np.argsort(-scores[candidates])[:K]]
-                into.append(len(found & set(corpus.window_ids[top].tolist())) / min(K, len(top)))
+    try:
+        for name, project, filters, mask in search_cases(big, small, corpus):
+            if cases is None or name in cases:
+                of_project = per_project[0 if project == big else 1]
+                figures += _case_figures(name, project, filters, mask, *of_project, corpus, searcher, crossovers)
+    finally:
+        searcher.shutdown()
+    return figures
+
+
+def _case_figures(name, project, filters, mask, composed, scores, searches, corpus, searcher, crossovers):
+    # Every query of a case is timed first, its recall computed afterwards: numpy work
+    # between queries would otherwise compete with PostgreSQL for the cores. Twice: first
+    # cold (rows read from disk or the OS cache), then warm, as in an annotator's session.
+    passes = []
+    for _ in ("cold", "warm"):
+        latencies, results, paths = searcher.submit(timed_searches, project.pk, filters, searches, crossovers).result()
+        passes.append(latencies)
+    figures = []
+    for kind in QUERY_KINDS:
+        picked = [i for i, q in enumerate(composed) if q.kind == kind]
+        recalls, tied = [], {True: [], False: []}
+        for i in picked:
+            exact_recall, tied_recall = recall_of(results[i], scores[i], mask, corpus, kind == "best per recording")
+            recalls.append(exact_recall)
+            tied[composed[i].call].append(tied_recall)
         figures.append(
             SearchFigure(
-                name,
-                statistics.median(latencies),
-                _percentile(latencies, 95),
-                float(np.mean(recalls)),
-                float(np.mean(recalls_original)),
-                float(np.min(recalls)),
-                "/".join(sorted(paths)),
-                numpy_ms,
-                passes[0],
+                case=name,
+                kind=kind,
+                share=float(mask.mean()),
+                p50_ms=statistics.median(passes[1][i] for i in picked),
+                p95_ms=_percentile([passes[1][i] for i in picked], 95),
+                recall=float(np.mean(recalls)),
+                tied_calls=float(np.mean(tied[True])) if tied[True] else float("nan"),
+                tied_background=float(np.mean(tied[False])) if tied[False] else float("nan"),
+                worst=float(min(tied[True] + tied[False])),
+                paths="/".join(sorted({paths[i] for i in picked})),
+                cold_p50_ms=statistics.median(passes[0][i] for i in picked),
             )
         )
-    # The best window of each recording: through ranked_windows, which re-ranks a pool.
-    examples = [int(corpus.window_ids[picks[q]]) for q in range(queries)]
-    latencies, results, paths = searcher.submit(timed_best_per_recording, big.pk, examples).result()
-    recalls = []
-    for q, found in enumerate(results):
-        scores = exact_self[:, q].copy()
-        scores[picks[q]] = -np.inf
-        scores[corpus.project != 0] = -np.inf
-        best: dict[int, int] = {}
-        for row in np.argsort(-scores):
-            best.setdefault(int(corpus.recording[row]), int(row))
-            if len(best) == K:
-                break
-        expected = set(corpus.window_ids[list(best.values())].tolist())
-        recalls.append(len(expected & found) / len(expected))
-    figures.append(
-        SearchFigure(
-            "best per recording",
-            statistics.median(latencies),
-            _percentile(latencies, 95),
-            float(np.mean(recalls)),
-            float("nan"),
-            float(np.min(recalls)),
-            "/".join(sorted(paths)),
-            numpy_ms,
-        )
-    )
-    searcher.shutdown()
     return figures
+
+
+def recall_of(
+    found_ids: list[int], scores: np.ndarray, mask: np.ndarray, corpus: Corpus, per_recording: bool = False
+) -> tuple[float, float]:
+    """(recall@K, tie-tolerant recall@K) of the window ids found, against exact ``scores``
+    float32 [N] over the windows that a filter leaves (``mask`` bool [N]); each recording's
+    best window only, for ``per_recording``. A hit is a tie when its exact score is within
+    TIE of the K-th best (and, per recording, of its recording's best)."""
+    scores = np.where(mask, scores, -np.inf)
+    if per_recording:
+        order = np.argsort(-scores, kind="stable")
+        _, first = np.unique(corpus.recording[order], return_index=True)
+        order = order[np.sort(first)][:K]
+        recording_best = np.full(corpus.recording.max() + 1, -np.inf, np.float32)
+        np.maximum.at(recording_best, corpus.recording, scores)
+    else:
+        order = np.argpartition(-scores, K)[:K] if len(scores) > K else np.arange(len(scores))
+        order = order[np.argsort(-scores[order], kind="stable")]
+    order = order[np.isfinite(scores[order])]
+    if not len(order):
+        return 1.0, 1.0
+    found = np.asarray(found_ids[:K], dtype=np.int64)
+    rows = np.searchsorted(corpus.window_ids, found)  # window ids ascend with the rows
+    found_scores = scores[np.minimum(rows, len(scores) - 1)]
+    found_scores[(rows >= len(scores)) | (corpus.window_ids[np.minimum(rows, len(scores) - 1)] != found)] = -np.inf
+    tied = found_scores >= scores[order[-1]] - TIE
+    if per_recording:
+        tied &= found_scores >= recording_best[corpus.recording[np.minimum(rows, len(scores) - 1)]] - TIE
+    expected = set(corpus.window_ids[order].tolist())
+    return len(expected & set(found.tolist())) / len(order), min(int(tied.sum()), len(order)) / len(order)
 
 
 def trained_classifier(user, project, model, corpus: Corpus):
@@ -452,7 +639,7 @@ def added_deployment_rates(user, project, model, dim: int, windows: int) -> tupl
     hop_s = 3.0 if dim <= 1024 else 5.0
     rates = []
     for target, seed in ((create_project(user, "unindexed"), 7), (project, 8)):
-        embeddings = clustered_embeddings(windows, dim, seed=seed)
+        embeddings = real_like_embeddings(windows, dim, int(3600 / hop_s), seed=seed).embeddings
         deployment = create_deployment(target, f"added {seed}", site="S0")
         started = time.perf_counter()
         _write_deployment(deployment, model, embeddings, hop_s, 3600.0, 0)
@@ -460,14 +647,31 @@ def added_deployment_rates(user, project, model, dim: int, windows: int) -> tupl
     return rates[0], rates[1]
 
 
+def print_search_figures(figures: list[SearchFigure]) -> None:
+    print("warm: each query's second run; cold: its first. tied: tie-tolerant recall (calls / background)")
+    print(
+        f"{'case':30} {'query':20} {'share':>6} {'p50 ms':>7} {'p95 ms':>7} {'cold':>6} {'recall':>6} "
+        f"{'tied calls':>10} {'bg':>5} {'worst':>5}  path"
+    )
+    for f in figures:
+        print(
+            f"{f.case:30} {f.kind:20} {f.share:6.1%} {f.p50_ms:7.1f} {f.p95_ms:7.1f} {f.cold_p50_ms:6.1f} "
+            f"{f.recall:6.3f} {f.tied_calls:10.3f} {f.tied_background:5.3f} {f.worst:5.2f}  {f.paths}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=30, help="queries of each kind")
     parser.add_argument("--recording-s", type=float, default=3600.0, help="length of each recording")
+    parser.add_argument("--keep", action="store_true", help="keep the database for --reuse")
+    parser.add_argument("--reuse", action="store_true", help="search a kept database again")
+    parser.add_argument("--searches-only", action="store_true", help="skip scoring, queues and writes")
+    parser.add_argument("--cases", nargs="*", help="only these search cases (by name)")
     args = parser.parse_args()
-    with bench_database():
+    with bench_database(keep=args.keep or args.reuse, reuse=args.reuse):
         run(args)
 
 
@@ -476,35 +680,39 @@ def run(args) -> None:
 
     from annotations.search_index import build_search_index
 
-    user = get_user_model().objects.create_user("bench")
     n, dim = args.windows, args.dim
-    print(f"{n:,} windows x {dim}-d, clustered synthetic embeddings, k={K}, {args.queries} queries per filter")
-    big, small, model, corpus, write_rate = build_corpus(user, n, dim, args.recording_s)
-    print(f"write (replace_windows, no index yet):        {write_rate:10,.0f} rows/s")
-    numpy_build = _best_of(lambda: _unit(corpus.embeddings[corpus.project == 0]) @ corpus.embeddings[0], 2)
-    started = time.perf_counter()
-    build_search_index(big, model)
-    build_big = time.perf_counter() - started
-    started = time.perf_counter()
-    build_search_index(small, model)
-    build_small = time.perf_counter() - started
-    print(
-        f"index build: big project {build_big:7.1f} s ({build_big / numpy_build:,.0f}x one exact numpy pass), "
-        f"small project {build_small:.1f} s; goal <= 300 s"
-    )
+    print(f"{n:,} windows x {dim}-d shaped like real BirdNET output (bench.real_like), k={K}, {args.queries} per kind")
+    if args.reuse:
+        user = get_user_model().objects.get(username="bench")
+        big, small, model, corpus = reopen_corpus(n, dim, args.recording_s)
+    else:
+        user = get_user_model().objects.create_user("bench")
+        big, small, model, corpus, write_rate = build_corpus(user, n, dim, args.recording_s)
+        print(f"write (replace_windows, no index yet):        {write_rate:10,.0f} rows/s")
+        numpy_build = _best_of(lambda: _unit(corpus.embeddings[corpus.project == 0]) @ corpus.embeddings[0], 2)
+        started = time.perf_counter()
+        build_search_index(big, model)
+        build_big = time.perf_counter() - started
+        started = time.perf_counter()
+        build_search_index(small, model)
+        build_small = time.perf_counter() - started
+        print(
+            f"index build: big project {build_big:7.1f} s ({build_big / numpy_build:,.0f}x one exact numpy pass), "
+            f"small project {build_small:.1f} s; goal <= 300 s"
+        )
     size = table_bytes()
     per_million = size / n * 1e6 / 2**30
     print(f"table + indexes: {size / n:,.0f} bytes per window, {per_million:.2f} GiB per million (goal <= 6)")
-    figures = measure_searches(big, small, model, corpus, args.queries, searcher=search_process())
-    print("warm: each query's second run; cold: its first (rows read from disk or the OS cache)")
-    header = f"{'search':24} {'p50 ms':>8} {'p95 ms':>8} {'x numpy':>8} {'cold p50':>9} {'recall':>7} {'min':>6}"
-    print(f"{header} {'vs f32':>7}  path")
-    for f in figures:
-        print(
-            f"{f.name:24} {f.p50_ms:8.1f} {f.p95_ms:8.1f} {f.p50_ms / f.numpy_ms:8.2f} {f.cold_p50_ms:9.1f} "
-            f"{f.recall:7.3f} {f.min_recall:6.2f} {f.recall_float32:7.3f}  {f.paths}"
-        )
-    print(f"(exact numpy reference over the big project, one query: {figures[0].numpy_ms:.1f} ms)")
+    big_rows = corpus.embeddings[corpus.project == 0]
+    query = _unit(big_rows[0])
+    numpy_ms = 1000 * _best_of(lambda: np.argpartition(-(big_rows @ query), K)[:K])
+    figures = measure_searches(
+        big, small, model, corpus, args.queries, searcher=search_process(), cases=args.cases or None
+    )
+    print_search_figures(figures)
+    print(f"(exact numpy over the big project's float32 rows, one query: {numpy_ms:.1f} ms)")
+    if args.searches_only:
+        return
     classifier, label = trained_classifier(user, big, model, corpus)
     scoring_rate, reference_rate = measure_scoring(classifier, big, model, corpus)
     print(

@@ -174,10 +174,12 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
             where = window_conditions(project, model, filters)
             params = {**where.params, **recording_conditions(project, model, filters)[1]}
             params.update(query=vectors[0], exclude=[], k=10, pool=20)
-            sql = index_sql(project, model, index.max_window_id, where.all, index.max_window_id + 1)
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            assert index.index_name in plan, plan
+            for per_recording in (False, True):
+                newest = index.max_window_id + 1
+                sql, _ = index_sql(project, model, index.max_window_id, where.all, newest, per_recording)
+                cursor.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                assert index.index_name in plan, plan
 
 
 def test_a_deployment_added_to_an_indexed_project_is_searchable_at_once_and_after_the_rebuild(
