@@ -678,6 +678,10 @@ class SearchRecord(models.Model):
     result_window_ids = ArrayField(models.BigIntegerField(), null=True)
     result_scores = ArrayField(models.FloatField(), null=True)
     result_count = models.PositiveIntegerField(default=0)
+    # How the results were found (annotations.search.SearchPath), and whether the index's
+    # answer failed its check and another path answered (annotations.search.safety_net).
+    result_path = models.CharField(max_length=16, blank=True, default="")
+    result_rescued = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -237,8 +237,8 @@ class Query:
     clip: np.ndarray | None = None
 
 
-# window: one window found (searched at its stored scale); clip: an uploaded clip or a
-# dragged region, embedded at its own scale and level; examples: three of one sound, by
+# window: one window found (searched at its stored scale); clip: an uploaded clip,
+# embedded at its own scale and level; examples: three of one sound, by
 # their mean direction (unit length); examples + negative: the same, pushing one other
 # sound away; best per recording: one window, each recording's best only.
 QUERY_KINDS = ("window", "clip", "examples", "examples + negative", "best per recording")
@@ -264,11 +264,13 @@ def compose_queries(corpus: Corpus, project: int, count: int, seed: int = 1) -> 
         examples = (first, *others) if len(others) == 2 else (first,)
         other = calls[corpus.call_type[calls] != corpus.call_type[first]] if call else calls
         negative = (int(rng.choice(other)),)
-        stored = corpus.embeddings[first].astype(np.float16).astype(np.float32)
-        clip = (stored * rng.uniform(0.3, 3.0) + 0.4 * rng.standard_normal(stored.shape)).astype(np.float32)
+        # An uploaded clip: the same sound in another recording, at another level (the
+        # embedding of a mix of this window and another of its kind, at the clip's scale).
+        other_of_kind = int(rng.choice(same)) if len(same) > 1 else first
+        clip = rng.uniform(0.3, 3.0) * (0.7 * corpus.embeddings[first] + 0.3 * corpus.embeddings[other_of_kind])
         queries += [
             Query("window", (first,), (), call),
-            Query("clip", (), (), call, np.maximum(clip, 0)),
+            Query("clip", (), (), call, clip.astype(np.float32)),
             Query("examples", examples, (), call),
             Query("examples + negative", examples, negative, call),
             Query("best per recording", (first,), (), call),

@@ -290,7 +290,8 @@ def _search_results(project, record: SearchRecord, offset: int) -> dict:
         "offset": offset,
     }
     page = search_service.saved_results_page(project, record, offset)
-    context.update(hits=page.hits, query_model=page.model)
+    path = search_service.SearchPath(page.path).label if page.path else ""
+    context.update(hits=page.hits, query_model=page.model, search_path=path, search_rescued=page.rescued)
     next_offset = offset + search_service.PAGE_SIZE
     if next_offset < record.result_count:
         context["next_page"] = f"?history={record.pk}&offset={next_offset}"

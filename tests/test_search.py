@@ -8,6 +8,7 @@ import zoneinfo
 import numpy as np
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 
 from annotations.deployments import create_deployment, create_project, edit_start_time
@@ -26,11 +27,14 @@ from annotations.models import Recording, RecordingStatus, SearchIndex
 from annotations.search import (
     SearchFilters,
     SearchPath,
+    SearchSpec,
     index_sql,
     nearest_window_ids,
     recording_conditions,
+    save_search,
     window_conditions,
 )
+from annotations.search import nearest as search_nearest
 from annotations.search_index import build_search_index, index_state, index_summaries, request_index_build
 from tests.conftest import wait_for
 
@@ -349,3 +353,45 @@ def test_a_build_is_requested_once_unless_it_was_lost(project_with_vectors):
     requested = request_index_build(project, model)
     assert requested.build_started_at > lost  # sent again
     assert request_index_build(project, model).build_started_at == requested.build_started_at  # in flight
+
+
+def test_an_index_answer_worse_than_the_examples_neighbourhood_is_rescued_and_the_page_says_so(
+    project_with_vectors, monkeypatch, client_for
+):
+    project, model, vectors, ids = project_with_vectors
+    build_search_index(project, model)
+    example = 120  # in the third recording, with neighbours either side
+    checked_by_index = {"anchor_window_ids": [ids[example]], "exact_scan_max": 0}
+    checked = nearest_window_ids(project, model, vectors[example], 20, [ids[example]], **checked_by_index)
+    assert checked.path == "index" and not checked.rescued  # a sound answer passes its check
+
+    # An index that settled in the wrong part of its graph: its answer is the worst windows.
+    real_index_rows = search_nearest.index_rows
+
+    def lost_index_rows(*args, **kwargs):
+        rows = real_index_rows(*args, **kwargs)
+        return [(window_id, -score, recording) for window_id, score, recording in rows]
+
+    monkeypatch.setattr(search_nearest, "index_rows", lost_index_rows)
+    rescued = nearest_window_ids(project, model, vectors[example], 20, [ids[example]], **checked_by_index)
+    assert rescued.rescued and rescued.path == "sketch"
+    others = [i for i in exact_top(vectors, vectors[example], 21) if i != example][:20]
+    assert len(set(ids_of(rescued)) & {ids[i] for i in others}) >= 19
+    unchecked = nearest_window_ids(project, model, vectors[example], 20, [ids[example]], exact_scan_max=0)
+    assert unchecked.path == "index" and not unchecked.rescued  # nothing to check against
+
+    # The page's search of 400 windows would be exact: it takes the index when it holds more.
+    monkeypatch.setattr(search_nearest, "EXACT_SCAN_MAX_WINDOWS", 0)
+    user = project.memberships.get().user
+    record = save_search(project, user, SearchSpec(positive_windows=(ids[example],)))
+    browser = Client()
+    browser.force_login(user)
+    page = browser.get(f"/projects/{project.pk}/search/?history={record.pk}")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "How they were found: Approximate: every window that passes the filters was ranked" in text
+    assert "The search index missed windows close to your examples" in text
+    record.refresh_from_db()
+    assert (record.result_path, record.result_rescued) == ("sketch", True)
+    api = client_for(user).post(f"/api/projects/{project.pk}/search/", {"window_id": ids[example]}, format="json")
+    assert api.status_code == 200 and api.json()["rescued"] is True and api.json()["path"] == "sketch"

@@ -32,7 +32,7 @@ from annotations.models import (
     Role,
     TaskStatus,
 )
-from annotations.search import SearchFilters, SearchSpec
+from annotations.search import SearchFilters, SearchPath, SearchSpec
 from annotations.stored_scores import windows_above
 from perch_agile.params import MAX_ID
 
@@ -465,8 +465,12 @@ class QueuedSerializer(serializers.Serializer):
 class SearchResultSerializer(serializers.Serializer):
     model = serializers.CharField()
     path = serializers.ChoiceField(
-        choices=["exact", "index"],
-        help_text="exact: every window passing the filters was compared; index: the project's HNSW index",
+        choices=SearchPath.choices,
+        help_text="How the hits were found: the least exact of the paths that answered.",
+    )
+    rescued = serializers.BooleanField(
+        help_text="The index's answer scored below windows around the examples (it missed their "
+        "neighbourhood), so every window passing the filters was searched instead (the path says how)."
     )
     hits = SearchHitSerializer(many=True)
 

@@ -442,7 +442,12 @@ class SearchView(ProjectView):
         data = _valid(s.SearchRequestSerializer, request.data)
         page = search.run_search(self.project, data["spec"], data["k"], data["offset"])
         return Response(
-            {"model": str(page.model), "path": page.path, "hits": s.SearchHitSerializer(page.hits, many=True).data}
+            {
+                "model": str(page.model),
+                "path": page.path,
+                "rescued": page.rescued,
+                "hits": s.SearchHitSerializer(page.hits, many=True).data,
+            }
         )
 
 

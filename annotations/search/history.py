@@ -40,9 +40,20 @@ def saved_results_page(project: Project, record: SearchRecord, offset: int, k: i
         record.result_window_ids = [window_id for window_id, _ in ranked.scored]
         record.result_scores = [score for _, score in ranked.scored]
         record.result_count = len(ranked.scored)
-        record.save(update_fields=["embedding_model", "result_window_ids", "result_scores", "result_count"])
+        record.result_path, record.result_rescued = ranked.path, ranked.rescued
+        record.save(
+            update_fields=[
+                "embedding_model",
+                "result_window_ids",
+                "result_scores",
+                "result_count",
+                "result_path",
+                "result_rescued",
+            ]
+        )
     scored = list(zip(record.result_window_ids, record.result_scores, strict=True))
-    return SearchPage(record.embedding_model, hits_for(scored[offset : offset + k]))
+    hits = hits_for(scored[offset : offset + k])
+    return SearchPage(record.embedding_model, hits, record.result_path, record.result_rescued)
 
 
 @dataclasses.dataclass(frozen=True)

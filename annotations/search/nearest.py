@@ -14,6 +14,7 @@ from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
 from annotations.search.filters import SearchFilters, recording_conditions, window_conditions
 from annotations.search.index import index_rows
+from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
 from annotations.search_index import index_state
@@ -23,15 +24,25 @@ MAX_K = 500
 
 class SearchPath(models.TextChoices):
     EXACT = "exact", "Exact: every window that passes the filters was compared"
-    SKETCH = "sketch", "Every window that passes the filters ranked by sketch, the best compared exactly"
-    INDEX = "index", "The project's HNSW index (windows newer than it compared exactly)"
+    SKETCH = (
+        "sketch",
+        ("Approximate: every window that passes the filters was ranked by a compact sketch, the best compared exactly"),
+    )
+    INDEX = "index", "Approximate: the project's search index (windows added since its build compared exactly)"
 
 
 @dataclasses.dataclass(frozen=True)
 class NearestWindows:
     scored: list[tuple[int, float]]  # (window_id, cosine), best first
     path: str  # SearchPath
-    candidates: int  # windows the filters leave (counted up to EXACT_SCAN_MAX_WINDOWS + 1)
+    candidates: int  # windows the filters leave (counted up to the largest scan + 1)
+    rescued: bool = False  # the index's answer failed its check, and ``path`` answered instead
+
+
+# The best window per recording reads each recording's best estimates from the sketch
+# pass up to this many windows (index-only, about 0.3 us a window): the index would have to
+# read on until it held k recordings, often thousands of windows of a few.
+SKETCH_PER_RECORDING_MAX_WINDOWS = 300_000
 
 
 def nearest_window_ids(
@@ -41,66 +52,86 @@ def nearest_window_ids(
     k: int,
     exclude_window_ids: Sequence[int] = (),
     filters: SearchFilters = SearchFilters(),
-    exact_scan_max: int = EXACT_SCAN_MAX_WINDOWS,
-    sketch_scan_max: int = SKETCH_SCAN_MAX_WINDOWS,
+    exact_scan_max: int | None = None,
+    sketch_scan_max: int | None = None,
+    anchor_window_ids: Sequence[int] = (),
 ) -> NearestWindows:
     """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim]) by
     cosine, best first (each recording's best only, under ``filters.one_per_recording``):
-    exactly when the filters leave at most ``exact_scan_max`` windows, by sketch when they
-    leave at most ``sketch_scan_max`` or the project has no index yet, otherwise from its
-    HNSW index."""
+    exactly when the filters leave at most ``exact_scan_max`` windows (by default
+    EXACT_SCAN_MAX_WINDOWS), by sketch when they leave at most ``sketch_scan_max`` (by
+    default SKETCH_SCAN_MAX_WINDOWS) or the project has no index yet, otherwise from its
+    HNSW index.
+
+    An index's answer is checked against the windows around ``anchor_window_ids`` (the
+    examples the query was made of: ``safety_net``); where they beat it, the index missed
+    the query's neighbourhood, and the sketch path (or the exact one) answers instead.
+    """
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
         raise InputError(f"query has shape {query.shape}, {model} needs ({model.embedding_dim},)")
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
+    exact_scan_max = EXACT_SCAN_MAX_WINDOWS if exact_scan_max is None else exact_scan_max
+    sketch_scan_max = SKETCH_SCAN_MAX_WINDOWS if sketch_scan_max is None else sketch_scan_max
     where = window_conditions(project, model, filters)
     recordings, recording_params = recording_conditions(project, model, filters)
     spans, span_params = recording_spans(filters, recordings)
     params = {**where.params, **recording_params, **span_params}
     params.update(query=query, exclude=list(exclude_window_ids), k=k, hop=model.hop_s)
     index = index_state(project, model)
-    if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > exact_scan_max:
+    per_recording = filters.one_per_recording
+    counted = max(exact_scan_max, sketch_scan_max, SKETCH_PER_RECORDING_MAX_WINDOWS if per_recording else 0)
+    if filters.deployment_id is None and not filters.site and not filters.timed and index.windows >= counted:
         candidates = index.windows  # the index alone holds too many to scan: no need to count
     else:
-        candidates = candidate_windows(spans, params, max(exact_scan_max, sketch_scan_max) + 1)
-    filtered = bool(where.all)
+        candidates = candidate_windows(spans, params, counted + 1)
     # one_window_per_start carries neither a window's predicted classes nor, before the
     # model's first windows, a sketch to compare.
     sketchable = not filters.predicted_class and model.sketch_center is not None
+    if per_recording and sketchable:
+        sketch_scan_max = max(sketch_scan_max, SKETCH_PER_RECORDING_MAX_WINDOWS)
+    filtered = bool(where.all)
     path = _choose_path(candidates, filtered, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
-    per_recording = filters.one_per_recording
     raw = raw_connection()
+    rescued = False
     with transaction.atomic():
-        with raw.cursor() as cursor:
-            # Only the index (or the recordings' windows) may reach the rows: a planner that
-            # misjudges a filter must not fall back to reading the whole table.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            # A worker process costs more to start than these small scans take.
-            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            if path in (SearchPath.EXACT, SearchPath.SKETCH):
-                for setting in SPAN_PLAN:
-                    cursor.execute(setting)
-            if path == SearchPath.EXACT:
-                cursor.execute(exact_sql(model, where, spans, per_recording), params)
-            elif path == SearchPath.SKETCH:
-                params.update(sketch_params(model, query, k, per_recording))
-                cursor.execute(sketch_sql(model, where, spans, per_recording), params)
-            rows = cursor.fetchall() if path != SearchPath.INDEX else []
         if path == SearchPath.INDEX:
-            rows = index_rows(raw, project, model, index, where.all, params, per_recording)
-    rows.sort(key=lambda row: -row[1])
+            rows = _ranked(index_rows(raw, project, model, index, where.all, params, per_recording), per_recording, k)
+            if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
+                path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
+        if path != SearchPath.INDEX:
+            rows = _ranked(_span_rows(raw, model, path, where, spans, params, query, per_recording), per_recording, k)
+    scored = [(window_id, score) for window_id, score, _ in rows]
+    return NearestWindows(scored, path, candidates, rescued)
+
+
+def _span_rows(raw, model, path, where, spans, params, query, per_recording) -> list[tuple[int, float, int]]:
+    """Rows (id, score, recording_id) of the exact or sketch path, in the caller's transaction."""
+    with raw.cursor() as cursor:
+        # Only the recordings' windows may reach the rows: a planner that misjudges a
+        # filter must not fall back to reading the whole table.
+        for setting in ("SET LOCAL enable_seqscan = off", *SPAN_PLAN):
+            cursor.execute(setting)
+        # A worker process costs more to start than these small scans take.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        if path == SearchPath.EXACT:
+            cursor.execute(exact_sql(model, where, spans, per_recording), params)
+        else:
+            params.update(sketch_params(model, query, params["k"], per_recording))
+            cursor.execute(sketch_sql(model, where, spans, per_recording), params)
+        return cursor.fetchall()
+
+
+def _ranked(rows: list[tuple[int, float, int]], per_recording: bool, k: int) -> list[tuple[int, float, int]]:
+    """The best k of rows (id, score, recording_id), best first; only each recording's
+    best, for ``per_recording``."""
+    rows = sorted(rows, key=lambda row: -row[1])
     if per_recording:
-        rows = _best_per_recording(rows)
-    scored = [(window_id, score) for window_id, score, _ in rows[:k]]
-    return NearestWindows(scored, path, candidates)
-
-
-def _best_per_recording(rows: list[tuple[int, float, int]]) -> list[tuple[int, float, int]]:
-    """The first of each recording's rows (id, score, recording_id), in order."""
-    seen: set[int] = set()
-    return [row for row in rows if not (row[2] in seen or seen.add(row[2]))]
+        seen: set[int] = set()
+        rows = [row for row in rows if not (row[2] in seen or seen.add(row[2]))]
+    return rows[:k]
 
 
 def _choose_path(

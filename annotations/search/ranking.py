@@ -10,11 +10,9 @@ from annotations.embedding_store import window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, RecordingStatus, Window
 from annotations.probes import unit_rows
-from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS
 from annotations.search.filters import SearchFilters
 from annotations.search.hits import SearchHit, hits_for
 from annotations.search.nearest import MAX_K, SearchPath, nearest_window_ids
-from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS
 
 PAGE_SIZE = 50
 # A saved search keeps its best windows, ranked once: five pages of the page's list. (All
@@ -99,7 +97,8 @@ def combined_scores(candidates: np.ndarray, examples: Examples, combine: str) ->
 class SearchPage:
     model: EmbeddingModel
     hits: list[SearchHit]
-    path: str = ""  # SearchPath of the index queries; empty for a saved search's page
+    path: str  # SearchPath: the least exact of the paths that answered
+    rescued: bool  # the index's answer failed its check, and another path answered
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +106,7 @@ class Ranked:
     model: EmbeddingModel
     scored: list[tuple[int, float]]  # (window_id, score), best first
     path: str  # SearchPath
+    rescued: bool = False  # the index's answer failed its check, and another path answered
 
 
 def query_directions(examples: Examples, combine: str) -> np.ndarray:
@@ -130,7 +130,7 @@ def ranked_windows(
     project: Project,
     spec: SearchSpec,
     wanted: int,
-    path_limits: tuple[int, int] = (EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS),
+    path_limits: tuple[int | None, int | None] = (None, None),
 ) -> Ranked:
     """The best ``wanted`` (at most MAX_K) windows of a query by example; ``path_limits``
     (exact_scan_max, sketch_scan_max) as nearest_window_ids takes them."""
@@ -149,23 +149,33 @@ def ranked_windows(
             examples.exclude_window_ids,
             spec.filters,
             *path_limits,
+            anchor_window_ids=spec.positive_windows,
         )
-        return Ranked(examples.model, nearest.scored, nearest.path)
+        return Ranked(examples.model, nearest.scored, nearest.path, nearest.rescued)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
     pool = min(2 * wanted, MAX_K)
     candidate_ids: dict[int, None] = {}
     paths = set()
+    rescued = False
     for query in query_directions(examples, spec.combine):
         nearest = nearest_window_ids(
-            project, examples.model, query, pool, examples.exclude_window_ids, spec.filters, *path_limits
+            project,
+            examples.model,
+            query,
+            pool,
+            examples.exclude_window_ids,
+            spec.filters,
+            *path_limits,
+            anchor_window_ids=spec.positive_windows,
         )
         candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
         paths.add(nearest.path)
+        rescued |= nearest.rescued
     # The least exact of the paths taken.
     path = next(p for p in (SearchPath.INDEX, SearchPath.SKETCH, SearchPath.EXACT) if p in paths)
     if not candidate_ids:
-        return Ranked(examples.model, [], path)
+        return Ranked(examples.model, [], path, rescued)
     ids = np.fromiter(candidate_ids, dtype=np.int64)
     recording_ids, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
     scores = combined_scores(embeddings, examples, spec.combine)
@@ -173,11 +183,11 @@ def ranked_windows(
     if per_recording:
         _, first = np.unique(recording_ids[order], return_index=True)
         order = order[np.sort(first)]  # each recording's best, still best first
-    return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path)
+    return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path, rescued)
 
 
 def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
     """Hits ``offset`` to ``offset + k`` (at most MAX_K in all) of a query by example."""
     offset = max(int(offset), 0)
     ranked = ranked_windows(project, spec, offset + max(int(k), 1))
-    return SearchPage(ranked.model, hits_for(ranked.scored[offset : offset + k]), ranked.path)
+    return SearchPage(ranked.model, hits_for(ranked.scored[offset : offset + k]), ranked.path, ranked.rescued)
