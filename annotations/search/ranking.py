@@ -50,11 +50,14 @@ def examples_for(project: Project, spec: SearchSpec) -> Examples:
         raise InputError("give at least one example to search with: a window or a clip")
     if len(window_ids) + len(spec.positive_clips) > MAX_EXAMPLES:
         raise InputError(f"a search takes at most {MAX_EXAMPLES} examples")
-    windows = Window.objects.defer("embedding").filter(pk__in=window_ids, recording__deployment__project=project)
-    models = {w.pk: w.model for w in windows.select_related("model")}
-    if missing := [w for w in window_ids if w not in models]:
+    # The window row's own project (no joins), and the models without their class lists
+    # (thousands of names, read only by a predicted-class filter): a search's fixed cost.
+    model_of = dict(Window.objects.filter(pk__in=window_ids, project=project).values_list("pk", "model_id"))
+    if missing := [w for w in window_ids if w not in model_of]:
         raise InputError(f"window {missing[0]} is not part of this project")
-    clips = list(
+    by_id = EmbeddingModel.objects.defer("class_names").in_bulk(set(model_of.values()))
+    models = {window_id: by_id[model_id] for window_id, model_id in model_of.items()}
+    clips = spec.positive_clips and list(
         ClipQuery.objects.filter(pk__in=spec.positive_clips, project=project).select_related("embedding_model")
     )
     if len(clips) != len(set(spec.positive_clips)):
