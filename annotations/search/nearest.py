@@ -60,8 +60,8 @@ def nearest_window_ids(
     cosine, best first (each recording's best only, under ``filters.one_per_recording``):
     exactly when the filters leave at most ``exact_scan_max`` windows (by default
     EXACT_SCAN_MAX_WINDOWS), by sketch when they leave at most ``sketch_scan_max`` (by
-    default SKETCH_SCAN_MAX_WINDOWS) or the project has no index yet, otherwise from its
-    HNSW index.
+    default SKETCH_SCAN_MAX_WINDOWS, or SKETCH_PER_RECORDING_MAX_WINDOWS for each
+    recording's best) or the project has no index yet, otherwise from its HNSW index.
 
     An index's answer is checked against the windows around ``anchor_window_ids`` (the
     examples the query was made of: ``safety_net``); where they beat it, the index missed
@@ -73,27 +73,28 @@ def nearest_window_ids(
     if not np.any(query):
         raise InputError("the query embedding is all zeros: cosine similarity is undefined")
     k = max(1, min(int(k), MAX_K))
+    per_recording = filters.one_per_recording
     exact_scan_max = EXACT_SCAN_MAX_WINDOWS if exact_scan_max is None else exact_scan_max
-    sketch_scan_max = SKETCH_SCAN_MAX_WINDOWS if sketch_scan_max is None else sketch_scan_max
+    if sketch_scan_max is None:
+        sketch_scan_max = SKETCH_PER_RECORDING_MAX_WINDOWS if per_recording else SKETCH_SCAN_MAX_WINDOWS
     where = window_conditions(project, model, filters)
     recordings, recording_params = recording_conditions(project, model, filters)
     spans, span_params = recording_spans(filters, recordings)
     params = {**where.params, **recording_params, **span_params}
     params.update(query=query, exclude=list(exclude_window_ids), k=k, hop=model.hop_s)
     index = index_state(project, model)
-    per_recording = filters.one_per_recording
-    counted = max(exact_scan_max, sketch_scan_max, SKETCH_PER_RECORDING_MAX_WINDOWS if per_recording else 0)
-    if filters.deployment_id is None and not filters.site and not filters.timed and index.windows >= counted:
+    counted = max(exact_scan_max, sketch_scan_max)
+    if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > counted:
         candidates = index.windows  # the index alone holds too many to scan: no need to count
     else:
         candidates = candidate_windows(spans, params, counted + 1)
     # one_window_per_start carries neither a window's predicted classes nor, before the
     # model's first windows, a sketch to compare.
     sketchable = not filters.predicted_class and model.sketch_center is not None
-    if per_recording and sketchable:
-        sketch_scan_max = max(sketch_scan_max, SKETCH_PER_RECORDING_MAX_WINDOWS)
-    filtered = bool(where.all)
-    path = _choose_path(candidates, filtered, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
+    # A filter's pool, or each recording's best, comes cheaper from the spans than from the
+    # index, up to their limits.
+    spans_first = bool(where.all) or per_recording
+    path = _choose_path(candidates, spans_first, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
     raw = raw_connection()
     rescued = False
     with transaction.atomic():
@@ -135,10 +136,10 @@ def _ranked(rows: list[tuple[int, float, int]], per_recording: bool, k: int) -> 
 
 
 def _choose_path(
-    candidates: int, filtered: bool, indexed: bool, sketchable: bool, exact_scan_max: int, sketch_scan_max: int
+    candidates: int, spans_first: bool, indexed: bool, sketchable: bool, exact_scan_max: int, sketch_scan_max: int
 ) -> str:
     if candidates <= exact_scan_max or not (indexed or sketchable):
         return SearchPath.EXACT
-    if sketchable and (not indexed or (filtered and candidates <= sketch_scan_max)):
+    if sketchable and (not indexed or (spans_first and candidates <= sketch_scan_max)):
         return SearchPath.SKETCH
     return SearchPath.INDEX

@@ -35,7 +35,7 @@ SKETCH_POOL_MIN = 1_000
 # For the best window per recording, each recording's best this many estimates join a pool
 # twice the size (a recording's windows are close, and its best estimate is not always its
 # best: with 3, 0.92 of the recordings' best windows at 20,000 windows, tests/test_scale.py).
-SKETCH_POOL_PER_RECORDING = 8
+SKETCH_POOL_PER_RECORDING = 24
 
 
 def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int, per_recording: bool = False) -> dict:
@@ -46,7 +46,7 @@ def sketch_params(model: EmbeddingModel, query: np.ndarray, k: int, per_recordin
         "sketch": sketch,
         "sketch_norm": norm,
         "bit_angle": math.pi / int(model.embedding_dim),
-        "pool": max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN) * (2 if per_recording else 1),
+        "pool": max(SKETCH_POOL_PER_K * k, SKETCH_POOL_MIN) * (3 if per_recording else 1),
     }
 
 
