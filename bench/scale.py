@@ -372,7 +372,7 @@ def search_process() -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
-def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: tuple[int, int]):
+def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: tuple[int | None, int | None]):
     """In the search process: ([ms per query], [window ids found], [path]) of each search
     (positive window ids, negative window ids, clip embedding or None, one per recording),
     through the app's own ranked_windows (or, for a clip, the nearest_window_ids it calls)."""
@@ -458,7 +458,7 @@ def measure_searches(
     model,
     corpus: Corpus,
     queries: int,
-    crossovers: tuple[int, int] | None = None,
+    crossovers: tuple[int | None, int | None] | None = None,
     seed=1,
     searcher=None,
     cases: list[str] | None = None,
@@ -466,9 +466,7 @@ def measure_searches(
     """SearchFigures for every filter case x query kind; ``crossovers`` (exact_scan_max,
     sketch_scan_max) override the search's; ``searcher`` (``search_process()``, or by
     default this process) runs the timed searches; ``cases`` picks some by name."""
-    from annotations.search import EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS
-
-    crossovers = crossovers or (EXACT_SCAN_MAX_WINDOWS, SKETCH_SCAN_MAX_WINDOWS)
+    crossovers = crossovers or (None, None)  # the search's own
     ids = corpus.window_ids
     per_project = []
     for project in (0, 1):

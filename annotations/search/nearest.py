@@ -6,13 +6,14 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+import psycopg
 from django.db import models, transaction
 
 from annotations.embedding_store import raw_connection
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
-from annotations.search.filters import SearchFilters, recording_conditions, window_conditions
+from annotations.search.filters import SearchFilters, WindowConditions, recording_conditions, window_conditions
 from annotations.search.index import index_rows
 from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
@@ -108,8 +109,18 @@ def nearest_window_ids(
     return NearestWindows(scored, path, candidates, rescued)
 
 
-def _span_rows(raw, model, path, where, spans, params, query, per_recording) -> list[tuple[int, float, int]]:
-    """Rows (id, score, recording_id) of the exact or sketch path, in the caller's transaction."""
+def _span_rows(
+    raw: psycopg.Connection,
+    model: EmbeddingModel,
+    path: str,
+    where: WindowConditions,
+    spans: str,
+    params: dict,
+    query: np.ndarray,
+    per_recording: bool,
+) -> list[tuple[int, float, int]]:
+    """Rows (id, score, recording_id) of the exact or sketch path through ``spans`` (SQL),
+    in the caller's transaction."""
     with raw.cursor() as cursor:
         # Only the recordings' windows may reach the rows: a planner that misjudges a
         # filter must not fall back to reading the whole table.
