@@ -117,10 +117,10 @@ def query_directions(examples: Examples, combine: str) -> np.ndarray:
     example direction (one) or each example's (Q of them, for best match), less
     NEGATIVE_WEIGHT times the negatives' mean direction.
 
-    With the mean and one negative, combined_scores is exactly the cosine with that
-    direction times a constant, so its nearest windows are the best; with several
-    negatives their mean stands in for their max, and re-ranking the pool exactly
-    corrects the order.
+    With one direction and at most one negative, combined_scores is exactly the cosine
+    with it times its length, so its nearest windows are the best; with several negatives
+    their mean stands in for their max (and with best match, each example's direction for
+    the best of them), and re-ranking a pool exactly corrects the order.
     """
     positives = unit_rows(examples.positives)
     directions = positives if combine == Combine.BEST else unit_rows(positives.mean(axis=0, keepdims=True))
@@ -142,26 +142,30 @@ def ranked_windows(
     examples = examples_for(project, spec)
     wanted = min(max(int(wanted), 1), MAX_K)
     per_recording = spec.filters.one_per_recording
-    single = len(examples.positives) == 1 and not len(examples.negatives)
-    if single:  # the index's own cosine is the score: no re-ranking needed
+    directions = query_directions(examples, spec.combine)
+    if len(directions) == 1 and len(examples.negatives) <= 1:
+        # One direction whose cosine, times its length, is the combined score itself (one
+        # example, the mean of several, one negative): its nearest windows are the page.
         nearest = nearest_window_ids(
             project,
             examples.model,
-            examples.positives[0],
+            directions[0],
             wanted,
             examples.exclude_window_ids,
             spec.filters,
             *path_limits,
             anchor_window_ids=spec.positive_windows,
         )
-        return Ranked(examples.model, nearest.scored, nearest.path, nearest.rescued)
+        length = float(np.linalg.norm(directions[0]))
+        scored = [(window_id, cosine * length) for window_id, cosine in nearest.scored]
+        return Ranked(examples.model, scored, nearest.path, nearest.rescued)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
     pool = min(2 * wanted, MAX_K)
     candidate_ids: dict[int, None] = {}
     paths = set()
     rescued = False
-    for query in query_directions(examples, spec.combine):
+    for query in directions:
         nearest = nearest_window_ids(
             project,
             examples.model,
