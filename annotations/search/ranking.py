@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class Examples:
     positives: np.ndarray
     negatives: np.ndarray
     exclude_window_ids: tuple[int, ...]
+    # Windows whose neighbourhood the query must find (the index's check, ``safety_net``):
+    # the example windows, and where a dragged region began.
+    anchor_window_ids: tuple[int, ...] = ()
 
 
 def examples_for(project: Project, spec: SearchSpec) -> Examples:
@@ -78,7 +82,18 @@ def examples_for(project: Project, spec: SearchSpec) -> Examples:
         positives=np.asarray(positives, dtype=np.float32).reshape(-1, model.embedding_dim),
         negatives=np.asarray(negatives, dtype=np.float32).reshape(-1, model.embedding_dim),
         exclude_window_ids=tuple(window_ids),
+        anchor_window_ids=spec.positive_windows + _region_windows(clips),
     )
+
+
+def _region_windows(clips: Sequence[ClipQuery]) -> tuple[int, ...]:
+    """The window where each dragged region begins (an uploaded clip has none)."""
+    found = []
+    for clip in clips:
+        if clip.recording_id is not None:
+            windows = Window.objects.filter(recording_id=clip.recording_id, start_s__lte=clip.start_s or 0.0)
+            found += windows.order_by("-start_s").values_list("pk", flat=True)[:1]
+    return tuple(found)
 
 
 def combined_scores(candidates: np.ndarray, examples: Examples, combine: str) -> np.ndarray:
@@ -146,18 +161,22 @@ def ranked_windows(
     if len(directions) == 1 and len(examples.negatives) <= 1:
         # One direction whose cosine, times its length, is the combined score itself (one
         # example, the mean of several, one negative): its nearest windows are the page.
+        # Pushed from a negative, the direction is less like any window and the sketch's
+        # estimates of it looser: twice the page is asked for (bench/scale.py at 1536-d,
+        # 3 days: the worst query 0.68 with the page alone).
+        asked = min(2 * wanted, MAX_K) if len(examples.negatives) else wanted
         nearest = nearest_window_ids(
             project,
             examples.model,
             directions[0],
-            wanted,
+            asked,
             examples.exclude_window_ids,
             spec.filters,
             *path_limits,
-            anchor_window_ids=spec.positive_windows,
+            anchor_window_ids=examples.anchor_window_ids,
         )
         length = float(np.linalg.norm(directions[0]))
-        scored = [(window_id, cosine * length) for window_id, cosine in nearest.scored]
+        scored = [(window_id, cosine * length) for window_id, cosine in nearest.scored[:wanted]]
         return Ranked(examples.model, scored, nearest.path, nearest.rescued)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
@@ -174,7 +193,7 @@ def ranked_windows(
             examples.exclude_window_ids,
             spec.filters,
             *path_limits,
-            anchor_window_ids=spec.positive_windows,
+            anchor_window_ids=examples.anchor_window_ids,
         )
         candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
         paths.add(nearest.path)
