@@ -25,16 +25,20 @@ from annotations.search.sql import nearest_sql
 
 # Up to this many, the sketch path; above it, the project's HNSW index is faster (its cost
 # under a filter grows with the candidates it skips, not with the windows that pass).
-# bench/scale.py at 1M: about 0.2 us a window plus 6 ms for the pool's exact comparison
-# (21-25 ms for the 76,000 windows of 3 days or of hours 4-6), against 17-28 ms by index.
+# bench/scale.py at 1M on data shaped like real output: about 0.2 us a window for the
+# index-only scan and 0.06 us for the estimate, plus 5 ms for the pool's exact comparison
+# (22-25 ms for the 50,000 windows of one deployment); the index 24-37 ms under filters
+# of 11-15%.
 SKETCH_SCAN_MAX_WINDOWS = 100_000
 # The sketch path compares this many times k of its best-estimated windows exactly (at least
 # SKETCH_POOL_MIN).
 SKETCH_POOL_PER_K = 10
 SKETCH_POOL_MIN = 1_000
 # For the best window per recording, each recording's best this many estimates join a pool
-# twice the size (a recording's windows are close, and its best estimate is not always its
-# best: with 3, 0.92 of the recordings' best windows at 20,000 windows, tests/test_scale.py).
+# three times the size: a recording's windows are close, and its best estimate is not
+# always its best. bench/scale.py at 1M, one deployment of hour-long recordings: 8 in a
+# pool twice the size found 0.89 of the recordings' best windows (the worst query 0.74) in
+# 38 ms, 24 in three times 0.98 (0.90) in 42 ms.
 SKETCH_POOL_PER_RECORDING = 24
 
 
