@@ -320,6 +320,7 @@ class SearchFigure:
     tied_background: float  # ... of background queries
     worst: float  # the lowest tie-tolerant recall of any query
     paths: str
+    rescued: int  # queries whose index answer failed its check (annotations.search.safety_net)
     cold_p50_ms: float = float("nan")  # the same queries the first time (p50_ms: the second)
 
     @property
@@ -373,7 +374,7 @@ def search_process() -> concurrent.futures.ProcessPoolExecutor:
 
 
 def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: tuple[int | None, int | None]):
-    """In the search process: ([ms per query], [window ids found], [path]) of each search
+    """In the search process: ([ms per query], [window ids found], [path], [rescued]) of each search
     (positive window ids, negative window ids, clip embedding or None, one per recording),
     through the app's own ranked_windows (or, for a clip, the nearest_window_ids it calls)."""
     from annotations.models import EmbeddingModel, Project
@@ -381,12 +382,12 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
 
     project = Project.objects.get(pk=project_id)
     model = EmbeddingModel.objects.get(name="bench-scale")
-    latencies, results, paths = [], [], []
+    latencies, results, paths, rescues = [], [], [], []
     for positives, negatives, clip, per_recording in searches:
         started = time.perf_counter()
         if clip is not None:  # what ranked_windows does for one clip alone
             found = nearest_window_ids(project, model, clip, K, (), filters, *crossovers)
-            scored, path = found.scored, found.path
+            scored, path, rescued = found.scored, found.path, found.rescued
         else:
             spec = SearchSpec(
                 positive_windows=positives,
@@ -394,11 +395,12 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
                 filters=dataclasses.replace(filters, one_per_recording=per_recording),
             )
             ranked = ranked_windows(project, spec, K, crossovers)
-            scored, path = ranked.scored, ranked.path
+            scored, path, rescued = ranked.scored, ranked.path, ranked.rescued
         latencies.append(1000 * (time.perf_counter() - started))
         results.append([window_id for window_id, _ in scored])
         paths.append(str(path))
-    return latencies, results, paths
+        rescues.append(rescued)
+    return latencies, results, paths, rescues
 
 
 class InThisProcess:
@@ -499,7 +501,9 @@ def _case_figures(name, project, filters, mask, composed, scores, searches, corp
     # cold (rows read from disk or the OS cache), then warm, as in an annotator's session.
     passes = []
     for _ in ("cold", "warm"):
-        latencies, results, paths = searcher.submit(timed_searches, project.pk, filters, searches, crossovers).result()
+        latencies, results, paths, rescues = searcher.submit(
+            timed_searches, project.pk, filters, searches, crossovers
+        ).result()
         passes.append(latencies)
     figures = []
     for kind in QUERY_KINDS:
@@ -521,6 +525,7 @@ def _case_figures(name, project, filters, mask, composed, scores, searches, corp
                 tied_background=float(np.mean(tied[False])) if tied[False] else float("nan"),
                 worst=float(min(tied[True] + tied[False])),
                 paths="/".join(sorted({paths[i] for i in picked})),
+                rescued=sum(rescues[i] for i in picked),
                 cold_p50_ms=statistics.median(passes[0][i] for i in picked),
             )
         )
@@ -651,12 +656,13 @@ def print_search_figures(figures: list[SearchFigure]) -> None:
     print("warm: each query's second run; cold: its first. tied: tie-tolerant recall (calls / background)")
     print(
         f"{'case':30} {'query':20} {'share':>6} {'p50 ms':>7} {'p95 ms':>7} {'cold':>6} {'recall':>6} "
-        f"{'tied calls':>10} {'bg':>5} {'worst':>5}  path"
+        f"{'tied calls':>10} {'bg':>5} {'worst':>5}  path (rescued)"
     )
     for f in figures:
         print(
             f"{f.case:30} {f.kind:20} {f.share:6.1%} {f.p50_ms:7.1f} {f.p95_ms:7.1f} {f.cold_p50_ms:6.1f} "
             f"{f.recall:6.3f} {f.tied_calls:10.3f} {f.tied_background:5.3f} {f.worst:5.2f}  {f.paths}"
+            + (f" ({f.rescued})" if f.rescued else "")
         )
 
 

@@ -54,9 +54,14 @@ def test_every_query_kind_finds_the_nearest_windows_under_every_filter_on_every_
         # Tie-tolerant recall@100 against exact cosine, calls and background apart, and
         # the worst single query.
         assert figure.tied >= 0.95 and figure.worst >= 0.8, figure
-        # Each recording's best comes from the spans, filtered or not, up to their limit.
+        # Each recording's best comes from the spans, filtered or not, up to their limit; an
+        # index answer that fails its check is answered by the sketch path.
         index_first = figure.case in ("no filter", "small project") and figure.kind != "best per recording"
-        assert figure.paths == ("index" if path == "sketch" and index_first else path), figure
+        expected = "index" if path == "sketch" and index_first else path
+        if expected == "index" and figure.rescued:
+            assert figure.paths == "index/sketch", figure
+        else:
+            assert figure.paths == expected and not figure.rescued, figure
 
 
 def test_several_examples_with_a_negative_under_a_filter_of_15000_windows(season):
