@@ -65,10 +65,6 @@ def index_rows(
     k, filtered = params["k"], bool(conditions)
     ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
     with raw.cursor() as cursor:
-        # Only the index may reach the rows: a planner that misjudges a filter must not fall
-        # back to reading the whole table; nor start a worker process for a small scan.
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])

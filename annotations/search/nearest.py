@@ -99,6 +99,12 @@ def nearest_window_ids(
     raw = raw_connection()
     rescued = False
     with transaction.atomic():
+        with raw.cursor() as cursor:
+            # Only an index (or the recordings' windows) may reach the rows: a planner that
+            # misjudges a filter must not fall back to reading the whole table; and a worker
+            # process costs more to start than these small scans take.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         if path == SearchPath.INDEX:
             rows = _ranked(index_rows(raw, project, model, index, where.all, params, per_recording), per_recording, k)
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
@@ -122,12 +128,8 @@ def _span_rows(
     """Rows (id, score, recording_id) of the exact or sketch path through ``spans`` (SQL),
     in the caller's transaction."""
     with raw.cursor() as cursor:
-        # Only the recordings' windows may reach the rows: a planner that misjudges a
-        # filter must not fall back to reading the whole table.
-        for setting in ("SET LOCAL enable_seqscan = off", *SPAN_PLAN):
+        for setting in SPAN_PLAN:
             cursor.execute(setting)
-        # A worker process costs more to start than these small scans take.
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, where, spans, per_recording), params)
         else:
