@@ -13,7 +13,7 @@ from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, Reco
 from annotations.probes import unit_rows
 from annotations.search.filters import SearchFilters
 from annotations.search.hits import SearchHit, hits_for
-from annotations.search.nearest import MAX_K, SearchPath, nearest_window_ids
+from annotations.search.nearest import MAX_K, NearestWindows, SearchPath, nearest_window_ids
 
 PAGE_SIZE = 50
 # A saved search keeps its best windows, ranked once: five pages of the page's list. (All
@@ -158,26 +158,29 @@ def ranked_windows(
     wanted = min(max(int(wanted), 1), MAX_K)
     per_recording = spec.filters.one_per_recording
     directions = query_directions(examples, spec.combine)
+
+    def nearest(query: np.ndarray, k: int) -> NearestWindows:
+        return nearest_window_ids(
+            project,
+            examples.model,
+            query,
+            k,
+            examples.exclude_window_ids,
+            spec.filters,
+            *path_limits,
+            anchor_window_ids=examples.anchor_window_ids,
+        )
+
     if len(directions) == 1 and len(examples.negatives) <= 1:
         # One direction whose cosine, times its length, is the combined score itself (one
         # example, the mean of several, one negative): its nearest windows are the page.
         # Pushed from a negative, the direction is less like any window and the sketch's
         # estimates of it looser: twice the page is asked for (bench/scale.py at 1536-d,
         # 3 days: the worst query 0.68 with the page alone).
-        asked = min(2 * wanted, MAX_K) if len(examples.negatives) else wanted
-        nearest = nearest_window_ids(
-            project,
-            examples.model,
-            directions[0],
-            asked,
-            examples.exclude_window_ids,
-            spec.filters,
-            *path_limits,
-            anchor_window_ids=examples.anchor_window_ids,
-        )
+        found = nearest(directions[0], min(2 * wanted, MAX_K) if len(examples.negatives) else wanted)
         length = float(np.linalg.norm(directions[0]))
-        scored = [(window_id, cosine * length) for window_id, cosine in nearest.scored[:wanted]]
-        return Ranked(examples.model, scored, nearest.path, nearest.rescued)
+        scored = [(window_id, cosine * length) for window_id, cosine in found.scored[:wanted]]
+        return Ranked(examples.model, scored, found.path, found.rescued)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
     pool = min(2 * wanted, MAX_K)
@@ -185,19 +188,10 @@ def ranked_windows(
     paths = set()
     rescued = False
     for query in directions:
-        nearest = nearest_window_ids(
-            project,
-            examples.model,
-            query,
-            pool,
-            examples.exclude_window_ids,
-            spec.filters,
-            *path_limits,
-            anchor_window_ids=examples.anchor_window_ids,
-        )
-        candidate_ids.update((window_id, None) for window_id, _ in nearest.scored)
-        paths.add(nearest.path)
-        rescued |= nearest.rescued
+        found = nearest(query, pool)
+        candidate_ids.update((window_id, None) for window_id, _ in found.scored)
+        paths.add(found.path)
+        rescued |= found.rescued
     # The least exact of the paths taken.
     path = next(p for p in (SearchPath.INDEX, SearchPath.SKETCH, SearchPath.EXACT) if p in paths)
     if not candidate_ids:
