@@ -117,7 +117,7 @@ def _check_metadata(deployment: Deployment) -> None:
 def create_deployment(project: Project, name: str, server_folder: str = "", **metadata) -> Deployment:
     """Create a deployment; with ``server_folder``, register the audio files found there.
 
-    ``metadata``: any of METADATA_FIELDS besides the name.
+    ``metadata``: any of METADATA_FIELDS besides the name, and ``held_out``.
     """
     deployment = Deployment(project=project, name=name, **metadata)
     _check_metadata(deployment)
@@ -174,7 +174,8 @@ def start_time_problems(deployment: Deployment, now: dt.datetime | None = None) 
 
 
 def update_deployment(deployment: Deployment, **metadata) -> Deployment:
-    """Change a deployment's metadata (any of METADATA_FIELDS); its server folder stays."""
+    """Change a deployment's metadata (any of METADATA_FIELDS) or whether it is held out
+    for evaluation; its server folder stays."""
     for field, value in metadata.items():
         setattr(deployment, field, value)
     _check_metadata(deployment)

@@ -115,6 +115,7 @@ def perch_agile_classifier(classifier: Classifier) -> dict:
         output.label.name: {
             "train_positives": output.train_positives,
             "train_negatives": output.train_negatives,
+            "weak_negatives": output.weak_negatives_used,
             "eval_positives": output.eval_positives,
             "eval_negatives": output.eval_negatives,
             "roc_auc": output.roc_auc,

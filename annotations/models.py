@@ -143,6 +143,9 @@ class Deployment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # When the latest ingest was queued: throughput and ETA are measured from here.
     ingest_started_at = models.DateTimeField(null=True, blank=True)
+    # An evaluation set: never queued for review nor drawn from for weak negatives; its
+    # labels never train, and measure every classifier version alike.
+    held_out = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -427,7 +430,9 @@ class Classifier(models.Model):
     # Hyper-parameters. A null regularisation is chosen per label by grouped cross-validation.
     regularization_c = models.FloatField(null=True, blank=True)
     prototypes_per_label = models.PositiveSmallIntegerField(default=4)
-    weak_negatives = models.PositiveIntegerField(default=0)  # random unlabeled windows, as perch-hoplite does
+    # Random unlabeled windows taken as negatives, as perch-hoplite does; null: as many as
+    # the labels call for (annotations.weak_negatives.weak_negative_count).
+    weak_negatives = models.PositiveIntegerField(null=True, blank=True)
     weak_negative_weight = models.FloatField(default=0.05)
     eval_fraction = models.FloatField(default=0.25)
     random_seed = models.PositiveIntegerField(default=0)
@@ -449,6 +454,12 @@ class Classifier(models.Model):
         return f"v{self.version}"
 
 
+class EvaluationSource(models.TextChoices):
+    HELD_OUT_DEPLOYMENTS = "deployments", "the held-out deployments' labels"
+    TIME_BLOCKS = "time blocks", "labels in held-out time blocks"
+    NOTHING = "nothing", "nothing: too few labels to hold any out"
+
+
 class ClassifierLabel(models.Model):
     """One output of a classifier, with its held-out quality."""
 
@@ -460,6 +471,11 @@ class ClassifierLabel(models.Model):
     train_negatives = models.PositiveIntegerField(default=0)
     eval_positives = models.PositiveIntegerField(default=0)
     eval_negatives = models.PositiveIntegerField(default=0)
+    # Weak negatives this label trained on, and those drawn but left out as likely positives.
+    weak_negatives_used = models.PositiveIntegerField(default=0)
+    weak_negatives_left_out = models.PositiveIntegerField(default=0)
+    # What the held-out measures were taken on (EvaluationSource).
+    evaluated_on = models.CharField(max_length=16, blank=True)
     # Null when the held-out set lacks positives or negatives: nothing to measure.
     roc_auc = models.FloatField(null=True)
     average_precision = models.FloatField(null=True)

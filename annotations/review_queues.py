@@ -2,7 +2,8 @@
 
 Queues read the classifier's stored scores (``annotations.stored_scores``) through their
 indexes, never the embeddings, so a page answers in milliseconds at a million windows.
-Of the project's windows not yet labeled for the label, they pick:
+Of the project's windows not yet labeled for the label (in the deployment, site, dates
+and hours asked for, never in a deployment held out for evaluation), they pick:
 
 - ``top``: the highest scores (is the classifier precise where it is surest?);
 - ``margin``: the scores nearest the chosen threshold (where a label teaches the most);
@@ -10,19 +11,30 @@ Of the project's windows not yet labeled for the label, they pick:
   estimates of precision across scores);
 - ``diverse``: high scores, skipping windows nearly identical (cosine > 0.9) to ones
   already picked (reads the embeddings of those few candidates only).
+
+``suggested`` picks one of them for what the labels so far lack (``suggest_kind``): a
+probe taught by a page of hits and weak negatives puts true calls at its top and its
+margin alike, so those queues would bring more of what it knows and no negative.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from django.db.models import Count
 
 from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
-from annotations.models import Classifier, ClassifierLabel, TaskStatus
+from annotations.models import Annotation, Classifier, ClassifierLabel, LabelValue, TaskStatus
 from annotations.probes import unit_rows
+from annotations.search.filters import SearchFilters, window_conditions
 from annotations.stored_scores import unlabeled_scores
 
-KINDS = ("top", "margin", "bins", "diverse")
+SUGGESTED = "suggested"
+KINDS = (SUGGESTED, "top", "margin", "bins", "diverse")
+# Fewer labeled positives than this and the suggested queue looks for more of them.
+FEW_POSITIVES = 10
 BINS = 10
 # Rows of the fixed pseudo-random order read for the bins queue (each a heap fetch); bins
 # still short after them hold under ~1/SAMPLE_ROWS of the windows each, and are read from
@@ -63,9 +75,86 @@ def pick_diverse(scores: np.ndarray, embeddings: np.ndarray, size: int, max_cosi
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _bins_queue(output: ClassifierLabel, size: int) -> list[tuple[int, float]]:
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+    """The queue the labels so far call for, and why, in words for the page."""
+
+    kind: str
+    reason: str
+    positives: int
+    negatives: int
+
+
+def suggest_kind(positives: int, negatives: int, threshold: float) -> Suggestion:
+    """Which queue teaches a probe most after ``positives`` and ``negatives`` labeled windows."""
+    counts = f"{positives:,} positive{'s' * (positives != 1)}, {negatives:,} negative{'s' * (negatives != 1)}"
+    if positives < FEW_POSITIVES:
+        reason = f"{counts}: the highest scores, where more calls are likely"
+        return Suggestion("top", reason, positives, negatives)
+    if negatives < positives / 2:
+        reason = (
+            f"{counts}: windows across the score range, where the negatives it lacks and the calls it misses are "
+            "(the top and the margin would bring more calls like those it knows)"
+        )
+        return Suggestion("bins", reason, positives, negatives)
+    reason = f"{counts}: the scores nearest the threshold {threshold:.2f}, where a label teaches the most"
+    return Suggestion("margin", reason, positives, negatives)
+
+
+def labeled_counts(classifier: Classifier, label_id: int) -> tuple[int, int]:
+    """(positives, negatives): the windows labeled for ``label_id`` outside held-out
+    deployments, with, where the project's labels never share a window, other labels'
+    positives as its negatives."""
+    labeled = Annotation.objects.filter(
+        window__project_id=classifier.project_id,
+        window__model_id=classifier.embedding_model_id,
+        window__deployment__held_out=False,
+    )
+    counts = {
+        row["value"]: row["windows"]
+        for row in labeled.filter(label_id=label_id).values("value").annotate(windows=Count("window", distinct=True))
+    }
+    negatives = counts.get(LabelValue.NEGATIVE, 0)
+    if classifier.project.exclusive_labels:
+        negatives += (
+            labeled.filter(value=LabelValue.POSITIVE).exclude(label_id=label_id).values("window").distinct().count()
+        )
+    return counts.get(LabelValue.POSITIVE, 0), negatives
+
+
+def suggestion(classifier: Classifier, label_id: int) -> Suggestion:
+    """The queue to review next for the label, from its labels so far."""
+    output = _output(classifier, label_id)
+    return suggest_kind(*labeled_counts(classifier, label_id), output.threshold)
+
+
+def _output(classifier: Classifier, label_id: int) -> ClassifierLabel:
+    output = classifier.outputs.filter(label_id=label_id).first()
+    if output is None:
+        raise InputError(f"label {label_id} is not an output of classifier v{classifier.version}")
+    return output
+
+
+def _scope(classifier: Classifier, filters: SearchFilters) -> tuple[list[str], dict]:
+    """SQL conditions on windows ``w`` (and their parameters) for the queue's filters,
+    held-out deployments always left out."""
+    project = classifier.project
+    held_out = list(project.deployments.filter(held_out=True).values_list("pk", flat=True))
+    if filters.deployment_id in held_out:
+        raise InputError(
+            f"deployment {filters.deployment_id} is held out for evaluation: its windows are never queued for review"
+        )
+    conditions = window_conditions(project, classifier.embedding_model, filters)
+    where, params = list(conditions.all), dict(conditions.params)
+    if held_out:
+        where.append("NOT (w.deployment_id = ANY(%(held_out)s))")
+        params["held_out"] = held_out
+    return where, params
+
+
+def _bins_queue(output: ClassifierLabel, size: int, where: list[str], params: dict) -> list[tuple[int, float]]:
     per_bin = max(1, size // BINS)
-    sample = unlabeled_scores(output, "", [], "hashint8(s.window_id)", SAMPLE_ROWS)
+    sample = unlabeled_scores(output, "", params, "hashint8(s.window_id)", SAMPLE_ROWS, where)
     bins = fill_bins(sample, per_bin)
     for b, chosen in bins.items():
         if len(chosen) < per_bin:
@@ -73,37 +162,42 @@ def _bins_queue(output: ClassifierLabel, size: int) -> list[tuple[int, float]]:
             taken = {window_id for window_id, _ in chosen}
             rare = unlabeled_scores(
                 output,
-                f"AND s.score >= %s::real AND s.score {upper} %s::real",
-                [b / BINS, (b + 1) / BINS],
+                f"AND s.score >= %(bin_from)s::real AND s.score {upper} %(bin_to)s::real",
+                {**params, "bin_from": b / BINS, "bin_to": (b + 1) / BINS},
                 "s.score",
                 per_bin + len(taken),
+                where,
             )
             chosen.extend([item for item in rare if item[0] not in taken][: per_bin - len(chosen)])
     return [item for b in range(BINS) for item in bins[b]][:size]
 
 
-def review_queue(classifier: Classifier, label_id: int, kind: str, size: int = 50) -> list[tuple[int, float]]:
-    """[(window_id, score)] for the annotator to label next."""
+def review_queue(
+    classifier: Classifier, label_id: int, kind: str, size: int = 50, filters: SearchFilters = SearchFilters()
+) -> list[tuple[int, float]]:
+    """[(window_id, score)] for the annotator to label next, among the windows ``filters`` keep."""
     if kind not in KINDS:
         raise InputError(f"queue kind must be one of {', '.join(KINDS)}")
-    output = classifier.outputs.filter(label_id=label_id).first()
-    if output is None:
-        raise InputError(f"label {label_id} is not an output of classifier v{classifier.version}")
+    output = _output(classifier, label_id)
     if classifier.scoring_status != TaskStatus.DONE:
         raise InputError(
             f"classifier v{classifier.version} is still scoring the project's windows "
             f"({classifier.windows_scored:,} of {classifier.windows_to_score:,}); its queues open when it is done"
         )
+    if kind == SUGGESTED:
+        kind = suggestion(classifier, label_id).kind
+    where, params = _scope(classifier, filters)
     if kind == "top":
-        return unlabeled_scores(output, "", [], "s.score DESC", size)
+        return unlabeled_scores(output, "", params, "s.score DESC", size, where)
     if kind == "margin":
         # ::real, as the column is: compared as double precision, the index could not be used.
-        above = unlabeled_scores(output, "AND s.score >= %s::real", [output.threshold], "s.score", size)
-        below = unlabeled_scores(output, "AND s.score < %s::real", [output.threshold], "s.score DESC", size)
+        at = {**params, "threshold": output.threshold}
+        above = unlabeled_scores(output, "AND s.score >= %(threshold)s::real", at, "s.score", size, where)
+        below = unlabeled_scores(output, "AND s.score < %(threshold)s::real", at, "s.score DESC", size, where)
         return closest_to_threshold(above, below, output.threshold, size)
     if kind == "bins":
-        return _bins_queue(output, size)
-    candidates = unlabeled_scores(output, "", [], "s.score DESC", size * 5)
+        return _bins_queue(output, size, where, params)
+    candidates = unlabeled_scores(output, "", params, "s.score DESC", size * 5, where)
     if not candidates:
         return []
     ids = [window_id for window_id, _ in candidates]

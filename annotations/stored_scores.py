@@ -9,6 +9,8 @@ histograms and inference runs read those.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from django.db import connection, transaction
 
@@ -148,16 +150,31 @@ def windows_above(output: ClassifierLabel, threshold: float) -> int | None:
 
 
 def unlabeled_scores(
-    output: ClassifierLabel, where: str, params: list, order: str, limit: int
+    output: ClassifierLabel,
+    where: str,
+    params: dict,
+    order: str,
+    limit: int,
+    window_conditions: Sequence[str] = (),
 ) -> list[tuple[int, float]]:
     """[(window_id, score)] of an output's stored scores for windows not labeled for its
-    label: ``where`` (SQL on ``s``, starting with AND) and ``order`` pick which."""
+    label: ``where`` (SQL on ``s``, starting with AND, named parameters in ``params``)
+    and ``order`` pick which; ``window_conditions`` (SQL on the window ``w``, parameters
+    in ``params`` too) keep only the windows of a deployment, site or time."""
+    joined = f"JOIN {Window._meta.db_table} w ON w.id = s.window_id " if window_conditions else ""
+    windows = "".join(f"AND {condition} " for condition in window_conditions)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT s.window_id, s.score FROM {WindowScore._meta.db_table} s "
-            "WHERE s.classifier_id = %s AND s.output_index = %s AND NOT EXISTS "
-            "(SELECT 1 FROM annotations_annotation a WHERE a.window_id = s.window_id AND a.label_id = %s) "
-            f"{where} ORDER BY {order} LIMIT %s",
-            [output.classifier_id, output.index, output.label_id, *params, limit],
+            f"SELECT s.window_id, s.score FROM {WindowScore._meta.db_table} s {joined}"
+            "WHERE s.classifier_id = %(classifier)s AND s.output_index = %(output_index)s AND NOT EXISTS "
+            "(SELECT 1 FROM annotations_annotation a WHERE a.window_id = s.window_id AND a.label_id = %(label)s) "
+            f"{windows}{where} ORDER BY {order} LIMIT %(limit)s",
+            {
+                **params,
+                "classifier": output.classifier_id,
+                "output_index": output.index,
+                "label": output.label_id,
+                "limit": limit,
+            },
         )
         return [(int(window_id), float(score)) for window_id, score in cursor.fetchall()]

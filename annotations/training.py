@@ -18,6 +18,7 @@ from annotations.models import (
     ClassifierExample,
     ClassifierLabel,
     EmbeddingModel,
+    EvaluationSource,
     Label,
     LabelValue,
     ProbeType,
@@ -44,6 +45,7 @@ from annotations.probes import (
     time_blocks,
 )
 from annotations.queueing import TRAIN_CLASSIFIER, enqueue_on_commit
+from annotations.weak_negatives import latest_output, near_positives, scored_likely, stored_scores, weak_negative_count
 
 # Folds of the cross-validated quality shown beside the single held-out split.
 CV_FOLDS = 4
@@ -53,8 +55,10 @@ CV_FOLDS = 4
 class TrainingSet:
     """window_ids: int [N]; recording_ids: int [N]; start_s: float [N], each window's
     start in its recording; embeddings: float32 [N, D];
-    targets: int8 [N, L], 1 positive, 0 negative, -1 not labeled for that label;
-    weak: bool [N], True for unlabeled windows taken as weak negatives."""
+    targets: int8 [N, L], 1 positive, 0 negative, -1 not labeled for that label (and
+    for a weak negative left out of that label's training as a likely positive);
+    weak: bool [N], True for unlabeled windows drawn as weak negatives;
+    evaluation_only: bool [N], True for labels in held-out deployments."""
 
     window_ids: np.ndarray
     recording_ids: np.ndarray
@@ -62,6 +66,7 @@ class TrainingSet:
     embeddings: np.ndarray
     targets: np.ndarray
     weak: np.ndarray
+    evaluation_only: np.ndarray
 
 
 def request_training(
@@ -71,9 +76,11 @@ def request_training(
     probe_type: str = ProbeType.LINEAR,
     regularization_c: float | None = None,
     prototypes_per_label: int = 4,
-    weak_negatives: int = 0,
+    weak_negatives: int | None = None,
 ) -> Classifier:
-    """Create the next classifier version and queue its training."""
+    """Create the next classifier version and queue its training. ``weak_negatives``:
+    how many unlabeled windows to draw as weak negatives, None for as many as the labels
+    call for (``weak_negative_count``), 0 for none."""
     labels = list(Label.objects.filter(project=project, pk__in=label_ids))
     if not labels or len(labels) != len(set(label_ids)):
         raise InputError("choose one or more labels of this project")
@@ -100,9 +107,11 @@ def request_training(
     return classifier
 
 
-def _refuse_untrainable(project: Project, model: EmbeddingModel, labels: list[Label], weak_negatives: int) -> None:
+def _refuse_untrainable(
+    project: Project, model: EmbeddingModel, labels: list[Label], weak_negatives: int | None
+) -> None:
     """Refuse, before a version number is taken, what training would refuse for want of
-    labels: a label without positives, or without negatives where no weak ones are asked for."""
+    labels: a label without positives, or without negatives where weak ones are refused."""
     values = (
         Annotation.objects.filter(label__in=labels, window__model=model, window__recording__deployment__project=project)
         .values("label_id", "value")
@@ -115,9 +124,9 @@ def _refuse_untrainable(project: Project, model: EmbeddingModel, labels: list[La
     for label in labels:
         if (label.pk, LabelValue.POSITIVE) not in present:
             raise InputError(f"label {label.name!r} has no positive windows yet: label some first")
-        if (label.pk, LabelValue.NEGATIVE) not in present and weak_negatives <= 0:
+        if (label.pk, LabelValue.NEGATIVE) not in present and weak_negatives == 0:
             raise InputError(
-                f"label {label.name!r} has no negative windows yet: label some, or train with weak negatives"
+                f"label {label.name!r} has no negative windows yet: label some, or let training draw weak negatives"
             )
 
 
@@ -204,6 +213,7 @@ def _random_unlabeled_windows(classifier: Classifier, count: int, exclude: set[i
     recordings = np.array(
         Recording.objects.filter(
             deployment__project_id=classifier.project_id,
+            deployment__held_out=False,
             embedding_model_id=classifier.embedding_model_id,
             windows_done__gt=0,
         )
@@ -236,7 +246,10 @@ def training_set(classifier: Classifier) -> TrainingSet:
     label_ids = list(classifier.outputs.order_by("index").values_list("label_id", flat=True))
     targets_by_key = consensus_targets(classifier)
     labeled = sorted({window_id for window_id, _ in targets_by_key})
-    weak = _random_unlabeled_windows(classifier, classifier.weak_negatives, set(labeled))
+    wanted = classifier.weak_negatives
+    weak = _random_unlabeled_windows(
+        classifier, weak_negative_count(len(labeled)) if wanted is None else wanted, set(labeled)
+    )
     window_ids = labeled + weak
     row = {window_id: i for i, window_id in enumerate(window_ids)}
     targets = np.full((len(window_ids), len(label_ids)), -1, dtype=np.int8)
@@ -244,15 +257,40 @@ def training_set(classifier: Classifier) -> TrainingSet:
     for (window_id, label_id), positive in targets_by_key.items():
         targets[row[window_id], label_ids.index(label_id)] = int(positive)
     recording_ids, embeddings = window_matrix(window_ids, classifier.embedding_model.embedding_dim)
-    starts = dict(Window.objects.filter(pk__in=window_ids).values_list("pk", "start_s"))
-    return TrainingSet(
+    places = {
+        pk: (start_s, held_out)
+        for pk, start_s, held_out in Window.objects.filter(pk__in=window_ids).values_list(
+            "pk", "start_s", "deployment__held_out"
+        )
+    }
+    data = TrainingSet(
         window_ids=np.asarray(window_ids, dtype=np.int64),
         recording_ids=recording_ids,
-        start_s=np.asarray([starts[w] for w in window_ids], dtype=np.float64),
+        start_s=np.asarray([places[w][0] for w in window_ids], dtype=np.float64),
         embeddings=embeddings,
         targets=targets,
         weak=np.arange(len(window_ids)) >= len(labeled),
+        evaluation_only=np.asarray([places[w][1] for w in window_ids], dtype=bool),
     )
+    for index, label_id in enumerate(label_ids):
+        _leave_out_likely_positives(classifier, data, index, label_id)
+    return data
+
+
+def _leave_out_likely_positives(classifier: Classifier, data: TrainingSet, index: int, label_id: int) -> None:
+    """Unmark, for one label, the weak negatives that look like its calls
+    (``annotations.weak_negatives``): near its labeled positives, or scored likely by
+    its latest version."""
+    weak_rows = np.nonzero(data.weak)[0]
+    positive_rows = np.nonzero((data.targets[:, index] == 1) & ~data.evaluation_only)[0]
+    if len(weak_rows) == 0 or len(positive_rows) == 0:
+        return
+    likely = near_positives(data.embeddings[weak_rows], data.embeddings[positive_rows])
+    previous = latest_output(classifier.project_id, classifier.embedding_model_id, label_id)
+    if previous is not None:
+        scores = stored_scores(previous, data.window_ids[np.concatenate([weak_rows, positive_rows])])
+        likely |= scored_likely(scores[: len(weak_rows)], scores[len(weak_rows) :], previous.threshold)
+    data.targets[weak_rows[likely], index] = -1
 
 
 def train(classifier: Classifier) -> None:
@@ -270,7 +308,7 @@ def _train(classifier: Classifier) -> None:
     data = training_set(classifier)
     outputs = list(classifier.outputs.order_by("index").select_related("label"))
     blocks = time_blocks(data.recording_ids, data.start_s)
-    split = _held_out_split(classifier, data)
+    split, evaluated_on = _held_out_split(classifier, data)
     dim = classifier.embedding_model.embedding_dim
     weights = np.zeros((dim, len(outputs)), dtype=np.float32)
     bias = np.zeros(len(outputs), dtype=np.float32)
@@ -298,8 +336,12 @@ def _train(classifier: Classifier) -> None:
         eval_scores = _scores(head, data.embeddings[eval_rows])
         eval_targets = column[eval_rows] == 1
         quality = held_out_quality(eval_targets, eval_scores)
+        weak_used = int((train_rows & data.weak).sum())
         output.train_positives = int(train_targets.sum())
-        output.train_negatives = int((~train_targets).sum())
+        output.train_negatives = int((~train_targets).sum()) - weak_used
+        output.weak_negatives_used = weak_used
+        output.weak_negatives_left_out = int((data.weak & (column < 0)).sum())
+        output.evaluated_on = evaluated_on if quality.roc_auc is not None else EvaluationSource.NOTHING
         output.eval_positives = quality.positives
         output.eval_negatives = quality.negatives
         output.roc_auc = quality.roc_auc
@@ -313,6 +355,9 @@ def _train(classifier: Classifier) -> None:
             [
                 "train_positives",
                 "train_negatives",
+                "weak_negatives_used",
+                "weak_negatives_left_out",
+                "evaluated_on",
                 "eval_positives",
                 "eval_negatives",
                 "roc_auc",
@@ -349,21 +394,36 @@ def _trains_and_measures(data: TrainingSet, split: Split, column: np.ndarray) ->
     return len(np.unique(train)) == 2, len(np.unique(held_out)) == 2
 
 
-def _held_out_split(classifier: Classifier, data: TrainingSet) -> Split:
-    """The time-block split, unless it would leave a label untrainable or measure nothing
-    (only positives labeled so far, as after a first page of hits): then everything trains."""
-    split = held_out_split(
-        data.recording_ids,
-        data.start_s,
-        (data.targets == 1).any(axis=1),
-        ~data.weak,
-        classifier.eval_fraction,
-        classifier.random_seed,
+def _held_out_split(classifier: Classifier, data: TrainingSet) -> tuple[Split, str]:
+    """(split, EvaluationSource). The held-out deployments' labels where they measure
+    some label; else the time-block split of the other labels, unless it would leave a
+    label untrainable or measure nothing (only positives labeled so far, as after a
+    first page of hits): then everything trains. Held-out deployments never train."""
+    by_deployment = Split(data.evaluation_only, np.zeros(len(data.window_ids), dtype=bool))
+    if data.evaluation_only.any():
+        verdicts = [_trains_and_measures(data, by_deployment, column) for column in data.targets.T]
+        if all(trains for trains, _ in verdicts) and any(measures for _, measures in verdicts):
+            return by_deployment, EvaluationSource.HELD_OUT_DEPLOYMENTS
+    split = _apart_from_held_out_deployments(
+        held_out_split(
+            data.recording_ids,
+            data.start_s,
+            (data.targets == 1).any(axis=1),
+            ~data.weak & ~data.evaluation_only,
+            classifier.eval_fraction,
+            classifier.random_seed,
+        ),
+        data,
     )
     verdicts = [_trains_and_measures(data, split, column) for column in data.targets.T]
     if all(trains for trains, _ in verdicts) and any(measures for _, measures in verdicts):
-        return split
-    return no_split(len(data.window_ids))
+        return split, EvaluationSource.TIME_BLOCKS
+    return _apart_from_held_out_deployments(no_split(len(data.window_ids)), data), EvaluationSource.NOTHING
+
+
+def _apart_from_held_out_deployments(split: Split, data: TrainingSet) -> Split:
+    """``split`` with the held-out deployments' labels neither trained on nor measured."""
+    return Split(split.held_out & ~data.evaluation_only, split.excluded | data.evaluation_only)
 
 
 def _fit(
@@ -396,9 +456,15 @@ def _cross_validation(
     [{"positives", "negatives", "roc_auc", "average_precision"}]. The linear probe keeps
     the C of the full fit, so folds measure the probe, not a second search for C."""
     folds = []
-    for split in time_block_splits(
-        data.recording_ids, data.start_s, (data.targets == 1).any(axis=1), ~data.weak, CV_FOLDS, classifier.random_seed
+    for fold in time_block_splits(
+        data.recording_ids,
+        data.start_s,
+        (data.targets == 1).any(axis=1),
+        ~data.weak & ~data.evaluation_only,
+        CV_FOLDS,
+        classifier.random_seed,
     ):
+        split = _apart_from_held_out_deployments(fold, data)
         if not all(_trains_and_measures(data, split, column)):
             continue
         head = _fit(classifier, data, blocks, (column >= 0) & split.train, column, regularization_c)

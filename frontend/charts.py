@@ -16,6 +16,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from annotations.detection_rates import Rate, SiteRates
+from annotations.learning_curve import CurvePoint
 from annotations.models import Deployment
 from annotations.probes import PrecisionRecall
 
@@ -306,3 +307,29 @@ def site_maps(deployments: Iterable[Deployment], sites: Sequence[SiteRates]) -> 
             )
         maps.append((label, site_map(f"{label}: detections per recorded hour by deployment", points)))
     return maps
+
+
+def learning_curve(points: Sequence[CurvePoint], current_version: int) -> SafeString:
+    """Held-out ROC-AUC (line) and average precision (dashed) against the labels each
+    version learned from; filled points share the held-out deployments' evaluation set,
+    hollow ones each held out other time blocks; the current version ringed."""
+    title = "Learning curve (held out)"
+    measured = [p for p in points if p.roc_auc is not None]
+    if not measured:
+        return _frame(title, "labeled windows trained on", "quality", "")
+    most = _nice(max(p.labels for p in measured))
+    body = []
+    for field, dash in (("roc_auc", ""), ("average_precision", ' stroke-dasharray="4 3"')):
+        line = " ".join("{:.1f},{:.1f}".format(*_point(p.labels / most, getattr(p, field))) for p in measured)
+        body.append(f'<polyline points="{line}" fill="none" stroke="{GREEN}" stroke-width="1.5"{dash}/>')
+    for p in measured:
+        x, y = _point(p.labels / most, p.roc_auc)
+        fill = GREEN if p.comparable else "#fff"
+        ring = ' stroke-width="3"' if p.version == current_version else ""
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{GREEN}"{ring}><title>v{p.version}: '
+            f"{p.labels} labels, ROC-AUC {p.roc_auc:.3f}, AP {p.average_precision:.3f} "
+            f"(on {escape(p.evaluated_on)})</title></circle>"
+        )
+    right = f'<text x="{WIDTH - PAD}" y="{HEIGHT - PAD + 12}" text-anchor="end">{most:g}</text>'
+    return _frame(title, "labeled windows trained on (— ROC-AUC, - - AP)", "quality", "".join(body) + right)

@@ -27,6 +27,7 @@ from annotations import search as search_service
 from annotations.access import Action, project_for, role_in, visible_projects
 from annotations.errors import InputError
 from annotations.first_steps import first_steps
+from annotations.learning_curve import learning_curve
 from annotations.models import (
     Classifier,
     Combine,
@@ -322,6 +323,11 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "cross_validated": scoring.cross_validated(output),
         "previous": previous_outputs.get(output.label_id),
         "windows_above": windows_above(output, output.threshold),
+        "learning_curve": charts.learning_curve(
+            learning_curve(output.classifier.project_id, output.label_id, output.classifier.version),
+            output.classifier.version,
+        ),
+        "suggestion": review_queues.suggestion(output.classifier, output.label_id),
     }
     if output.prototypes is not None:
         positive, negative = scoring.prototype_examples(output)
@@ -369,12 +375,26 @@ def review(request, project_id, classifier_id):
     """An active-learning queue opened in the labeling view."""
     project = project_for(request.user, project_id)
     classifier = get_object_or_404(Classifier, pk=classifier_id, project=project)
-    context = {"project": project, "classifier": classifier, "labels": project.labels.all(), "hits": None}
+    context = {
+        "project": project,
+        "classifier": classifier,
+        "labels": project.labels.all(),
+        "hits": None,
+        "queue_kinds": review_queues.KINDS,
+        "deployments": project.deployments.filter(held_out=False),
+        "sites": sorted(set(project.deployments.exclude(site="").values_list("site", flat=True))),
+        "query": request.GET,
+    }
     try:
         label_id = whole_number(request.GET.get("label", ""), "label")
-        kind = request.GET.get("kind", "top")
-        context["hits"] = search_service.hits_for(review_queues.review_queue(classifier, label_id, kind, size=50))
+        kind = request.GET.get("kind", review_queues.SUGGESTED)
+        filters = search_service.filters_from_params(request.GET)
+        if kind == review_queues.SUGGESTED:
+            context["suggestion"] = review_queues.suggestion(classifier, label_id)
+        queue = review_queues.review_queue(classifier, label_id, kind, 50, filters)
+        context["hits"] = search_service.hits_for(queue)
         context["kind"] = kind
+        context["label_id"] = label_id
         context["labels"] = project.labels.filter(pk=label_id)
     except (InputError, ValueError) as error:
         context["error"] = str(error)

@@ -104,7 +104,7 @@ def test_only_positives_train_every_time_against_weak_negatives(long_recordings,
         classifier = trained(project, user, call_label, probe_type=probe_type, weak_negatives=300)
         assert classifier.status == "done", classifier.error
         output = classifier.outputs.get()
-        assert output.train_positives > 0 and output.train_negatives > 0
+        assert output.train_positives > 0 and output.train_negatives == 0 and output.weak_negatives_used > 0
 
 
 def test_weak_negatives_are_drawn_uniformly_without_replacement_and_repeatably(long_recordings):
@@ -139,9 +139,10 @@ def test_untrainable_label_sets_are_refused_before_a_version_is_taken(long_recor
     Annotation.objects.all().delete()
     label(user, call_label, ids[0, call[0]][:5], True)
     with pytest.raises(InputError, match="no negative windows"):
-        training.request_training(project, user, [call_label.pk])
+        training.request_training(project, user, [call_label.pk], weak_negatives=0)
     assert not Classifier.objects.filter(project=project).exists()
-    assert training.request_training(project, user, [call_label.pk], weak_negatives=100).version == 1
+    # Left to the labels, weak negatives are drawn: positives alone train.
+    assert training.request_training(project, user, [call_label.pk]).version == 1
 
 
 def test_exclusive_labels_make_one_labels_positives_the_others_negatives(long_recordings):
@@ -151,10 +152,10 @@ def test_exclusive_labels_make_one_labels_positives_the_others_negatives(long_re
     label(user, other, ids[1, ~call[1]][:20], True)
     label(user, other, ids[0, call[0]][:1], False)  # what people said stays
     with pytest.raises(InputError, match="no negative windows"):
-        training.request_training(project, user, [call_label.pk, other.pk])
+        training.request_training(project, user, [call_label.pk, other.pk], weak_negatives=0)
     project.exclusive_labels = True
     project.save()
-    classifier = training.request_training(project, user, [call_label.pk, other.pk])
+    classifier = training.request_training(project, user, [call_label.pk, other.pk], weak_negatives=0)
     targets = training.consensus_targets(classifier)
     assert targets[(int(ids[1, ~call[1]][0]), call_label.pk)] is False  # implied by "other call"
     assert targets[(int(ids[0, call[0]][1]), other.pk)] is False

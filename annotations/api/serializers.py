@@ -81,10 +81,15 @@ class DeploymentSerializer(serializers.ModelSerializer):
     server_folder = serializers.CharField(
         max_length=1000, required=False, allow_blank=True, help_text="shown relative to its audio root"
     )
+    held_out = serializers.BooleanField(
+        required=False,
+        help_text="an evaluation set: never queued for review nor drawn from for weak negatives; "
+        "its labels never train, and measure every classifier version",
+    )
 
     class Meta:
         model = Deployment
-        fields = ["id", *METADATA_FIELDS, "server_folder", "created_at"]
+        fields = ["id", *METADATA_FIELDS, "held_out", "server_folder", "created_at"]
         read_only_fields = ["id", "created_at"]
 
     def to_representation(self, instance):
@@ -306,7 +311,14 @@ class TrainRequestSerializer(serializers.Serializer):
     # Leave out to choose it by cross-validation grouped by time block.
     regularization_c = serializers.FloatField(min_value=1e-6, max_value=1e6, required=False, allow_null=True)
     prototypes_per_label = serializers.IntegerField(min_value=1, max_value=64, default=4)
-    weak_negatives = serializers.IntegerField(min_value=0, max_value=100_000, default=0)
+    weak_negatives = serializers.IntegerField(
+        min_value=0,
+        max_value=100_000,
+        required=False,
+        allow_null=True,
+        help_text="unlabeled windows drawn as weak negatives (likely calls of the label left out); "
+        "leave out for as many as the labels call for, 0 for none",
+    )
 
 
 class ThresholdRequestSerializer(serializers.Serializer):
@@ -323,6 +335,13 @@ class ThresholdRequestSerializer(serializers.Serializer):
 class QueueItemSerializer(serializers.Serializer):
     window_id = serializers.IntegerField()
     score = serializers.FloatField()
+
+
+class QueueSuggestionSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="the queue to open: top, margin or bins")
+    reason = serializers.CharField()
+    positives = serializers.IntegerField(help_text="windows labeled positive, outside held-out deployments")
+    negatives = serializers.IntegerField()
 
 
 class SiteDaySerializer(serializers.Serializer):
@@ -380,6 +399,9 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "index",
             "train_positives",
             "train_negatives",
+            "weak_negatives_used",
+            "weak_negatives_left_out",
+            "evaluated_on",
             "eval_positives",
             "eval_negatives",
             "roc_auc",

@@ -57,6 +57,11 @@ urlpatterns = [
     path(P + "classifiers/<id:classifier_id>/runs/", v.InferenceRunListView.as_view(), name="run-list"),
     path(P + "classifiers/<id:classifier_id>/threshold/", v.ClassifierThresholdView.as_view(), name="threshold"),
     path(P + "classifiers/<id:classifier_id>/queue/", v.ReviewQueueView.as_view(), name="review-queue"),
+    path(
+        P + "classifiers/<id:classifier_id>/queue-suggestion/",
+        v.QueueSuggestionView.as_view(),
+        name="queue-suggestion",
+    ),
     path(P + "runs/<id:run_id>/", v.InferenceRunDetailView.as_view(), name="run-detail"),
     path(P + "runs/<id:run_id>/detections/", v.DetectionListView.as_view(), name="detection-list"),
     path(P + "runs/<id:run_id>/detections.csv", v.DetectionCsvView.as_view(), name="detection-csv"),

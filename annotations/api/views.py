@@ -676,7 +676,7 @@ class ClassifierListView(ProjectView):
             probe_type=data["probe_type"],
             regularization_c=data.get("regularization_c"),
             prototypes_per_label=data["prototypes_per_label"],
-            weak_negatives=data["weak_negatives"],
+            weak_negatives=data.get("weak_negatives"),
         )
         return Response(_classifier_data(classifier), status=status.HTTP_202_ACCEPTED)
 
@@ -722,14 +722,27 @@ class ClassifierThresholdView(ProjectView):
         return Response(s.ClassifierOutputSerializer(output).data)
 
 
+QUEUE_FILTERS = [
+    OpenApiParameter("deployment", int),
+    OpenApiParameter("site", str),
+    OpenApiParameter("date_from", OpenApiTypes.DATE, description="local to each deployment's time zone"),
+    OpenApiParameter("date_to", OpenApiTypes.DATE),
+    OpenApiParameter("hour_from", int, description="local hours [from, to), may wrap midnight"),
+    OpenApiParameter("hour_to", int),
+]
+
+
 class ReviewQueueView(ProjectView):
-    """Unlabeled windows to review next: top, margin, bins or diverse (see annotations.review_queues)."""
+    """Unlabeled windows to review next (see annotations.review_queues): the suggested
+    queue, or top, margin, bins or diverse; in a deployment, site, dates or hours, never
+    in a deployment held out for evaluation."""
 
     @extend_schema(
         parameters=[
             OpenApiParameter("label", int, required=True),
-            OpenApiParameter("kind", str, enum=list(review_queues.KINDS)),
+            OpenApiParameter("kind", str, enum=list(review_queues.KINDS), description="default: suggested"),
             OpenApiParameter("size", int),
+            *QUEUE_FILTERS,
         ],
         responses={200: s.QueueItemSerializer(many=True), **ERRORS},
     )
@@ -737,8 +750,23 @@ class ReviewQueueView(ProjectView):
         classifier = _classifier(self.project, classifier_id)
         label = whole_number(request.query_params.get("label"), "label")
         size = whole_number(request.query_params.get("size", "50"), "size", 1, 500)
-        queue = review_queues.review_queue(classifier, label, request.query_params.get("kind", "top"), size)
+        kind = request.query_params.get("kind", review_queues.SUGGESTED)
+        filters = search.filters_from_params(request.query_params)
+        queue = review_queues.review_queue(classifier, label, kind, size, filters)
         return Response([{"window_id": w, "score": score} for w, score in queue])
+
+
+class QueueSuggestionView(ProjectView):
+    """Which queue the label's labels so far call for, and why."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("label", int, required=True)],
+        responses={200: s.QueueSuggestionSerializer, **ERRORS},
+    )
+    def get(self, request, project_id, classifier_id):
+        classifier = _classifier(self.project, classifier_id)
+        label = whole_number(request.query_params.get("label"), "label")
+        return Response(s.QueueSuggestionSerializer(review_queues.suggestion(classifier, label)).data)
 
 
 class InferenceRunListView(ProjectView):

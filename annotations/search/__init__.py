@@ -55,7 +55,7 @@ from annotations.search.ranking import (
     run_search,
 )
 from annotations.search.sketch import SKETCH_POOL_MIN, SKETCH_POOL_PER_K, SKETCH_SCAN_MAX_WINDOWS
-from annotations.search.spec import spec_from_params, spec_of, spec_params
+from annotations.search.spec import filters_from_params, spec_from_params, spec_of, spec_params
 
 __all__ = [
     "EXACT_SCAN_MAX_WINDOWS",
@@ -92,6 +92,7 @@ __all__ = [
     "save_search",
     "saved_results_page",
     "search_history",
+    "filters_from_params",
     "spec_from_params",
     "spec_of",
     "spec_params",

@@ -23,9 +23,26 @@ def spec_from_params(params: Mapping) -> SearchSpec:
         values = values if isinstance(values, list | tuple) else [values]
         return tuple(_int(v, name) for v in values if str(v).strip())
 
+    return SearchSpec(
+        positive_windows=many("window"),
+        negative_windows=many("negative"),
+        positive_clips=many("clip"),
+        combine=_one(params, "combine") or Combine.MEAN,
+        filters=filters_from_params(params),
+    )
+
+
+def _one(params: Mapping, name: str) -> str:
+    value = params.get(name, "")
+    return str(value).strip() if value is not None else ""
+
+
+def filters_from_params(params: Mapping) -> SearchFilters:
+    """The filters of a page's or the API's parameters (deployment, site, date_from,
+    date_to, hour_from, hour_to, predicted, label, labeled, per_recording)."""
+
     def one(name: str) -> str:
-        value = params.get(name, "")
-        return str(value).strip() if value is not None else ""
+        return _one(params, name)
 
     filters = SearchFilters(
         deployment_id=_int(one("deployment"), "deployment") if one("deployment") else None,
@@ -41,13 +58,7 @@ def spec_from_params(params: Mapping) -> SearchSpec:
     )
     if filters.labeled not in LabeledFilter.values:
         raise InputError(f"labeled must be one of {', '.join(LabeledFilter.values)}")
-    return SearchSpec(
-        positive_windows=many("window"),
-        negative_windows=many("negative"),
-        positive_clips=many("clip"),
-        combine=one("combine") or Combine.MEAN,
-        filters=filters,
-    )
+    return filters
 
 
 def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:

@@ -24,8 +24,10 @@ async function api(url, options = {}) {
 function formJson(form) {
   const data = {};
   for (const element of form.elements) {
-    if (!element.name || element.value === "") continue;
-    if (element.multiple) data[element.name] = [...element.selectedOptions].map((o) => Number(o.value));
+    if (!element.name) continue;
+    if (element.type === "checkbox") data[element.name] = element.checked;
+    else if (element.value === "") continue;
+    else if (element.multiple) data[element.name] = [...element.selectedOptions].map((o) => Number(o.value));
     else if (element.type === "number") data[element.name] = Number(element.value);
     else data[element.name] = element.value;
   }

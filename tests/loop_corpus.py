@@ -1,0 +1,137 @@
+"""Deployments of real sound for measuring the labeling loop: what a scripted annotator
+gains from the queues, label by label.
+
+Two deployments of continuous recordings (48 kHz, 3 s windows, BirdNET's framing), each
+window holding at most one vocalization, so that every window's truth is known:
+
+- a **common** species, great tit song (pykanto's two birds), in about 15% of windows;
+- a **rare** one, European storm-petrel calls (two xeno-canto recordings), in about 1%;
+- distractors: Bengalese finch song (pykanto), Java sparrow sequences and kiwi syllables
+  (yaaat), in about 20%; the rest is ambience alone.
+
+Deployment A holds one great tit and one storm-petrel recording, deployment B the other
+bird and the other recording on other stretches of ambience: a probe trained on A is
+scored on B, an individual it never heard. Vocalizations are mixed at -12 to +2 dB
+against the ambience over the same span, ambience beds (flare-game's rain and winds)
+change level from recording to recording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tests.probe_corpus import _read, _rms, load_sources
+
+RATE = 48_000
+WINDOW_S = 3.0
+WINDOW = int(RATE * WINDOW_S)
+COMMON, RARE = "great tit", "storm-petrel"
+YAAAT = "yaaat==0.2.1"
+JAVA_SPARROW = [
+    f"yaaat/test_files/test_audio/sequences/jelatik/{n}.wav"
+    for n in ("0611", "1311", "1411", "1511", "1611", "1713", "1811", "1911", "2051", "2111", "2211", "2411", "2511")
+]
+KIWI = [f"yaaat/test_files/test_audio/syllables/kiwi/slice_{n}.wav" for n in range(1, 11)]
+STORM_PETRELS = ["pykanto/data/raw/STORM-PETREL/XC46092.wav", "pykanto/data/raw/STORM-PETREL/XC663885.wav"]
+GREAT_TIT_BIRDS = ("B32", "SW83")  # deployment A's bird, deployment B's
+AMBIENCE_RMS = 0.02
+FIRST_START = dt.datetime(2026, 5, 1, 4, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSources:
+    """Mono float32 audio at RATE: great tit songs by bird, storm-petrel recordings (A's,
+    B's), distractor vocalizations, ambience beds."""
+
+    great_tit: dict[str, list[np.ndarray]]
+    storm_petrel: list[np.ndarray]
+    distractors: list[np.ndarray]
+    ambience: list[np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """audio: float32 [windows * WINDOW]; truth: the species of each window ('' for none)."""
+
+    name: str
+    audio: np.ndarray
+    truth: list[str]
+
+
+def load_loop_sources(cache: Path) -> LoopSources:
+    """The real recordings, fetched once into ``cache`` (pykanto's and yaaat's wheels, flare-game)."""
+    from annotations.package_data import wheel_members
+
+    probe = load_sources(cache)
+    petrels = [_read(path) for path in wheel_members(cache, "pykanto==0.1.8", STORM_PETRELS)]
+    distractors = list(probe.other_species[:2])  # the Bengalese finch files
+    distractors += [_read(path) for path in wheel_members(cache, YAAAT, JAVA_SPARROW + KIWI)]
+    return LoopSources(probe.songs, petrels, distractors, probe.ambience)
+
+
+def _excerpt(audio: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    length = min(len(audio), int(seconds * RATE))
+    start = rng.integers(0, len(audio) - length + 1)
+    return audio[start : start + length]
+
+
+def make_deployment(
+    sources: LoopSources,
+    side: int,
+    recordings: int,
+    windows_per_recording: int,
+    common_share: float = 0.15,
+    rare_share: float = 0.01,
+    distractor_share: float = 0.2,
+    snr_range_db: tuple[float, float] = (-12.0, 2.0),
+    seed: int = 0,
+) -> list[Recording]:
+    """One deployment: side 0 is A (the first bird and storm-petrel recording), 1 is B."""
+    rng = np.random.default_rng(seed * 2 + side)
+    songs = sources.great_tit[GREAT_TIT_BIRDS[side]]
+    petrel = sources.storm_petrel[side]
+    total = recordings * windows_per_recording
+    counts = {COMMON: round(total * common_share), RARE: max(1, round(total * rare_share))}
+    counts["distractor"] = round(total * distractor_share)
+    kinds = [kind for kind, count in counts.items() for _ in range(count)]
+    kinds += [""] * (total - len(kinds))
+    kinds = [kinds[i] for i in rng.permutation(total)]
+    made = []
+    for r in range(recordings):
+        bed = sources.ambience[rng.integers(len(sources.ambience))]
+        looped = np.tile(bed, 2 + windows_per_recording * WINDOW // len(bed))
+        start = rng.integers(0, len(bed))
+        level = AMBIENCE_RMS * 10 ** rng.uniform(-0.3, 0.3)
+        audio = looped[start : start + windows_per_recording * WINDOW] * (level / _rms(bed))
+        truth = []
+        for w in range(windows_per_recording):
+            kind = kinds[r * windows_per_recording + w]
+            if kind == COMMON:
+                clip = songs[rng.integers(len(songs))]
+            elif kind == RARE:
+                clip = _excerpt(petrel, rng.uniform(1.0, 2.5), rng)
+            elif kind == "distractor":
+                clip = _excerpt(sources.distractors[rng.integers(len(sources.distractors))], 2.5, rng)
+            else:
+                truth.append("")
+                continue
+            clip = clip[: WINDOW - RATE // 10]
+            offset = w * WINDOW + rng.integers(0, WINDOW - len(clip) + 1)
+            span = audio[offset : offset + len(clip)]
+            clip = clip * (_rms(span) / _rms(clip) * 10 ** (rng.uniform(*snr_range_db) / 20))
+            audio[offset : offset + len(clip)] += clip
+            truth.append("" if kind == "distractor" else kind)
+        started = FIRST_START + dt.timedelta(days=side * 30 + r // 8, minutes=(r % 8) * 30)
+        made.append(Recording(f"{started:%Y%m%d_%H%M%S}.wav", np.clip(audio, -1, 1).astype(np.float32), truth))
+    return made
+
+
+def write_recordings(recordings: list[Recording], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for recording in recordings:
+        soundfile.write(folder / recording.name, recording.audio, RATE, subtype="PCM_16")
