@@ -8,7 +8,7 @@ and hours asked for, never in a deployment held out for evaluation), they pick:
 - ``top``: the highest scores (is the classifier precise where it is surest?);
 - ``margin``: the scores nearest the chosen threshold (where a label teaches the most);
 - ``bins``: an equal number at random from each tenth of the score range (unbiased
-  estimates of precision across scores);
+  estimates of precision across scores), the page filled at random where bins are empty;
 - ``diverse``: high scores, skipping windows nearly identical (cosine > 0.9) to ones
   already picked (reads the embeddings of those few candidates only).
 
@@ -169,7 +169,11 @@ def _bins_queue(output: ClassifierLabel, size: int, where: list[str], params: di
                 where,
             )
             chosen.extend([item for item in rare if item[0] not in taken][: per_bin - len(chosen)])
-    return [item for b in range(BINS) for item in bins[b]][:size]
+    picked = [item for b in range(BINS) for item in bins[b]][:size]
+    # A probe sure of most windows leaves the middle bins empty: the page is filled at
+    # random, which brings what most windows are (for a new label: its negatives).
+    taken = {window_id for window_id, _ in picked}
+    return picked + [item for item in sample if item[0] not in taken][: size - len(picked)]
 
 
 def review_queue(

@@ -135,3 +135,20 @@ def write_recordings(recordings: list[Recording], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for recording in recordings:
         soundfile.write(folder / recording.name, recording.audio, RATE, subtype="PCM_16")
+
+
+def example_clip(sources: LoopSources, species: str, path: Path) -> Path:
+    """What a person would upload as the example: one clear call of A's bird or
+    recording (+6 dB over rain), a 3 s WAV at ``path``."""
+    bed = sources.ambience[0][:WINDOW]
+    bed = bed * (AMBIENCE_RMS / _rms(bed))
+    petrel = sources.storm_petrel[0][2 * RATE : 4 * RATE]
+    call = sources.great_tit[GREAT_TIT_BIRDS[0]][0] if species == COMMON else petrel
+    call = call[: WINDOW - RATE // 5]
+    offset = RATE // 10
+    span = bed[offset : offset + len(call)]
+    audio = bed.copy()
+    audio[offset : offset + len(call)] += call * (_rms(span) / _rms(call) * 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, np.clip(audio, -1, 1), RATE, subtype="PCM_16")
+    return path

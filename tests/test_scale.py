@@ -4,12 +4,13 @@ the nearest windows under every filter on every path; queues read only scores.""
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 import numpy as np
 import pytest
 from django.db import connection, transaction
 
-from annotations.models import TaskStatus, WindowScore
+from annotations.models import Deployment, TaskStatus, Window, WindowScore
 from annotations.review_queues import KINDS
 from annotations.search import (
     EXACT_SCAN_MAX_WINDOWS,
@@ -136,6 +137,8 @@ def test_queues_read_stored_scores_not_embeddings(season, client_for):
     assert windows_above(output, 0.0) == windows
     assert windows_above(output, 0.5) == WindowScore.objects.filter(classifier=classifier, score__gte=0.5).count()
 
+    # Only the diverse queue reads embeddings, of its few candidates (5 per place); the
+    # suggested one counts the label's labeled windows (none here).
     for kind in KINDS:
         before = table_reads("annotations_window")
         response = client.get(f"{url}&kind={kind}")
@@ -143,11 +146,34 @@ def test_queues_read_stored_scores_not_embeddings(season, client_for):
         queue = response.json()
         assert 1 <= len(queue) <= 50 and len({item["window_id"] for item in queue}) == len(queue)
         read = table_reads("annotations_window") - before
-        # Only the diverse queue reads embeddings, of its few candidates (5 per place).
         assert read <= (250 if kind == "diverse" else 0), (kind, read)
     top = client.get(f"{url}&kind=top").json()
     scores = WindowScore.objects.filter(classifier=classifier).order_by("-score").values_list("score", flat=True)
     assert [item["score"] for item in top] == pytest.approx(list(scores[:50]))
+
+    # Scoped as a search is: a deployment, a site, local hours; never a held-out deployment.
+    deployments = list(big.deployments.order_by("pk"))
+    held_out = deployments[0]
+    client.patch(f"/api/projects/{big.pk}/deployments/{held_out.pk}/", {"held_out": True}, format="json")
+    assert Deployment.objects.get(pk=held_out.pk).held_out
+    refused = client.get(f"{url}&kind=top&deployment={held_out.pk}")
+    assert refused.status_code == 400 and "held out for evaluation" in refused.json()["error"]
+
+    def local_hour(window: Window) -> int:
+        return window.started_at.astimezone(zoneinfo.ZoneInfo(window.deployment.timezone)).hour
+
+    scopes = {
+        "": lambda w: True,
+        f"&deployment={deployments[1].pk}": lambda w: w.deployment_id == deployments[1].pk,
+        f"&site={held_out.site}": lambda w: w.deployment.site == held_out.site,
+        "&hour_from=4&hour_to=7": lambda w: 4 <= local_hour(w) < 7,
+    }
+    for params, passes in scopes.items():
+        for kind in ("top", "margin", "bins", "suggested"):
+            queue = client.get(f"{url}&kind={kind}{params}").json()
+            windows = Window.objects.select_related("deployment").in_bulk([item["window_id"] for item in queue])
+            assert queue and all(passes(w) for w in windows.values()), (params, kind)
+            assert held_out.pk not in {w.deployment_id for w in windows.values()}, (params, kind)
 
 
 def test_the_deployment_page_reports_the_projects_index(season):
