@@ -26,7 +26,7 @@ from django.db.models import Count
 
 from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
-from annotations.models import Annotation, Classifier, ClassifierLabel, LabelValue, TaskStatus
+from annotations.models import Annotation, Classifier, ClassifierLabel, LabelValue, Project, TaskStatus
 from annotations.probes import unit_rows
 from annotations.search.filters import SearchFilters, window_conditions
 from annotations.stored_scores import unlabeled_scores
@@ -126,6 +126,21 @@ def suggestion(classifier: Classifier, label_id: int) -> Suggestion:
     """The queue to review next for the label, from its labels so far."""
     output = _output(classifier, label_id)
     return suggest_kind(*labeled_counts(classifier, label_id), output.threshold)
+
+
+def next_reviews(project: Project) -> list[tuple[ClassifierLabel, Suggestion]]:
+    """For each label, its output in the latest version whose scores are stored (queues
+    read them), and the queue its labels call for."""
+    latest: dict[int, ClassifierLabel] = {}
+    outputs = ClassifierLabel.objects.filter(
+        classifier__project=project, classifier__status=TaskStatus.DONE, classifier__scoring_status=TaskStatus.DONE
+    ).select_related("classifier__project", "label")
+    for output in outputs.order_by("-classifier__version"):
+        latest.setdefault(output.label_id, output)
+    return [
+        (output, suggest_kind(*labeled_counts(output.classifier, output.label_id), output.threshold))
+        for output in sorted(latest.values(), key=lambda o: o.label.name)
+    ]
 
 
 def _output(classifier: Classifier, label_id: int) -> ClassifierLabel:

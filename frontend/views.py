@@ -86,6 +86,7 @@ def project(request, project_id):
         "probe_types": ProbeType.choices,
         "folder_grants": [deployments.folder_under_root(grant.folder) for grant in project.folder_grants.all()],
         "steps": first_steps(project, request.user),
+        "next_reviews": review_queues.next_reviews(project),
     }
     needed = training.labels_needed_by_label(project)
     context["labels_needed"] = [(label, needed[label.pk]) for label in context["labels"] if label.pk in needed]

@@ -211,7 +211,21 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     page.get_by_role("link", name="v1").click()
     page.wait_for_selector("svg.chart", timeout=60_000)  # the page refreshes itself until training is done
     assert "ROC-AUC" in page.content()
-    assert page.locator("svg.chart polyline").count() == 1  # the PR curve
+    assert page.locator("svg.chart").first.locator("polyline").count() == 1  # the PR curve
+    assert page.locator("svg.chart[aria-label='Learning curve (held out)'] circle").count() == 1  # v1
+    assert "weak negatives" in page.locator("p.evaluation").inner_text()
+    # The suggested queue, with its reason, scoped by the search's filters.
+    page.wait_for_selector("p:has-text('Scoring every window') .status-done", timeout=60_000)
+    page.get_by_role("link", name="suggested").first.click()
+    assert "Suggested:" in page.locator("p.suggestion").inner_text()
+    page.select_option("select[name=deployment]", str(deployment.pk))
+    page.get_by_role("button", name="Show").click()
+    assert f"deployment={deployment.pk}" in page.url and page.locator("ol.hits > li").count() > 0
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=OUTPUT_DIR / f"review-queue-{width}.png", full_page=True)
+    page.go_back()
+    page.go_back()
     page.get_by_role("button", name="Run").click()
     page.get_by_role("link", name="Ridge", exact=True).click()
     page.wait_for_selector("figure.chart-figure svg.chart", timeout=60_000)  # refreshed until the run is done

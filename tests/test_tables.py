@@ -12,8 +12,9 @@ from annotations.errors import InputError
 from annotations.label_import import overlaps_enough
 from annotations.raven import FileSpan, Selection, read_label_table, write_file_sequence_table, write_selection_table
 from annotations.recording_time import start_time_from_filename
-from annotations.review_queues import closest_to_threshold, fill_bins, pick_diverse
+from annotations.review_queues import closest_to_threshold, fill_bins, pick_diverse, suggest_kind
 from annotations.text_uploads import read_text_table
+from annotations.weak_negatives import near_positives, scored_likely
 
 
 def test_a_raven_table_written_and_read_back_gives_the_same_detections():
@@ -113,6 +114,27 @@ def test_review_queues_pick_what_they_promise():
     assert bins[0] == [(0, 0.05)] and bins[9] == [(1, 0.95)]  # the first of the sample's order, not the second
     embeddings = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
     assert list(pick_diverse(np.array([0.9, 0.8, 0.7]), embeddings, 2)) == [0, 2]  # 1 is a near-duplicate of 0
+
+
+def test_the_suggested_queue_asks_for_what_the_labels_lack():
+    assert suggest_kind(3, 20, 0.5).kind == "top"  # few positives: find more
+    lacking = suggest_kind(60, 0, 0.5)
+    assert lacking.kind == "bins" and lacking.reason.startswith("60 positives, 0 negatives: windows across the score")
+    assert suggest_kind(60, 29, 0.5).kind == "bins"
+    balanced = suggest_kind(60, 30, 0.42)
+    assert balanced.kind == "margin" and "threshold 0.42" in balanced.reason
+
+
+def test_weak_negatives_that_look_like_the_labels_calls_are_left_out():
+    positives = np.array([[1, 0, 0], [0.9, 0.1, 0], [1, 0.05, 0.05]], np.float32)
+    candidates = np.array([[1, 0.02, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0]], np.float32)
+    assert list(near_positives(candidates, positives)) == [True, False, False, False]
+    assert not near_positives(candidates, positives[:1]).any()  # one positive: no spread to measure
+    # The latest version's scores: likely where they reach the weaker of its threshold and
+    # the weakest tenth of the labeled positives' scores; unscored windows are not.
+    scores = np.array([0.3, 0.6, np.nan, 0.1])
+    assert list(scored_likely(scores, np.array([0.2, 0.25, 0.9, 0.95]), 0.5)) == [True, True, False, False]
+    assert list(scored_likely(scores, np.array([0.9, 0.95]), 0.5)) == [False, True, False, False]
 
 
 def test_uploaded_tables_are_read_as_utf8_within_their_limit():

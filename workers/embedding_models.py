@@ -99,6 +99,12 @@ class LoadedModel:
 
         return WindowOutputs(*(merge(field.name) for field in dataclasses.fields(WindowOutputs)))
 
+    def class_logits(self, windows: np.ndarray) -> np.ndarray:
+        """float32 [B, classes]: every class's logit for windows float32 [B, window_samples]
+        (ingest keeps the TOP_K best of each window); for comparing with the model's own output."""
+        outputs = self._model.batch_embed(windows)
+        return np.asarray(outputs.logits[self._logits_key], dtype=np.float32).reshape(len(windows), -1)
+
     def _embed(self, windows: np.ndarray) -> WindowOutputs:
         outputs = self._model.batch_embed(windows)
         # hoplite returns [B, frames, channels, D] (logits [B, frames, (channels,) classes]);
