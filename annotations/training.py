@@ -113,7 +113,12 @@ def _refuse_untrainable(
     """Refuse, before a version number is taken, what training would refuse for want of
     labels: a label without positives, or without negatives where weak ones are refused."""
     values = (
-        Annotation.objects.filter(label__in=labels, window__model=model, window__recording__deployment__project=project)
+        Annotation.objects.filter(
+            label__in=labels,
+            window__model=model,
+            window__recording__deployment__project=project,
+            window__deployment__held_out=False,  # held-out deployments' labels never train
+        )
         .values("label_id", "value")
         .distinct()
     )

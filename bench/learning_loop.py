@@ -48,6 +48,7 @@ def main() -> None:
 def run(args, scratch: Path) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.test.utils import setup_test_environment
     from rest_framework.test import APIClient
 
     from annotations.deployments import grant_folder
@@ -57,6 +58,7 @@ def run(args, scratch: Path) -> None:
     from tests.loop_corpus import COMMON, RARE, example_clip, load_loop_sources, make_deployment, write_recordings
     from tests.scripted_annotator import create_loop_project, run_loop
 
+    setup_test_environment()  # the API client's host, as the suite's
     settings.MEDIA_ROOT = scratch / "media"
     settings.PERCH_AGILE_AUDIO_ROOTS = [scratch / "audio"]
     queue = celery_app.conf.task_default_queue = f"perch_agile_bench_{uuid.uuid4().hex[:8]}"

@@ -213,7 +213,7 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     assert "ROC-AUC" in page.content()
     assert page.locator("svg.chart").first.locator("polyline").count() == 1  # the PR curve
     assert page.locator("svg.chart[aria-label='Learning curve (held out)'] circle").count() == 1  # v1
-    assert "weak negatives" in page.locator("p.evaluation").inner_text()
+    assert "positive and 18 negative labeled windows" in page.locator("p.evaluation").inner_text()
     # The suggested queue, with its reason, scoped by the search's filters.
     page.wait_for_selector("p:has-text('Scoring every window') .status-done", timeout=60_000)
     page.get_by_role("link", name="suggested").first.click()

@@ -12,7 +12,16 @@ from annotations import scoring, training
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
-from annotations.models import Annotation, Classifier, ClassifierExample, ProbeType, Recording, RecordingStatus
+from annotations.models import (
+    Annotation,
+    Classifier,
+    ClassifierExample,
+    EvaluationSource,
+    ProbeType,
+    Recording,
+    RecordingStatus,
+    Window,
+)
 from annotations.probes import GAP_S, MIN_HELD_OUT
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +181,30 @@ def test_exclusive_targets_never_override_what_people_said():
     assert widened[(1, 10)] is True and widened[(1, 20)] is True  # both said: both kept
     assert widened[(2, 10)] is False and widened[(2, 30)] is False and widened[(1, 30)] is False
     assert widened[(3, 10)] is False and (3, 20) not in widened
+
+
+def test_a_held_out_deployment_measures_every_version_and_never_trains(long_recordings):
+    user, project, call_label, ids, call = long_recordings
+    held = create_deployment(project, "Evaluation", held_out=True)
+    evaluation = Recording.objects.get(filename="r3.wav")
+    Recording.objects.filter(pk=evaluation.pk).update(deployment=held)
+    Window.objects.filter(recording=evaluation).update(deployment=held)
+    label(user, call_label, ids[3, call[3]][:10], True)
+    label(user, call_label, ids[3, ~call[3]][:30], False)
+    with pytest.raises(InputError, match="no positive windows"):  # its labels never train
+        training.request_training(project, user, [call_label.pk])
+    label(user, call_label, ids[0, call[0]][:15], True)
+
+    versions = [trained(project, user, call_label, probe_type=probe) for probe in ProbeType.values]
+    evaluated = set(ids[3, call[3]][:10]) | set(ids[3, ~call[3]][:30])
+    for classifier in versions:
+        output = classifier.outputs.get()
+        assert output.evaluated_on == EvaluationSource.HELD_OUT_DEPLOYMENTS
+        assert (output.eval_positives, output.eval_negatives) == (10, 30) and output.roc_auc > 0.9
+        assert output.train_negatives == 0 and output.weak_negatives_used > 0  # positives alone train
+        examples = ClassifierExample.objects.filter(classifier=classifier)
+        assert set(examples.filter(held_out=True).values_list("window_id", flat=True)) == evaluated
+        assert not set(examples.filter(held_out=False).values_list("window_id", flat=True)) & set(ids[3])
+    # Both versions measured on the same windows, in the same order: they compare exactly.
+    first, second = (scoring.held_out_arrays(v.outputs.get())[0] for v in versions)
+    assert np.array_equal(first, second)
