@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.learning_loop [--recordings 16] [--windows-per-recording 75] [--page 20] [--pages 6]
 
 Two deployments of real sound (tests/loop_corpus.py): great tit song in 15% of the windows
-(common), storm-petrel calls in 1% (rare), among other species and rain and wind. A holds
+(common), Bengalese finch song in 1% (rare), among other species and rain and wind. A holds
 one bird, B (held out for evaluation, every window labeled) another. Through the REST API,
 with a real Celery worker, BirdNET V2.4 and PostgreSQL (tests/scripted_annotator.py): for
 each species and probe type, the first page of a search by an example clip in A, then
@@ -31,7 +31,7 @@ from bench.database import bench_database
 
 PROBES = ("linear", "prototype")
 # BirdNET V2.4's class of each species (the name before its underscore).
-MODEL_CLASS = {"great tit": "Parus major", "storm-petrel": "Hydrobates pelagicus"}
+MODEL_CLASS = {"great tit": "Parus major", "Bengalese finch": "Lonchura striata"}
 
 
 def main() -> None:

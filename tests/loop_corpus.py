@@ -5,15 +5,20 @@ Two deployments of continuous recordings (48 kHz, 3 s windows, BirdNET's framing
 window holding at most one vocalization, so that every window's truth is known:
 
 - a **common** species, great tit song (pykanto's two birds), in about 15% of windows;
-- a **rare** one, European storm-petrel calls (two xeno-canto recordings), in about 1%;
-- distractors: Bengalese finch song (pykanto), Java sparrow sequences and kiwi syllables
-  (yaaat), in about 20%; the rest is ambience alone.
+  BirdNET knows it well;
+- a **rare** one, Bengalese finch song (pykanto's two recordings of one bird), in about
+  1%: a domesticated munia that BirdNET's classes name only as its wild form, the kind
+  of new call type agile modeling is for;
+- distractors: European storm-petrel calls (pykanto), Java sparrow sequences and kiwi
+  syllables (yaaat), in about 20%; the rest is ambience alone.
 
-Deployment A holds one great tit and one storm-petrel recording, deployment B the other
-bird and the other recording on other stretches of ambience: a probe trained on A is
-scored on B, an individual it never heard. Vocalizations are mixed at -12 to +2 dB
-against the ambience over the same span, ambience beds (flare-game's rain and winds)
-change level from recording to recording.
+Deployment A holds one great tit and one finch recording, deployment B the other bird
+and the other recording on other stretches of ambience: a probe trained on A is scored
+on B, a great tit it never heard. Vocalizations are mixed at -22 to -2 dB against the
+ambience over the same span, faint as most calls in a season's recordings are (at -12
+to +2 dB every probe reaches ROC-AUC 1.000 from all labels, and the benchmark tells
+nothing); the ambience beds (flare-game's rain and winds) change level from recording
+to recording.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tests.probe_corpus import _read, _rms, load_sources
+from tests.probe_corpus import _excerpt, _read, _rms, load_sources
 
 RATE = 48_000
 WINDOW_S = 3.0
 WINDOW = int(RATE * WINDOW_S)
-COMMON, RARE = "great tit", "storm-petrel"
+COMMON, RARE = "great tit", "Bengalese finch"
 YAAAT = "yaaat==0.2.1"
 JAVA_SPARROW = [
     f"yaaat/test_files/test_audio/sequences/jelatik/{n}.wav"
@@ -38,6 +43,8 @@ JAVA_SPARROW = [
 ]
 KIWI = [f"yaaat/test_files/test_audio/syllables/kiwi/slice_{n}.wav" for n in range(1, 11)]
 STORM_PETRELS = ["pykanto/data/raw/STORM-PETREL/XC46092.wav", "pykanto/data/raw/STORM-PETREL/XC663885.wav"]
+FINCHES = ["pykanto/data/raw/BENGALESE_FINCH/bird_3/348.wav", "pykanto/data/raw/BENGALESE_FINCH/bird_3/363.wav"]
+FINCH_SONG_S = (6, 20)
 GREAT_TIT_BIRDS = ("B32", "SW83")  # deployment A's bird, deployment B's
 AMBIENCE_RMS = 0.02
 FIRST_START = dt.datetime(2026, 5, 1, 4, 0)
@@ -45,11 +52,11 @@ FIRST_START = dt.datetime(2026, 5, 1, 4, 0)
 
 @dataclasses.dataclass(frozen=True)
 class LoopSources:
-    """Mono float32 audio at RATE: great tit songs by bird, storm-petrel recordings (A's,
+    """Mono float32 audio at RATE: great tit songs by bird, Bengalese finch recordings (A's,
     B's), distractor vocalizations, ambience beds."""
 
     great_tit: dict[str, list[np.ndarray]]
-    storm_petrel: list[np.ndarray]
+    finch: list[np.ndarray]
     distractors: list[np.ndarray]
     ambience: list[np.ndarray]
 
@@ -68,16 +75,14 @@ def load_loop_sources(cache: Path) -> LoopSources:
     from annotations.package_data import wheel_members
 
     probe = load_sources(cache)
-    petrels = [_read(path) for path in wheel_members(cache, "pykanto==0.1.8", STORM_PETRELS)]
-    distractors = list(probe.other_species[:2])  # the Bengalese finch files
+    # Both finch files are quiet for their first 6 s and after 20 s; song lies between.
+    finches = [
+        _read(path)[FINCH_SONG_S[0] * RATE : FINCH_SONG_S[1] * RATE]
+        for path in wheel_members(cache, "pykanto==0.1.8", FINCHES)
+    ]
+    distractors = [_read(path) for path in wheel_members(cache, "pykanto==0.1.8", STORM_PETRELS)]
     distractors += [_read(path) for path in wheel_members(cache, YAAAT, JAVA_SPARROW + KIWI)]
-    return LoopSources(probe.songs, petrels, distractors, probe.ambience)
-
-
-def _excerpt(audio: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarray:
-    length = min(len(audio), int(seconds * RATE))
-    start = rng.integers(0, len(audio) - length + 1)
-    return audio[start : start + length]
+    return LoopSources(probe.songs, finches, distractors, probe.ambience)
 
 
 def make_deployment(
@@ -88,13 +93,13 @@ def make_deployment(
     common_share: float = 0.15,
     rare_share: float = 0.01,
     distractor_share: float = 0.2,
-    snr_range_db: tuple[float, float] = (-12.0, 2.0),
+    snr_range_db: tuple[float, float] = (-22.0, -2.0),
     seed: int = 0,
 ) -> list[Recording]:
-    """One deployment: side 0 is A (the first bird and storm-petrel recording), 1 is B."""
+    """One deployment: side 0 is A (the first great tit and finch recording), 1 is B."""
     rng = np.random.default_rng(seed * 2 + side)
     songs = sources.great_tit[GREAT_TIT_BIRDS[side]]
-    petrel = sources.storm_petrel[side]
+    finch = sources.finch[side]
     total = recordings * windows_per_recording
     counts = {COMMON: round(total * common_share), RARE: max(1, round(total * rare_share))}
     counts["distractor"] = round(total * distractor_share)
@@ -114,7 +119,7 @@ def make_deployment(
             if kind == COMMON:
                 clip = songs[rng.integers(len(songs))]
             elif kind == RARE:
-                clip = _excerpt(petrel, rng.uniform(1.0, 2.5), rng)
+                clip = _excerpt(finch, rng.uniform(1.5, 2.5), rng)
             elif kind == "distractor":
                 clip = _excerpt(sources.distractors[rng.integers(len(sources.distractors))], 2.5, rng)
             else:
@@ -142,8 +147,8 @@ def example_clip(sources: LoopSources, species: str, path: Path) -> Path:
     recording (+6 dB over rain), a 3 s WAV at ``path``."""
     bed = sources.ambience[0][:WINDOW]
     bed = bed * (AMBIENCE_RMS / _rms(bed))
-    petrel = sources.storm_petrel[0][2 * RATE : 4 * RATE]
-    call = sources.great_tit[GREAT_TIT_BIRDS[0]][0] if species == COMMON else petrel
+    finch = sources.finch[0][2 * RATE : 4 * RATE]
+    call = sources.great_tit[GREAT_TIT_BIRDS[0]][0] if species == COMMON else finch
     call = call[: WINDOW - RATE // 5]
     offset = RATE // 10
     span = bed[offset : offset + len(call)]
