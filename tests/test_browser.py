@@ -206,7 +206,7 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
             set_label(project, user, window, label.pk, value)
     log_in(page, "annotator")
     page.get_by_role("link", name="Ridge survey").click()
-    page.select_option("select[name=labels]", [str(label.pk)])
+    page.check(f"input[name=labels][value='{label.pk}']")
     page.get_by_role("button", name="Train").click()
     page.get_by_role("link", name="v1").click()
     page.wait_for_selector("svg.chart", timeout=60_000)  # the page refreshes itself until training is done
@@ -371,3 +371,22 @@ def test_the_run_page_charts_and_map_fit_and_download(page, make_user):
         page.locator("[data-chart-download=svg]").first.click()
     assert Path(download.value.path()).read_text().startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     assert violations == []
+
+
+def test_a_refused_training_says_why_beside_the_train_button(page, make_user):
+    user = make_user("annotator")
+    create_project(user, "Quiet valley", labels=["wren", "owl"])
+    log_in(page, "annotator")
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.get_by_role("link", name="Quiet valley").click()
+        page.get_by_role("checkbox", name="owl").check()
+        page.get_by_role("button", name="Train").click()
+        message = page.locator("form[data-api-form] + p.form-message.error")
+        message.wait_for()
+        assert "no labeled windows yet" in message.inner_text()
+        # In view where the click was, not a screen away at the top of the page.
+        box = message.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, box
+        page.screenshot(path=OUTPUT_DIR / f"train-refused-{width}.png")
+        page.goto("/")

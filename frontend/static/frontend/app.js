@@ -6,7 +6,20 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-function flash(message, kind = "ok") {
+// A message for the person: beside the form it answers where one is given (where their
+// eyes are: the page's status line may be a screen away), else in the page's status line.
+function flash(message, kind = "ok", near = null) {
+  if (near) {
+    let note = near.nextElementSibling;
+    if (!note || !note.classList.contains("form-message")) {
+      note = document.createElement("p");
+      note.setAttribute("role", kind === "error" ? "alert" : "status");
+      near.after(note);
+    }
+    note.className = `form-message ${kind}`;
+    note.textContent = message;
+    return;
+  }
   const box = document.getElementById("flash");
   if (!box) return;
   box.textContent = message;
@@ -25,7 +38,10 @@ function formJson(form) {
   const data = {};
   for (const element of form.elements) {
     if (!element.name) continue;
-    if (element.type === "checkbox") data[element.name] = element.checked;
+    if (element.type === "checkbox" && "list" in element.dataset) {
+      // A group of checkboxes of one name: the checked ones' values, as numbers.
+      data[element.name] = [...(data[element.name] || []), ...(element.checked ? [Number(element.value)] : [])];
+    } else if (element.type === "checkbox") data[element.name] = element.checked;
     else if (element.value === "") continue;
     else if (element.multiple) data[element.name] = [...element.selectedOptions].map((o) => Number(o.value));
     else if (element.type === "number") data[element.name] = Number(element.value);
@@ -49,11 +65,11 @@ document.addEventListener("submit", async (event) => {
           body: JSON.stringify(formJson(form)),
         });
       }
-      flash("Saved.");
+      flash("Saved.", "ok", form);
       if (form.dataset.then === "reload") window.location.reload();
       else if (form.dataset.then) window.location.href = form.dataset.then;
     } catch (error) {
-      flash(error.message, "error");
+      flash(error.message, "error", form);
     }
   } else if (form.dataset.clipForm) {
     event.preventDefault();
@@ -64,14 +80,14 @@ document.addEventListener("submit", async (event) => {
       await api(form.dataset.multipartForm, { method: "POST", body: new FormData(form) });
       window.location.reload();
     } catch (error) {
-      flash(error.message, "error");
+      flash(error.message, "error", form);
     }
   } else if (form.dataset.importForm) {
     event.preventDefault();
     try {
       showImport(form, await api(form.dataset.importForm, { method: "POST", body: new FormData(form) }));
     } catch (error) {
-      flash(error.message, "error");
+      flash(error.message, "error", form);
     }
   }
 });
