@@ -395,8 +395,9 @@ def review(request, project_id, classifier_id):
         queue = review_queues.review_queue(classifier, label_id, kind, 50, filters)
         context["hits"] = search_service.hits_for(queue)
         context["kind"] = kind
-        context["label_id"] = label_id
+        context["output"] = classifier.outputs.select_related("label").get(label_id=label_id)
         context["labels"] = project.labels.filter(pk=label_id)
+        context["can_annotate"] = role_in(project, request.user) in Action.ANNOTATE.value
     except (InputError, ValueError) as error:
         context["error"] = str(error)
     return render(request, "frontend/review.html", context)

@@ -55,11 +55,12 @@ document.addEventListener("submit", async (event) => {
   if (form.dataset.apiForm) {
     event.preventDefault();
     const method = form.dataset.method || "POST";
+    let result = {};
     try {
       if (method === "DELETE") {
         await api(`${form.dataset.apiForm}?${new URLSearchParams(formJson(form))}`, { method });
       } else {
-        await api(form.dataset.apiForm, {
+        result = await api(form.dataset.apiForm, {
           method,
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify(formJson(form)),
@@ -67,7 +68,8 @@ document.addEventListener("submit", async (event) => {
       }
       flash("Saved.", "ok", form);
       if (form.dataset.then === "reload") window.location.reload();
-      else if (form.dataset.then) window.location.href = form.dataset.then;
+      // "{id}" in the address to go on to: what the request created (a new classifier version).
+      else if (form.dataset.then) window.location.href = form.dataset.then.replace("{id}", result.id);
     } catch (error) {
       flash(error.message, "error", form);
     }
@@ -328,6 +330,18 @@ function refreshHit(hit) {
   if (mine) hit.dataset.labeled = mine.dataset.value; else delete hit.dataset.labeled;
   const values = new Set([...hit.querySelectorAll(`.chip[data-label-id="${label.id}"]`)].map((c) => c.dataset.value));
   hit.classList.toggle("conflict", values.has("positive") && values.has("negative"));
+  showReviewProgress();
+}
+
+// A review queue's progress: how many of its windows I have labeled for the active label.
+function showReviewProgress() {
+  const counter = document.querySelector("[data-review-progress]");
+  if (!counter) return;
+  const all = hits();
+  const done = all.filter((hit) => hit.dataset.labeled).length;
+  counter.querySelector("progress").max = all.length;
+  counter.querySelector("progress").value = done;
+  counter.querySelector("span").textContent = `${done} of ${all.length} labeled`;
 }
 
 function annotationUrl(hit) {
