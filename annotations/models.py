@@ -475,7 +475,7 @@ class ClassifierLabel(models.Model):
     weak_negatives_used = models.PositiveIntegerField(default=0)
     weak_negatives_left_out = models.PositiveIntegerField(default=0)
     # What the held-out measures were taken on (EvaluationSource).
-    evaluated_on = models.CharField(max_length=16, blank=True)
+    evaluated_on = models.CharField(max_length=16, choices=EvaluationSource.choices, blank=True)
     # Null when the held-out set lacks positives or negatives: nothing to measure.
     roc_auc = models.FloatField(null=True)
     average_precision = models.FloatField(null=True)

@@ -32,6 +32,7 @@ from annotations.models import (
     Classifier,
     Combine,
     Deployment,
+    EvaluationSource,
     InferenceRun,
     Label,
     LabeledFilter,
@@ -323,6 +324,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
         "cross_validated": scoring.cross_validated(output),
         "previous": previous_outputs.get(output.label_id),
+        "has_curve": curve is not None,
         "windows_above": windows_above(output, output.threshold),
         "learning_curve": charts.learning_curve(
             learning_curve(output.classifier.project_id, output.label_id, output.classifier.version),
@@ -330,6 +332,11 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         ),
         "suggestion": review_queues.suggestion(output.classifier, output.label_id),
     }
+    previous = panel["previous"]
+    # Two versions compare only on one evaluation set: the held-out deployments' labels.
+    panel["comparable"] = previous is not None and output.evaluated_on == previous.evaluated_on == (
+        EvaluationSource.HELD_OUT_DEPLOYMENTS
+    )
     if output.prototypes is not None:
         positive, negative = scoring.prototype_examples(output)
         panel["prototype_examples"], panel["negative_prototype_examples"] = _windows_of(positive), _windows_of(negative)

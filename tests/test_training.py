@@ -16,6 +16,7 @@ from annotations.models import (
     Annotation,
     Classifier,
     ClassifierExample,
+    Deployment,
     EvaluationSource,
     ProbeType,
     Recording,
@@ -208,3 +209,17 @@ def test_a_held_out_deployment_measures_every_version_and_never_trains(long_reco
     # Both versions measured on the same windows, in the same order: they compare exactly.
     first, second = (scoring.held_out_arrays(v.outputs.get())[0] for v in versions)
     assert np.array_equal(first, second)
+    page = Client()
+    page.force_login(user)
+    html = page.get(f"/projects/{project.pk}/classifiers/{versions[1].pk}/").content.decode()
+    assert "Measured on the held-out deployments&#x27; labels" in html and "(other windows)" not in html
+    assert html.count('r="4" fill="#2f6b4f" stroke="#2f6b4f"') == 2  # the learning curve, both comparable
+
+    # Without the held-out deployment, each version holds out its own time blocks: the
+    # page no longer claims the two compare.
+    Deployment.objects.filter(pk=held.pk).update(held_out=False)
+    label(user, call_label, ids[0, call[0]][15:40], True)
+    label(user, call_label, ids[0, ~call[0]][:60], False)
+    third, fourth = (trained(project, user, call_label) for _ in range(2))
+    assert third.outputs.get().evaluated_on == EvaluationSource.TIME_BLOCKS
+    assert "(other windows)" in page.get(f"/projects/{project.pk}/classifiers/{fourth.pk}/").content.decode()

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='classifierlabel',
             name='evaluated_on',
-            field=models.CharField(blank=True, max_length=16),
+            field=models.CharField(blank=True, choices=[('deployments', "the held-out deployments' labels"), ('time blocks', 'labels in held-out time blocks'), ('nothing', 'nothing: too few labels to hold any out')], max_length=16),
         ),
         migrations.AddField(
             model_name='classifierlabel',

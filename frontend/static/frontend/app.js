@@ -238,7 +238,8 @@ async function pollClassifiers() {
       delete row.dataset.classifierUrl;
       for (const field of ["roc_auc", "average_precision"]) {
         const value = (o) => (o[field] === null ? "n/a" : o[field].toFixed(3));
-        row.querySelector(`[data-field=${field}]`).textContent = c.outputs.map(value).join(" ");
+        const named = (o) => (c.outputs.length > 1 ? `${o.label_name}: ${value(o)}` : value(o));
+        row.querySelector(`[data-field=${field}]`).textContent = c.outputs.map(named).join(", ");
       }
     }
   }
