@@ -302,9 +302,33 @@ def fit_prototype_probe(
 
 
 def nearest_examples(embeddings: np.ndarray, prototypes: np.ndarray, per_prototype: int = 5) -> list[np.ndarray]:
-    """For each prototype [K, D], the indices of the ``per_prototype`` embeddings [N, D] closest to it."""
+    """For each prototype [K, D], the indices of the ``per_prototype`` embeddings [N, D]
+    closest to it among those it matches best of all prototypes: its own windows, what it
+    stands for. (The windows closest to each prototype in turn are the same few for every
+    one: all real embeddings share a mean that carries half their length.) A prototype
+    that no embedding matches best gets none."""
     similarity = unit_rows(embeddings) @ prototypes.T  # [N, K]
-    return [np.argsort(-similarity[:, j])[:per_prototype] for j in range(prototypes.shape[0])]
+    owner = np.argmax(similarity, axis=1)
+    examples = []
+    for j in range(prototypes.shape[0]):
+        own = np.nonzero(owner == j)[0]
+        examples.append(own[np.argsort(-similarity[own, j], kind="stable")][:per_prototype])
+    return examples
+
+
+# Prototypes closer than this (cosine) stand for the same thing: fewer would do.
+COINCIDING_COSINE = 0.98
+
+
+def coinciding_prototypes(prototypes: np.ndarray) -> list[tuple[int, int, float]]:
+    """(i, j, cosine) of each pair of unit prototypes [K, D] at COINCIDING_COSINE or closer, i < j."""
+    similarity = prototypes @ prototypes.T
+    return [
+        (i, j, float(similarity[i, j]))
+        for i in range(len(prototypes))
+        for j in range(i + 1, len(prototypes))
+        if similarity[i, j] >= COINCIDING_COSINE
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from annotations.probes import (
     HeldOutQuality,
     PrecisionRecall,
     PrototypeHead,
+    coinciding_prototypes,
     fold_spread,
     linear_scores,
     nearest_examples,
@@ -102,6 +103,13 @@ def prototype_examples(output: ClassifierLabel, per_prototype: int = 4) -> tuple
         _nearest_windows(examples.filter(is_positive=True, weak=False), head.prototypes, per_prototype),
         _nearest_windows(examples.filter(is_positive=False), head.negative_prototypes, per_prototype),
     )
+
+
+def coinciding_prototypes_of(output: ClassifierLabel) -> list[tuple[int, int, float]]:
+    """Pairs of the output's prototypes (1-based, as the page numbers them) that stand for
+    the same thing, with their cosine: where fewer prototypes would do."""
+    head = prototype_head(output, output.classifier.embedding_model.embedding_dim)
+    return [(i + 1, j + 1, cosine) for i, j, cosine in coinciding_prototypes(head.prototypes)]
 
 
 def _nearest_windows(examples, prototypes: np.ndarray, per_prototype: int) -> list[list[int]]:

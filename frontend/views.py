@@ -340,6 +340,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
     if output.prototypes is not None:
         positive, negative = scoring.prototype_examples(output)
         panel["prototype_examples"], panel["negative_prototype_examples"] = _windows_of(positive), _windows_of(negative)
+        panel["coinciding_prototypes"] = scoring.coinciding_prototypes_of(output)
     return panel
 
 

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 
 import numpy as np
@@ -279,12 +280,15 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     output = classifier["outputs"][0]
     assert output["train_positives"] + output["eval_positives"] == 6
     assert output["roc_auc"] > 0.9
-    # What each prototype looks for: spectrogram, file and time of its nearest labeled windows.
+    # What each prototype looks for: spectrogram, file and time of the labeled windows it
+    # matches best, each window under one prototype only.
     page = Client()
     page.force_login(get_user_model().objects.get(username="ecologist"))
     html = page.get(f"/projects/{ingested['project']['id']}/classifiers/{classifier_id}/").content.decode()
     shown = html.split("What each prototype looks for")[1].split("</ol>")[0]
-    assert shown.count('class="spectrogram"') == 2 * 4 and "UTC" in shown and ".wav" in shown
+    windows = re.findall(r'href="/projects/\d+/windows/(\d+)/"', shown)
+    assert 2 <= len(windows) == len(set(windows)) <= output["train_positives"], windows
+    assert shown.count('class="spectrogram"') == len(windows) and "UTC" in shown and ".wav" in shown
 
     # The labels snapshot: every labeled window once, whole recordings on one side of the split.
     examples = ClassifierExample.objects.filter(classifier_id=classifier_id).select_related("window")

@@ -13,6 +13,7 @@ from annotations.probes import (
     MIN_HELD_OUT,
     PrototypeHead,
     choose_regularization,
+    coinciding_prototypes,
     fit_linear_probe,
     fit_prototype_probe,
     held_out_quality,
@@ -181,10 +182,28 @@ def test_prototype_probe_weights_its_examples():
     assert light[~y].mean() > full[~y].mean()
 
 
-def test_prototype_examples_are_the_nearest_windows():
-    prototypes = unit_rows(np.eye(2, 3, dtype=np.float32))
-    x = np.array([[1, 0.1, 0], [0.1, 1, 0], [1, 0, 0.2]], np.float32)
-    assert [list(map(int, i)) for i in nearest_examples(x, prototypes, 2)] == [[0, 2], [1, 0]]
+def test_each_prototype_shows_its_own_windows():
+    prototypes = unit_rows(np.eye(3, 3, dtype=np.float32))
+    # Window 2 is close to both the first prototypes: it belongs to the one it matches best.
+    x = np.array([[1, 0.1, 0], [0.1, 1, 0], [1, 0.8, 0.2], [0.9, 0, 0.1]], np.float32)
+    assert [list(map(int, i)) for i in nearest_examples(x, prototypes, 2)] == [[0, 3], [1], []]
+    # On real-shaped embeddings (a common mean carrying half the norm), the nearest windows
+    # of every prototype in turn would be the same few; owned windows never repeat.
+    rng = np.random.default_rng(0)
+    common = np.abs(rng.standard_normal(64)) * 3
+    clusters = np.abs(rng.standard_normal((4, 64)))
+    x = common + clusters[np.arange(200) % 4] * 2 + np.abs(rng.standard_normal((200, 64)))
+    groups = nearest_examples(x, unit_rows(clusters + common), 4)
+    shown = np.concatenate(groups)
+    assert len(shown) == len(set(shown.tolist())) == 16
+    assert all(set(np.asarray(group) % 4) == {j} for j, group in enumerate(groups))
+
+
+def test_coinciding_prototypes_are_reported():
+    prototypes = unit_rows(np.array([[1, 0, 0], [0.99, 0.05, 0], [0, 1, 0]], np.float32))
+    ((i, j, cosine),) = coinciding_prototypes(prototypes)
+    assert (i, j) == (0, 1) and cosine > 0.98
+    assert coinciding_prototypes(unit_rows(np.eye(3, dtype=np.float32))) == []
 
 
 def test_regularization_is_chosen_by_grouped_cross_validation():
