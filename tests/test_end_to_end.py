@@ -290,9 +290,14 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     assert 2 <= len(windows) == len(set(windows)) <= output["train_positives"], windows
     assert shown.count('class="spectrogram"') == len(windows) and "UTC" in shown and ".wav" in shown
 
-    # The labels snapshot: every labeled window once, whole recordings on one side of the split.
-    examples = ClassifierExample.objects.filter(classifier_id=classifier_id).select_related("window")
+    # The labels snapshot: every labeled window once, whole recordings on one side of the
+    # split, and the weak negatives drawn from the unlabeled recordings.
+    snapshot = ClassifierExample.objects.filter(classifier_id=classifier_id).select_related("window")
+    examples = snapshot.filter(weak=False)
     assert examples.count() == 6 * 4
+    weak = snapshot.filter(weak=True)
+    assert weak.exists()
+    assert not {e.window.recording_id for e in weak} & {e.window.recording_id for e in examples}
     sides = {}
     for example in examples:
         sides.setdefault(example.window.recording_id, set()).add(example.held_out)
