@@ -25,6 +25,11 @@ BINS = 10  # equal tenths of [0, 1], as the bins review queue
 JEFFREYS = 0.5
 # Validated windows looked at per bin; more narrows the interval little.
 MAX_VALIDATED_PER_BIN = 200
+# Below this many validated windows in a bin holding at least MIN_BIN_SHARE of a group's
+# windows, the group's density is not stated: 4 validated windows gave "0.500
+# (0.000-1.000)", a number people would copy into a report.
+MIN_VALIDATED_PER_BIN = 5
+MIN_BIN_SHARE = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,18 @@ def density_estimate(
     high = np.quantile(_beta_draws(rng, positives + 1, negatives, draws) @ shares, 1 - tail)
     mean = shares @ ((positives + JEFFREYS) / (positives + negatives + 2 * JEFFREYS))
     return DensityEstimate(float(mean), float(low), float(high), int(total))
+
+
+def validations_needed(window_counts: np.ndarray, validation: BinValidation) -> int:
+    """How many more windows of the bins' random samples must be validated before the
+    density of a group whose windows fall ``window_counts`` (int [BINS]) in the bins is
+    stated: MIN_VALIDATED_PER_BIN in every bin that holds MIN_BIN_SHARE of them."""
+    counts = np.asarray(window_counts, dtype=np.float64)
+    if counts.sum() == 0:
+        return 0
+    validated = validation.positives + validation.negatives
+    short = np.maximum(0, MIN_VALIDATED_PER_BIN - validated)
+    return int(short[counts / counts.sum() >= MIN_BIN_SHARE].sum())
 
 
 def random_prefix(values: list[str | None]) -> tuple[int, int]:
@@ -144,6 +161,7 @@ class DensityRow:
     day: object  # datetime.date, or None for windows of unknown start (and the total row)
     estimate: DensityEstimate
     validated: int
+    validations_needed: int  # 0: the estimate may be stated (``validations_needed``)
     total: bool = False
 
 
@@ -157,11 +175,10 @@ def run_densities(run: InferenceRun, level: float = 0.9) -> list[DensityRow]:
         if not mine:
             continue
         validation = bin_validation(output)
-        for stratum in mine:
-            estimate = density_estimate(np.asarray(stratum.window_counts), validation, level)
-            rows.append(DensityRow(output.label.name, stratum.day, estimate, validation.validated))
-        whole = np.sum([stratum.window_counts for stratum in mine], axis=0)
-        rows.append(
-            DensityRow(output.label.name, None, density_estimate(whole, validation, level), validation.validated, True)
-        )
+        groups = [(stratum.day, np.asarray(stratum.window_counts), False) for stratum in mine]
+        groups.append((None, np.sum([stratum.window_counts for stratum in mine], axis=0), True))
+        for day, counts, total in groups:
+            estimate = density_estimate(counts, validation, level)
+            needed = validations_needed(counts, validation)
+            rows.append(DensityRow(output.label.name, day, estimate, validation.validated, needed, total))
     return rows

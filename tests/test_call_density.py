@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations.call_density import BinValidation, density_estimate, random_prefix
+from annotations.call_density import BinValidation, density_estimate, random_prefix, validations_needed
 
 # A classifier's usual picture: most windows score low and hold almost no calls.
 SHARES = np.array([0.6, 0.15, 0.08, 0.05, 0.04, 0.03, 0.02, 0.015, 0.01, 0.005])
@@ -51,3 +51,13 @@ def test_the_random_sample_ends_at_the_first_window_not_plainly_labeled():
 def test_a_group_without_windows_has_no_density():
     empty = density_estimate(np.zeros(10), BinValidation(np.zeros(10), np.zeros(10)))
     assert (empty.density, empty.windows) == (0.0, 0)
+
+
+def test_a_density_from_too_few_validated_windows_is_not_stated():
+    counts = np.array([900, 50, 0, 0, 0, 0, 0, 0, 5, 45])  # bin 8 holds 0.5% of the windows
+    four = BinValidation(np.array([0, 1, 0, 0, 0, 0, 0, 0, 0, 1]), np.array([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
+    # 5 each in bins 0, 1 and 9 (the ones holding 1% or more): 3 + 4 + 4 more.
+    assert validations_needed(counts, four) == 11
+    enough = BinValidation(np.array([0, 2, 0, 0, 0, 0, 0, 0, 0, 5]), np.array([5, 3, 0, 0, 0, 0, 0, 0, 0, 0]))
+    assert validations_needed(counts, enough) == 0
+    assert validations_needed(np.zeros(10), four) == 0

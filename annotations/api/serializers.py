@@ -569,6 +569,9 @@ class DensityRowSerializer(serializers.Serializer):
     low = serializers.FloatField(source="estimate.low", help_text="90% interval")
     high = serializers.FloatField(source="estimate.high")
     validated = serializers.IntegerField(help_text="windows of the bins' random samples that people labeled")
+    validations_needed = serializers.IntegerField(
+        help_text="more validated windows (the bins review queue) before the density can be stated; 0: enough"
+    )
 
 
 class HopliteImportSerializer(serializers.ModelSerializer):
