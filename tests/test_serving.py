@@ -256,6 +256,13 @@ def test_the_account_page_is_never_cached(client, make_user):
     assert "no-store" in client.get("/account/").headers["Cache-Control"]
 
 
+def test_the_api_address_leads_to_its_reference_linked_from_every_page(client, make_user):
+    client.force_login(make_user("reader"))
+    response = client.get("/api/")
+    assert response.status_code == 302 and response.headers["Location"] == "/api/docs/"
+    assert 'href="/api/docs/">API reference</a>' in client.get("/").content.decode()
+
+
 PRODUCTION_PROXY_SETTINGS = (
     "import perch_agile.settings as s; "
     "print(getattr(s, 'SECURE_PROXY_SSL_HEADER', None) is not None, s.REST_FRAMEWORK['NUM_PROXIES'])"

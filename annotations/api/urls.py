@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from annotations.api import uploads as u
@@ -7,6 +8,8 @@ from annotations.api import views as v
 P = "projects/<id:project_id>/"
 
 urlpatterns = [
+    # The API's address on its own leads to its reference, not to a 404.
+    path("", RedirectView.as_view(pattern_name="api:docs"), name="root"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", v.ApiDocsView.as_view(url_name="api:schema"), name="docs"),
     path("token/", v.TokenView.as_view(), name="token"),
