@@ -44,8 +44,10 @@ from pathlib import Path, PurePath
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from django.db.models import QuerySet
 
 from annotations.deployments import upload_folder
+from annotations.detection_filters import DetectionFilters, filtered_detections
 from annotations.formula_cells import neutral_cell
 from annotations.labeling import labels_by_window
 from annotations.models import Classifier, Deployment, Detection, InferenceRun, LabelValue, ProbeType, Recording
@@ -160,15 +162,11 @@ RAVEN_EXTRA_COLUMNS = ["Start Time Local", "Start Time UTC", "Time Zone", "Revie
 CHUNK = 2000
 
 
-def _detections(run: InferenceRun, *ordering: str) -> Iterator[tuple[Detection, list[dict]]]:
-    """A run's detections with their windows, recordings and labels, streamed in chunks,
-    each with every annotator's labels on its window (``labeling.labels_by_window``)."""
+def _detections(chosen: QuerySet[Detection]) -> Iterator[tuple[Detection, list[dict]]]:
+    """Detections with their windows, recordings and labels, streamed in chunks, each
+    with every annotator's labels on its window (``labeling.labels_by_window``)."""
     detections = (
-        Detection.objects.filter(run=run)
-        .select_related("window__recording", "label")
-        .defer("window__embedding")
-        .order_by(*ordering)
-        .iterator(chunk_size=CHUNK)
+        chosen.select_related("window__recording", "label").defer("window__embedding").iterator(chunk_size=CHUNK)
     )
     while chunk := list(itertools.islice(detections, CHUNK)):
         labels = labels_by_window([detection.window_id for detection in chunk])
@@ -211,8 +209,9 @@ def relative_path(recording: Recording, deployment: Deployment) -> str:
     return str(path.relative_to(folder)) if folder in path.parents else path.name
 
 
-def detections_csv(run: InferenceRun) -> Iterator[str]:
-    """CSV lines of a run's detections, best first, streamed. Text cells are neutralised
+def detections_csv(run: InferenceRun, filters: DetectionFilters = DetectionFilters()) -> Iterator[str]:
+    """CSV lines of a run's detections that pass ``filters``, in their order (best first
+    unless asked otherwise), streamed. Text cells are neutralised
     (``formula_cells``); paths are relative to the deployment's folder; times are in the
     deployment's zone and in UTC (``times_and_review``)."""
     buffer = io.StringIO()
@@ -228,7 +227,7 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
     yield flush()
     deployment = run.deployment
     zone = ZoneInfo(deployment.timezone)
-    for detection, window_labels in _detections(run, "-score", "window_id"):
+    for detection, window_labels in _detections(filtered_detections(run, filters)):
         recording = detection.window.recording
         writer.writerow(
             [
@@ -252,13 +251,15 @@ def detections_csv(run: InferenceRun) -> Iterator[str]:
 SEQUENCE_TABLE_NAME = "all_files.Table.1.selections.txt"
 
 
-def raven_tables_zip(run: InferenceRun) -> bytes:
-    """A ZIP with one Raven selection table per recording that has detections, and one
+def raven_tables_zip(run: InferenceRun, filters: DetectionFilters = DetectionFilters()) -> bytes:
+    """A ZIP with one Raven selection table per recording that has detections passing
+    ``filters``, and one
     table over the deployment's files in time order (``SEQUENCE_TABLE_NAME``) for
     opening them in Raven as one sequence."""
     by_recording: dict = defaultdict(list)
     zone = ZoneInfo(run.deployment.timezone)
-    for detection, window_labels in _detections(run, "window__recording_id", "window__start_s"):
+    in_files = filtered_detections(run, filters).order_by("window__recording_id", "window__start_s")
+    for detection, window_labels in _detections(in_files):
         by_recording[detection.window.recording].append(
             Selection(
                 detection.window.start_s,

@@ -16,6 +16,7 @@ from annotations import (
     call_density,
     deployment_metadata,
     deployments,
+    detection_filters,
     detection_rates,
     labeling,
     membership,
@@ -417,7 +418,13 @@ def run(request, project_id, run_id):
     run = get_object_or_404(
         InferenceRun.objects.select_related("classifier", "deployment"), pk=run_id, classifier__project=project
     )
-    detections = list(run.detections.select_related("window__recording", "label").defer("window__embedding")[:200])
+    try:
+        filters = detection_filters.detection_filters_from_params(request.GET)
+        filter_error = ""
+    except InputError as error:
+        filters, filter_error = detection_filters.DetectionFilters(), str(error)
+    chosen = detection_filters.filtered_detections(run, filters)
+    detections = list(chosen.select_related("window__recording", "label").defer("window__embedding")[:200])
     labels_by_window = labeling.labels_by_window([d.window_id for d in detections])
     for detection in detections:
         detection.existing_labels = labels_by_window.get(detection.window_id, [])
@@ -428,6 +435,11 @@ def run(request, project_id, run_id):
         "project": project,
         "run": run,
         "detections": detections,
+        "detections_count": chosen.count(),
+        "filters": filters,
+        "filter_error": filter_error,
+        "export_query": urlencode(filters.as_params()),
+        "reviews": detection_filters.REVIEWS,
         "labels": project.labels.all(),
         "rates": [
             (

@@ -11,6 +11,8 @@ from django.test import Client
 from annotations.deployments import create_deployment, create_project
 from annotations.detection_rates import Rate, recording_effort, run_rates, site_rates, store_detection_counts
 from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.labeling import set_label
+from annotations.membership import add_member
 from annotations.models import (
     Classifier,
     ClassifierLabel,
@@ -18,6 +20,7 @@ from annotations.models import (
     InferenceRun,
     Recording,
     RecordingStatus,
+    Role,
     TaskStatus,
     Window,
 )
@@ -163,3 +166,43 @@ def test_the_project_page_lists_runs_and_classifier_versions(survey):
     assert runs.count('href="/projects/') == 4  # two runs, each with its classifier
     assert f'href="/projects/{project.pk}/runs/{run.pk}/"' in runs and "Ridge <small>(R1)</small>" in runs
     assert "Valley <small>(V1)</small>" in runs and "<td>per label</td>" in runs
+
+
+def test_detections_filter_and_sort_and_the_exports_hold_the_same_ones(survey, make_user, client_for):
+    project, run = survey
+    kiwi, morepork = project.labels.order_by("name")
+    owner, other = project.created_by, make_user("second")
+    add_member(project, other.username, Role.ANNOTATOR)
+    by_start = {
+        (d.window.recording.filename, d.window.start_s): d for d in run.detections.select_related("window__recording")
+    }
+    set_label(project, owner, by_start["night.wav", 0].window_id, kiwi.pk, "positive")
+    set_label(project, owner, by_start["night.wav", 600].window_id, kiwi.pk, "positive")
+    set_label(project, other, by_start["night.wav", 600].window_id, kiwi.pk, "negative")
+    client = client_for(owner)
+    url = f"/api/projects/{project.pk}/runs/{run.pk}/detections/"
+
+    def chosen(query: str) -> list[tuple[str, float]]:
+        response = client.get(f"{url}?{query}")
+        assert response.status_code == 200, response.content
+        return [(d["recording"], d["start_s"]) for d in response.json()["detections"]]
+
+    assert len(chosen(f"label={kiwi.pk}")) == 4 and chosen(f"label={morepork.pk}") == [("night.wav", 5400.0)]
+    assert len(chosen("min_score=0.85")) == 3 and len(chosen("min_score=0.75")) == 4  # 0.9 x 3, 0.8, 0.7
+    assert chosen("min_score=0.95") == []
+    # Local days in the deployment's zone; a window of unknown start passes no date filter.
+    assert sorted(chosen("date_from=2024-01-16&date_to=2024-01-16")) == [("night.wav", 5400.0), ("night.wav", 6000.0)]
+    assert chosen("review=verified") == [("night.wav", 0.0)] and chosen("review=disputed") == [("night.wav", 600.0)]
+    assert len(chosen("review=unreviewed")) == 3
+    assert chosen("order=time")[:2] == [("night.wav", 0.0), ("night.wav", 600.0)]
+    refused = client.get(f"{url}?review=maybe")
+    assert refused.status_code == 400 and "review must be one of" in refused.json()["error"]
+
+    # The exports hold what the page shows.
+    csv_response = client.get(f"/api/projects/{project.pk}/runs/{run.pk}/detections.csv?review=unreviewed")
+    csv_text = b"".join(csv_response.streaming_content)
+    assert len(csv_text.decode().strip().splitlines()) == 1 + 3
+    browser = Client()
+    browser.force_login(owner)
+    page = browser.get(f"/projects/{project.pk}/runs/{run.pk}/?label={kiwi.pk}&order=time").content.decode()
+    assert "4 detections" in page and f"detections.csv?label={kiwi.pk}&amp;order=time" in page

@@ -25,6 +25,7 @@ from annotations import (
     clips,
     deployment_metadata,
     deployments,
+    detection_filters,
     detections,
     exports,
     hoplite_exchange,
@@ -795,13 +796,28 @@ class InferenceRunDetailView(ProjectView):
         return Response(s.InferenceRunSerializer(_run(self.project, run_id)).data)
 
 
+DETECTION_FILTERS = [
+    OpenApiParameter("label", int),
+    OpenApiParameter("min_score", float),
+    OpenApiParameter("review", str, enum=list(detection_filters.REVIEWS)),
+    OpenApiParameter("date_from", OpenApiTypes.DATE, description="local to the deployment's time zone"),
+    OpenApiParameter("date_to", OpenApiTypes.DATE),
+    OpenApiParameter("order", str, enum=list(detection_filters.ORDERS), description="default: score, best first"),
+]
+
+
 class DetectionListView(ProjectView):
-    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses={200: s.DetectionPageSerializer, **ERRORS})
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int), *DETECTION_FILTERS],
+        responses={200: s.DetectionPageSerializer, **ERRORS},
+    )
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
         limit = whole_number(request.query_params.get("limit", "100"), "limit", 1, 1000)
-        rows = run.detections.select_related("window__recording", "label").defer("window__embedding")[:limit]
-        return Response({"count": run.detections.count(), "detections": s.DetectionSerializer(rows, many=True).data})
+        filters = detection_filters.detection_filters_from_params(request.query_params)
+        chosen = detection_filters.filtered_detections(run, filters)
+        rows = chosen.select_related("window__recording", "label").defer("window__embedding")[:limit]
+        return Response({"count": chosen.count(), "detections": s.DetectionSerializer(rows, many=True).data})
 
 
 class RunSummaryView(ProjectView):
@@ -823,10 +839,11 @@ class RunDensityView(ProjectView):
 class RavenExportView(ProjectView):
     read_action = Action.ANNOTATE  # exporting is an annotator's right
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
+    @extend_schema(parameters=DETECTION_FILTERS, responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
-        response = HttpResponse(exports.raven_tables_zip(run), content_type="application/zip")
+        filters = detection_filters.detection_filters_from_params(request.query_params)
+        response = HttpResponse(exports.raven_tables_zip(run, filters), content_type="application/zip")
         name = f"raven-run-{run.pk}-{run.deployment.name}.zip"
         return _as_attachment(response, name)
 
@@ -892,10 +909,11 @@ class LabelImportDetailView(ProjectView):
 class DetectionCsvView(ProjectView):
     read_action = Action.ANNOTATE  # exporting is an annotator's right
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
+    @extend_schema(parameters=DETECTION_FILTERS, responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS})
     def get(self, request, project_id, run_id):
         run = _run(self.project, run_id)
-        response = StreamingHttpResponse(exports.detections_csv(run), content_type="text/csv")
+        filters = detection_filters.detection_filters_from_params(request.query_params)
+        response = StreamingHttpResponse(exports.detections_csv(run, filters), content_type="text/csv")
         name = f"detections-run-{run.pk}-{run.deployment.name}.csv"
         return _as_attachment(response, name)
 

@@ -1,0 +1,120 @@
+"""Which of a run's detections to show or export, and in what order: by label, score,
+what people said of them, and local date; best first or in time order.
+
+The run page, the detections API and both exports (CSV, Raven tables) read the same
+filters, so that what a person narrowed the page to is what they download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from annotations.errors import InputError
+from annotations.models import Annotation, Detection, InferenceRun, LabelValue
+
+# What people said of a detection (annotations.exports.review_state).
+REVIEWS = ("verified", "rejected", "unsure", "disputed", "unreviewed")
+ORDERS = {
+    "score": ("-score", "window_id"),  # best first
+    "time": ("window__recording__started_at", "window__recording__filename", "window__start_s", "label_id"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionFilters:
+    """The defaults keep every detection, best first. Dates are local to the deployment."""
+
+    label_id: int | None = None
+    min_score: float | None = None
+    review: str = ""  # one of REVIEWS, or "" for any
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    order: str = "score"  # a key of ORDERS
+
+    def as_params(self) -> dict[str, str]:
+        """Query parameters that ``detection_filters_from_params`` reads back as these filters."""
+        params = {
+            "label": self.label_id,
+            "min_score": self.min_score,
+            "review": self.review,
+            "date_from": self.date_from,
+            "date_to": self.date_to,
+            "order": "" if self.order == "score" else self.order,
+        }
+        return {name: str(value) for name, value in params.items() if value not in (None, "")}
+
+
+def detection_filters_from_params(params: Mapping) -> DetectionFilters:
+    """Filters from a page's or the API's query parameters; a clear error for a bad one."""
+
+    def one(name: str) -> str:
+        return str(params.get(name, "") or "").strip()
+
+    try:
+        filters = DetectionFilters(
+            label_id=int(one("label")) if one("label") else None,
+            min_score=float(one("min_score")) if one("min_score") else None,
+            review=one("review"),
+            date_from=dt.date.fromisoformat(one("date_from")) if one("date_from") else None,
+            date_to=dt.date.fromisoformat(one("date_to")) if one("date_to") else None,
+            order=one("order") or "score",
+        )
+    except ValueError as error:
+        raise InputError(f"detection filters: {error}") from error
+    if filters.review and filters.review not in REVIEWS:
+        raise InputError(f"review must be one of {', '.join(REVIEWS)}")
+    if filters.order not in ORDERS:
+        raise InputError(f"order must be one of {', '.join(ORDERS)}")
+    if filters.min_score is not None and not 0 <= filters.min_score <= 1:
+        raise InputError("min_score must be between 0 and 1")
+    return filters
+
+
+def _reviewed(value: str | None = None, other_than: str | None = None) -> Exists:
+    """Whether someone labeled the detection's window for its label (with ``value``, or
+    with anything but ``other_than``)."""
+    labels = Annotation.objects.filter(window_id=OuterRef("window_id"), label_id=OuterRef("label_id"))
+    if value is not None:
+        labels = labels.filter(value=value)
+    if other_than is not None:
+        labels = labels.exclude(value=other_than)
+    return Exists(labels)
+
+
+def _review_condition(review: str) -> Q | Exists:
+    """The detections whose labels ``review_state`` would call ``review``."""
+    if review == "unreviewed":
+        return ~_reviewed()
+    if review == "disputed":
+        return Exists(
+            Annotation.objects.filter(window_id=OuterRef("window_id"), label_id=OuterRef("label_id"))
+            .values("window_id")
+            .annotate(values=Count("value", distinct=True))
+            .filter(values__gt=1)
+        )
+    value = {"verified": LabelValue.POSITIVE, "rejected": LabelValue.NEGATIVE, "unsure": LabelValue.UNSURE}[review]
+    return _reviewed(value) & ~_reviewed(other_than=value)
+
+
+def filtered_detections(run: InferenceRun, filters: DetectionFilters) -> QuerySet[Detection]:
+    """The run's detections that pass ``filters``, in their order."""
+    detections = Detection.objects.filter(run=run)
+    if filters.label_id is not None:
+        detections = detections.filter(label_id=filters.label_id)
+    if filters.min_score is not None:
+        detections = detections.filter(score__gte=filters.min_score)
+    if filters.review:
+        detections = detections.filter(_review_condition(filters.review))
+    zone = ZoneInfo(run.deployment.timezone)
+    if filters.date_from is not None:
+        start = dt.datetime.combine(filters.date_from, dt.time(), zone)
+        detections = detections.filter(window__started_at__gte=start)
+    if filters.date_to is not None:
+        end = dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time(), zone)
+        detections = detections.filter(window__started_at__lt=end)
+    return detections.order_by(*ORDERS[filters.order])
