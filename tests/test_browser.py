@@ -122,8 +122,12 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     follow_link(page, first.filename)
     page.wait_for_selector(".region-view img.spectrogram")
     wait_until(page, "document.querySelector('.region-view img').naturalWidth > 0")
+    assert page.evaluate("scrollY") == 0  # opened at its header, not scrolled to the first window
     page.screenshot(path=OUTPUT_DIR / "recording.png", full_page=True)
     page.keyboard.press("j")  # the recording's second window is the example
+    # The window moved to sits below the sticky labeling toolbar, never under it.
+    toolbar = page.locator(".toolbar").bounding_box()
+    assert page.locator(".hit.current").bounding_box()["y"] >= toolbar["y"] + toolbar["height"] - 1
     example = int(page.get_attribute(".hit.current", "data-window"))
     outline = page.locator(".region-view .current-window").bounding_box()  # outlined on the spectrogram
     image = page.locator(".region-view img").bounding_box()

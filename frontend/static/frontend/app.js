@@ -280,13 +280,13 @@ function activeLabel() {
   return select && select.value ? { id: Number(select.value), name: select.selectedOptions[0].dataset.name } : null;
 }
 
-function focusHit(index) {
+function focusHit(index, scroll = true) {
   const list = hits();
   if (!list.length) return;
   current = Math.max(0, Math.min(index, list.length - 1));
   list.forEach((hit, i) => hit.classList.toggle("current", i === current));
   list[current].focus({ preventScroll: true });
-  list[current].scrollIntoView({ block: "nearest" });
+  if (scroll) list[current].scrollIntoView({ block: "nearest" });
   document.dispatchEvent(new CustomEvent("hit-focus", { detail: list[current] }));
   if (current >= list.length - 3) loadNextPage();
 }
@@ -624,7 +624,15 @@ document.addEventListener("click", (event) => {
 });
 
 hits().forEach(refreshHit);
-if (hits().length) focusHit(0);
+// The sticky labeling toolbar must not cover the hit scrolled to (.hit's scroll-margin-top).
+function measureToolbar() {
+  const toolbar = document.querySelector(".toolbar");
+  if (toolbar) document.documentElement.style.setProperty("--toolbar-height", `${toolbar.offsetHeight}px`);
+}
+measureToolbar();
+window.addEventListener("resize", measureToolbar);
+// The first hit is current, and the page opens at its top, header and filters in view.
+if (hits().length) focusHit(0, false);
 
 // A recording's spectrogram, zoomed from 5 s to the whole file ([ and ] or the buttons):
 // drag a region to search with it; click to play the window there or open that part of
