@@ -261,9 +261,8 @@ def test_the_api_reference_renders_offline_under_the_content_security_policy(pag
     page.route("**/*", only_the_app)  # nothing may come from anywhere but the app
     log_in(page, "annotator")
     page.wait_for_selector("h1:has-text('Projects')")
-    page.goto("/account/")
-    with page.expect_navigation():
-        page.get_by_role("link", name="API reference").click()
+    with page.expect_navigation():  # linked from every page's footer
+        page.locator("footer").get_by_role("link", name="API reference").click()
     page.wait_for_selector(".opblock-summary-path", timeout=30_000)
     assert page.locator(".opblock").count() > 50  # every endpoint
     assert page.locator("text=/api/projects/{project_id}/deployments/{deployment_id}/uploads/").count() >= 1
