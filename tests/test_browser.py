@@ -221,7 +221,10 @@ def test_train_run_and_look_at_the_results(page, celery_worker_process, settings
     assert page.locator("svg.chart[aria-label='Learning curve (held out)'] circle").count() == 1  # v1
     assert "weak negatives (unlabeled windows at a small weight" in page.locator("p.evaluation").inner_text()
     # The suggested queue, with its reason, scoped by the search's filters.
-    page.wait_for_selector("p:has-text('Scoring every window') .status-done", timeout=60_000)
+    # Scoring is queued once training is done: the page may have stopped refreshing before.
+    version = project.classifiers.get(version=1)
+    wait_for(lambda: type(version).objects.get(pk=version.pk).scoring_status == "done", what="scoring")
+    page.reload()
     page.get_by_role("link", name="suggested").first.click()
     assert "Suggested:" in page.locator("p.suggestion").inner_text()
     page.select_option("select[name=deployment]", str(deployment.pk))
