@@ -124,8 +124,12 @@ def labeled_counts(classifier: Classifier, label_id: int) -> tuple[int, int]:
 
 def suggestion(classifier: Classifier, label_id: int) -> Suggestion:
     """The queue to review next for the label, from its labels so far."""
-    output = _output(classifier, label_id)
-    return suggest_kind(*labeled_counts(classifier, label_id), output.threshold)
+    return suggestion_for(_output(classifier, label_id))
+
+
+def suggestion_for(output: ClassifierLabel) -> Suggestion:
+    """The queue to review next for an output's label, around its threshold."""
+    return suggest_kind(*labeled_counts(output.classifier, output.label_id), output.threshold)
 
 
 def next_reviews(project: Project) -> list[tuple[ClassifierLabel, Suggestion]]:
@@ -137,10 +141,7 @@ def next_reviews(project: Project) -> list[tuple[ClassifierLabel, Suggestion]]:
     ).select_related("classifier__project", "label")
     for output in outputs.order_by("-classifier__version"):
         latest.setdefault(output.label_id, output)
-    return [
-        (output, suggest_kind(*labeled_counts(output.classifier, output.label_id), output.threshold))
-        for output in sorted(latest.values(), key=lambda o: o.label.name)
-    ]
+    return [(output, suggestion_for(output)) for output in sorted(latest.values(), key=lambda o: o.label.name)]
 
 
 def _output(classifier: Classifier, label_id: int) -> ClassifierLabel:

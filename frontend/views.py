@@ -331,7 +331,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
             learning_curve(output.classifier.project_id, output.label_id, output.classifier.version),
             output.classifier.version,
         ),
-        "suggestion": review_queues.suggestion(output.classifier, output.label_id),
+        "suggestion": review_queues.suggestion_for(output),
     }
     previous = panel["previous"]
     # Two versions compare only on one evaluation set: the held-out deployments' labels.
