@@ -683,8 +683,9 @@ class SearchRecord(models.Model):
     site = models.CharField(max_length=200, blank=True)
     date_from = models.DateField(null=True, blank=True)
     date_to = models.DateField(null=True, blank=True)
-    hour_from = models.PositiveSmallIntegerField(null=True, blank=True)  # local time of day, [from, to)
-    hour_to = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Local time of day in hours since midnight (5.5 is 05:30), [from, to).
+    hour_from = models.FloatField(null=True, blank=True)
+    hour_to = models.FloatField(null=True, blank=True)
     predicted_class = models.CharField(max_length=200, blank=True)  # among the model's top predictions
     label = models.ForeignKey(Label, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     labeled = models.CharField(max_length=16, choices=LabeledFilter.choices, default=LabeledFilter.ANY)

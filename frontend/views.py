@@ -398,7 +398,7 @@ def review(request, project_id, classifier_id):
     try:
         label_id = whole_number(request.GET.get("label", ""), "label")
         kind = request.GET.get("kind", review_queues.SUGGESTED)
-        filters = search_service.filters_from_params(request.GET)
+        filters = context["filters"] = search_service.filters_from_params(request.GET)
         if kind == review_queues.SUGGESTED:
             context["suggestion"] = review_queues.suggestion(classifier, label_id)
         queue = review_queues.review_queue(classifier, label_id, kind, 50, filters)

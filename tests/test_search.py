@@ -35,6 +35,7 @@ from annotations.search import (
     window_conditions,
 )
 from annotations.search import nearest as search_nearest
+from annotations.search.filters import clock, time_of_day
 from annotations.search_index import build_search_index, index_state, index_summaries, request_index_build
 from tests.conftest import wait_for
 
@@ -319,6 +320,8 @@ def test_date_and_hour_filters_keep_exactly_the_windows_of_their_local_times_on_
         SearchFilters(date_from=june_2, date_to=june_2),
         SearchFilters(date_from=june_2, hour_from=0, hour_to=2),
         SearchFilters(date_to=dt.date(2026, 3, 29), hour_from=3),
+        SearchFilters(hour_from=2.5, hour_to=time_of_day("03:10", "to")),  # minutes: 02:30 to 03:10
+        SearchFilters(hour_from=time_of_day("23:50", "from"), hour_to=0.5),  # minutes over midnight
     ]
     for filters in cases:
         hour_from, hour_to = filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
@@ -327,9 +330,8 @@ def test_date_and_hour_filters_keep_exactly_the_windows_of_their_local_times_on_
             if started is None:
                 continue
             local = started.astimezone(berlin)
-            in_hours = (
-                hour_from <= local.hour < hour_to if hour_from <= hour_to else not hour_to <= local.hour < hour_from
-            )
+            hours = local.hour + local.minute / 60
+            in_hours = hour_from <= hours < hour_to if hour_from <= hour_to else not hour_to <= hours < hour_from
             in_dates = (filters.date_from or local.date()) <= local.date() <= (filters.date_to or local.date())
             if in_hours and in_dates:
                 expected.add(window_id)
@@ -395,3 +397,15 @@ def test_an_index_answer_worse_than_the_examples_neighbourhood_is_rescued_and_th
     assert (record.result_path, record.result_rescued) == ("sketch", True)
     api = client_for(user).post(f"/api/projects/{project.pk}/search/", {"window_id": ids[example]}, format="json")
     assert api.status_code == 200 and api.json()["rescued"] is True and api.json()["path"] == "sketch"
+
+
+def test_times_of_day_are_read_to_the_minute_and_refused_with_the_forms_they_take():
+    assert time_of_day("5", "hour_from") == 5
+    assert time_of_day("05:30", "hour_from") == 5.5
+    assert time_of_day("22:45:00", "hour_from") == 22.75
+    assert time_of_day("24:00", "hour_to") == 24
+    assert time_of_day(" ", "hour_to") is None
+    assert clock(time_of_day("07:05", "hour_from")) == "07:05"
+    for bad in ("5:60", "25", "24:01", "5.5", "noon", "5:30:10", "-1"):
+        with pytest.raises(InputError, match="time of day like 5, 05:30"):
+            time_of_day(bad, "hour_from")

@@ -65,7 +65,7 @@ def test_history_entries_tell_examples_filters_and_date(make_user):
         "best match of the examples",
         "deployment Ridge",
         "days 2024-01-10 to …",
-        "hours 22–4 local",
+        "22:00–04:00 local",
         "model hears 'Apteryx'",
         "not labeled kiwi",
         "best window per recording",

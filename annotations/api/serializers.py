@@ -9,6 +9,7 @@ from annotations.deployments import (
     METADATA_FIELDS,
     folder_under_root,
 )
+from annotations.errors import InputError
 from annotations.models import (
     Annotation,
     ClassifierLabel,
@@ -33,10 +34,24 @@ from annotations.models import (
     TaskStatus,
 )
 from annotations.search import SearchFilters, SearchPath, SearchSpec
+from annotations.search.filters import clock, time_of_day
 from annotations.stored_scores import windows_above
 from perch_agile.params import MAX_ID
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
+
+
+class TimeOfDayField(serializers.Field):
+    """A local time of day as "05:30" (or a whole hour, 5), read as hours since midnight."""
+
+    def to_internal_value(self, data):
+        try:
+            return time_of_day(str(data), self.field_name)
+        except InputError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def to_representation(self, value):
+        return clock(value)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -187,8 +202,8 @@ class SearchRequestSerializer(serializers.Serializer):
     site = serializers.CharField(required=False, max_length=200)
     date_from = serializers.DateField(required=False)
     date_to = serializers.DateField(required=False)
-    hour_from = serializers.IntegerField(required=False, min_value=0, max_value=24)
-    hour_to = serializers.IntegerField(required=False, min_value=0, max_value=24)
+    hour_from = TimeOfDayField(required=False)
+    hour_to = TimeOfDayField(required=False)
     predicted_class = serializers.CharField(required=False, max_length=200)
     label_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     labeled = serializers.ChoiceField(choices=LabeledFilter.choices, default=LabeledFilter.ANY)

@@ -728,8 +728,10 @@ QUEUE_FILTERS = [
     OpenApiParameter("site", str),
     OpenApiParameter("date_from", OpenApiTypes.DATE, description="local to each deployment's time zone"),
     OpenApiParameter("date_to", OpenApiTypes.DATE),
-    OpenApiParameter("hour_from", int, description="local hours [from, to), may wrap midnight"),
-    OpenApiParameter("hour_to", int),
+    OpenApiParameter(
+        "hour_from", str, description='local time of day "05:30" (or a whole hour), [from, to), may wrap midnight'
+    ),
+    OpenApiParameter("hour_to", str),
 ]
 
 

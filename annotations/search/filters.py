@@ -13,8 +13,9 @@ from annotations.models import EmbeddingModel, LabeledFilter, Project
 class SearchFilters:
     """Which windows a search may return; the defaults filter nothing.
 
-    Dates and hours are local to each deployment's time zone; hours are [from, to) and
-    may wrap midnight (22 to 4). Windows of recordings without a known start time never
+    Dates and times of day are local to each deployment's time zone; times of day are
+    hours since midnight, fractions for minutes (5.5 is 05:30), [from, to), and may wrap
+    midnight (22 to 4). Windows of recordings without a known start time never
     pass a date or hour filter.
     """
 
@@ -22,8 +23,8 @@ class SearchFilters:
     site: str = ""
     date_from: dt.date | None = None
     date_to: dt.date | None = None
-    hour_from: int | None = None
-    hour_to: int | None = None
+    hour_from: float | None = None
+    hour_to: float | None = None
     predicted_class: str = ""  # part of a class name among the window's top model predictions
     label_id: int | None = None
     labeled: str = LabeledFilter.ANY  # for label_id
@@ -73,8 +74,28 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
     return " AND ".join(conditions), params
 
 
-def hour_range(filters: SearchFilters) -> tuple[int, int]:
+def hour_range(filters: SearchFilters) -> tuple[float, float]:
     return filters.hour_from or 0, 24 if filters.hour_to is None else filters.hour_to
+
+
+def time_of_day(text: str, name: str) -> float | None:
+    """Hours since midnight from "5", "05:30" or "5:30:00" (a time input's value); None
+    for nothing. 24 (or 24:00) is the end of the day."""
+    text = str(text).strip()
+    if not text:
+        return None
+    parts = text.split(":")
+    if len(parts) <= 3 and all(part.isdigit() and len(part) <= 2 for part in parts):
+        hours, minutes = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+        if minutes < 60 and hours * 60 + minutes <= 24 * 60 and (len(parts) < 3 or int(parts[2]) == 0):
+            return hours + minutes / 60
+    raise InputError(f"{name} must be a time of day like 5, 05:30 or 24:00, not {text[:40]!r}")
+
+
+def clock(hours: float) -> str:
+    """ "05:30" for 5.5 hours since midnight."""
+    minutes = round(hours * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +132,11 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         params["date_to"] = filters.date_to
     if filters.hour_from is not None or filters.hour_to is not None:
         hour_from, hour_to = hour_range(filters)
-        hour = f"EXTRACT(HOUR FROM {local})"
+        # Whole seconds since local midnight: minutes compare exactly, no float rounding.
+        second = f"EXTRACT(EPOCH FROM {local}::time)"
         joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
-        times.append(f"({hour} >= %(hour_from)s {joiner} {hour} < %(hour_to)s)")
-        params.update(hour_from=hour_from, hour_to=hour_to)
+        times.append(f"({second} >= %(second_from)s {joiner} {second} < %(second_to)s)")
+        params.update(second_from=round(hour_from * 3600), second_to=round(hour_to * 3600))
     if filters.predicted_class:
         conditions.append("w.top_classes && %(classes)s::integer[]")
         params["classes"] = matching_classes(model, filters.predicted_class)

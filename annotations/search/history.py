@@ -6,6 +6,7 @@ import dataclasses
 
 from annotations.errors import InputError
 from annotations.models import ClipQuery, Combine, LabeledFilter, Project, SearchRecord, Window
+from annotations.search.filters import clock
 from annotations.search.hits import hits_for, window_start_time
 from annotations.search.ranking import PAGE_SIZE, SAVED_RESULTS, SearchPage, SearchSpec, examples_for, ranked_windows
 from annotations.search.spec import spec_of
@@ -111,7 +112,8 @@ def _told_filters(record: SearchRecord) -> list[str]:
     if record.date_from or record.date_to:
         told.append(f"days {record.date_from or '…'} to {record.date_to or '…'}")
     if record.hour_from is not None or record.hour_to is not None:
-        told.append(f"hours {record.hour_from or 0}–{24 if record.hour_to is None else record.hour_to} local")
+        hour_to = 24 if record.hour_to is None else record.hour_to
+        told.append(f"{clock(record.hour_from or 0)}–{clock(hour_to)} local")
     if record.predicted_class:
         told.append(f"model hears {record.predicted_class!r}")
     if record.label and record.labeled != LabeledFilter.ANY:  # a label alone filters nothing

@@ -42,7 +42,7 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
         hour_from, hour_to = hour_range(filters)
         if hour_from > hour_to:
             hour_to += 24  # wraps midnight: the span runs into the next day
-        params.update(span_hour_lo=hour_from * 3600.0, span_hour_hi=hour_to * 3600.0)
+        params.update(span_hour_lo=round(hour_from * 3600.0), span_hour_hi=round(hour_to * 3600.0))
         # Every local day the recording touches, and the one before (a span that wraps).
         days = "generate_series(floor(t.wall / 86400)::int - 1, floor((t.wall + r.duration_s) / 86400)::int)"
     end = "(r.started_at + r.duration_s * interval '1 second')"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from annotations.errors import InputError
 from annotations.models import Combine, LabeledFilter, SearchRecord
-from annotations.search.filters import SearchFilters
+from annotations.search.filters import SearchFilters, clock, time_of_day
 from annotations.search.ranking import SearchSpec
 
 
@@ -49,8 +49,8 @@ def filters_from_params(params: Mapping) -> SearchFilters:
         site=one("site")[:200],
         date_from=_date(one("date_from"), "date_from"),
         date_to=_date(one("date_to"), "date_to"),
-        hour_from=_hour(one("hour_from"), "hour_from"),
-        hour_to=_hour(one("hour_to"), "hour_to"),
+        hour_from=time_of_day(one("hour_from"), "hour_from"),
+        hour_to=time_of_day(one("hour_to"), "hour_to"),
         predicted_class=one("predicted")[:200],
         label_id=_int(one("label"), "label") if one("label") else None,
         labeled=one("labeled") or LabeledFilter.ANY,
@@ -74,8 +74,8 @@ def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:
         ("site", f.site),
         ("date_from", f.date_from),
         ("date_to", f.date_to),
-        ("hour_from", f.hour_from),
-        ("hour_to", f.hour_to),
+        ("hour_from", None if f.hour_from is None else clock(f.hour_from)),
+        ("hour_to", None if f.hour_to is None else clock(f.hour_to)),
         ("predicted", f.predicted_class),
         ("label", f.label_id),
         ("labeled", "" if f.labeled == LabeledFilter.ANY else f.labeled),
@@ -103,14 +103,6 @@ def _date(value: str, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise InputError(f"{name} must be a date like 2024-05-21, not {value[:40]!r}") from None
-
-
-def _hour(value: str, name: str) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit() or not 0 <= int(value) <= 24:
-        raise InputError(f"{name} must be an hour from 0 to 24, not {value[:40]!r}")
-    return int(value)
 
 
 def spec_of(record: SearchRecord) -> SearchSpec:

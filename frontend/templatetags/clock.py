@@ -8,6 +8,8 @@ import zoneinfo
 
 from django import template
 
+from annotations.search.filters import clock
+
 register = template.Library()
 
 
@@ -26,6 +28,13 @@ def wall_clock(value: dt.datetime | None, zone: str = "") -> str:
         return ""
     local = value.astimezone(_zone(zone)) if zone else value
     return f"{local:%Y-%m-%d %H:%M:%S} {getattr(local.tzinfo, 'key', 'UTC')}"
+
+
+@register.filter
+def time_of_day(hours: float | None) -> str:
+    """Hours since midnight as a time input's value, "05:30"; nothing for no filter
+    (None, or the empty string a template gives for a missing variable)."""
+    return clock(hours) if isinstance(hours, int | float) else ""
 
 
 @functools.cache
