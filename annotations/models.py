@@ -69,6 +69,28 @@ class Invitation(models.Model):
         return f"{self.username} ({self.role}) to {self.project}"
 
 
+class InvitationLink(models.Model):
+    """A one-time link that lets whoever holds it join a project in a role, creating an
+    account on the way if they have none: how a new collaborator is brought in without a
+    mail server. Only the token's SHA-256 is kept; the link itself is shown once."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitation_links")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    email = models.EmailField(blank=True)  # where the link was also mailed, if anywhere
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    used_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"link to {self.project} as {self.role}"
+
+
 class Label(models.Model):
     """A term of a project's vocabulary: a species, a call type, a sound source."""
 

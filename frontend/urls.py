@@ -9,6 +9,7 @@ P = "projects/<id:project_id>/"
 urlpatterns = [
     path("", views.projects, name="projects"),
     path("account/", account_views.account, name="account"),
+    path("join/<str:token>/", views.join, name="join"),
     path(P, views.project, name="project"),
     path(P + "settings/", views.project_settings, name="project-settings"),
     path(P + "deployments/metadata/", views.deployment_metadata_import, name="deployment-metadata"),

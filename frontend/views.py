@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.contrib import messages
+from django.conf import settings
+from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import (
@@ -95,6 +97,37 @@ def project(request, project_id):
     return render(request, "frontend/project.html", context)
 
 
+@never_cache  # the address holds a one-time secret
+@require_http_methods(["GET", "POST"])
+def join(request, token):
+    """An invitation link: join its project, creating an account first if need be."""
+    context = {"error": "", "username": ""}
+    try:
+        link = context["link"] = membership.usable_invitation_link(token)
+    except InputError as error:
+        context["error"] = str(error)
+        return render(request, "frontend/join.html", context, status=410)
+    context["role_explained"] = membership.ROLE_EXPLAINED[link.role]
+    if request.method == "POST":
+        try:
+            if request.user.is_authenticated:
+                membership.join_with_link(token, request.user)
+            else:
+                context["username"] = request.POST.get("username", "")[:150]
+                user = membership.sign_up_with_link(
+                    token, context["username"], request.POST.get("password", ""), request.POST.get("password_again", "")
+                )
+                auth.login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
+        except InputError as error:
+            context["error"] = str(error)
+        else:
+            messages.success(
+                request, f"Welcome to {link.project.name}: you joined as {link.get_role_display().lower()}."
+            )
+            return redirect("frontend:project", project_id=link.project_id)
+    return render(request, "frontend/join.html", context, status=400 if context["error"] else 200)
+
+
 @login_required
 @require_POST
 def deployment_metadata_import(request, project_id):
@@ -120,6 +153,8 @@ def project_settings(request, project_id):
         "project": project,
         "members": project.memberships.select_related("user").order_by("user__username"),
         "invitations": project.invitations.all(),
+        "invitation_links": membership.open_invitation_links(project),
+        "link_days": membership.INVITATION_LINK_DAYS,
         "roles": Role.choices,
         "summary": deployments.deletion_summary(project),
         "deployments": [(d, deployments.deletion_summary(d)) for d in project.deployments.all()],

@@ -246,6 +246,7 @@ EMAIL_PORT = int(os.environ.get("DJANGO_EMAIL_PORT", 25))
 EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_flag("DJANGO_EMAIL_USE_TLS")
+EMAIL_TIMEOUT = 10  # an unreachable mail server must not hold a request (invitation links) for long
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "perch-agile@localhost")
 
 if not DEBUG:

@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.membership import create_invitation_link
 from annotations.models import (
     Classifier,
     ClassifierLabel,
@@ -72,6 +73,7 @@ def other_project(make_user):
     upload = UploadSession.objects.create(deployment=deployment, created_by=owner, filename="u.wav", size_bytes=1)
     label_import = LabelImport.objects.create(project=project, deployment=deployment, user=owner)
     invitation = Invitation.objects.create(project=project, username="someone", invited_by=owner)
+    link = create_invitation_link(project, Role.VIEWER, owner).link
     hoplite_import = HopliteImport.objects.create(project=project, created_by=owner, source_name="db.zip")
     hoplite_export = HopliteExport.objects.create(project=project, embedding_model=model, created_by=owner)
     ids = {
@@ -86,6 +88,7 @@ def other_project(make_user):
         "upload_id": upload.pk,
         "import_id": label_import.pk,
         "invitation_id": invitation.pk,
+        "link_id": link.pk,
         "hoplite_import_id": hoplite_import.pk,
         "hoplite_export_id": hoplite_export.pk,
         "label_id": project.labels.get().pk,

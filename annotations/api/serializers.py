@@ -10,6 +10,7 @@ from annotations.deployments import (
     folder_under_root,
 )
 from annotations.errors import InputError
+from annotations.membership import INVITATION_LINK_DAYS, MAX_INVITATION_LINK_DAYS
 from annotations.models import (
     Annotation,
     ClassifierLabel,
@@ -21,6 +22,7 @@ from annotations.models import (
     ImportMode,
     InferenceRun,
     Invitation,
+    InvitationLink,
     Label,
     LabelChange,
     LabeledFilter,
@@ -544,6 +546,33 @@ class InvitationSerializer(serializers.ModelSerializer):
 
     def get_status(self, invitation) -> str:
         return "invited"
+
+
+class InvitationLinkRequestSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+    email = serializers.EmailField(required=False, allow_blank=True, help_text="also mail the link here")
+    valid_days = serializers.IntegerField(min_value=1, max_value=MAX_INVITATION_LINK_DAYS, default=INVITATION_LINK_DAYS)
+
+
+class InvitationLinkSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = InvitationLink
+        fields = ["id", "role", "email", "created_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class IssuedInvitationLinkSerializer(InvitationLinkSerializer):
+    """A new link: its address is in this answer only (the server keeps a hash)."""
+
+    url = serializers.CharField()
+    mail_sent = serializers.BooleanField()
+    mail_error = serializers.CharField()
+
+    class Meta(InvitationLinkSerializer.Meta):
+        fields = [*InvitationLinkSerializer.Meta.fields, "url", "mail_sent", "mail_error"]
+        read_only_fields = fields
 
 
 class InvitationAnswerSerializer(serializers.Serializer):

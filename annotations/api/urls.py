@@ -19,6 +19,12 @@ urlpatterns = [
     path(P + "members/<id:member_id>/", v.MemberDetailView.as_view(), name="member-detail"),
     path(P + "invitations/", v.ProjectInvitationListView.as_view(), name="project-invitation-list"),
     path(P + "invitations/<id:invitation_id>/", v.ProjectInvitationDetailView.as_view(), name="project-invitation"),
+    path(P + "invitation-links/", v.ProjectInvitationLinkListView.as_view(), name="project-invitation-link-list"),
+    path(
+        P + "invitation-links/<id:link_id>/",
+        v.ProjectInvitationLinkDetailView.as_view(),
+        name="project-invitation-link",
+    ),
     path("invitations/", v.MyInvitationListView.as_view(), name="invitation-list"),
     path("invitations/<id:invitation_id>/", v.MyInvitationDetailView.as_view(), name="invitation-detail"),
     path(P + "labels/", v.LabelListView.as_view(), name="label-list"),

@@ -9,6 +9,7 @@ import zoneinfo
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -54,6 +55,7 @@ from annotations.models import (
     ImportStatus,
     InferenceRun,
     Invitation,
+    InvitationLink,
     Label,
     LabelImport,
     Membership,
@@ -186,6 +188,48 @@ class ProjectInvitationDetailView(ProjectView):
     def delete(self, request, project_id, invitation_id):
         """Withdraw an invitation not yet answered."""
         get_object_or_404(Invitation, pk=invitation_id, project=self.project).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectInvitationLinkListView(ProjectView):
+    """One-time links that let a new collaborator join in a role, creating an account if
+    they have none (admins)."""
+
+    read_action = write_action = Action.MANAGE
+
+    @extend_schema(responses={200: s.InvitationLinkSerializer(many=True), **ERRORS})
+    def get(self, request, project_id):
+        """The links not yet used or expired (their addresses are not kept)."""
+        return Response(s.InvitationLinkSerializer(membership.open_invitation_links(self.project), many=True).data)
+
+    @extend_schema(
+        request=s.InvitationLinkRequestSerializer, responses={201: s.IssuedInvitationLinkSerializer, **ERRORS}
+    )
+    def post(self, request, project_id):
+        """A new link, shown in this answer only; mailed too where an email is given and
+        the server can send mail (``mail_error`` says why not)."""
+        data = _valid(s.InvitationLinkRequestSerializer, request.data)
+        issued = membership.create_invitation_link(
+            self.project, data["role"], request.user, data.get("email", ""), data["valid_days"]
+        )
+        url = request.build_absolute_uri(reverse("frontend:join", args=[issued.token]))
+        issued = membership.mail_invitation_link(issued, url)
+        answer = {
+            **s.InvitationLinkSerializer(issued.link).data,
+            "url": url,
+            "mail_sent": bool(issued.link.email) and not issued.mail_error,
+            "mail_error": issued.mail_error,
+        }
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+
+class ProjectInvitationLinkDetailView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, project_id, link_id):
+        """Withdraw a link: it stops working at once."""
+        get_object_or_404(InvitationLink, pk=link_id, project=self.project).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -18,13 +18,20 @@ function flash(message, kind = "ok", near = null) {
     }
     note.className = `form-message ${kind}`;
     note.textContent = message;
+    note.scrollIntoView({ block: "nearest" }); // a long form's button may sit at the window's edge
     return;
   }
+  // Else the status line, which floats at the foot of the window (app.css): labeling,
+  // playback and undo answer wherever the person has scrolled to.
   const box = document.getElementById("flash");
   if (!box) return;
   box.textContent = message;
   box.className = kind;
+  clearTimeout(flash.fading);
+  if (kind !== "error") flash.fading = setTimeout(() => { box.textContent = ""; }, 6000);
 }
+
+document.getElementById("flash")?.addEventListener("click", (event) => { event.target.textContent = ""; });
 
 async function api(url, options = {}) {
   const headers = { "X-CSRFToken": csrfToken(), Accept: "application/json", ...(options.headers || {}) };
@@ -66,6 +73,7 @@ document.addEventListener("submit", async (event) => {
           body: JSON.stringify(formJson(form)),
         });
       }
+      if (form.dataset.then === "invitation-link") return showInvitationLink(form, result);
       flash("Saved.", "ok", form);
       if (form.dataset.then === "reload") window.location.reload();
       // "{id}" in the address to go on to: what the request created (a new classifier version).
@@ -94,6 +102,32 @@ document.addEventListener("submit", async (event) => {
   }
 });
 
+// A new invitation link: shown once (the server keeps only its hash), ready to copy.
+function showInvitationLink(form, link) {
+  const box = form.querySelector("[data-invitation-link]");
+  const input = box.querySelector("input");
+  input.value = link.url;
+  box.hidden = false;
+  input.select();
+  const until = new Date(link.expires_at).toISOString().slice(0, 16).replace("T", " ");
+  const mail = link.mail_sent ? ` Mailed to ${link.email}.` : link.mail_error ? ` Not mailed: ${link.mail_error}.` : "";
+  flash(`Copy this link and send it: it lets one person join as ${link.role}, until ${until} UTC. It is shown only now.${mail}`,
+    link.mail_error ? "error" : "ok", box);
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy-link]");
+  if (!button) return;
+  const input = button.parentElement.querySelector("input");
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Press Ctrl+C"; // no clipboard access (plain http): the text is selected
+  }
+});
+
 // A label import: written, waiting for a keep-or-overwrite decision, or queued for a worker.
 async function showImport(form, result) {
   const box = form.querySelector("[data-import-decision]");
@@ -103,11 +137,11 @@ async function showImport(form, result) {
   const others = result.disagreeing ? ` ${result.disagreeing} label(s) of ${result.disagreeing_annotators.join(", ")} differ; theirs stay.` : "";
   const counts = `${result.selections} selections: ${result.windows} window label(s), ${result.new} new, ${result.same} the same, ${result.changed} different from yours.`;
   if (result.status === "queued") {
-    flash(`Importing ${result.file_name || "the table"} in the background…`);
+    flash(`Importing ${result.file_name || "the table"} in the background…`, "ok", form);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     return showImport(form, await api(url));
   }
-  if (result.status === "failed") return flash(`Nothing was imported: ${result.error}`, "error");
+  if (result.status === "failed") return flash(`Nothing was imported: ${result.error}`, "error", form);
   if (result.status === "planned") {
     box.querySelector("[data-import-summary]").textContent = `${counts}${others}${unmatched} Nothing is written until you choose.`;
     box.hidden = false;
@@ -118,13 +152,13 @@ async function showImport(form, result) {
           const decision = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ mode: button.dataset.importMode }) };
           showImport(form, await api(url, decision));
         } catch (error) {
-          flash(error.message, "error");
+          flash(error.message, "error", form);
         }
       };
     }
     return;
   }
-  flash(`Imported: ${result.written} label(s) written. ${counts}${others}${unmatched}`);
+  flash(`Imported: ${result.written} label(s) written. ${counts}${others}${unmatched}`, "ok", form);
 }
 
 document.addEventListener("click", async (event) => {
@@ -134,13 +168,14 @@ document.addEventListener("click", async (event) => {
     const body = JSON.stringify({ label: Number(chart.dataset.label), threshold: Number(pick.dataset.pickThreshold) });
     await api(chart.dataset.thresholdUrl, { method: "POST", headers: { "Content-Type": "application/json" }, body })
       .then(() => window.location.reload())
-      .catch((e) => flash(e.message, "error"));
+      .catch((e) => flash(e.message, "error", chart));
     return;
   }
   const ingest = event.target.closest("[data-ingest]");
   if (ingest) {
-    const data = await api(ingest.form.dataset.ingestUrl, { method: "POST" }).catch((e) => flash(e.message, "error"));
-    if (data) { flash(`${data.queued} file(s) queued.`); pollProgress(); }
+    const data = await api(ingest.form.dataset.ingestUrl, { method: "POST" })
+      .catch((e) => flash(e.message, "error", ingest.form));
+    if (data) { flash(`${data.queued} file(s) queued.`, "ok", ingest.form); pollProgress(); }
     return;
   }
 });
