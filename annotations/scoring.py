@@ -12,12 +12,14 @@ from annotations.probes import (
     HeldOutQuality,
     PrecisionRecall,
     PrototypeHead,
+    QualityInterval,
     coinciding_prototypes,
     fold_spread,
     linear_scores,
     nearest_examples,
     precision_recall,
     prototype_scores,
+    quality_interval,
 )
 from annotations.training import classifier_arrays
 
@@ -69,6 +71,12 @@ def held_out_arrays(output: ClassifierLabel) -> tuple[np.ndarray, np.ndarray]:
 def held_out_curve(output: ClassifierLabel) -> PrecisionRecall | None:
     targets, scores = held_out_arrays(output)
     return precision_recall(targets, scores) if len(targets) else None
+
+
+def held_out_interval(output: ClassifierLabel) -> QualityInterval | None:
+    """95% intervals of an output's held-out ROC-AUC and average precision."""
+    targets, scores = held_out_arrays(output)
+    return quality_interval(targets, scores)
 
 
 def cross_validated(output: ClassifierLabel) -> FoldSpread | None:

@@ -383,8 +383,12 @@ def _train(classifier: Classifier) -> None:
             classifier.weights = weights.tobytes()
             classifier.bias = bias.tobytes()
         classifier.status = TaskStatus.DONE
+        # Scoring follows at once (stored_scores.request_scoring): marked in the same write,
+        # so a page never sees a trained classifier that is neither scoring nor scored, and
+        # keeps refreshing until the scores are there.
+        classifier.scoring_status = TaskStatus.QUEUED
         classifier.error = ""
-        classifier.save(update_fields=["weights", "bias", "status", "error"])
+        classifier.save(update_fields=["weights", "bias", "status", "scoring_status", "error"])
 
 
 def _eval_rows(data: TrainingSet, split: Split, column: np.ndarray) -> np.ndarray:

@@ -359,6 +359,7 @@ def _output_panel(output, previous_outputs: dict) -> dict:
         "recall": recall,
         "too_small": min(output.eval_positives, output.eval_negatives) < MIN_HELD_OUT,
         "cross_validated": scoring.cross_validated(output),
+        "interval": scoring.held_out_interval(output),
         "previous": previous_outputs.get(output.label_id),
         "has_curve": curve is not None,
         "windows_above": windows_above(output, output.threshold),

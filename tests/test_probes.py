@@ -6,12 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from django.conf import settings
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from annotations.probes import (
     C_GRID,
     GAP_S,
     MIN_HELD_OUT,
     PrototypeHead,
+    _weighted_average_precision,
+    _weighted_roc_auc,
     choose_regularization,
     coinciding_prototypes,
     fit_linear_probe,
@@ -23,6 +26,7 @@ from annotations.probes import (
     nearest_examples,
     precision_recall,
     prototype_scores,
+    quality_interval,
     spherical_kmeans,
     time_block_splits,
     unit_rows,
@@ -129,6 +133,31 @@ def clusters(rng, n=120, dim=32):
     which = rng.integers(0, 3, n)
     x = (centres[which] * 5 + rng.standard_normal((n, dim))).astype(np.float32)
     return x, which < 2
+
+
+def test_bootstrap_intervals_are_scikit_learns_figures_on_every_resample_and_narrow_with_more_windows():
+    rng = np.random.default_rng(3)
+    targets = np.r_[np.ones(30, bool), np.zeros(90, bool)]
+    scores = np.r_[rng.normal(1, 1, 30), rng.normal(0, 1, 90)].round(1)  # rounded: ties, as calibrated scores have
+    positives, negatives = scores[targets], scores[~targets]
+    pos_counts, neg_counts = rng.integers(0, 3, (5, 30)).astype(float), rng.integers(0, 3, (5, 90)).astype(float)
+    for i in range(5):  # each resample is the same figure as scikit-learn's with those counts as weights
+        weights = np.r_[pos_counts[i], neg_counts[i]]
+        auc = _weighted_roc_auc(positives, negatives, pos_counts[i : i + 1], neg_counts[i : i + 1])[0]
+        ap = _weighted_average_precision(positives, negatives, pos_counts[i : i + 1], neg_counts[i : i + 1])[0]
+        total = pos_counts[i].sum() * neg_counts[i].sum() / (30 * 90)
+        assert auc / total == pytest.approx(roc_auc_score(targets, scores, sample_weight=weights))
+        assert ap == pytest.approx(
+            average_precision_score(targets, scores, sample_weight=weights) * pos_counts[i].sum() / 30
+        )
+    small = quality_interval(targets, scores)
+    quality = held_out_quality(targets, scores)
+    assert small.roc_auc_low < quality.roc_auc < small.roc_auc_high
+    assert small.average_precision_low < quality.average_precision < small.average_precision_high
+    many = np.r_[np.ones(600, bool), np.zeros(1800, bool)]
+    large = quality_interval(many, np.r_[rng.normal(1, 1, 600), rng.normal(0, 1, 1800)])
+    assert large.roc_auc_high - large.roc_auc_low < (small.roc_auc_high - small.roc_auc_low) / 3
+    assert quality_interval(np.ones(4, bool), np.arange(4.0)) is None
 
 
 def test_prototype_probe_finds_both_call_types():

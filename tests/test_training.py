@@ -21,6 +21,7 @@ from annotations.models import (
     ProbeType,
     Recording,
     RecordingStatus,
+    TaskStatus,
     Window,
 )
 from annotations.probes import GAP_S, MIN_HELD_OUT
@@ -91,7 +92,10 @@ def test_28_labels_in_4_long_recordings_are_measured_with_no_neighbour_of_a_held
     page = Client()
     page.force_login(user)
     assert "more positives" in page.get(f"/projects/{project.pk}/").content.decode()
-    assert "fold CV" in page.get(f"/projects/{project.pk}/classifiers/{classifier.pk}/").content.decode()
+    html = page.get(f"/projects/{project.pk}/classifiers/{classifier.pk}/").content.decode()
+    assert "fold CV" in html
+    # Trained and not yet scored: the page says scoring is queued and keeps refreshing.
+    assert classifier.scoring_status == TaskStatus.QUEUED and '<meta http-equiv="refresh"' in html
 
     examples = ClassifierExample.objects.filter(classifier=classifier).select_related("window")
     for recording in {e.window.recording_id for e in examples}:
@@ -212,7 +216,14 @@ def test_a_held_out_deployment_measures_every_version_and_never_trains(long_reco
     page = Client()
     page.force_login(user)
     html = page.get(f"/projects/{project.pk}/classifiers/{versions[1].pk}/").content.decode()
-    assert "Measured on the held-out deployments&#x27; labels" in html and "(other windows)" not in html
+    assert "Measured on the held-out deployments&#x27; labels: 10 positive and 30 negative labeled windows" in html
+    assert "(other windows)" not in html
+    # Each figure with the interval 40 windows allow, in the page and in the API.
+    interval = scoring.held_out_interval(versions[1].outputs.get())
+    assert f"({interval.roc_auc_low:.2f}–{interval.roc_auc_high:.2f})" in html
+    api = page.get(f"/api/projects/{project.pk}/classifiers/{versions[1].pk}/").json()["outputs"][0]
+    assert api["held_out_interval"]["roc_auc"] == [interval.roc_auc_low, interval.roc_auc_high]
+    assert interval.roc_auc_low <= api["roc_auc"] <= interval.roc_auc_high
     assert html.count('r="4" fill="#2f6b4f" stroke="#2f6b4f"') == 2  # the learning curve, both comparable
 
     # Without the held-out deployment, each version holds out its own time blocks: the

@@ -35,6 +35,7 @@ from annotations.models import (
     Role,
     TaskStatus,
 )
+from annotations.scoring import held_out_interval
 from annotations.search import SearchFilters, SearchPath, SearchSpec
 from annotations.search.filters import clock, time_of_day
 from annotations.stored_scores import windows_above
@@ -423,6 +424,7 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
             "eval_negatives",
             "roc_auc",
             "average_precision",
+            "held_out_interval",
             "cross_validation",
             "regularization_c",
             "threshold",
@@ -433,8 +435,21 @@ class ClassifierOutputSerializer(serializers.ModelSerializer):
         help_text="the project's scored windows at or above the threshold (to 0.01); null before scoring"
     )
 
+    held_out_interval = serializers.SerializerMethodField(
+        help_text="95% bootstrap intervals, [low, high], of roc_auc and average_precision; null without both classes"
+    )
+
     def get_windows_above_threshold(self, output: ClassifierLabel) -> int | None:
         return windows_above(output, output.threshold)
+
+    def get_held_out_interval(self, output: ClassifierLabel) -> dict[str, list[float]] | None:
+        interval = held_out_interval(output)
+        if interval is None:
+            return None
+        return {
+            "roc_auc": [interval.roc_auc_low, interval.roc_auc_high],
+            "average_precision": [interval.average_precision_low, interval.average_precision_high],
+        }
 
 
 class ClassifierSerializer(serializers.Serializer):
