@@ -1,7 +1,7 @@
 """Deployment metadata from a CSV table: one row per deployment, matched by name in the project.
 
 The header names the columns, in any order; only ``name`` is required:
-name, site, latitude, longitude, recorder, timezone, deployed_on, retrieved_on, channel,
+name, site, latitude, longitude, recorder, timezone, deployed_on, retrieved_on, channel, hop_s,
 server_folder. A column the table leaves out leaves that field as it is; an empty cell
 clears it (timezone: UTC; channel: the mix of all channels). ``server_folder`` registers
 a folder's audio for a new deployment; for an existing one it is the folder's new place
@@ -76,6 +76,7 @@ PARSERS: dict[str, tuple[Callable[[str], object], str]] = {
     "deployed_on": (_date, "a date like 2024-05-21"),
     "retrieved_on": (_date, "a date like 2024-05-21"),
     "channel": (_whole_number, "a whole number (0 for the first channel)"),
+    "hop_s": (_number, "a number of seconds, e.g. 1.5"),
 }
 
 

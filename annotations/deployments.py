@@ -23,6 +23,7 @@ from annotations.audio import sniff_format
 from annotations.clips import delete_clips
 from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
+from annotations.model_catalogue import configured_spec, hop_problem
 from annotations.models import (
     Annotation,
     Classifier,
@@ -78,6 +79,7 @@ METADATA_FIELDS = (
     "deployed_on",
     "retrieved_on",
     "channel",
+    "hop_s",
 )
 
 
@@ -106,6 +108,10 @@ def metadata_problems(deployment: Deployment) -> list[str]:
         problems.append(f"retrieved_on {deployment.retrieved_on} is before deployed_on {deployment.deployed_on}")
     if deployment.channel is not None and not 0 <= deployment.channel <= MAX_CHANNEL:
         problems.append(f"channel {deployment.channel} is out of range (0 to {MAX_CHANNEL}, or empty for the mix)")
+    spec = configured_spec()
+    hop_checked = deployment.hop_s is not None and spec is not None
+    if hop_checked and (problem := hop_problem(deployment.hop_s, spec.window_s, spec.sample_rate)):
+        problems.append(problem)
     return problems
 
 
@@ -176,11 +182,28 @@ def start_time_problems(deployment: Deployment, now: dt.datetime | None = None) 
 def update_deployment(deployment: Deployment, **metadata) -> Deployment:
     """Change a deployment's metadata (any of METADATA_FIELDS) or whether it is held out
     for evaluation; its server folder stays."""
+    spec = configured_spec()
+    default_hop = spec.hop_s if spec else None
+    if "hop_s" in metadata and (metadata["hop_s"] or default_hop) != hop_of(deployment):
+        embedded = deployment.recordings.filter(windows_done__gt=0).count()
+        if embedded:
+            raise InputError(
+                f"{embedded} recordings are embedded at a hop of {hop_of(deployment):g} s already: "
+                "to cut them at another hop, re-embed the deployment (its ingest form)"
+            )
     for field, value in metadata.items():
         setattr(deployment, field, value)
     _check_metadata(deployment)
     deployment.save()
     return deployment
+
+
+def hop_of(deployment: Deployment) -> float:
+    """The hop a deployment's windows are cut at: its own, else the configured model's."""
+    if deployment.hop_s is not None:
+        return deployment.hop_s
+    spec = configured_spec()
+    return spec.hop_s if spec else 0.0
 
 
 def _within(path: Path, folder: Path) -> bool:

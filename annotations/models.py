@@ -168,6 +168,10 @@ class Deployment(models.Model):
     # An evaluation set: never queued for review nor drawn from for weak negatives; its
     # labels never train, and measure every classifier version alike.
     held_out = models.BooleanField(default=False)
+    # Seconds between the starts of consecutive windows (None: the model's window length,
+    # no overlap). A shorter hop finds calls that fall across a window's edge, at the cost
+    # of window_s / hop_s times the windows.
+    hop_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
@@ -234,6 +238,8 @@ class Recording(models.Model):
     attempts = models.PositiveIntegerField(default=0)  # embedding runs started, to spot retries
     windows_expected = models.PositiveIntegerField(null=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
+    # The hop its windows were cut at (None: the embedding model's own hop).
+    hop_s = models.FloatField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -196,6 +196,7 @@ def deployment(request, project_id, deployment_id):
         "project": project,
         "role": role_in(project, request.user),
         "deployment": deployment,
+        "hop_s": deployments.hop_of(deployment),
         "server_folder": deployments.folder_under_root(deployment.server_folder) if deployment.server_folder else "",
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),

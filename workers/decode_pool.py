@@ -242,7 +242,6 @@ class Embedder:
 
     def __init__(self, pool: DecodePool, model: LoadedModel, batch_size: int, report: Callable[[object], None]):
         self._generation = pool.begin()
-        self._framing = Framing.from_seconds(model.spec.sample_rate, model.spec.window_s, model.spec.hop_s)
         self._pool = pool
         self._model = model
         self._batch_size = batch_size
@@ -255,11 +254,12 @@ class Embedder:
         self._thread = threading.Thread(target=self._run, daemon=True, name="perch-embedder")
         self._thread.start()
 
-    def submit(self, key: int, path: Path, channel: int | None) -> None:
-        """Have the pool decode a file (``channel`` None: the mix of all) for this model."""
+    def submit(self, key: int, path: Path, channel: int | None, framing: Framing) -> None:
+        """Have the pool decode a file (``channel`` None: the mix of all) into the windows
+        of ``framing`` (the model's, at the deployment's hop)."""
         with self._lock:
             self._files[key] = _File()
-        self._pool.jobs.put(DecodeJob(key, self._generation, str(path), channel, self._framing))
+        self._pool.jobs.put(DecodeJob(key, self._generation, str(path), channel, framing))
 
     def stop(self) -> None:
         self._stop.set()

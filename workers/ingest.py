@@ -34,7 +34,7 @@ from django.utils import timezone
 from annotations.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
 from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
-from annotations.models import ClipQuery, EmbeddingModel, Recording, RecordingStatus
+from annotations.models import ClipQuery, Deployment, EmbeddingModel, Recording, RecordingStatus
 from annotations.search_index import index_wanted, request_index_build
 from workers.decode_pool import (
     Crashed,
@@ -221,13 +221,14 @@ def _ingest_claimed(
             if recording is None or recording.status not in UNFINISHED:  # done since it was listed
                 finish(recording_id, recording.status if recording else "deleted")
                 return
-            info = _begin(recording, model, embedding_model)
+            framing = deployment_framing(recording.deployment, model.spec)
+            info = _begin(recording, model, embedding_model, framing)
             if info is None:
                 finish(recording_id, RecordingStatus.FAILED)
                 return
             held[recording_id] = (recording, info)
             decoding.add(recording_id)
-            worker.submit(recording_id, Path(recording.path), recording.deployment.channel)
+            worker.submit(recording_id, Path(recording.path), recording.deployment.channel, framing)
 
         start(first_id)
         claiming = True
@@ -262,12 +263,18 @@ def _ingest_claimed(
                 finish(report.key, _store(recording, embedding_model, embedded))
 
 
-def _begin(recording: Recording, model: LoadedModel, embedding_model: EmbeddingModel) -> AudioInfo | None:
+def deployment_framing(deployment: Deployment, spec: ModelSpec) -> Framing:
+    """How the model cuts a deployment's audio: its windows, at the deployment's hop."""
+    return Framing.from_seconds(spec.sample_rate, spec.window_s, deployment.hop_s or spec.hop_s)
+
+
+def _begin(
+    recording: Recording, model: LoadedModel, embedding_model: EmbeddingModel, framing: Framing
+) -> AudioInfo | None:
     """Count the attempt and read the file's header; None where the file is unusable (failed)."""
     Recording.objects.filter(pk=recording.pk).update(attempts=F("attempts") + 1)
     try:
         info = probe(Path(recording.path))
-        framing = Framing.from_seconds(model.spec.sample_rate, model.spec.window_s, model.spec.hop_s)
         _update(
             recording,
             status=RecordingStatus.EMBEDDING,
@@ -279,6 +286,7 @@ def _begin(recording: Recording, model: LoadedModel, embedding_model: EmbeddingM
             windows_done=0,
             windows_expected=framing.window_count(round(info.duration_s * model.spec.sample_rate)),
             embedding_model=embedding_model,
+            hop_s=framing.hop_samples / framing.sample_rate,
             # Recordings registered before fingerprints existed get one now.
             fingerprint=recording.fingerprint or file_fingerprint(Path(recording.path)),
         )

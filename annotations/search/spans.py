@@ -14,7 +14,7 @@ STEADY_RECORDING_MAX_S = 2 * 86400
 
 
 def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]:
-    """SQL rows (recording_id, windows_done, lo, hi, recheck), ``recordings`` (SQL over
+    """SQL rows (recording_id, windows_done, hop, lo, hi, recheck), ``recordings`` (SQL over
     ``r`` and ``d``) selecting the recordings: the ranges of window starts [lo, hi) in
     seconds from each recording's start where its windows pass the date and hour filters.
 
@@ -23,7 +23,8 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
     window. Any other recording (its duration unknown, or daylight saving changing inside
     it) gets one unbounded span with ``recheck`` set: its windows are tested one by one.
     """
-    columns = "r.id AS recording_id, r.windows_done::float8 AS windows_done"
+    # A recording's own hop where it has one (its deployment's), else the model's (%(hop)s).
+    columns = "r.id AS recording_id, r.windows_done::float8 AS windows_done, coalesce(r.hop_s, %(hop)s) AS hop"
     source = "annotations_recording r JOIN annotations_deployment d ON d.id = r.deployment_id"
     if not filters.timed:
         return (
@@ -68,11 +69,11 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
 
 
 def candidate_windows(spans: str, params: dict, cap: int) -> int:
-    """Windows in the spans that may hold hits (windows every ``hop`` seconds from a
+    """Windows in the spans that may hold hits (windows every ``s.hop`` seconds from a
     recording's start), counted over at most ``cap`` spans (each holds at least one
     window, so reaching the cap means more than ``cap`` windows)."""
-    first = "greatest(0, ceil(s.lo / %(hop)s))"
-    past = "least(s.windows_done, ceil(s.hi / %(hop)s))"
+    first = "greatest(0, ceil(s.lo / s.hop))"
+    past = "least(s.windows_done, ceil(s.hi / s.hop))"
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {past} - {first} AS n FROM ({spans}) s "

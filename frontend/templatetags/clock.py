@@ -37,6 +37,12 @@ def time_of_day(hours: float | None) -> str:
     return clock(hours) if isinstance(hours, int | float) else ""
 
 
+@register.filter
+def seconds(value: float | None) -> str:
+    """A length in seconds as short as it is exact to the millisecond: 3, 1.5, 1.667."""
+    return "" if value is None else f"{round(float(value), 3):g}"
+
+
 @functools.cache
 def _names() -> list[str]:
     return sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
