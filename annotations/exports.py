@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import datetime as dt
 import io
 import itertools
@@ -44,13 +45,12 @@ from pathlib import Path, PurePath
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from django.db.models import QuerySet
 
 from annotations.deployments import upload_folder
-from annotations.detection_filters import DetectionFilters, filtered_detections
+from annotations.detection_filters import DetectionFilters, filtered_detections, filtered_events
 from annotations.formula_cells import neutral_cell
 from annotations.labeling import labels_by_window
-from annotations.models import Classifier, Deployment, Detection, InferenceRun, LabelValue, ProbeType, Recording
+from annotations.models import Classifier, Deployment, InferenceRun, Label, LabelValue, ProbeType, Recording
 from annotations.raven import FileSpan, Selection, write_file_sequence_table, write_selection_table
 from annotations.scoring import Scorer, prototype_head
 from annotations.training import classifier_arrays
@@ -156,22 +156,79 @@ DETECTION_COLUMNS = [
     "review",
     "reviewed_by",
     "window_labels",
+    "windows",  # 1 for a window; an event's number of windows
 ]
-# The last six columns of the CSV as extra columns of the Raven tables (Raven keeps any).
-RAVEN_EXTRA_COLUMNS = ["Start Time Local", "Start Time UTC", "Time Zone", "Review", "Reviewed By", "Window Labels"]
+# The CSV's columns after classifier_version, as extra columns of the Raven tables (Raven keeps any).
+RAVEN_EXTRA_COLUMNS = [
+    "Start Time Local",
+    "Start Time UTC",
+    "Time Zone",
+    "Review",
+    "Reviewed By",
+    "Window Labels",
+    "Windows",
+]
 CHUNK = 2000
 
 
-def _detections(chosen: QuerySet[Detection]) -> Iterator[tuple[Detection, list[dict]]]:
-    """Detections with their windows, recordings and labels, streamed in chunks, each
-    with every annotator's labels on its window (``labeling.labels_by_window``)."""
-    detections = (
-        chosen.select_related("window__recording", "label").defer("window__embedding").iterator(chunk_size=CHUNK)
-    )
-    while chunk := list(itertools.islice(detections, CHUNK)):
-        labels = labels_by_window([detection.window_id for detection in chunk])
-        for detection in chunk:
-            yield detection, labels.get(detection.window_id, [])
+@dataclasses.dataclass(frozen=True)
+class DetectedSpan:
+    """A detection or an event as the exports write it. ``window_id``: the window whose
+    labels say what people made of it (an event's peak window)."""
+
+    recording: Recording
+    label: Label
+    window_id: int
+    start_s: float
+    end_s: float
+    score: float
+    started_at: dt.datetime | None
+    windows: int
+
+
+def _spans(run: InferenceRun, filters: DetectionFilters, in_files: bool = False) -> Iterator[DetectedSpan]:
+    """The run's detections or events (``filters.unit``) that pass ``filters``, in their
+    order (or by recording and start with ``in_files``), streamed."""
+    if filters.unit == "events":
+        events = filtered_events(run, filters).select_related("recording", "label")
+        if in_files:
+            events = events.order_by("recording_id", "start_s")
+        for event in events.iterator(chunk_size=CHUNK):
+            yield DetectedSpan(
+                event.recording,
+                event.label,
+                event.peak_window_id,
+                event.start_s,
+                event.end_s,
+                event.peak_score,
+                event.started_at,
+                event.windows,
+            )
+        return
+    detections = filtered_detections(run, filters).select_related("window__recording", "label")
+    if in_files:
+        detections = detections.order_by("window__recording_id", "window__start_s")
+    for detection in detections.defer("window__embedding").iterator(chunk_size=CHUNK):
+        window = detection.window
+        yield DetectedSpan(
+            window.recording,
+            detection.label,
+            window.pk,
+            window.start_s,
+            window.end_s,
+            detection.score,
+            window.started_at,
+            1,
+        )
+
+
+def _with_labels(spans: Iterator[DetectedSpan]) -> Iterator[tuple[DetectedSpan, list[dict]]]:
+    """Each span with every annotator's labels on its window (``labeling.labels_by_window``),
+    read a chunk at a time."""
+    while chunk := list(itertools.islice(spans, CHUNK)):
+        labels = labels_by_window([span.window_id for span in chunk])
+        for span in chunk:
+            yield span, labels.get(span.window_id, [])
 
 
 def review_state(values: set[str]) -> str:
@@ -185,12 +242,13 @@ def review_state(values: set[str]) -> str:
     return {LabelValue.POSITIVE: "verified", LabelValue.NEGATIVE: "rejected"}.get(value, "unsure")
 
 
-def times_and_review(detection: Detection, zone: ZoneInfo, window_labels: list[dict]) -> tuple[str, ...]:
-    """The window's start in the deployment's zone and in UTC (ISO 8601, empty while the
-    recording's start is unknown), the zone, the review of the detection's label, who
-    reviewed it, and every label on the window: the values of RAVEN_EXTRA_COLUMNS."""
-    started = detection.window.started_at
-    mine = [label for label in window_labels if label["label_id"] == detection.label_id]
+def times_and_review(span: DetectedSpan, zone: ZoneInfo, window_labels: list[dict]) -> tuple[str, ...]:
+    """The span's start in the deployment's zone and in UTC (ISO 8601, empty while the
+    recording's start is unknown), the zone, the review of the span's label on its
+    window, who reviewed it, and every label on that window: the values of
+    RAVEN_EXTRA_COLUMNS."""
+    started = span.started_at
+    mine = [label for label in window_labels if label["label_id"] == span.label.pk]
     return (
         started.astimezone(zone).isoformat(timespec="milliseconds") if started else "",
         started.astimezone(dt.UTC).isoformat(timespec="milliseconds") if started else "",
@@ -210,8 +268,8 @@ def relative_path(recording: Recording, deployment: Deployment) -> str:
 
 
 def detections_csv(run: InferenceRun, filters: DetectionFilters = DetectionFilters()) -> Iterator[str]:
-    """CSV lines of a run's detections that pass ``filters``, in their order (best first
-    unless asked otherwise), streamed. Text cells are neutralised
+    """CSV lines of a run's detections (or events) that pass ``filters``, in their order
+    (best first unless asked otherwise), streamed. Text cells are neutralised
     (``formula_cells``); paths are relative to the deployment's folder; times are in the
     deployment's zone and in UTC (``times_and_review``)."""
     buffer = io.StringIO()
@@ -227,8 +285,8 @@ def detections_csv(run: InferenceRun, filters: DetectionFilters = DetectionFilte
     yield flush()
     deployment = run.deployment
     zone = ZoneInfo(deployment.timezone)
-    for detection, window_labels in _detections(filtered_detections(run, filters)):
-        recording = detection.window.recording
+    for span, window_labels in _with_labels(_spans(run, filters)):
+        recording = span.recording
         writer.writerow(
             [
                 neutral_cell(deployment.name),
@@ -237,12 +295,13 @@ def detections_csv(run: InferenceRun, filters: DetectionFilters = DetectionFilte
                 deployment.longitude if deployment.longitude is not None else "",
                 neutral_cell(recording.filename),
                 neutral_cell(relative_path(recording, deployment)),
-                f"{detection.window.start_s:.3f}",
-                f"{detection.window.end_s:.3f}",
-                neutral_cell(detection.label.name),
-                f"{detection.score:.6f}",
+                f"{span.start_s:.3f}",
+                f"{span.end_s:.3f}",
+                neutral_cell(span.label.name),
+                f"{span.score:.6f}",
                 run.classifier.version,
-                *map(neutral_cell, times_and_review(detection, zone, window_labels)),
+                *map(neutral_cell, times_and_review(span, zone, window_labels)),
+                span.windows,
             ]
         )
         yield flush()
@@ -252,21 +311,20 @@ SEQUENCE_TABLE_NAME = "all_files.Table.1.selections.txt"
 
 
 def raven_tables_zip(run: InferenceRun, filters: DetectionFilters = DetectionFilters()) -> bytes:
-    """A ZIP with one Raven selection table per recording that has detections passing
-    ``filters``, and one
+    """A ZIP with one Raven selection table per recording that has detections (or events)
+    passing ``filters``, and one
     table over the deployment's files in time order (``SEQUENCE_TABLE_NAME``) for
     opening them in Raven as one sequence."""
     by_recording: dict = defaultdict(list)
     zone = ZoneInfo(run.deployment.timezone)
-    in_files = filtered_detections(run, filters).order_by("window__recording_id", "window__start_s")
-    for detection, window_labels in _detections(in_files):
-        by_recording[detection.window.recording].append(
+    for span, window_labels in _with_labels(_spans(run, filters, in_files=True)):
+        by_recording[span.recording].append(
             Selection(
-                detection.window.start_s,
-                detection.window.end_s,
-                detection.label.name,
-                score=detection.score,
-                extra=times_and_review(detection, zone, window_labels),
+                span.start_s,
+                span.end_s,
+                span.label.name,
+                score=span.score,
+                extra=(*times_and_review(span, zone, window_labels), str(span.windows)),
             )
         )
     buffer = io.BytesIO()

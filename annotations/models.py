@@ -651,6 +651,38 @@ class Detection(models.Model):
         return f"{self.label_id} {self.score:.3f} on window {self.window_id}"
 
 
+class DetectionEvent(models.Model):
+    """Consecutive detections of one label in one recording (windows that overlap or
+    touch, all at or above the run's threshold), as one call or bout: what an ecologist
+    counts, where overlapping windows would count one call two or three times."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="events")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
+    start_s = models.FloatField()  # in the recording: the first window's start
+    end_s = models.FloatField()  # the last window's end
+    started_at = models.DateTimeField(null=True)  # the first window's wall-clock start; null where unknown
+    peak_score = models.FloatField()
+    peak_window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="+")
+    windows = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-peak_score"]
+        indexes = [models.Index(fields=["run", "label", "-peak_score"], name="event_ranking")]
+
+    def __str__(self) -> str:
+        return f"{self.label_id} {self.start_s:.1f}-{self.end_s:.1f} s of recording {self.recording_id}"
+
+    # Listed where detections are (the run page): an event shows, plays and is labeled as its peak window.
+    @property
+    def window(self) -> Window:
+        return self.peak_window
+
+    @property
+    def score(self) -> float:
+        return self.peak_score
+
+
 class DensityStratum(models.Model):
     """How a run's windows of one local day fall in its classifier's score bins, per label:
     with the bins' validated precision, the day's call density (annotations.call_density)."""

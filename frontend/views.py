@@ -460,11 +460,11 @@ def run(request, project_id, run_id):
         filter_error = ""
     except InputError as error:
         filters, filter_error = detection_filters.DetectionFilters(), str(error)
-    chosen = detection_filters.filtered_detections(run, filters)
-    detections = list(chosen.select_related("window__recording", "label").defer("window__embedding")[:200])
-    labels_by_window = labeling.labels_by_window([d.window_id for d in detections])
+    chosen = detection_filters.listed(run, filters)
+    detections = list(chosen[:200])
+    labels_by_window = labeling.labels_by_window([d.window.pk for d in detections])
     for detection in detections:
-        detection.existing_labels = labels_by_window.get(detection.window_id, [])
+        detection.existing_labels = labels_by_window.get(detection.window.pk, [])
     done = run.status == TaskStatus.DONE
     zone = run.deployment.timezone
     sites = detection_rates.site_rates(run) if done else []
@@ -473,6 +473,8 @@ def run(request, project_id, run_id):
         "run": run,
         "detections": detections,
         "detections_count": chosen.count(),
+        "events": filters.unit == "events",
+        "event_count": run.events.count() if done else None,
         "filters": filters,
         "filter_error": filter_error,
         "export_query": urlencode(filters.as_params()),

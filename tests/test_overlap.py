@@ -4,17 +4,33 @@ the worker, the search, training's held-out split and label imports."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import datetime as dt
+import io
+import zipfile
 
 import numpy as np
 import pytest
 from django.test import Client
 
 from annotations.deployments import create_deployment, create_project, update_deployment
-from annotations.embedding_store import window_embeddings
+from annotations.detection_events import store_detection_events
+from annotations.detection_filters import DetectionFilters, filtered_events
+from annotations.embedding_store import register_embedding_model, replace_windows, window_embeddings
 from annotations.errors import InputError
 from annotations.label_import import covered_windows
 from annotations.model_catalogue import SPECS, hop_choices, hop_problem
-from annotations.models import Recording, Window
+from annotations.models import (
+    Classifier,
+    ClassifierLabel,
+    Detection,
+    DetectionEvent,
+    InferenceRun,
+    Recording,
+    RecordingStatus,
+    TaskStatus,
+    Window,
+)
 from annotations.probes import held_out_split
 from annotations.search import SearchFilters, nearest_window_ids
 from tests.audio_corpus import make_recordings
@@ -122,3 +138,98 @@ def test_the_worker_cuts_windows_at_the_deployments_hop_and_search_counts_them(
     page.force_login(user)
     html = page.get(f"/projects/{project['id']}/deployments/{made['Every 1.5 s']['id']}/").content.decode()
     assert "3 s windows every 1.5 s (overlapping)" in html, html[html.find("<h1>") : html.find("<h1>") + 1500]
+
+
+@pytest.fixture
+def overlapping_run(make_user):
+    """A run over 3 s windows every 1.5 s of one recording: owl detected in windows 0-2
+    (one call over three overlapping windows), 5 and 7 (touching: one bout) and 10; wren
+    in window 1."""
+    user = make_user("lead")
+    project = create_project(user, "Overlap", labels=["owl", "wren"])
+    owl, wren = project.labels.order_by("name")
+    model = register_embedding_model("test-model", "1", 4, 3.0, 1.5, 16_000)
+    deployment = create_deployment(project, "Reed bed", timezone="Europe/Berlin", hop_s=1.5)
+    recording = Recording.objects.create(
+        deployment=deployment,
+        path="/reed.wav",
+        filename="reed.wav",
+        status=RecordingStatus.DONE,
+        started_at=dt.datetime(2024, 5, 1, 3, 0, tzinfo=dt.UTC),
+        duration_s=20.0,
+    )
+    starts = np.arange(12) * 1.5
+    replace_windows(recording.pk, model, starts, starts + 3.0, np.ones((12, 4), np.float32))
+    windows = list(Window.objects.filter(recording=recording).order_by("start_s"))
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
+    ClassifierLabel.objects.create(classifier=classifier, label=owl, index=0)
+    ClassifierLabel.objects.create(classifier=classifier, label=wren, index=1)
+    run = InferenceRun.objects.create(classifier=classifier, deployment=deployment, status=TaskStatus.DONE)
+    for index, score in ((0, 0.6), (1, 0.9), (2, 0.7), (5, 0.8), (7, 0.65), (10, 0.55)):
+        Detection.objects.create(run=run, window=windows[index], label=owl, score=score)
+    Detection.objects.create(run=run, window=windows[1], label=wren, score=0.6)
+    assert store_detection_events(run) == 4  # what the worker does after storing detections
+    return user, project, run, windows
+
+
+@pytest.mark.django_db
+def test_overlapping_detections_of_a_call_are_one_event_with_its_peak(overlapping_run):
+    _, _, run, windows = overlapping_run
+    events = [
+        (e.label.name, e.start_s, e.end_s, e.peak_score, e.peak_window_id, e.windows)
+        for e in DetectionEvent.objects.filter(run=run).order_by("label__name", "start_s")
+    ]
+    assert events == [
+        ("owl", 0.0, 6.0, 0.9, windows[1].pk, 3),
+        ("owl", 7.5, 13.5, 0.8, windows[5].pk, 2),  # 7.5-10.5 and 10.5-13.5 touch
+        ("owl", 15.0, 18.0, 0.55, windows[10].pk, 1),
+        ("wren", 1.5, 4.5, 0.6, windows[1].pk, 1),
+    ]
+    started = DetectionEvent.objects.get(run=run, start_s=7.5).started_at
+    assert started == dt.datetime(2024, 5, 1, 3, 0, 7, 500000, tzinfo=dt.UTC)
+    strong = filtered_events(run, DetectionFilters(min_score=0.7, unit="events"))
+    assert [e.peak_score for e in strong] == [0.9, 0.8]  # the peak decides, best first
+
+
+def csv_rows(response) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+@pytest.mark.django_db
+def test_events_go_to_the_page_the_api_the_csv_and_raven(overlapping_run, client_for):
+    user, project, run, windows = overlapping_run
+    owl = project.labels.get(name="owl")
+    base = f"/api/projects/{project.pk}/runs/{run.pk}"
+    api = client_for(user)
+    answer = api.get(f"{base}/detections/?unit=events&label={owl.pk}&order=time").json()
+    assert answer["count"] == 3
+    assert [(d["start_s"], d["end_s"], d["windows"], d["window_id"]) for d in answer["detections"]] == [
+        (0.0, 6.0, 3, windows[1].pk),
+        (7.5, 13.5, 2, windows[5].pk),
+        (15.0, 18.0, 1, windows[10].pk),
+    ]
+    assert api.get(f"{base}/detections/?unit=calls").status_code == 400
+    rows = list(
+        csv.DictReader(io.StringIO(b"".join(api.get(f"{base}/detections.csv?unit=events").streaming_content).decode()))
+    )
+    assert [(r["label"], r["start_s"], r["end_s"], r["score"], r["windows"]) for r in rows][:2] == [
+        ("owl", "0.000", "6.000", "0.900000", "3"),
+        ("owl", "7.500", "13.500", "0.800000", "2"),
+    ]
+    assert rows[0]["start_time_local"] == "2024-05-01T05:00:00.000+02:00"  # the event's start, not its peak's
+    per_window = list(
+        csv.DictReader(io.StringIO(b"".join(api.get(f"{base}/detections.csv").streaming_content).decode()))
+    )
+    assert len(per_window) == 7 and {r["windows"] for r in per_window} == {"1"}
+    with zipfile.ZipFile(io.BytesIO(api.get(f"{base}/raven.zip?unit=events").content)) as archive:
+        table = archive.read("reed.Table.1.selections.txt").decode().splitlines()
+    header = table[0].split("\t")
+    first = dict(zip(header, table[1].split("\t"), strict=True))
+    assert len(table) == 5  # the header and four events
+    assert (first["Begin Time (s)"], first["End Time (s)"], first["Windows"]) == ("0.000000", "6.000000", "3")
+    page = Client()
+    page.force_login(user)
+    html = page.get(f"/projects/{project.pk}/runs/{run.pk}/?unit=events").content.decode()
+    assert "4 events" in html and "0.0–6.0 s, 3 windows (the peak, 1.5–4.5 s, below)" in html
+    html = page.get(f"/projects/{project.pk}/runs/{run.pk}/").content.decode()
+    assert "7 detections (windows)" in html and "make 4 events" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from annotations.call_density import store_density_strata
+from annotations.detection_events import store_detection_events
 from annotations.detection_rates import store_detection_counts
 from annotations.models import Detection, InferenceRun, TaskStatus, Window, WindowScore
 from annotations.scoring import Scorer
@@ -46,6 +47,7 @@ def run_inference(run: InferenceRun) -> int:
             },
         )
         detections = cursor.rowcount
+        store_detection_events(run)
         store_density_strata(run)
         store_detection_counts(run)
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="", windows_scored=total)

@@ -507,6 +507,18 @@ class DetectionSerializer(serializers.Serializer):
     score = serializers.FloatField()
 
 
+class DetectionEventSerializer(serializers.Serializer):
+    """Consecutive detections of a label in a recording, as one event."""
+
+    window_id = serializers.IntegerField(source="peak_window_id", help_text="the peak window")
+    recording = serializers.CharField(source="peak_window.recording.filename")
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    label = serializers.CharField(source="label.name")
+    score = serializers.FloatField(source="peak_score")
+    windows = serializers.IntegerField()
+
+
 class UploadResultSerializer(serializers.Serializer):
     recordings = RecordingSerializer(many=True)
     rejected = serializers.ListField(child=serializers.DictField())

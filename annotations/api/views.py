@@ -849,6 +849,13 @@ DETECTION_FILTERS = [
     OpenApiParameter("date_from", OpenApiTypes.DATE, description="local to the deployment's time zone"),
     OpenApiParameter("date_to", OpenApiTypes.DATE),
     OpenApiParameter("order", str, enum=list(detection_filters.ORDERS), description="default: score, best first"),
+    OpenApiParameter(
+        "unit",
+        str,
+        enum=list(detection_filters.UNITS),
+        description="windows (default): each window at or above the threshold; events: consecutive ones in a "
+        "recording merged, with their peak score (filters apply to the peak)",
+    ),
 ]
 
 
@@ -861,9 +868,9 @@ class DetectionListView(ProjectView):
         run = _run(self.project, run_id)
         limit = whole_number(request.query_params.get("limit", "100"), "limit", 1, 1000)
         filters = detection_filters.detection_filters_from_params(request.query_params)
-        chosen = detection_filters.filtered_detections(run, filters)
-        rows = chosen.select_related("window__recording", "label").defer("window__embedding")[:limit]
-        return Response({"count": chosen.count(), "detections": s.DetectionSerializer(rows, many=True).data})
+        chosen = detection_filters.listed(run, filters)
+        serializer = s.DetectionEventSerializer if filters.unit == "events" else s.DetectionSerializer
+        return Response({"count": chosen.count(), "detections": serializer(chosen[:limit], many=True).data})
 
 
 class RunSummaryView(ProjectView):
