@@ -1,5 +1,6 @@
 """Shapes of the API's input and output. They translate; the domain modules decide."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotations.deployments import (
@@ -44,6 +45,7 @@ from perch_agile.params import MAX_ID
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
 
 
+@extend_schema_field({"type": "string", "example": "05:30"})
 class TimeOfDayField(serializers.Field):
     """A local time of day as "05:30" (or a whole hour, 5), read as hours since midnight."""
 
