@@ -69,6 +69,10 @@ FINCH_SLOTS = 2
 LABELED_SOUNDSCAPES = 2
 FIRST_START = dt.datetime(2024, 4, 15, 5, 0)  # local time at the site; one minute every ten
 TIME_ZONE = "Europe/London"
+# Wytham Woods, Oxford, where pykanto's great tits sang: the map, the sites table and the
+# species-range filter of the model's own predictions work on the demo as on a real survey.
+SITE = "Wytham Woods"
+LATITUDE, LONGITUDE = 51.7743, -1.3380
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +257,13 @@ def load_demo() -> Project:
         project = deployments.create_project(user, DEMO_PROJECT, description(audio.real_ambience), labels=LABELS)
         deployments.grant_folder(project, str(folder))  # the demo's own folder, set up by the site
         deployment = deployments.create_deployment(
-            project, "Demo recorder", site="Demo woodland", timezone=TIME_ZONE, server_folder=str(folder)
+            project,
+            "Demo recorder",
+            site=SITE,
+            latitude=LATITUDE,
+            longitude=LONGITUDE,
+            timezone=TIME_ZONE,
+            server_folder=str(folder),
         )
         example = label_import.queued_import(deployment, user, audio.labels_csv, "demo labels.csv")
         deployments.queue_ingest(deployment, then=(IMPORT_LABELS, example.pk))

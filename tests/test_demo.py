@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 
 from annotations import demo
-from annotations.demo import CREDITS, DEMO_PROJECT, LABELED_SOUNDSCAPES, load_demo
+from annotations.demo import (
+    CREDITS,
+    DEMO_PROJECT,
+    LABELED_SOUNDSCAPES,
+    LATITUDE,
+    LONGITUDE,
+    SITE,
+    TIME_ZONE,
+    load_demo,
+)
 from annotations.models import Annotation, ImportStatus, LabelImport, Recording, RecordingStatus
+from annotations.species_range import RangeCheck
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -48,6 +58,18 @@ def test_the_demo_holds_minutes_of_several_species_and_a_labeled_example(
     assert great_tit.values("window").distinct().count() == great_tit.count()
     labeled_files = set(labeled.values_list("window__recording__filename", flat=True))
     assert labeled_files == {"20240415_050000.wav", "20240415_051000.wav", "XC46092.wav"}
+
+    # The site is placed: BirdNET's range model (run by the worker) says what can sing there.
+    deployment = project.deployments.get()
+    assert (deployment.site, deployment.latitude, deployment.longitude) == (SITE, LATITUDE, LONGITUDE)
+    dawn = recordings.get(filename="20240415_050000.wav").started_at
+
+    def in_range(species: str) -> bool | None:
+        return RangeCheck().in_range(species, LATITUDE, LONGITUDE, dawn, TIME_ZONE)
+
+    assert wait_for(lambda: in_range("Parus major_Great Tit"), timeout=120, what="the species range table")
+    assert in_range("Cinclus mexicanus_American Dipper") is False
+    assert in_range("Horornis diphone_Japanese Bush Warbler") is False
 
     client.force_login(project.created_by)
     page = client.get(f"/projects/{project.pk}/").content.decode()
