@@ -185,7 +185,7 @@ async function searchWithClip(form) {
     const clip = await api(form.dataset.clipForm, { method: "POST", body: new FormData(form) });
     await searchWhenEmbedded(form.dataset.clipForm, clip, form.dataset.searchUrl);
   } catch (error) {
-    flash(error.message, "error");
+    flash(error.message, "error", form);
   }
 }
 
@@ -804,18 +804,76 @@ if (regionView) {
   });
 }
 
-// Trim an example clip in the page: preview it locally and set start/end at the playhead.
-const clipFile = document.querySelector("[data-clip-file]");
-if (clipFile) {
-  const preview = document.querySelector("[data-clip-preview]");
-  clipFile.addEventListener("change", () => {
+// An example clip: chosen from a file or recorded from the microphone, previewed in the
+// page, and trimmed by setting start and end at the playhead.
+for (const form of document.querySelectorAll("[data-clip-form]")) {
+  const clipFile = form.querySelector("[data-clip-file]");
+  const preview = form.querySelector("[data-clip-preview]");
+  const showPreview = () => {
     if (preview.src) URL.revokeObjectURL(preview.src);
     preview.hidden = !clipFile.files.length;
     if (clipFile.files.length) preview.src = URL.createObjectURL(clipFile.files[0]);
-  });
-  document.querySelectorAll("[data-trim-here]").forEach((button) => button.addEventListener("click", () => {
-    document.querySelector(`[data-trim=${button.dataset.trimHere}]`).value = preview.currentTime.toFixed(2);
+  };
+  clipFile.addEventListener("change", showPreview);
+  form.querySelectorAll("[data-trim-here]").forEach((button) => button.addEventListener("click", () => {
+    form.querySelector(`[data-trim=${button.dataset.trimHere}]`).value = preview.currentTime.toFixed(2);
   }));
+  const record = form.querySelector("[data-record]");
+  let recorder = null;
+  record.addEventListener("click", async () => {
+    if (recorder) { recorder.stop(); return; }
+    try {
+      recorder = await startRecording(async (wav) => {
+        recorder = null;
+        record.textContent = "● Record";
+        const files = new DataTransfer();
+        files.items.add(new File([wav], `microphone-${new Date().toISOString().slice(0, 19)}.wav`, { type: "audio/wav" }));
+        clipFile.files = files.files;
+        showPreview();
+        flash("Recorded: play it, trim it to the call, and search.", "ok", form);
+      });
+      record.textContent = "■ Stop";
+      flash("Recording from the microphone… press Stop when the call is over.", "ok", form);
+    } catch (error) {
+      recorder = null;
+      flash(`The microphone cannot be used: ${error.message}`, "error", form);
+    }
+  });
+}
+
+// Record the microphone with MediaRecorder until stopped, then hand ``done`` a WAV of it:
+// the browser's own format (WebM/Opus in Chromium) is decoded here, so that the server
+// reads what it reads from any upload.
+async function startRecording(done) {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  const recorder = new MediaRecorder(stream);
+  const chunks = [];
+  recorder.addEventListener("dataavailable", (event) => chunks.push(event.data));
+  recorder.addEventListener("stop", async () => {
+    stream.getTracks().forEach((track) => track.stop());
+    const encoded = await new Blob(chunks, { type: recorder.mimeType }).arrayBuffer();
+    const audio = await new OfflineAudioContext(1, 1, 48000).decodeAudioData(encoded);
+    done(wavFile(audio));
+  });
+  recorder.start();
+  return recorder;
+}
+
+// A mono 16-bit PCM WAV of an AudioBuffer (its channels mixed).
+function wavFile(audio) {
+  const samples = new Float32Array(audio.length);
+  for (let c = 0; c < audio.numberOfChannels; c++) {
+    audio.getChannelData(c).forEach((value, i) => { samples[i] += value / audio.numberOfChannels; });
+  }
+  const view = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const text = (offset, value) => [...value].forEach((char, i) => view.setUint8(offset + i, char.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + samples.length * 2, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, audio.sampleRate, true); view.setUint32(28, audio.sampleRate * 2, true);
+  view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, samples.length * 2, true);
+  samples.forEach((value, i) => view.setInt16(44 + i * 2, Math.max(-1, Math.min(1, value)) * 0x7fff, true));
+  return new Blob([view], { type: "audio/wav" });
 }
 
 // Settle annotators' disagreement on a window (admins, on a label's review page).
