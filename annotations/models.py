@@ -750,6 +750,7 @@ class SearchRecord(models.Model):
     label = models.ForeignKey(Label, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     labeled = models.CharField(max_length=16, choices=LabeledFilter.choices, default=LabeledFilter.ANY)
     one_per_recording = models.BooleanField(default=False)
+    all_overlapping = models.BooleanField(default=False)
     # The ranked results as first seen (window ids, scores); null until the search first runs.
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, null=True, related_name="+")
     result_window_ids = ArrayField(models.BigIntegerField(), null=True)

@@ -32,7 +32,8 @@ from annotations.models import (
     Window,
 )
 from annotations.probes import held_out_split
-from annotations.search import SearchFilters, nearest_window_ids
+from annotations.search import SearchFilters, SearchSpec, nearest_window_ids, run_search
+from annotations.search.calls import windows_per_instant
 from tests.audio_corpus import make_recordings
 from tests.conftest import wait_for
 
@@ -120,10 +121,15 @@ def test_the_worker_cuts_windows_at_the_deployments_hop_and_search_counts_them(
 
     example = Window.objects.filter(recording=overlapping[0]).order_by("start_s").first()
     for deployment, expected in ((made["Every 1.5 s"], 14), (made["Every 3 s"], 8)):
-        answer = client.post(
-            f"{base}/search/", {"window_id": example.pk, "deployment_id": deployment["id"], "k": 50}, format="json"
-        ).json()
-        assert len(answer["hits"]) == expected - (deployment is made["Every 1.5 s"])  # the example is not a hit
+        query = {"window_id": example.pk, "deployment_id": deployment["id"], "k": 50}
+        every = client.post(f"{base}/search/", query | {"all_overlapping": True}, format="json").json()["hits"]
+        assert len(every) == expected - (deployment is made["Every 1.5 s"])  # the example is not a hit
+        # By default, overlapping windows of one sound are one hit: no two hits share a moment.
+        calls = client.post(f"{base}/search/", query, format="json").json()["hits"]
+        assert 0 < len(calls) <= len(every)
+        for i, hit in enumerate(calls):
+            for other in calls[:i]:
+                assert hit["recording_id"] != other["recording_id"] or abs(hit["start_s"] - other["start_s"]) >= 3
         # What a search counts to choose its path: at each recording's own hop.
         nearest = nearest_window_ids(
             example.recording.deployment.project,
@@ -233,3 +239,42 @@ def test_events_go_to_the_page_the_api_the_csv_and_raven(overlapping_run, client
     assert "4 events" in html and "0.0–6.0 s, 3 windows (the peak, 1.5–4.5 s, below)" in html
     html = page.get(f"/projects/{project.pk}/runs/{run.pk}/").content.decode()
     assert "7 detections (windows)" in html and "make 4 events" in html
+
+
+@pytest.mark.django_db
+def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on_request(make_user):
+    """Two calls, each in three overlapping windows (3 s every second): the first hits are
+    one window of each call, the best; asked for every overlapping window, all six."""
+    project = create_project(make_user("lead"), "Calls")
+    model = register_embedding_model("test-model", "1", 8, 3.0, 3.0, 16_000)
+    deployment = create_deployment(project, "Marsh")
+    rng = np.random.default_rng(5)
+    call = np.zeros(8, np.float32)
+    call[0] = 1.0
+    recording = Recording.objects.create(
+        deployment=deployment, path="/m.wav", filename="m.wav", status=RecordingStatus.DONE, hop_s=1.0
+    )
+    starts = np.arange(60, dtype=np.float64)
+    vectors = np.abs(rng.normal(0, 1, (60, 8))).astype(np.float32)
+    # The call fills these windows, each with some of the background (cosine 1 / sqrt(1 + e^2)).
+    for start, e in ((9, 0.4), (10, 0.1), (11, 0.5), (29, 0.6), (30, 0.2), (31, 0.3)):
+        background = vectors[start].copy()
+        background[0] = 0
+        vectors[start] = call + e * background / np.linalg.norm(background)
+    replace_windows(recording.pk, model, starts, starts + 3.0, vectors)
+    example_recording = Recording.objects.create(
+        deployment=deployment, path="/e.wav", filename="e.wav", status=RecordingStatus.DONE, hop_s=1.0
+    )
+    replace_windows(example_recording.pk, model, np.array([0.0]), np.array([3.0]), call[None] * 10)
+    example = Window.objects.get(recording=example_recording)
+    assert windows_per_instant(project, model) == 3
+
+    def hit_starts(**filters) -> list[float]:
+        page = run_search(project, SearchSpec(positive_windows=(example.pk,), filters=SearchFilters(**filters)), k=10)
+        return [hit.start_s for hit in page.hits]
+
+    grouped = hit_starts()
+    assert grouped[:2] == [10.0, 30.0]  # each call's best window, once
+    assert all(abs(a - b) >= 3.0 for i, a in enumerate(grouped) for b in grouped[:i])  # no hit overlaps another
+    assert len(grouped) == 10
+    assert sorted(hit_starts(all_overlapping=True)[:6]) == [9.0, 10.0, 11.0, 29.0, 30.0, 31.0]

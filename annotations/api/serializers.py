@@ -213,6 +213,10 @@ class SearchRequestSerializer(serializers.Serializer):
     label_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     labeled = serializers.ChoiceField(choices=LabeledFilter.choices, default=LabeledFilter.ANY)
     one_per_recording = serializers.BooleanField(default=False, help_text="only each recording's best window")
+    all_overlapping = serializers.BooleanField(
+        default=False,
+        help_text="every window of a call where windows overlap; by default only the best of overlapping windows",
+    )
     k = serializers.IntegerField(min_value=1, max_value=500, default=50)
     offset = serializers.IntegerField(min_value=0, max_value=499, default=0)
 
@@ -237,6 +241,7 @@ class SearchRequestSerializer(serializers.Serializer):
                 label_id=data.get("label_id"),
                 labeled=data["labeled"],
                 one_per_recording=data["one_per_recording"],
+                all_overlapping=data["all_overlapping"],
             ),
         )
         return data

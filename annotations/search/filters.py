@@ -29,6 +29,7 @@ class SearchFilters:
     label_id: int | None = None
     labeled: str = LabeledFilter.ANY  # for label_id
     one_per_recording: bool = False  # only each recording's best window
+    all_overlapping: bool = False  # every overlapping window of a call, not only its best
 
     @property
     def timed(self) -> bool:

@@ -120,4 +120,6 @@ def _told_filters(record: SearchRecord) -> list[str]:
         told.append(f"{'not ' if record.labeled == LabeledFilter.UNLABELED else ''}labeled {record.label.name}")
     if record.one_per_recording:
         told.append("best window per recording")
+    if record.all_overlapping:
+        told.append("every overlapping window")
     return told

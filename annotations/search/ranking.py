@@ -11,6 +11,7 @@ from annotations.embedding_store import window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, RecordingStatus, Window
 from annotations.probes import unit_rows
+from annotations.search.calls import one_per_call, windows_per_instant
 from annotations.search.filters import SearchFilters
 from annotations.search.hits import SearchHit, hits_for
 from annotations.search.nearest import MAX_K, NearestWindows, SearchPath, nearest_window_ids
@@ -158,6 +159,12 @@ def ranked_windows(
     wanted = min(max(int(wanted), 1), MAX_K)
     per_recording = spec.filters.one_per_recording
     directions = query_directions(examples, spec.combine)
+    # Overlapping windows of one call count once (annotations.search.calls): enough more
+    # windows are ranked that ``wanted`` calls remain.
+    depth = 1 if per_recording or spec.filters.all_overlapping else windows_per_instant(project, examples.model)
+
+    def calls(scored: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        return one_per_call(scored, examples.model.window_s, wanted) if depth > 1 else scored[:wanted]
 
     def nearest(query: np.ndarray, k: int) -> NearestWindows:
         return nearest_window_ids(
@@ -177,13 +184,13 @@ def ranked_windows(
         # Pushed from a negative, the direction is less like any window and the sketch's
         # estimates of it looser: twice the page is asked for (bench/scale.py at 1536-d,
         # 3 days: the worst query 0.68 with the page alone).
-        found = nearest(directions[0], min(2 * wanted, MAX_K) if len(examples.negatives) else wanted)
+        found = nearest(directions[0], min((2 if len(examples.negatives) else 1) * depth * wanted, MAX_K))
         length = float(np.linalg.norm(directions[0]))
-        scored = [(window_id, cosine * length) for window_id, cosine in found.scored[:wanted]]
-        return Ranked(examples.model, scored, found.path, found.rescued)
+        scored = [(window_id, cosine * length) for window_id, cosine in found.scored]
+        return Ranked(examples.model, calls(scored), found.path, found.rescued)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
-    pool = min(2 * wanted, MAX_K)
+    pool = min(2 * depth * wanted, MAX_K)
     candidate_ids: dict[int, None] = {}
     paths = set()
     rescued = False
@@ -203,7 +210,7 @@ def ranked_windows(
     if per_recording:
         _, first = np.unique(recording_ids[order], return_index=True)
         order = order[np.sort(first)]  # each recording's best, still best first
-    return Ranked(examples.model, [(int(ids[i]), float(scores[i])) for i in order[:wanted]], path, rescued)
+    return Ranked(examples.model, calls([(int(ids[i]), float(scores[i])) for i in order]), path, rescued)
 
 
 def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:

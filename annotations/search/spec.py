@@ -39,7 +39,7 @@ def _one(params: Mapping, name: str) -> str:
 
 def filters_from_params(params: Mapping) -> SearchFilters:
     """The filters of a page's or the API's parameters (deployment, site, date_from,
-    date_to, hour_from, hour_to, predicted, label, labeled, per_recording)."""
+    date_to, hour_from, hour_to, predicted, label, labeled, per_recording, all_overlapping)."""
 
     def one(name: str) -> str:
         return _one(params, name)
@@ -55,6 +55,7 @@ def filters_from_params(params: Mapping) -> SearchFilters:
         label_id=_int(one("label"), "label") if one("label") else None,
         labeled=one("labeled") or LabeledFilter.ANY,
         one_per_recording=one("per_recording") == "1",
+        all_overlapping=one("all_overlapping") == "1",
     )
     if filters.labeled not in LabeledFilter.values:
         raise InputError(f"labeled must be one of {', '.join(LabeledFilter.values)}")
@@ -80,6 +81,7 @@ def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:
         ("label", f.label_id),
         ("labeled", "" if f.labeled == LabeledFilter.ANY else f.labeled),
         ("per_recording", "1" if f.one_per_recording else ""),
+        ("all_overlapping", "1" if f.all_overlapping else ""),
     ):
         if value not in (None, ""):
             params.append((name, value.isoformat() if isinstance(value, dt.date) else str(value)))

@@ -1,0 +1,47 @@
+"""One hit per call: where windows overlap (a hop shorter than the window), the windows
+of one call are near-copies of each other, and would fill a page with the same sound.
+A search keeps the best window of each group of overlapping windows (non-maximum
+suppression in time); ``SearchFilters.all_overlapping`` keeps them all."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from django.db.models import Min
+
+from annotations.models import EmbeddingModel, Project, Recording, Window
+
+# Windows whose starts are closer than the window length less this share overlap.
+OVERLAP_TOLERANCE_S = 1e-3
+
+
+def windows_per_instant(project: Project, model: EmbeddingModel) -> int:
+    """How many of the project's windows (of ``model``) can hold one moment: 1 where no
+    deployment overlaps its windows, window / hop for the shortest hop otherwise."""
+    shortest = Recording.objects.filter(deployment__project=project, embedding_model=model).aggregate(hop=Min("hop_s"))[
+        "hop"
+    ]
+    hop = min(shortest or model.hop_s, model.hop_s)
+    return max(1, math.ceil(model.window_s / hop - OVERLAP_TOLERANCE_S))
+
+
+def one_per_call(scored: list[tuple[int, float]], window_s: float, k: int) -> list[tuple[int, float]]:
+    """The best ``k`` of ``scored`` (window id, score; best first) whose windows overlap no
+    better one in time: each call's best window."""
+    spans = {pk: (recording, start) for pk, recording, start in _spans([pk for pk, _ in scored])}
+    kept: dict[int, list[float]] = defaultdict(list)
+    chosen = []
+    for window_id, score in scored:
+        recording, start = spans[window_id]
+        if any(abs(start - other) < window_s - OVERLAP_TOLERANCE_S for other in kept[recording]):
+            continue
+        kept[recording].append(start)
+        chosen.append((window_id, score))
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def _spans(window_ids: list[int]) -> list[tuple[int, int, float]]:
+    return list(Window.objects.filter(pk__in=window_ids).values_list("pk", "recording_id", "start_s"))
