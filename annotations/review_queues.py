@@ -28,6 +28,7 @@ from annotations.embedding_store import window_matrix
 from annotations.errors import InputError
 from annotations.models import Annotation, Classifier, ClassifierLabel, LabelValue, Project, TaskStatus
 from annotations.probes import unit_rows
+from annotations.search.calls import one_per_call, windows_per_instant
 from annotations.search.filters import SearchFilters, window_conditions
 from annotations.stored_scores import unlabeled_scores
 
@@ -207,17 +208,26 @@ def review_queue(
     if kind == SUGGESTED:
         kind = suggestion(classifier, label_id).kind
     where, params = _scope(classifier, filters)
+    model = classifier.embedding_model
+    # Overlapping windows of one call are one item (annotations.search.calls): enough more
+    # are read that ``size`` calls remain. The bins queue samples at random, and seldom
+    # draws two windows of one call.
+    depth = 1 if filters.all_overlapping else windows_per_instant(classifier.project, model)
+
+    def calls(rows: list[tuple[int, float]], wanted: int = size) -> list[tuple[int, float]]:
+        return one_per_call(rows, model.window_s, wanted) if depth > 1 else rows[:wanted]
+
     if kind == "top":
-        return unlabeled_scores(output, "", params, "s.score DESC", size, where)
+        return calls(unlabeled_scores(output, "", params, "s.score DESC", size * depth, where))
     if kind == "margin":
         # ::real, as the column is: compared as double precision, the index could not be used.
         at = {**params, "threshold": output.threshold}
-        above = unlabeled_scores(output, "AND s.score >= %(threshold)s::real", at, "s.score", size, where)
-        below = unlabeled_scores(output, "AND s.score < %(threshold)s::real", at, "s.score DESC", size, where)
-        return closest_to_threshold(above, below, output.threshold, size)
+        above = unlabeled_scores(output, "AND s.score >= %(threshold)s::real", at, "s.score", size * depth, where)
+        below = unlabeled_scores(output, "AND s.score < %(threshold)s::real", at, "s.score DESC", size * depth, where)
+        return calls(closest_to_threshold(above, below, output.threshold, size * depth))
     if kind == "bins":
         return _bins_queue(output, size, where, params)
-    candidates = unlabeled_scores(output, "", params, "s.score DESC", size * 5, where)
+    candidates = calls(unlabeled_scores(output, "", params, "s.score DESC", size * 5 * depth, where), size * 5)
     if not candidates:
         return []
     ids = [window_id for window_id, _ in candidates]

@@ -21,6 +21,7 @@ from annotations.errors import InputError
 from annotations.label_import import covered_windows
 from annotations.model_catalogue import SPECS, hop_choices, hop_problem
 from annotations.models import (
+    Annotation,
     Classifier,
     ClassifierLabel,
     Detection,
@@ -32,8 +33,10 @@ from annotations.models import (
     Window,
 )
 from annotations.probes import held_out_split
+from annotations.review_queues import review_queue
 from annotations.search import SearchFilters, SearchSpec, nearest_window_ids, run_search
 from annotations.search.calls import windows_per_instant
+from annotations.stored_scores import score_project
 from tests.audio_corpus import make_recordings
 from tests.conftest import wait_for
 
@@ -241,11 +244,12 @@ def test_events_go_to_the_page_the_api_the_csv_and_raven(overlapping_run, client
     assert "7 detections (windows)" in html and "make 4 events" in html
 
 
-@pytest.mark.django_db
-def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on_request(make_user):
-    """Two calls, each in three overlapping windows (3 s every second): the first hits are
-    one window of each call, the best; asked for every overlapping window, all six."""
-    project = create_project(make_user("lead"), "Calls")
+@pytest.fixture
+def two_calls(make_user):
+    """Two calls, each in three overlapping windows (3 s every second) of a minute, and an
+    example window of the call in another recording."""
+    user = make_user("lead")
+    project = create_project(user, "Calls", labels=["rail"])
     model = register_embedding_model("test-model", "1", 8, 3.0, 3.0, 16_000)
     deployment = create_deployment(project, "Marsh")
     rng = np.random.default_rng(5)
@@ -256,10 +260,10 @@ def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on
     )
     starts = np.arange(60, dtype=np.float64)
     vectors = np.abs(rng.normal(0, 1, (60, 8))).astype(np.float32)
+    vectors[:, 0] = 0  # the background holds none of the call
     # The call fills these windows, each with some of the background (cosine 1 / sqrt(1 + e^2)).
     for start, e in ((9, 0.4), (10, 0.1), (11, 0.5), (29, 0.6), (30, 0.2), (31, 0.3)):
         background = vectors[start].copy()
-        background[0] = 0
         vectors[start] = call + e * background / np.linalg.norm(background)
     replace_windows(recording.pk, model, starts, starts + 3.0, vectors)
     example_recording = Recording.objects.create(
@@ -267,6 +271,14 @@ def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on
     )
     replace_windows(example_recording.pk, model, np.array([0.0]), np.array([3.0]), call[None] * 10)
     example = Window.objects.get(recording=example_recording)
+    return user, project, model, example
+
+
+@pytest.mark.django_db
+def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on_request(two_calls):
+    """The first hits are one window of each call, the best; asked for every overlapping
+    window, all six."""
+    _, project, model, example = two_calls
     assert windows_per_instant(project, model) == 3
 
     def hit_starts(**filters) -> list[float]:
@@ -278,3 +290,29 @@ def test_a_search_shows_each_call_once_where_windows_overlap_and_every_window_on
     assert all(abs(a - b) >= 3.0 for i, a in enumerate(grouped) for b in grouped[:i])  # no hit overlaps another
     assert len(grouped) == 10
     assert sorted(hit_starts(all_overlapping=True)[:6]) == [9.0, 10.0, 11.0, 29.0, 30.0, 31.0]
+
+
+@pytest.mark.django_db
+def test_the_top_queue_asks_about_each_call_once(two_calls):
+    user, project, model, example = two_calls
+    rail = project.labels.get()
+    weights = np.full((8, 1), -2.0, np.float32)
+    weights[0] = 8.0  # the call's direction, against the background's
+    Annotation.objects.create(window=example, label=rail, annotator=user, value="positive")  # not queued again
+    classifier = Classifier.objects.create(
+        project=project,
+        version=1,
+        embedding_model=model,
+        status=TaskStatus.DONE,
+        weights=weights.tobytes(),
+        bias=np.array([-4.0], np.float32).tobytes(),
+    )
+    ClassifierLabel.objects.create(classifier=classifier, label=rail, index=0)
+    score_project(classifier)
+    classifier.refresh_from_db()
+    start_of = dict(Window.objects.values_list("pk", "start_s"))
+    queue = [start_of[w] for w, _ in review_queue(classifier, rail.pk, "top", 6)]
+    assert queue[:2] == [10.0, 30.0] and len(queue) == 6
+    assert all(abs(a - b) >= 3.0 for i, a in enumerate(queue) for b in queue[:i])
+    every = [start_of[w] for w, _ in review_queue(classifier, rail.pk, "top", 6, SearchFilters(all_overlapping=True))]
+    assert sorted(every[:6]) == [9.0, 10.0, 11.0, 29.0, 30.0, 31.0]

@@ -776,6 +776,9 @@ QUEUE_FILTERS = [
         "hour_from", str, description='local time of day "05:30" (or a whole hour), [from, to), may wrap midnight'
     ),
     OpenApiParameter("hour_to", str),
+    OpenApiParameter(
+        "all_overlapping", str, description="1: every overlapping window of a call (by default each call once)"
+    ),
 ]
 
 

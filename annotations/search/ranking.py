@@ -184,10 +184,15 @@ def ranked_windows(
         # Pushed from a negative, the direction is less like any window and the sketch's
         # estimates of it looser: twice the page is asked for (bench/scale.py at 1536-d,
         # 3 days: the worst query 0.68 with the page alone).
-        found = nearest(directions[0], min((2 if len(examples.negatives) else 1) * depth * wanted, MAX_K))
+        asked = min((2 if len(examples.negatives) else 1) * depth * wanted, MAX_K)
         length = float(np.linalg.norm(directions[0]))
-        scored = [(window_id, cosine * length) for window_id, cosine in found.scored]
-        return Ranked(examples.model, calls(scored), found.path, found.rescued)
+        while True:
+            found = nearest(directions[0], asked)
+            chosen = calls([(window_id, cosine * length) for window_id, cosine in found.scored])
+            # Calls spread over more windows than guessed: ask again for twice as many.
+            if len(chosen) >= wanted or len(found.scored) < asked or asked >= MAX_K:
+                return Ranked(examples.model, chosen, found.path, found.rescued)
+            asked = min(2 * asked, MAX_K)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
     pool = min(2 * depth * wanted, MAX_K)
