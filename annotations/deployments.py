@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from annotations.audio import sniff_format
+from annotations.audio import Framing, sniff_format
 from annotations.clips import delete_clips
 from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
@@ -189,13 +189,72 @@ def update_deployment(deployment: Deployment, **metadata) -> Deployment:
         if embedded:
             raise InputError(
                 f"{embedded} recordings are embedded at a hop of {hop_of(deployment):g} s already: "
-                "to cut them at another hop, re-embed the deployment (its ingest form)"
+                "to cut them at another hop, embed the deployment again (Re-embed, on its page)"
             )
     for field, value in metadata.items():
         setattr(deployment, field, value)
     _check_metadata(deployment)
     deployment.save()
     return deployment
+
+
+@dataclasses.dataclass(frozen=True)
+class ReembedPlan:
+    """What embedding a deployment again at ``hop_s`` would do, before it is done."""
+
+    hop_s: float
+    recordings: int
+    windows_now: int
+    windows_after: int  # from the recordings' durations
+    labels: int  # labels on its windows: they move onto the new windows their spans cover
+    detections: int  # of runs over it: removed with the old windows (run again)
+
+    @property
+    def told(self) -> str:
+        return (
+            f"Embedding {self.recordings} recordings again with windows every {self.hop_s:g} s replaces their "
+            f"{self.windows_now:,} windows with about {self.windows_after:,}. The {self.labels:,} labels on them "
+            "stay on their spans of time: each moves onto the new windows it covers at least half of (two "
+            "labels that disagree over one new window leave it unlabeled). "
+            + (
+                f"The {self.detections:,} detections of runs over this deployment go with the old windows: run "
+                "the classifiers again. "
+                if self.detections
+                else ""
+            )
+            + "Search and queues see the new windows as each recording is done."
+        )
+
+
+def reembed_plan(deployment: Deployment, hop_s: float) -> ReembedPlan:
+    spec = configured_spec()
+    if spec is None:
+        raise InputError("the configured embedding model is unknown: its windows cannot be planned")
+    if problem := hop_problem(hop_s, spec.window_s, spec.sample_rate):
+        raise InputError(problem)
+    recordings = deployment.recordings.filter(status=RecordingStatus.DONE)
+    framing = Framing.from_seconds(spec.sample_rate, spec.window_s, hop_s)
+    durations = recordings.values_list("duration_s", flat=True)
+    windows = Window.objects.filter(deployment_id=deployment.pk)
+    return ReembedPlan(
+        hop_s=hop_s,
+        recordings=recordings.count(),
+        windows_now=windows.count(),
+        windows_after=sum(framing.window_count(round((d or 0) * spec.sample_rate)) for d in durations),
+        labels=Annotation.objects.filter(window__deployment_id=deployment.pk).count(),
+        detections=Detection.objects.filter(run__deployment=deployment).count(),
+    )
+
+
+def reembed(deployment: Deployment, hop_s: float) -> int:
+    """Embed every recording of the deployment again with windows every ``hop_s``
+    seconds (``reembed_plan`` says what that does); returns how many were queued."""
+    reembed_plan(deployment, hop_s)  # refuses a hop the model cannot take
+    with transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(hop_s=hop_s)
+        deployment.hop_s = hop_s
+        deployment.recordings.filter(status=RecordingStatus.DONE).update(status=RecordingStatus.QUEUED)
+        return queue_ingest(deployment)
 
 
 def hop_of(deployment: Deployment) -> float:

@@ -20,6 +20,7 @@ from pgvector.psycopg import register_vector
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from annotations.label_carryover import labels_on_recording, restore_labels
 from annotations.models import EmbeddingModel, Recording, Window
 from annotations.probes import unit_rows
 
@@ -101,6 +102,8 @@ def replace_windows(
     started = recording.started_at
     sketches, sketch_norms = sketch_binary(embeddings, sketch_center(model, embeddings))
     with transaction.atomic():
+        # Labels stay on their spans of time, on whichever new windows cover them.
+        held = labels_on_recording(recording_id, model.pk)
         Window.objects.filter(recording_id=recording_id, model=model).delete()
         rows = (
             (
@@ -123,13 +126,18 @@ def replace_windows(
         )
         # What searches count to choose their path (annotations.search.candidate_windows).
         Recording.objects.filter(pk=recording_id).update(windows_done=len(starts_s), embedding_model=model)
-        return copy_rows(
+        written = copy_rows(
             Window._meta.db_table,
             WINDOW_COLUMNS,
             ["bigint", "bigint", "bigint", "bigint", "double precision", "double precision", "timestamptz", "bytea"]
             + ["bytea", "double precision", "integer[]", "double precision[]"],
             rows,
         )
+        if held:
+            new = Window.objects.filter(recording_id=recording_id, model=model).order_by("start_s")
+            spans = np.array(list(new.values_list("pk", "start_s", "end_s")), dtype=np.float64).reshape(-1, 3)
+            restore_labels(held, spans[:, 0].astype(np.int64), spans[:, 1], spans[:, 2])
+        return written
 
 
 WINDOW_COLUMNS = [

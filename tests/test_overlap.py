@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from django.test import Client
 
-from annotations.deployments import create_deployment, create_project, update_deployment
+from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest, update_deployment
 from annotations.detection_events import store_detection_events
 from annotations.detection_filters import DetectionFilters, filtered_events
 from annotations.embedding_store import register_embedding_model, replace_windows, window_embeddings
 from annotations.errors import InputError
+from annotations.label_carryover import HeldLabel, carry_over
 from annotations.label_import import covered_windows
+from annotations.labeling import set_label
 from annotations.model_catalogue import SPECS, hop_choices, hop_problem
 from annotations.models import (
     Annotation,
@@ -316,3 +318,73 @@ def test_the_top_queue_asks_about_each_call_once(two_calls):
     assert all(abs(a - b) >= 3.0 for i, a in enumerate(queue) for b in queue[:i])
     every = [start_of[w] for w, _ in review_queue(classifier, rail.pk, "top", 6, SearchFilters(all_overlapping=True))]
     assert sorted(every[:6]) == [9.0, 10.0, 11.0, 29.0, 30.0, 31.0]
+
+
+def held(value: str, start: float, end: float, minute: int = 0, label: int = 1) -> HeldLabel:
+    return HeldLabel(label, 7, value, "", start, end, dt.datetime(2026, 1, 1, 0, minute, tzinfo=dt.UTC))
+
+
+def test_labels_move_onto_the_new_windows_their_spans_cover():
+    finer = np.arange(0.0, 10.5, 1.5)  # 3 s windows every 1.5 s over 12 s
+    carried = carry_over([held("positive", 0, 3), held("negative", 6, 9)], finer, finer + 3)
+    assert [(finer[i], label.value) for i, label in carried] == [
+        (0.0, "positive"),
+        (1.5, "positive"),  # half of it is the positive's span
+        (4.5, "negative"),
+        (6.0, "negative"),
+        (7.5, "negative"),
+    ]
+    # Back to no overlap: each new window takes the old window covering most of it.
+    coarse = np.arange(0.0, 12.0, 3.0)
+    labels = [held("positive", 0, 3), held("negative", 1.5, 4.5, minute=5), held("unsure", 3, 6)]
+    assert [(coarse[i], label.value) for i, label in carry_over(labels, coarse, coarse + 3)] == [
+        (0.0, "positive"),
+        (3.0, "unsure"),
+    ]
+    # A positive and a negative holding half a new window each: no guess.
+    assert carry_over([held("positive", 0, 3), held("negative", 3, 6)], np.array([1.5]), np.array([4.5])) == []
+    # Two labels of one span for two labels (or annotators) both move.
+    both = carry_over([held("positive", 0, 3), held("negative", 0, 3, label=2)], np.array([0.0]), np.array([3.0]))
+    assert [(label.label_id, label.value) for _, label in both] == [(1, "positive"), (2, "negative")]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_deployment_embedded_again_at_another_hop_keeps_its_labels_on_their_spans(
+    celery_worker_process, settings, tmp_path, birdsong, make_user, client_for
+):
+    samples, rate = birdsong
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    make_recordings(tmp_path / "marsh", samples, rate, count=1)
+    user = make_user("lead")
+    project = create_project(user, "Re-embed", labels=["bird"])
+    grant_folder(project, str(tmp_path / "marsh"))
+    deployment = create_deployment(project, "Marsh", server_folder=str(tmp_path / "marsh"))
+    queue_ingest(deployment)
+    wait_for(lambda: not Recording.objects.exclude(status="done").exists(), what="ingest")
+    bird = project.labels.get()
+    first, _, third, _ = Window.objects.filter(deployment_id=deployment.pk).order_by("start_s")
+    set_label(project, user, first.pk, bird.pk, "positive")
+    set_label(project, user, third.pk, bird.pk, "negative")
+    api = client_for(user)
+    url = f"/api/projects/{project.pk}/deployments/{deployment.pk}/reembed/"
+    plan = api.post(url, {"hop_s": 1.5}, format="json").json()
+    assert (plan["recordings"], plan["windows_now"], plan["windows_after"], plan["labels"]) == (1, 4, 7, 2)
+    assert plan["queued"] == 0 and "each moves onto the new windows it covers at least half of" in plan["message"]
+    assert Window.objects.filter(deployment_id=deployment.pk).count() == 4  # only told, nothing done
+    assert api.post(url, {"hop_s": 0.2, "confirm": True}, format="json").status_code == 400
+    queued = api.post(url, {"hop_s": 1.5, "confirm": True}, format="json")
+    assert queued.status_code == 202 and queued.json()["queued"] == 1
+    wait_for(
+        lambda: Recording.objects.filter(status="done", hop_s=1.5).exists(),
+        what=f"re-embedding ({celery_worker_process})",
+    )
+    labels = Annotation.objects.filter(window__deployment_id=deployment.pk).order_by("window__start_s")
+    assert [(a.window.start_s, a.value) for a in labels] == [
+        (0.0, "positive"),
+        (1.5, "positive"),
+        (4.5, "negative"),
+        (6.0, "negative"),
+        (7.5, "negative"),
+    ]
+    assert Window.objects.filter(deployment_id=deployment.pk).count() == 7

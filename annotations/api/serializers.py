@@ -124,6 +124,22 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return current if current and value == folder_under_root(current) else value
 
 
+class ReembedRequestSerializer(serializers.Serializer):
+    hop_s = serializers.FloatField(help_text="seconds between window starts, from a quarter window to a whole one")
+    confirm = serializers.BooleanField(default=False, help_text="false: only say what it would do")
+
+
+class ReembedSerializer(serializers.Serializer):
+    hop_s = serializers.FloatField()
+    recordings = serializers.IntegerField()
+    windows_now = serializers.IntegerField()
+    windows_after = serializers.IntegerField()
+    labels = serializers.IntegerField(help_text="labels that move onto the new windows their spans cover")
+    detections = serializers.IntegerField(help_text="detections removed with the old windows")
+    message = serializers.CharField()
+    queued = serializers.IntegerField()
+
+
 class MetadataImportSerializer(serializers.Serializer):
     created = serializers.ListField(child=serializers.CharField())
     updated = serializers.ListField(child=serializers.CharField())

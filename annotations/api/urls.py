@@ -38,6 +38,7 @@ urlpatterns = [
         P + "deployments/<id:deployment_id>/uploads/<id:upload_id>/", u.UploadDetailView.as_view(), name="upload-detail"
     ),
     path(P + "deployments/<id:deployment_id>/ingest/", v.DeploymentIngestView.as_view(), name="deployment-ingest"),
+    path(P + "deployments/<id:deployment_id>/reembed/", v.DeploymentReembedView.as_view(), name="deployment-reembed"),
     path(P + "deployments/<id:deployment_id>/recordings/", v.RecordingListView.as_view(), name="recording-list"),
     path(P + "deployments/<id:deployment_id>/label-import/", v.LabelImportView.as_view(), name="label-import"),
     path(P + "label-imports/<id:import_id>/", v.LabelImportDetailView.as_view(), name="label-import-detail"),

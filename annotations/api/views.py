@@ -3,6 +3,7 @@ objects of projects the user is not a member of answer 404."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zoneinfo
 
@@ -424,6 +425,26 @@ class DeploymentIngestView(ProjectView):
     def post(self, request, project_id, deployment_id):
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
         return Response({"queued": deployments.queue_ingest(deployment)}, status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentReembedView(ProjectView):
+    write_action = Action.MANAGE
+
+    @extend_schema(
+        request=s.ReembedRequestSerializer, responses={200: s.ReembedSerializer, 202: s.ReembedSerializer, **ERRORS}
+    )
+    def post(self, request, project_id, deployment_id):
+        """Embed the deployment again with windows every ``hop_s`` seconds. Without
+        ``confirm``, only says what that would do to its windows, labels and detections."""
+        deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
+        data = _valid(s.ReembedRequestSerializer, request.data)
+        plan = deployments.reembed_plan(deployment, data["hop_s"])
+        answer = {**dataclasses.asdict(plan), "message": plan.told, "queued": 0}
+        if not data["confirm"]:
+            return Response(answer)
+        answer["queued"] = deployments.reembed(deployment, data["hop_s"])
+        answer["message"] = f"{answer['queued']} recordings queued to be embedded every {data['hop_s']:g} s."
+        return Response(answer, status=status.HTTP_202_ACCEPTED)
 
 
 class RecordingListView(ProjectView):

@@ -74,8 +74,11 @@ document.addEventListener("submit", async (event) => {
         });
       }
       if (form.dataset.then === "invitation-link") return showInvitationLink(form, result);
-      flash("Saved.", "ok", form);
+      flash(result.message || "Saved.", "ok", form); // an answer with words of its own says them
       if (form.dataset.then === "reload") window.location.reload();
+      else if (form.dataset.then === "reload-if-queued") {
+        if (result.queued) setTimeout(() => window.location.reload(), 1500);
+      }
       // "{id}" in the address to go on to: what the request created (a new classifier version).
       else if (form.dataset.then) window.location.href = form.dataset.then.replace("{id}", result.id);
     } catch (error) {
