@@ -41,7 +41,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Func
+from django.db.models import F, Func, Min
 from django.utils import timezone
 
 from annotations.deployments import AUDIO_EXTENSIONS, granted_folder, hoplite_folder, metadata_problems, new_recording
@@ -427,6 +427,7 @@ def _import_deployment(
         "SELECT id, filename, datetime FROM recordings WHERE deployment_id = ? ORDER BY id", [source["id"]]
     ):
         recording = _recording(deployment, hoplite_import.audio_folder, filename, started)
+        recording.hop_s = model.hop_s  # the database's framing (annotations.search.calls reads it)
         rows = db.execute("SELECT id, offsets FROM windows WHERE recording_id = ?", [recording_id]).fetchall()
         spans = np.array([_offsets(blob) for _, blob in rows], dtype=np.float64).reshape(-1, 2)
         order = np.argsort(spans[:, 0], kind="stable")
@@ -518,8 +519,9 @@ def start_export(project: Project, user, deployment: Deployment | None = None, m
     return export
 
 
-def _hoplite_model_config(model: EmbeddingModel):
-    """hoplite's ModelConfig as a ConfigDict: what its LinearClassifier carries too."""
+def _hoplite_model_config(model: EmbeddingModel, hop_s: float | None = None):
+    """hoplite's ModelConfig as a ConfigDict: what its LinearClassifier carries too
+    (``hop_s``: the windows' hop, by default the model's)."""
     from ml_collections import config_dict
 
     return config_dict.ConfigDict(
@@ -528,7 +530,7 @@ def _hoplite_model_config(model: EmbeddingModel):
             "embedding_dim": model.embedding_dim,
             "model_config": {
                 "window_size_s": model.window_s,
-                "hop_size_s": model.hop_s,
+                "hop_size_s": model.hop_s if hop_s is None else hop_s,
                 "sample_rate": model.sample_rate,
             },
             "logits_key": None,
@@ -563,7 +565,10 @@ def run_export(export_id: int) -> HopliteExport:
         windows = windows.filter(deployment_id=export.deployment_id)
     HopliteExport.objects.filter(pk=export_id).update(windows_total=windows.count())
     db = db_loader.create_new_usearch_db(str(database_folder), model.embedding_dim)
-    db.insert_metadata("model_config", _hoplite_model_config(model))
+    # hoplite keeps one hop per database: the exported recordings' (the shortest, where
+    # deployments differ; each window's offsets are exact whatever the hop).
+    hops = Recording.objects.filter(deployment__in=deployments.all(), embedding_model=model).aggregate(hop=Min("hop_s"))
+    db.insert_metadata("model_config", _hoplite_model_config(model, hops["hop"] or model.hop_s))
     db.insert_metadata(
         APP_METADATA_KEY,
         config_dict.ConfigDict(

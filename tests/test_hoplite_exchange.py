@@ -159,6 +159,9 @@ def test_a_hoplite_database_imports_and_exports_with_hoplite_agreeing(
         assert (annotation.value, annotation.provenance) == (values[label_type], provenance)
         assert annotation.annotator.username == "imported"
 
+    # The windows overlap as hoplite cut them: each recording knows its hop.
+    assert set(Recording.objects.filter(deployment__project=project).values_list("hop_s", flat=True)) == {HOP_S}
+
     # Search from an imported window: hoplite's own brute force, cosine, on the same database.
     model = HopliteImport.objects.get().embedding_model
     query_key = ("north/a.wav", 2.0)
@@ -183,6 +186,7 @@ def test_a_hoplite_database_imports_and_exports_with_hoplite_agreeing(
         archive.extractall(tmp_path / "exported")
     exported = sqlite_usearch_impl.SQLiteUSearchDB.create(str(tmp_path / "exported" / "hoplite"), readonly=True)
     back = _hoplite_windows(exported)
+    assert exported.get_metadata("model_config").model_config.hop_size_s == HOP_S
     assert set(back) == set(hoplite)
     assert all(np.array_equal(back[key][1], hoplite[key][1]) for key in hoplite)
     names = {r.id: r.filename for r in exported.get_all_recordings()}
