@@ -395,7 +395,7 @@ def test_the_run_page_charts_and_map_fit_and_download(page, make_user):
     page.select_option("select[name=order]", "time")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url(re.compile(r"order=time"))
-    assert page.locator("ol.hits .hit").count() == 1 and "1 detection;" in page.content()
+    assert page.locator("ol.hits .hit").count() == 1 and "1 detection (windows);" in page.content()
     assert "order=time" in page.get_by_role("link", name="Download CSV").get_attribute("href")
     page.screenshot(path=OUTPUT_DIR / "detections-filtered.png", full_page=True)
     assert violations == []
