@@ -124,7 +124,7 @@ def test_labeling_far_down_a_list_answers_where_the_person_is(page, planted):  #
     example = Window.objects.filter(recording__deployment__project=project).order_by("pk").first()
     for width in (1366, 800):
         page.set_viewport_size({"width": width, "height": 800})
-        page.goto(f"/projects/{project.pk}/search/?window={example.pk}")
+        page.goto(f"/projects/{project.pk}/search/?window={example.pk}&all_overlapping=1")
         page.wait_for_selector(".hit.current")
         page.evaluate("focusHit(hits().length - 2)")  # far down the list, a long scroll below the top
         last = page.locator(".hit").nth(-2)

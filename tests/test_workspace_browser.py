@@ -72,7 +72,8 @@ def test_label_a_three_by_four_block_of_the_grid_with_arrow_and_number_keys(page
     page.set_viewport_size({"width": 1366, "height": 900})
     log_in(page, "annotator")
     page.wait_for_selector("h1:has-text('Projects')")
-    page.goto(f"/projects/{project.pk}/search/?window={example.pk}")
+    # The planted windows overlap (5 s every second): every one of them, not one per sound.
+    page.goto(f"/projects/{project.pk}/search/?window={example.pk}&all_overlapping=1")
     page.wait_for_selector(".hit.current")
     page.select_option("[data-hit-layout]", "grid")
     wait_until(page, "document.querySelector('ol.hits').classList.contains('grid')")

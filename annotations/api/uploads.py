@@ -14,7 +14,8 @@ from rest_framework.response import Response
 
 from annotations import uploads
 from annotations.access import Action
-from annotations.api.views import ERRORS, KEEP_DUPLICATE, ProjectView, _valid
+from annotations.api.views.base import ERRORS, ProjectView, validated
+from annotations.api.views.deployments import KEEP_DUPLICATE
 from annotations.models import Deployment, UploadSession
 from perch_agile.params import MAX_ID, whole_number
 
@@ -59,7 +60,7 @@ class UploadListView(ProjectView):
         """Open an upload, or get back your unfinished one of the same file (name and size)
         to continue at its received_bytes."""
         deployment = get_object_or_404(Deployment, pk=deployment_id, project=self.project)
-        data = _valid(UploadSessionSerializer, request.data)
+        data = validated(UploadSessionSerializer, request.data)
         session = uploads.start_upload(deployment, request.user, data["filename"], data["size_bytes"])
         return Response(UploadSessionSerializer(session).data)
 
