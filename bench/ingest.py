@@ -1,7 +1,10 @@
 """Benchmark: ingesting a multi-file deployment against the bare model on the same batches.
 
     .venv/bin/python -u -m bench.ingest [--model efficientnet-b3-standin] [--files 6]
-        [--seconds 300] [--batch N] [--decoders N] [--linked]
+        [--seconds 300] [--batch N] [--decoders N] [--linked] [--hop SECONDS]
+
+    # overlapping windows (BirdNET's 3 s every 1.5 s): the same ratio to the bare model
+    .venv/bin/python -u -m bench.ingest --hop 1.5
 
     # memory over a long deployment: 100 files of an hour (two written, the rest linked)
     .venv/bin/python -u -m bench.ingest --files 100 --seconds 3600 --linked
@@ -18,6 +21,8 @@ Prints, from one run:
   model's batches across files, COPY into pgvector) over the same files, and its ratio
   to the reference;
 - binary COPY rows/s into the window table without and with the project's HNSW index;
+- windows and bytes (the window table with its indexes and TOAST, per window as stored)
+  per hour of audio at the run's hop;
 - host memory (this process and its decoders) and, on a GPU, the device's memory in use,
   at their highest in the first and in the last quarter of ingest: flat, or growing.
 
@@ -58,6 +63,7 @@ def main() -> None:
     parser.add_argument("--decoders", type=int, default=0, help="default: PERCH_AGILE_DECODERS or spare cores")
     parser.add_argument("--linked", action="store_true", help="write two files, hard-link the rest (long runs)")
     parser.add_argument("--reference-windows", type=int, default=4_000, help="windows the bare model is timed on")
+    parser.add_argument("--hop", type=float, default=0.0, help="seconds between windows (default: the window)")
     args = parser.parse_args()
     with bench_database(), tempfile.TemporaryDirectory() as folder:
         run(args, Path(folder))
@@ -174,11 +180,12 @@ class TimedModel:
 def run(args, folder: Path) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.db import connection
 
     from annotations.audio import Framing, iter_resampled_blocks, iter_windows
     from annotations.deployments import create_deployment, create_project
     from annotations.embedding_store import replace_windows
-    from annotations.models import Recording, RecordingStatus, Window
+    from annotations.models import Deployment, Recording, RecordingStatus, Window
     from annotations.search_index import build_search_index
     from workers.decode_pool import DecodePool, batched_windows, concatenate, default_decoders
     from workers.embedding_models import configured_model
@@ -194,7 +201,8 @@ def run(args, folder: Path) -> None:
     batch_size = args.batch or settings.PERCH_AGILE_EMBED_BATCH
     pool = DecodePool(args.decoders or default_decoders())  # spawned now: ready when ingest starts
     paths = make_files(folder, args.files, args.seconds, args.linked)
-    framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
+    hop_s = args.hop or spec.hop_s
+    framing = Framing.from_seconds(spec.sample_rate, spec.window_s, hop_s)
 
     def windows_of(path: Path):
         return iter_windows(iter_resampled_blocks(path, spec.sample_rate), framing)
@@ -217,6 +225,7 @@ def run(args, folder: Path) -> None:
 
     project = create_project(get_user_model().objects.create_user("bench"), "bench")
     deployment = create_deployment(project, "bench")
+    Deployment.objects.filter(pk=deployment.pk).update(hop_s=hop_s)  # as the admin's choice, for any model
     recordings = [Recording.objects.create(deployment=deployment, path=str(path), filename=path.name) for path in paths]
     timed = TimedModel(model)
     started = time.perf_counter()
@@ -224,6 +233,9 @@ def run(args, folder: Path) -> None:
         ingest_recording(recordings[0].pk, timed, batch_size, pool)  # claims the others, as a worker's task does
     ingest_s = time.perf_counter() - started
     windows = Window.objects.filter(recording__deployment=deployment).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('annotations_window')")
+        bytes_per_window = cursor.fetchone()[0] / Window.objects.count()
     # The reference again: other load on the machine shows as a difference between the two.
     started = time.perf_counter()
     for batch in batches:
@@ -239,7 +251,7 @@ def run(args, folder: Path) -> None:
 
     def copy_rows_per_s(name: str) -> float:
         recording = Recording.objects.create(deployment=deployment, path=f"/bench/{name}.wav", filename=name)
-        starts = np.arange(reference_windows, dtype=np.float64) * spec.hop_s
+        starts = np.arange(reference_windows, dtype=np.float64) * hop_s
         begun = time.perf_counter()
         replace_windows(
             recording.pk,
@@ -261,7 +273,8 @@ def run(args, folder: Path) -> None:
     end_to_end, per_core = windows / ingest_s, reference_windows / decode_s
     say(
         f"model: {spec.name} {spec.version}; batch {batch_size}; {pool.decoders} decoder process(es); "
-        f"{args.files} files x {args.seconds:g} s (44.1/48 kHz), {windows} windows"
+        f"{args.files} files x {args.seconds:g} s (44.1/48 kHz), {windows} windows of {spec.window_s:g} s "
+        f"every {hop_s:g} s"
     )
     say(f"decode:      {per_core:10.1f} windows/s per core (decode, resample, window; one process)")
     say(
@@ -283,6 +296,11 @@ def run(args, folder: Path) -> None:
             f"GPU memory:  {device_first / 2**20:10,.0f} MiB at most in the first quarter, "
             f"{device_last / 2**20:,.0f} MiB in the last ({(device_last - device_first) / 2**20:+,.0f} MiB)"
         )
+    per_hour = 3600 / hop_s
+    say(
+        f"per hour:    {per_hour:10,.0f} windows, {per_hour * bytes_per_window / 2**20:,.1f} MiB in the window table "
+        f"({bytes_per_window:,.0f} bytes a window with its indexes)"
+    )
     say(
         f"COPY:        {unindexed:10.0f} rows/s without an HNSW index, {indexed:.0f} rows/s with the project's "
         "(a partial index up to its build's last window id: new rows are not inserted into it)"
