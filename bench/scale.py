@@ -1,6 +1,6 @@
 """Benchmark: search, filters, review queues and scoring at a season's scale.
 
-    .venv/bin/python -m bench.scale [--windows 1000000] [--dim 1024] [--queries 30] [--keep]
+    .venv/bin/python -m bench.scale [--windows 1000000] [--dim 1024] [--queries 30] [--keep] [--hop 1.5]
 
 Builds ``--windows`` windows of embeddings shaped like real BirdNET output
 (``bench.real_like``: anchored on real embeddings, non-negative, a common mean carrying
@@ -9,7 +9,9 @@ power-law call types) through the project's own write path (``replace_windows``)
 database of its own: a big project of 18 deployments over 6 sites (90% of the windows;
 three sites in America/New_York and three in Europe/Berlin, so that date filters cross
 both changes of clock in March) and a small one (10%), one window every 3 s (1024-d,
-BirdNET's framing) or 5 s (1536-d, Perch 2.0's), hour-long recordings. Then it builds each
+BirdNET's framing) or 5 s (1536-d, Perch 2.0's), hour-long recordings; with ``--hop``,
+windows overlap (3 s every 1.5 s) and searches keep one hit per call
+(``annotations.search.calls``), measured against exact numpy grouped the same way. Then it builds each
 project's search index with the project's own task code and prints, each beside exact
 numpy on the same vectors in the same run:
 
@@ -67,8 +69,9 @@ class Corpus:
     """The synthetic season as numpy knows it, row i = the i-th window written.
 
     embeddings: float32 [N, D]; window_ids, project, deployment, site, recording,
-    call_type (-1 for background): int [N]; started: datetime64[s] [N] (UTC);
-    local_hour: int [N] and local_day: datetime64[D] [N], in each deployment's zone.
+    call_type (-1 for background): int [N]; started: datetime64[ms] [N] (UTC); start_s:
+    float [N], the window's start in its recording; local_hour: int [N] and local_day:
+    datetime64[D] [N], in each deployment's zone; window_s, hop_s: the framing.
     """
 
     embeddings: np.ndarray
@@ -81,6 +84,13 @@ class Corpus:
     started: np.ndarray
     local_hour: np.ndarray
     local_day: np.ndarray
+    start_s: np.ndarray
+    window_s: float
+    hop_s: float
+
+    @property
+    def overlapping(self) -> bool:
+        return self.hop_s < self.window_s
 
 
 def _write_deployment(
@@ -93,6 +103,7 @@ def _write_deployment(
     from annotations.models import Recording, RecordingStatus
 
     per_recording = int(recording_s / hop_s)
+    window_s = model.window_s
     count = -(-len(embeddings) // per_recording)
     # An uneven stride (not a divisor of a day), so that starts drift through the hours.
     stride_s = max(recording_s, SEASON_DAYS * 86400 / count) + 1_234
@@ -103,6 +114,7 @@ def _write_deployment(
             filename=f"{i:05d}.wav",
             status=RecordingStatus.DONE,
             duration_s=recording_s,
+            hop_s=hop_s,
             # Each recorder's schedule offset a little from the others'.
             started_at=SEASON_START + dt.timedelta(seconds=round(i * stride_s + deployment.pk * 4_001 % 86_400)),
         )
@@ -112,7 +124,7 @@ def _write_deployment(
     for i, recording in enumerate(recordings):
         chunk = embeddings[i * per_recording : (i + 1) * per_recording]
         starts = np.arange(len(chunk), dtype=np.float64) * hop_s
-        replace_windows(recording.pk, model, starts, starts + hop_s, chunk)
+        replace_windows(recording.pk, model, starts, starts + window_s, chunk)
         ids.append(
             np.fromiter(recording.windows.order_by("start_s").values_list("id", flat=True), np.int64, len(chunk))
         )
@@ -120,11 +132,11 @@ def _write_deployment(
 
 
 def _starts(recordings, counts: list[int], hop_s: float, first_recording: int) -> tuple[np.ndarray, np.ndarray]:
-    """(UTC start datetime64[s] [N], recording index [N]) of the windows of ``recordings``."""
+    """(UTC start datetime64[ms] [N], recording index [N]) of the windows of ``recordings``."""
     started = np.concatenate(
         [
-            np.datetime64(recording.started_at.replace(tzinfo=None), "s")
-            + (np.arange(count) * hop_s).astype("timedelta64[s]")
+            np.datetime64(recording.started_at.replace(tzinfo=None), "ms")
+            + np.round(np.arange(count) * hop_s * 1000).astype("timedelta64[ms]")
             for recording, count in zip(recordings, counts, strict=True)
         ]
     )
@@ -155,14 +167,15 @@ def corpus_layout(n: int) -> tuple[list[tuple[int, int]], np.ndarray]:
     return layout, np.concatenate([[0], np.round(np.cumsum(share) * n).astype(int)])
 
 
-def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
-    """Two projects, written deployment by deployment; returns (big, small, model, corpus,
-    write rows/s before any index)."""
+def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int = 0, hop_s: float | None = None):
+    """Two projects, written deployment by deployment, windows every ``hop_s`` (by default
+    the window's length); returns (big, small, model, corpus, write rows/s before any index)."""
     from annotations.deployments import create_deployment, create_project
     from annotations.embedding_store import register_embedding_model
 
-    hop_s = 3.0 if dim <= 1024 else 5.0
-    model = register_embedding_model("bench-scale", "1", dim, hop_s, hop_s, 32_000)
+    window_s = 3.0 if dim <= 1024 else 5.0
+    hop_s = hop_s or window_s
+    model = register_embedding_model("bench-scale", "1", dim, window_s, window_s, 32_000)
     generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed)
     big, small = create_project(user, "season", labels=["call"]), create_project(user, "small", labels=["call"])
     layout, bounds = corpus_layout(n)
@@ -177,10 +190,10 @@ def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int 
         recordings = int(recording.max()) + 1
         pieces.append((ids, project, index, site, recording, started, zone))
     rate = n / (time.perf_counter() - started_writing)
-    return big, small, model, _corpus(generated, pieces), rate
+    return big, small, model, _corpus(generated, pieces, window_s, hop_s), rate
 
 
-def _corpus(generated, pieces) -> Corpus:
+def _corpus(generated, pieces, window_s: float, hop_s: float) -> Corpus:
     columns: dict[str, list] = {name: [] for name in ("window_ids", "project", "deployment", "site", "recording")}
     columns.update(started=[], local_hour=[], local_day=[])
     for ids, project, index, site, recording, started, zone in pieces:
@@ -197,7 +210,18 @@ def _corpus(generated, pieces) -> Corpus:
         ):
             columns[name].append(values)
     merged = {name: np.concatenate(values) for name, values in columns.items()}
-    return Corpus(embeddings=generated.embeddings, call_type=generated.call_type, **merged)
+    # Rows run through each recording in start order: a row's place in its recording, times the hop.
+    recording = merged["recording"]
+    assert np.all(np.diff(recording) >= 0), "rows are written recording by recording"
+    start_s = (np.arange(len(recording)) - np.searchsorted(recording, recording)) * hop_s
+    return Corpus(
+        embeddings=generated.embeddings,
+        call_type=generated.call_type,
+        start_s=start_s,
+        window_s=window_s,
+        hop_s=hop_s,
+        **merged,
+    )
 
 
 def reopen_corpus(n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
@@ -207,7 +231,8 @@ def reopen_corpus(n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
 
     big, small = Project.objects.get(name="season"), Project.objects.get(name="small")
     model = EmbeddingModel.objects.get(name="bench-scale", embedding_dim=dim)
-    generated = real_like_embeddings(n, dim, int(recording_s / model.hop_s), seed)
+    hop_s = Recording.objects.filter(deployment__project=big).values_list("hop_s", flat=True).first() or model.hop_s
+    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed)
     _, bounds = corpus_layout(n)
     pieces = []
     recordings_seen = 0
@@ -219,11 +244,11 @@ def reopen_corpus(n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
         ids = np.fromiter(windows.values_list("id", flat=True), np.int64)
         assert len(ids) == bounds[index + 1] - bounds[index], "the kept database holds another corpus"
         counts = [r.windows_done for r in recordings]
-        started, recording = _starts(recordings, counts, model.hop_s, recordings_seen)
+        started, recording = _starts(recordings, counts, hop_s, recordings_seen)
         recordings_seen += len(recordings)
         project = 0 if deployment.project_id == big.pk else 1
         pieces.append((ids, project, index, int(deployment.site[1:]), recording, started, deployment.timezone))
-    return big, small, model, _corpus(generated, pieces)
+    return big, small, model, _corpus(generated, pieces, model.window_s, hop_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,6 +405,7 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
     through the app's own ranked_windows (or, for a clip, the nearest_window_ids it calls)."""
     from annotations.models import EmbeddingModel, Project
     from annotations.search import SearchSpec, nearest_window_ids, ranked_windows
+    from annotations.search.calls import one_per_call, windows_per_instant
 
     project = Project.objects.get(pk=project_id)
     model = EmbeddingModel.objects.get(name="bench-scale")
@@ -387,8 +413,10 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
     for positives, negatives, clip, per_recording in searches:
         started = time.perf_counter()
         if clip is not None:  # what ranked_windows does for one clip alone
-            found = nearest_window_ids(project, model, clip, K, (), filters, *crossovers)
-            scored, path, rescued = found.scored, found.path, found.rescued
+            depth = windows_per_instant(project, model)
+            found = nearest_window_ids(project, model, clip, K * depth, (), filters, *crossovers)
+            scored = one_per_call(found.scored, model.window_s, K) if depth > 1 else found.scored
+            path, rescued = found.path, found.rescued
         else:
             spec = SearchSpec(
                 positive_windows=positives,
@@ -511,7 +539,10 @@ def _case_figures(name, project, filters, mask, composed, scores, searches, corp
         picked = [i for i, q in enumerate(composed) if q.kind == kind]
         recalls, tied = [], {True: [], False: []}
         for i in picked:
-            exact_recall, tied_recall = recall_of(results[i], scores[i], mask, corpus, kind == "best per recording")
+            per_recording = kind == "best per recording"
+            exact_recall, tied_recall = recall_of(
+                results[i], scores[i], mask, corpus, per_recording, grouped=corpus.overlapping and not per_recording
+            )
             recalls.append(exact_recall)
             tied[composed[i].call].append(tied_recall)
         figures.append(
@@ -534,14 +565,22 @@ def _case_figures(name, project, filters, mask, composed, scores, searches, corp
 
 
 def recall_of(
-    found_ids: list[int], scores: np.ndarray, mask: np.ndarray, corpus: Corpus, per_recording: bool = False
+    found_ids: list[int],
+    scores: np.ndarray,
+    mask: np.ndarray,
+    corpus: Corpus,
+    per_recording: bool = False,
+    grouped: bool = False,
 ) -> tuple[float, float]:
     """(recall@K, tie-tolerant recall@K) of the window ids found, against exact ``scores``
     float32 [N] over the windows that a filter leaves (``mask`` bool [N]); each recording's
-    best window only, for ``per_recording``. A hit is a tie when its exact score is within
-    TIE of the K-th best (and, per recording, of its recording's best)."""
+    best window only, for ``per_recording``; each call's best (no two windows sharing a
+    moment), for ``grouped``. A hit is a tie when its exact score is within TIE of the
+    K-th best (and, per recording, of its recording's best)."""
     scores = np.where(mask, scores, -np.inf)
-    if per_recording:
+    if grouped:
+        order = _one_per_call_exact(scores, corpus)
+    elif per_recording:
         order = np.argsort(-scores, kind="stable")
         _, first = np.unique(corpus.recording[order], return_index=True)
         order = order[np.sort(first)][:K]
@@ -562,6 +601,22 @@ def recall_of(
         tied &= found_scores >= recording_best[corpus.recording[np.minimum(rows, len(scores) - 1)]] - TIE
     expected = set(corpus.window_ids[order].tolist())
     return len(expected & set(found.tolist())) / len(order), min(int(tied.sum()), len(order)) / len(order)
+
+
+def _one_per_call_exact(scores: np.ndarray, corpus: Corpus) -> np.ndarray:
+    """Rows of the K best windows of ``scores`` [N] that share no moment with a better one
+    in their recording: exact numpy's side of annotations.search.calls."""
+    kept: dict[int, list[float]] = {}
+    chosen = []
+    ranked = np.argsort(-scores, kind="stable")
+    for row in ranked[np.isfinite(scores[ranked])]:
+        starts = kept.setdefault(int(corpus.recording[row]), [])
+        if all(abs(corpus.start_s[row] - other) >= corpus.window_s - 1e-3 for other in starts):
+            starts.append(float(corpus.start_s[row]))
+            chosen.append(row)
+            if len(chosen) == K:
+                break
+    return np.asarray(chosen, dtype=np.int64)
 
 
 def trained_classifier(user, project, model, corpus: Corpus):
@@ -681,6 +736,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="search a kept database again")
     parser.add_argument("--searches-only", action="store_true", help="skip scoring, queues and writes")
     parser.add_argument("--cases", nargs="*", help="only these search cases (by name)")
+    parser.add_argument("--hop", type=float, default=0.0, help="seconds between windows (default: the window)")
     args = parser.parse_args()
     with bench_database(keep=args.keep or args.reuse, reuse=args.reuse):
         run(args)
@@ -693,12 +749,14 @@ def run(args) -> None:
 
     n, dim = args.windows, args.dim
     print(f"{n:,} windows x {dim}-d shaped like real BirdNET output (bench.real_like), k={K}, {args.queries} per kind")
+    if args.hop:
+        print(f"windows every {args.hop:g} s: searches keep one hit per call, and so does exact numpy")
     if args.reuse:
         user = get_user_model().objects.get(username="bench")
         big, small, model, corpus = reopen_corpus(n, dim, args.recording_s)
     else:
         user = get_user_model().objects.create_user("bench")
-        big, small, model, corpus, write_rate = build_corpus(user, n, dim, args.recording_s)
+        big, small, model, corpus, write_rate = build_corpus(user, n, dim, args.recording_s, hop_s=args.hop or None)
         print(f"write (replace_windows, no index yet):        {write_rate:10,.0f} rows/s")
         numpy_build = _best_of(lambda: _unit(corpus.embeddings[corpus.project == 0]) @ corpus.embeddings[0], 2)
         started = time.perf_counter()
