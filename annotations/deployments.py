@@ -222,7 +222,9 @@ class ReembedPlan:
                 if self.detections
                 else ""
             )
-            + "Search and queues see the new windows as each recording is done."
+            + "The history of labels on the old windows, and older classifier versions' record of the windows "
+            "they trained on, go with the old windows. Search and queues see the new windows as each "
+            "recording is done."
         )
 
 
