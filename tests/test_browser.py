@@ -76,6 +76,8 @@ def log_in(page, username: str) -> None:
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", "a-long-test-password")
     page.keyboard.press("Enter")
+    # Logged in once the log-in page is left: a navigation begun before then aborts this one.
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def wait_until(page, expression: str, timeout_ms: int = 30_000) -> None:
