@@ -215,7 +215,7 @@ def review_queue(
     depth = 1 if filters.all_overlapping else windows_per_instant(classifier.project, model)
 
     def calls(rows: list[tuple[int, float]], wanted: int = size) -> list[tuple[int, float]]:
-        return one_per_call(rows, model.window_s, wanted) if depth > 1 else rows[:wanted]
+        return one_per_call(rows, model.window_s, wanted, depth)
 
     if kind == "top":
         return calls(unlabeled_scores(output, "", params, "s.score DESC", size * depth, where))

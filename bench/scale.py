@@ -415,7 +415,7 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
         if clip is not None:  # what ranked_windows does for one clip alone
             depth = windows_per_instant(project, model)
             found = nearest_window_ids(project, model, clip, K * depth, (), filters, *crossovers)
-            scored = one_per_call(found.scored, model.window_s, K) if depth > 1 else found.scored
+            scored = one_per_call(found.scored, model.window_s, K, depth)
             path, rescued = found.path, found.rescued
         else:
             spec = SearchSpec(

@@ -19,16 +19,18 @@ OVERLAP_TOLERANCE_S = 1e-3
 def windows_per_instant(project: Project, model: EmbeddingModel) -> int:
     """How many of the project's windows (of ``model``) can hold one moment: 1 where no
     deployment overlaps its windows, window / hop for the shortest hop otherwise."""
-    shortest = Recording.objects.filter(deployment__project=project, embedding_model=model).aggregate(hop=Min("hop_s"))[
-        "hop"
-    ]
+    recordings = Recording.objects.filter(deployment__project=project, embedding_model=model)
+    shortest = recordings.aggregate(hop=Min("hop_s"))["hop"]
     hop = min(shortest or model.hop_s, model.hop_s)
     return max(1, math.ceil(model.window_s / hop - OVERLAP_TOLERANCE_S))
 
 
-def one_per_call(scored: list[tuple[int, float]], window_s: float, k: int) -> list[tuple[int, float]]:
+def one_per_call(scored: list[tuple[int, float]], window_s: float, k: int, depth: int) -> list[tuple[int, float]]:
     """The best ``k`` of ``scored`` (window id, score; best first) whose windows overlap no
-    better one in time: each call's best window."""
+    better one in time: each call's best window. ``depth``: ``windows_per_instant``, or 1
+    where every overlapping window is wanted (then simply the first ``k``)."""
+    if depth <= 1:
+        return scored[:k]
     spans = {pk: (recording, start) for pk, recording, start in _spans([pk for pk, _ in scored])}
     kept: dict[int, list[float]] = defaultdict(list)
     chosen = []

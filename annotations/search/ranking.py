@@ -164,7 +164,7 @@ def ranked_windows(
     depth = 1 if per_recording or spec.filters.all_overlapping else windows_per_instant(project, examples.model)
 
     def calls(scored: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        return one_per_call(scored, examples.model.window_s, wanted) if depth > 1 else scored[:wanted]
+        return one_per_call(scored, examples.model.window_s, wanted, depth)
 
     def nearest(query: np.ndarray, k: int) -> NearestWindows:
         return nearest_window_ids(
