@@ -228,21 +228,26 @@ class ReembedPlan:
         )
 
 
-def reembed_plan(deployment: Deployment, hop_s: float) -> ReembedPlan:
+def _framing_at(hop_s: float) -> Framing:
+    """The configured model's windows every ``hop_s`` seconds; refuses a hop it cannot take."""
     spec = configured_spec()
     if spec is None:
         raise InputError("the configured embedding model is unknown: its windows cannot be planned")
     if problem := hop_problem(hop_s, spec.window_s, spec.sample_rate):
         raise InputError(problem)
+    return Framing.from_seconds(spec.sample_rate, spec.window_s, hop_s)
+
+
+def reembed_plan(deployment: Deployment, hop_s: float) -> ReembedPlan:
+    framing = _framing_at(hop_s)
     recordings = deployment.recordings.filter(status=RecordingStatus.DONE)
-    framing = Framing.from_seconds(spec.sample_rate, spec.window_s, hop_s)
     durations = recordings.values_list("duration_s", flat=True)
     windows = Window.objects.filter(deployment_id=deployment.pk)
     return ReembedPlan(
         hop_s=hop_s,
         recordings=recordings.count(),
         windows_now=windows.count(),
-        windows_after=sum(framing.window_count(round((d or 0) * spec.sample_rate)) for d in durations),
+        windows_after=sum(framing.window_count(round((d or 0) * framing.sample_rate)) for d in durations),
         labels=Annotation.objects.filter(window__deployment_id=deployment.pk).count(),
         detections=Detection.objects.filter(run__deployment=deployment).count(),
     )
@@ -251,7 +256,7 @@ def reembed_plan(deployment: Deployment, hop_s: float) -> ReembedPlan:
 def reembed(deployment: Deployment, hop_s: float) -> int:
     """Embed every recording of the deployment again with windows every ``hop_s``
     seconds (``reembed_plan`` says what that does); returns how many were queued."""
-    reembed_plan(deployment, hop_s)  # refuses a hop the model cannot take
+    _framing_at(hop_s)  # refuses a hop the model cannot take
     with transaction.atomic():
         Deployment.objects.filter(pk=deployment.pk).update(hop_s=hop_s)
         deployment.hop_s = hop_s
