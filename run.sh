@@ -3,6 +3,7 @@
 #   bash run.sh         install, start the embedded services, migrate, load the demo,
 #                       start a Celery worker and the web server, print URL and login
 #   bash run.sh test    install, start the embedded services, run the whole test suite
+#   bash run.sh compose-test   build and run docker-compose.yml for real (tests/test_compose.py)
 # With DATABASE_URL / REDIS_URL set, those servers are used instead of embedded ones.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -80,10 +81,43 @@ run_tests() {
   return "$status"
 }
 
+compose_test() {
+  # Docker's engine, Debian's packages where it is missing; compose v2 as the plugin where
+  # there is one, else Debian's docker-compose in a container with the host's socket.
+  if ! command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    mkdir -p var/log
+    (dockerd >var/log/dockerd.log 2>&1 &)
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  # The official base images where a registry answers, else stand-ins from Debian's archive;
+  # compose v2 as Docker's plugin where there is one, else Debian's in a container.
+  local standins=0
+  if ! docker pull -q python:3.11-slim-bookworm >/dev/null 2>&1; then
+    standins=1
+    export PYTHON_IMAGE=perch-standin/python PG_IMAGE=perch-standin/postgres \
+      REDIS_IMAGE=perch-standin/redis NGINX_IMAGE=perch-standin/nginx
+  fi
+  if docker compose version >/dev/null 2>&1; then
+    export PERCH_AGILE_COMPOSE="docker compose"
+  else
+    standins=1
+    export PERCH_AGILE_COMPOSE="docker run --rm -i -v /var/run/docker.sock:/var/run/docker.sock -v $PWD:$PWD -w $PWD perch-standin/compose"
+  fi
+  if [ "$standins" = 1 ]; then
+    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    bash perch_agile/deploy/standins/build.sh
+  fi
+  run_tests tests/test_compose.py -v -p no:cacheprovider "$@"
+}
+
 install
 start_services
 case "${1:-serve}" in
   serve) serve ;;
   test) shift; run_tests "$@" ;;
-  *) echo "usage: bash run.sh [test [pytest args]]" >&2; exit 2 ;;
+  compose-test) shift; compose_test "$@" ;;
+  *) echo "usage: bash run.sh [test [pytest args] | compose-test]" >&2; exit 2 ;;
 esac

@@ -166,6 +166,7 @@ def ambience_beds(cache: Path) -> list[np.ndarray] | None:
 class DemoAudio:
     labels_csv: str  # the labeled example: file, start, end, label, value
     real_ambience: bool  # flare-game's rain and wind, not generated noise
+    placed: dict[str, list[Placed]]  # every soundscape's vocalisations, labeled or not: the truth
 
 
 def build_demo_audio(folder: Path, cache: Path) -> DemoAudio:
@@ -181,6 +182,7 @@ def build_demo_audio(folder: Path, cache: Path) -> DemoAudio:
     # Where they cannot be fetched, quiet generated noise instead, 30 s each.
     beds = real_beds or [rng.standard_normal(30 * RATE).astype(np.float32) for _ in AMBIENCE]
     rows = ["file,start,end,label,value"]
+    placed_in = {}
     for index in range(SOUNDSCAPES):
         bird = "B32" if index < SOUNDSCAPES // 2 else "SW83"
         bird_songs = songs[bird]
@@ -194,6 +196,7 @@ def build_demo_audio(folder: Path, cache: Path) -> DemoAudio:
         audio, placed = soundscape(beds[index % len(beds)], clips, rng)
         name = _soundscape_name(index)
         soundfile.write(folder / name, audio, RATE, subtype="PCM_16")
+        placed_in[name] = placed
         if index < LABELED_SOUNDSCAPES:
             rows += [f"{name},{p.start_s:.3f},{p.end_s:.3f},{p.label},positive" for p in placed]
             songless = set(range(int(SOUNDSCAPE_S / SLOT_S))) - {
@@ -211,7 +214,7 @@ def build_demo_audio(folder: Path, cache: Path) -> DemoAudio:
         start, duration = int(point.get("frame")) / rate, int(point.get("duration")) / rate
         rows.append(f"{STORM_PETRELS[0]}.wav,{start:.3f},{start + duration:.3f},storm-petrel,positive")
     shutil.copyfile(birdsong_wav(), folder / "birds_10s.wav")
-    return DemoAudio("\n".join(rows) + "\n", real_beds is not None)
+    return DemoAudio("\n".join(rows) + "\n", real_beds is not None, placed_in)
 
 
 def demo_login() -> tuple[str, str]:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "perch_agile.health.health_check",
     "django.middleware.security.SecurityMiddleware",
     "perch_agile.headers.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -109,7 +110,7 @@ DATABASES = {
 # and replaced at the start of the next request instead of failing it.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
-if socket_dir := DATABASES["default"]["OPTIONS"].pop("host", None):
+if socket_dir := DATABASES["default"].get("OPTIONS", {}).pop("host", None):
     DATABASES["default"]["HOST"] = socket_dir
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -250,11 +251,15 @@ EMAIL_TIMEOUT = 10  # an unreachable mail server must not hold a request (invita
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "perch-agile@localhost")
 
 if not DEBUG:
+    # Production is reached over HTTPS: plain HTTP is redirected and the cookies travel
+    # over HTTPS only. A site on a closed network without TLS says so with
+    # DJANGO_SECURE_SSL_REDIRECT=0, which lets the cookies travel over HTTP too (else
+    # nobody could log in); check --deploy then warns of both.
     SECURE_SSL_REDIRECT = _env_flag("DJANGO_SECURE_SSL_REDIRECT", True)
     if PERCH_AGILE_TRUSTED_PROXIES:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
+    CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 31_536_000))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -260,7 +260,10 @@ def _ingest_claimed(
                 claiming = True
             else:
                 embedded = EmbeddedAudio.of(report.starts, report.outputs, model.spec, info.duration_s)
-                finish(report.key, _store(recording, embedding_model, embedded))
+                status = _store(recording, embedding_model, embedded)
+                # Which worker embedded what, in its log (with several workers, on several hosts).
+                logger.info("recording %s: %d windows %s", report.key, len(report.starts), status)
+                finish(report.key, status)
 
 
 def deployment_framing(deployment: Deployment, spec: ModelSpec) -> Framing:
