@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import psycopg
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg.adapt import Loader
@@ -27,10 +27,16 @@ from annotations.probes import unit_rows
 _registered_connections: weakref.WeakSet = weakref.WeakSet()
 
 
-def raw_connection() -> psycopg.Connection:
+def read_alias() -> str:
+    """The database that serves reads now: the primary, or a hot standby inside
+    ``perch_agile.replicas.standby_reads`` (Django's router decides)."""
+    return router.db_for_read(Window)
+
+
+def raw_connection(alias: str = DEFAULT_DB_ALIAS) -> psycopg.Connection:
     """Django's psycopg connection, with pgvector's types registered (once per connection)."""
-    connection.ensure_connection()
-    raw = connection.connection
+    connections[alias].ensure_connection()
+    raw = connections[alias].connection
     if raw not in _registered_connections:
         register_vector(raw)
         _registered_connections.add(raw)
@@ -241,7 +247,7 @@ def _binary_vector_cursor(server_side_name: str = "") -> psycopg.Cursor | psycop
     makes its own. A named one is server-side and WITH HOLD, so that it lives outside a
     transaction and whatever is written between its chunks is visible to others at once.
     """
-    raw = raw_connection()
+    raw = raw_connection(DEFAULT_DB_ALIAS if server_side_name else read_alias())
     cursor = raw.cursor(name=server_side_name, withhold=True, binary=True) if server_side_name else psycopg.Cursor(raw)
     cursor.adapters.register_loader("halfvec", _VectorBytesLoader)
     return cursor

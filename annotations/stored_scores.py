@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
-from annotations.embedding_store import iter_deployment_embeddings, raw_connection
+from annotations.embedding_store import iter_deployment_embeddings, raw_connection, read_alias
 from annotations.models import Classifier, ClassifierLabel, TaskStatus, Window, WindowScore
 from annotations.queueing import SCORE_PROJECT, enqueue_on_commit
 from annotations.scoring import Scorer
@@ -163,7 +163,7 @@ def unlabeled_scores(
     in ``params`` too) keep only the windows of a deployment, site or time."""
     joined = f"JOIN {Window._meta.db_table} w ON w.id = s.window_id " if window_conditions else ""
     windows = "".join(f"AND {condition} " for condition in window_conditions)
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             f"SELECT s.window_id, s.score FROM {WindowScore._meta.db_table} s {joined}"
             "WHERE s.classifier_id = %(classifier)s AND s.output_index = %(output_index)s AND NOT EXISTS "

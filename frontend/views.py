@@ -54,6 +54,7 @@ from annotations.stored_scores import windows_above
 from annotations.text_uploads import read_text_table
 from frontend import charts
 from perch_agile.params import seconds, whole_number
+from perch_agile.replicas import standby_reads
 
 
 @login_required
@@ -305,7 +306,7 @@ def search(request, project_id):
             record_id = whole_number(request.GET["history"], "history")
             record = get_object_or_404(SearchRecord, pk=record_id, project=project)
             offset = whole_number(request.GET.get("offset", "0"), "offset")
-            context.update(_search_results(project, record, offset))
+            context.update(_search_results(project, request.user, record, offset))
             if request.GET.get("partial"):
                 return render(request, "frontend/_hit_items.html", {**context, "partial": True})
         else:
@@ -319,7 +320,7 @@ def search(request, project_id):
     return render(request, "frontend/search.html", context)
 
 
-def _search_results(project, record: SearchRecord, offset: int) -> dict:
+def _search_results(project, user, record: SearchRecord, offset: int) -> dict:
     """The search page's context for one page of a saved search's results."""
     spec = search_service.spec_of(record)
     context = {
@@ -329,9 +330,12 @@ def _search_results(project, record: SearchRecord, offset: int) -> dict:
         "examples": _example_windows(spec),
         "offset": offset,
     }
-    page = search_service.saved_results_page(project, record, offset)
+    with standby_reads(user) as source:
+        page = search_service.saved_results_page(project, record, offset)
     path = search_service.SearchPath(page.path).label if page.path else ""
-    context.update(hits=page.hits, query_model=page.model, search_path=path, search_rescued=page.rescued)
+    context.update(
+        hits=page.hits, query_model=page.model, search_path=path, search_rescued=page.rescued, read_source=source
+    )
     next_offset = offset + search_service.PAGE_SIZE
     if next_offset < record.result_count:
         context["next_page"] = f"?history={record.pk}&offset={next_offset}"
@@ -438,8 +442,9 @@ def review(request, project_id, classifier_id):
         filters = context["filters"] = search_service.filters_from_params(request.GET)
         if kind == review_queues.SUGGESTED:
             context["suggestion"] = review_queues.suggestion(classifier, label_id)
-        queue = review_queues.review_queue(classifier, label_id, kind, 50, filters)
-        context["hits"] = search_service.hits_for(queue)
+        with standby_reads(request.user) as context["read_source"]:
+            queue = review_queues.review_queue(classifier, label_id, kind, 50, filters)
+            context["hits"] = search_service.hits_for(queue)
         context["kind"] = kind
         context["output"] = classifier.outputs.select_related("label").get(label_id=label_id)
         context["labels"] = project.labels.filter(pk=label_id)

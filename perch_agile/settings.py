@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "perch_agile.replicas.remember_writes",
     "perch_agile.login_limits.LoginLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -109,9 +110,20 @@ DATABASES = {
 # A connection killed under a long-lived worker (database restart, failover) is noticed
 # and replaced at the start of the next request instead of failing it.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
-if socket_dir := DATABASES["default"].get("OPTIONS", {}).pop("host", None):
-    DATABASES["default"]["HOST"] = socket_dir
+# Hot standbys of the primary (perch_agile/replicas.py): searches and review queues read
+# from them. Each is an alias standby_N; its tests mirror the primary's database.
+for number, url in enumerate(_env_list("PERCH_AGILE_REPLICA_URLS", "")):
+    DATABASES[f"standby_{number}"] = dj_database_url.parse(url, conn_max_age=60) | {
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"MIRROR": "default"},
+    }
+for database in DATABASES.values():
+    # A unix-socket URL (``?host=/folder``) parses into OPTIONS; Django's HOST takes the folder.
+    if socket_dir := database.get("OPTIONS", {}).pop("host", None):
+        database["HOST"] = socket_dir
+DATABASE_ROUTERS = ["perch_agile.replicas.ReadRouter"]
+# A standby further behind the primary than this is skipped (its reads go to the primary).
+PERCH_AGILE_REPLICA_MAX_LAG_S = float(os.environ.get("PERCH_AGILE_REPLICA_MAX_LAG_S", 5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

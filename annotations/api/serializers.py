@@ -561,6 +561,8 @@ class SearchResultSerializer(serializers.Serializer):
         help_text="The index's answer scored below windows around the examples (it missed their "
         "neighbourhood), so every window passing the filters was searched instead (the path says how)."
     )
+    standby = serializers.BooleanField(help_text="a hot standby of the database answered, not the primary")
+    standby_lag_s = serializers.FloatField(help_text="how many seconds the standby's state was behind the primary's")
     hits = SearchHitSerializer(many=True)
 
 

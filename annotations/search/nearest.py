@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 from django.db import models, transaction
 
-from annotations.embedding_store import raw_connection
+from annotations.embedding_store import raw_connection, read_alias
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
@@ -96,9 +96,10 @@ def nearest_window_ids(
     # index, up to their limits.
     spans_first = bool(where.all) or per_recording
     path = _choose_path(candidates, spans_first, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
-    raw = raw_connection()
+    alias = read_alias()
+    raw = raw_connection(alias)
     rescued = False
-    with transaction.atomic():
+    with transaction.atomic(using=alias):
         with raw.cursor() as cursor:
             # Only an index (or the recordings' windows) may reach the rows: a planner that
             # misjudges a filter must not fall back to reading the whole table; and a worker

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from django.db import connection
+from django.db import connections
 
+from annotations.embedding_store import read_alias
 from annotations.search.filters import SearchFilters, WindowConditions, hour_range
 
 # (no daylight-saving change inside it) and it is short enough not to hold two changes.
@@ -74,7 +75,7 @@ def candidate_windows(spans: str, params: dict, cap: int) -> int:
     window, so reaching the cap means more than ``cap`` windows)."""
     first = "greatest(0, ceil(s.lo / s.hop))"
     past = "least(s.windows_done, ceil(s.hi / s.hop))"
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {past} - {first} AS n FROM ({spans}) s "
             f"WHERE {past} > {first} LIMIT %(cap)s) counted",

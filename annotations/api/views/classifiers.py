@@ -18,6 +18,7 @@ from annotations.api.views.base import ERRORS, ProjectView, as_attachment, class
 from annotations.errors import InputError
 from annotations.models import Classifier
 from perch_agile.params import whole_number
+from perch_agile.replicas import standby_reads
 
 
 def _classifier_data(classifier: Classifier) -> dict:
@@ -130,7 +131,8 @@ class ReviewQueueView(ProjectView):
         size = whole_number(request.query_params.get("size", "50"), "size", 1, 500)
         kind = request.query_params.get("kind", review_queues.SUGGESTED)
         filters = search.filters_from_params(request.query_params)
-        queue = review_queues.review_queue(classifier, label, kind, size, filters)
+        with standby_reads(request.user):
+            queue = review_queues.review_queue(classifier, label, kind, size, filters)
         return Response([{"window_id": w, "score": score} for w, score in queue])
 
 

@@ -15,6 +15,7 @@ from annotations.api import serializers as s
 from annotations.api.views.base import ERRORS, ProjectView, optional_seconds, validated
 from annotations.errors import InputError
 from annotations.models import ClipQuery
+from perch_agile.replicas import standby_reads
 
 
 class SearchView(ProjectView):
@@ -23,12 +24,15 @@ class SearchView(ProjectView):
     @extend_schema(request=s.SearchRequestSerializer, responses={200: s.SearchResultSerializer, **ERRORS})
     def post(self, request, project_id):
         data = validated(s.SearchRequestSerializer, request.data)
-        page = search.run_search(self.project, data["spec"], data["k"], data["offset"])
+        with standby_reads(request.user) as source:
+            page = search.run_search(self.project, data["spec"], data["k"], data["offset"])
         return Response(
             {
                 "model": str(page.model),
                 "path": page.path,
                 "rescued": page.rescued,
+                "standby": source.standby,
+                "standby_lag_s": source.lag_s,
                 "hits": s.SearchHitSerializer(page.hits, many=True).data,
             }
         )
