@@ -195,9 +195,17 @@ def stack(demo_audio):
         "PG_MAX_PARALLEL_MAINTENANCE_WORKERS": "1",
         "PG_SHM_SIZE": "1g",
     }
+    standby_url = f"postgresql://perch:{secrets_env['POSTGRES_PASSWORD']}@standby:5432/perch_agile"
     main = Compose(
         "perch-compose-test",
-        {**common, "PORT": str(PORT), "DB_PUBLISH": str(DB_PORT), "REDIS_PUBLISH": str(REDIS_PORT)},
+        {
+            **common,
+            "PORT": str(PORT),
+            "DB_PUBLISH": str(DB_PORT),
+            "REDIS_PUBLISH": str(REDIS_PORT),
+            "COMPOSE_PROFILES": "standby",  # a hot standby serves the searches
+            "PERCH_AGILE_REPLICA_URLS": standby_url,
+        },
     )
     address = host_address()
     remote = Compose(
@@ -321,7 +329,7 @@ def test_the_stack_starts_safe(stack):
     services = {
         json.loads(line)["Service"]: json.loads(line) for line in main("ps", "--format", "json").stdout.splitlines()
     }
-    assert set(services) == {"db", "redis", "web", "worker", "proxy"}
+    assert set(services) == {"db", "redis", "web", "worker", "proxy", "standby"}
     wait_for(
         lambda: all(
             json.loads(line)["Health"] in ("healthy", "") for line in main("ps", "--format", "json").stdout.splitlines()
@@ -334,7 +342,7 @@ def test_the_stack_starts_safe(stack):
         json.loads(line)["Service"]: json.loads(line)["Health"]
         for line in main("ps", "--format", "json").stdout.splitlines()
     }
-    assert health["web"] == health["worker"] == health["db"] == health["redis"] == "healthy"
+    assert {health[name] for name in ("web", "worker", "db", "redis", "standby")} == {"healthy"}
     # The app runs as its own user, and the production settings pass Django's deploy check
     # inside the image (with HTTPS on, as the file's defaults have it).
     for service in ("web", "worker"):
@@ -420,6 +428,19 @@ def test_the_loop_through_nginx(stack, demo_audio):
     hits = api.json("POST", f"{base}/search/", json={"window_id": query, "k": 10})["hits"]
     assert len(hits) == 10 and query not in [h["window_id"] for h in hits]
     assert sum(is_song(h["window_id"]) for h in hits[:5]) >= 3, hits
+    # The hot standby answers searches once it has replayed this user's writes; stopped,
+    # it is skipped and the primary answers, with no error.
+    search_body = {"window_id": query, "k": 10}
+    served = wait_for(
+        lambda: (answer := api.json("POST", f"{base}/search/", json=search_body))["standby"] and answer,
+        timeout=60,
+        what="a search answered by the standby",
+    )
+    assert served["hits"] == hits
+    main("stop", "standby")
+    unserved = api.json("POST", f"{base}/search/", json=search_body)
+    assert unserved["standby"] is False and unserved["hits"] == hits
+    main("start", "standby")
 
     # Label four soundscapes (both birds) slot by slot, train, run, export.
     label_id = api.json("GET", f"{base}/labels/")[0]["id"]
