@@ -579,10 +579,20 @@ class WindowScore(models.Model):
     classifier = models.ForeignKey(Classifier, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     output_index = models.PositiveSmallIntegerField()  # ClassifierLabel.index
     window = models.ForeignKey(Window, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # The window's, copied: a deployment's queue reads its own scores in order
+    # (window_score_by_deployment) instead of walking the project's from the top.
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
+    )
     score = RealField()
 
     class Meta:
-        indexes = [models.Index(fields=["classifier", "output_index", "score"], name="window_score_ranking")]
+        indexes = [
+            models.Index(fields=["classifier", "output_index", "score"], name="window_score_ranking"),
+            models.Index(
+                fields=["classifier", "output_index", "deployment", "score"], name="window_score_by_deployment"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.score:.3f} for output {self.output_index} on window {self.window_id}"

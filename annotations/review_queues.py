@@ -30,7 +30,7 @@ from annotations.models import Annotation, Classifier, ClassifierLabel, LabelVal
 from annotations.probes import unit_rows
 from annotations.search.calls import one_per_call, windows_per_instant
 from annotations.search.filters import SearchFilters, window_conditions
-from annotations.stored_scores import unlabeled_scores
+from annotations.stored_scores import ScoreScope, unlabeled_scores
 
 SUGGESTED = "suggested"
 KINDS = (SUGGESTED, "top", "margin", "bins", "diverse")
@@ -152,26 +152,38 @@ def _output(classifier: Classifier, label_id: int) -> ClassifierLabel:
     return output
 
 
-def _scope(classifier: Classifier, filters: SearchFilters) -> tuple[list[str], dict]:
-    """SQL conditions on windows ``w`` (and their parameters) for the queue's filters,
-    held-out deployments always left out."""
+def _scope(classifier: Classifier, filters: SearchFilters) -> ScoreScope:
+    """The stored scores the queue's filters keep, held-out deployments always left out:
+    a deployment or a site as deployments (each read in order from its own scores), the
+    rest as conditions on windows."""
     project = classifier.project
     held_out = list(project.deployments.filter(held_out=True).values_list("pk", flat=True))
     if filters.deployment_id in held_out:
         raise InputError(
             f"deployment {filters.deployment_id} is held out for evaluation: its windows are never queued for review"
         )
-    conditions = window_conditions(project, classifier.embedding_model, filters)
-    where, params = list(conditions.all), dict(conditions.params)
-    if held_out:
-        where.append("NOT (w.deployment_id = ANY(%(held_out)s))")
-        params["held_out"] = held_out
-    return where, params
+    deployment_ids = None
+    if filters.deployment_id is not None:
+        if not project.deployments.filter(pk=filters.deployment_id).exists():
+            raise InputError(f"deployment {filters.deployment_id} is not in this project")
+        deployment_ids = [filters.deployment_id]
+    elif filters.site:
+        in_site = project.deployments.filter(site=filters.site, held_out=False).order_by("pk")
+        deployment_ids = list(in_site.values_list("pk", flat=True))
+    others = window_conditions(
+        project, classifier.embedding_model, dataclasses.replace(filters, deployment_id=None, site="")
+    )
+    return ScoreScope(
+        deployment_ids=deployment_ids,
+        excluded_deployment_ids=held_out if deployment_ids is None else [],
+        window_conditions=list(others.all),
+        params=dict(others.params),
+    )
 
 
-def _bins_queue(output: ClassifierLabel, size: int, where: list[str], params: dict) -> list[tuple[int, float]]:
+def _bins_queue(output: ClassifierLabel, size: int, scope: ScoreScope) -> list[tuple[int, float]]:
     per_bin = max(1, size // BINS)
-    sample = unlabeled_scores(output, "", params, "hashint8(s.window_id)", SAMPLE_ROWS, where)
+    sample = unlabeled_scores(output, "", {}, "hashint8(s.window_id)", SAMPLE_ROWS, scope)
     bins = fill_bins(sample, per_bin)
     for b, chosen in bins.items():
         if len(chosen) < per_bin:
@@ -180,10 +192,10 @@ def _bins_queue(output: ClassifierLabel, size: int, where: list[str], params: di
             rare = unlabeled_scores(
                 output,
                 f"AND s.score >= %(bin_from)s::real AND s.score {upper} %(bin_to)s::real",
-                {**params, "bin_from": b / BINS, "bin_to": (b + 1) / BINS},
+                {"bin_from": b / BINS, "bin_to": (b + 1) / BINS},
                 "s.score",
                 per_bin + len(taken),
-                where,
+                scope,
             )
             chosen.extend([item for item in rare if item[0] not in taken][: per_bin - len(chosen)])
     picked = [item for b in range(BINS) for item in bins[b]][:size]
@@ -207,7 +219,7 @@ def review_queue(
         )
     if kind == SUGGESTED:
         kind = suggestion(classifier, label_id).kind
-    where, params = _scope(classifier, filters)
+    scope = _scope(classifier, filters)
     model = classifier.embedding_model
     # Overlapping windows of one call are one item (annotations.search.calls): enough more
     # are read that ``size`` calls remain. The bins queue samples at random, and seldom
@@ -218,16 +230,16 @@ def review_queue(
         return one_per_call(rows, model.window_s, wanted, depth)
 
     if kind == "top":
-        return calls(unlabeled_scores(output, "", params, "s.score DESC", size * depth, where))
+        return calls(unlabeled_scores(output, "", {}, "s.score DESC", size * depth, scope))
     if kind == "margin":
         # ::real, as the column is: compared as double precision, the index could not be used.
-        at = {**params, "threshold": output.threshold}
-        above = unlabeled_scores(output, "AND s.score >= %(threshold)s::real", at, "s.score", size * depth, where)
-        below = unlabeled_scores(output, "AND s.score < %(threshold)s::real", at, "s.score DESC", size * depth, where)
+        at = {"threshold": output.threshold}
+        above = unlabeled_scores(output, "AND s.score >= %(threshold)s::real", at, "s.score", size * depth, scope)
+        below = unlabeled_scores(output, "AND s.score < %(threshold)s::real", at, "s.score DESC", size * depth, scope)
         return calls(closest_to_threshold(above, below, output.threshold, size * depth))
     if kind == "bins":
-        return _bins_queue(output, size, where, params)
-    candidates = calls(unlabeled_scores(output, "", params, "s.score DESC", size * 5 * depth, where), size * 5)
+        return _bins_queue(output, size, scope)
+    candidates = calls(unlabeled_scores(output, "", {}, "s.score DESC", size * 5 * depth, scope), size * 5)
     if not candidates:
         return []
     ids = [window_id for window_id, _ in candidates]

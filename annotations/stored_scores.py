@@ -9,7 +9,7 @@ histograms and inference runs read those.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 
 import numpy as np
 from django.db import connection, connections, transaction
@@ -33,6 +33,8 @@ _SCORE_ROW = np.dtype(
         ("output_index", ">i2"),
         ("window_length", ">i4"),
         ("window_id", ">i8"),
+        ("deployment_length", ">i4"),
+        ("deployment_id", ">i8"),
         ("score_length", ">i4"),
         ("score", ">f4"),
     ]
@@ -49,28 +51,31 @@ def request_scoring(classifier: Classifier) -> None:
     )
 
 
-def score_rows_binary(classifier_id: int, window_ids: np.ndarray, scores: np.ndarray) -> bytes:
-    """The binary COPY stream of WindowScore rows for window_ids int64 [N] and scores
-    float [N, L] (output index = column), built by NumPy in one go."""
+def score_rows_binary(classifier_id: int, deployment_id: int, window_ids: np.ndarray, scores: np.ndarray) -> bytes:
+    """The binary COPY stream of WindowScore rows for one deployment's window_ids int64 [N]
+    and scores float [N, L] (output index = column), built by NumPy in one go."""
     n, outputs = scores.shape
     rows = np.empty(n * outputs, dtype=_SCORE_ROW)
-    rows["fields"] = 4
-    rows["classifier_length"], rows["output_length"], rows["window_length"], rows["score_length"] = 8, 2, 8, 4
+    rows["fields"] = 5
+    rows["classifier_length"], rows["output_length"], rows["window_length"] = 8, 2, 8
+    rows["deployment_length"], rows["score_length"] = 8, 4
     rows["classifier_id"] = classifier_id
     rows["output_index"] = np.tile(np.arange(outputs, dtype=np.int16), n)
     rows["window_id"] = np.repeat(window_ids, outputs)
+    rows["deployment_id"] = deployment_id
     rows["score"] = scores.reshape(-1)
     return _COPY_SIGNATURE + rows.tobytes() + _COPY_TRAILER
 
 
-def store_scores(classifier_id: int, window_ids: np.ndarray, scores: np.ndarray) -> int:
-    """COPY scores into WindowScore, in the caller's transaction; returns rows written."""
+def store_scores(classifier_id: int, deployment_id: int, window_ids: np.ndarray, scores: np.ndarray) -> int:
+    """COPY one deployment's scores into WindowScore, in the caller's transaction; returns
+    rows written."""
     statement = (
-        f"COPY {WindowScore._meta.db_table} (classifier_id, output_index, window_id, score) "
+        f"COPY {WindowScore._meta.db_table} (classifier_id, output_index, window_id, deployment_id, score) "
         "FROM STDIN WITH (FORMAT BINARY)"
     )
     with raw_connection().cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(score_rows_binary(classifier_id, window_ids, scores))
+        copy.write(score_rows_binary(classifier_id, deployment_id, window_ids, scores))
     return scores.size
 
 
@@ -93,7 +98,7 @@ def score_deployment(classifier: Classifier, scorer: Scorer, deployment_id: int,
                 deployment_id, classifier.embedding_model, unscored_by=classifier.pk
             ):
                 with transaction.atomic():
-                    store_scores(classifier.pk, window_ids, scorer.scores(embeddings))
+                    store_scores(classifier.pk, deployment_id, window_ids, scorer.scores(embeddings))
                 scored += len(window_ids)
                 if on_chunk is not None:
                     on_chunk(len(window_ids))
@@ -149,32 +154,61 @@ def windows_above(output: ClassifierLabel, threshold: float) -> int | None:
     return int(sum(output.score_histogram[first_bin:]))
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoreScope:
+    """Which stored scores a queue reads: those of ``deployment_ids`` (None: every
+    deployment but ``excluded_deployment_ids``) whose windows pass ``window_conditions``
+    (SQL on the window ``w``, named parameters in ``params``)."""
+
+    deployment_ids: list[int] | None = None
+    excluded_deployment_ids: list[int] = dataclasses.field(default_factory=list)
+    window_conditions: list[str] = dataclasses.field(default_factory=list)
+    params: dict = dataclasses.field(default_factory=dict)
+
+
 def unlabeled_scores(
-    output: ClassifierLabel,
-    where: str,
-    params: dict,
-    order: str,
-    limit: int,
-    window_conditions: Sequence[str] = (),
+    output: ClassifierLabel, where: str, params: dict, order: str, limit: int, scope: ScoreScope = ScoreScope()
 ) -> list[tuple[int, float]]:
-    """[(window_id, score)] of an output's stored scores for windows not labeled for its
-    label: ``where`` (SQL on ``s``, starting with AND, named parameters in ``params``)
-    and ``order`` pick which; ``window_conditions`` (SQL on the window ``w``, parameters
-    in ``params`` too) keep only the windows of a deployment, site or time."""
-    joined = f"JOIN {Window._meta.db_table} w ON w.id = s.window_id " if window_conditions else ""
-    windows = "".join(f"AND {condition} " for condition in window_conditions)
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.window_id, s.score FROM {WindowScore._meta.db_table} s {joined}"
-            "WHERE s.classifier_id = %(classifier)s AND s.output_index = %(output_index)s AND NOT EXISTS "
-            "(SELECT 1 FROM annotations_annotation a WHERE a.window_id = s.window_id AND a.label_id = %(label)s) "
-            f"{windows}{where} ORDER BY {order} LIMIT %(limit)s",
-            {
-                **params,
-                "classifier": output.classifier_id,
-                "output_index": output.index,
-                "label": output.label_id,
-                "limit": limit,
-            },
+    """[(window_id, score)] of an output's stored scores in ``scope`` for windows not
+    labeled for its label: ``where`` (SQL on ``s``, starting with AND, named parameters in
+    ``params``) and ``order`` (on ``s``) pick which.
+
+    Named deployments are read one by one in ``order`` from window_score_by_deployment,
+    each to ``limit``, and merged: a deployment whose windows score low is not reached by
+    walking the project's scores from the top (bench/scale.py: 419-865 ms for one
+    deployment's queue that way, at 1M)."""
+    joined = f"JOIN {Window._meta.db_table} w ON w.id = s.window_id " if scope.window_conditions else ""
+    conditions = "".join(f"AND {condition} " for condition in scope.window_conditions)
+    if scope.excluded_deployment_ids:
+        conditions += "AND NOT (s.deployment_id = ANY(%(excluded_deployments)s)) "
+    select = (
+        f"SELECT s.window_id, s.score FROM {WindowScore._meta.db_table} s {joined}"
+        "WHERE s.classifier_id = %(classifier)s AND s.output_index = %(output_index)s DEPLOYMENT AND NOT EXISTS "
+        "(SELECT 1 FROM annotations_annotation a WHERE a.window_id = s.window_id AND a.label_id = %(label)s) "
+        f"{conditions}{where} ORDER BY {order} LIMIT %(limit)s"
+    )
+    values = {
+        **scope.params,
+        **params,
+        "classifier": output.classifier_id,
+        "output_index": output.index,
+        "label": output.label_id,
+        "limit": limit,
+        "excluded_deployments": scope.excluded_deployment_ids,
+    }
+    if scope.deployment_ids is None:
+        sql = select.replace("DEPLOYMENT ", "")
+    elif not scope.deployment_ids:
+        return []
+    else:
+        parts = []
+        for i, deployment_id in enumerate(scope.deployment_ids):
+            values[f"deployment_{i}"] = deployment_id
+            parts.append("(" + select.replace("DEPLOYMENT ", f"AND s.deployment_id = %(deployment_{i})s ") + ")")
+        merged_order = order.replace("s.", "u.")
+        sql = (
+            f"SELECT u.window_id, u.score FROM ({' UNION ALL '.join(parts)}) u ORDER BY {merged_order} LIMIT %(limit)s"
         )
+    with connections[read_alias()].cursor() as cursor:
+        cursor.execute(sql, values)
         return [(int(window_id), float(score)) for window_id, score in cursor.fetchall()]

@@ -9,6 +9,7 @@ import zoneinfo
 import numpy as np
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 
 from annotations.models import Deployment, TaskStatus, Window, WindowScore
 from annotations.review_queues import KINDS
@@ -174,6 +175,19 @@ def test_queues_read_stored_scores_not_embeddings(season, client_for):
             windows = Window.objects.select_related("deployment").in_bulk([item["window_id"] for item in queue])
             assert queue and all(passes(w) for w in windows.values()), (params, kind)
             assert held_out.pk not in {w.deployment_id for w in windows.values()}, (params, kind)
+
+    # Each score names its window's deployment; a deployment's or a site's top queue, read
+    # deployment by deployment and merged, is exactly the best of their scores.
+    mismatched = WindowScore.objects.filter(classifier=classifier).exclude(deployment_id=F("window__deployment_id"))
+    assert not mismatched.exists()
+    site_deployments = [d.pk for d in deployments if d.site == held_out.site and d.pk != held_out.pk]
+    for params, chosen in (
+        (f"&deployment={deployments[1].pk}", [deployments[1].pk]),
+        (f"&site={held_out.site}", site_deployments),
+    ):
+        top = client.get(f"{url}&kind=top{params}").json()
+        best = WindowScore.objects.filter(classifier=classifier, deployment_id__in=chosen).order_by("-score")
+        assert [item["score"] for item in top] == pytest.approx(list(best.values_list("score", flat=True)[:50]))
 
 
 def test_the_deployment_page_reports_the_projects_index(season):
