@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 STANDBY_PREFIX = "standby_"
 DOWN_FOR_S = 30.0
@@ -115,8 +119,11 @@ def choose_read_source(user_id: int | None) -> ReadSource:
     standbys = [alias for alias in standby_aliases() if _down_until.get(alias, 0.0) <= time.monotonic()]
     if not standbys:
         return ReadSource(DEFAULT_DB_ALIAS)
-    needed = cache.get(_write_position_key(user_id)) if user_id else None
-    primary = primary_position()
+    try:
+        needed = cache.get(_write_position_key(user_id)) if user_id else None
+        primary = primary_position()
+    except (RedisError, DatabaseError):  # what the user wrote is unknown: only the primary is sure to hold it
+        return ReadSource(DEFAULT_DB_ALIAS)
     random.shuffle(standbys)  # spread the reads
     for alias in standbys:
         try:
@@ -155,7 +162,12 @@ def remember_writes(get_response: Callable[[HttpRequest], HttpResponse]) -> Call
             and user.is_authenticated
             and standby_aliases()
         ):
-            remember_write(user.pk)
+            try:
+                remember_write(user.pk)
+            except (RedisError, DatabaseError):
+                # The write itself succeeded: answer it. While the cache is down, reads
+                # go to the primary (choose_read_source).
+                logger.warning("could not keep the WAL position of user %s's write", user.pk, exc_info=True)
         return response
 
     return middleware

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 from django.test import Client
+from redis.exceptions import RedisError
 
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model
@@ -169,6 +170,23 @@ def test_a_standby_that_lags_past_the_bound_is_skipped(searched, make_user, sett
         assert response.status_code == 200 and "data-standby-note" in html and "s behind" in html
     finally:
         standby_sql("SELECT pg_wal_replay_resume()::text")
+
+
+def test_with_the_cache_down_writes_are_answered_and_reads_go_to_the_primary(searched, monkeypatch):
+    def down(*args, **kwargs):
+        raise RedisError("connection refused")
+
+    monkeypatch.setattr(replicas.cache, "get", down)
+    monkeypatch.setattr(replicas.cache, "set", down)
+    project = searched["project"]
+    label = Label.objects.get(project=project)
+    answer = searched["client"].post(
+        f"/api/projects/{project.pk}/annotations/",
+        {"window": searched["ids"][5], "label": label.pk, "value": "negative"},
+        "application/json",
+    )
+    assert answer.status_code == 201, answer.content
+    assert search(searched, searched["ids"][5])["standby"] is False
 
 
 def test_a_stopped_standby_is_skipped_without_an_error(searched, standby):
