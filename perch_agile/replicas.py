@@ -110,8 +110,10 @@ def _standby_state(alias: str, primary: int) -> tuple[int, float]:
     replayed = lsn_number(replayed_lsn)
     # Caught up: no lag, however long ago the last transaction was. Behind: as old as the
     # last transaction it replayed.
-    lag_s = 0.0 if replayed >= primary else max(since_last_replay or float("inf"), 0.0)
-    return replayed, lag_s
+    if replayed >= primary:
+        return replayed, 0.0
+    # None: nothing replayed since it started, so how old its state is cannot be told.
+    return replayed, float("inf") if since_last_replay is None else max(since_last_replay, 0.0)
 
 
 def choose_read_source(user_id: int | None) -> ReadSource:
