@@ -21,7 +21,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from annotations.label_carryover import labels_on_recording, restore_labels
-from annotations.models import EmbeddingModel, Recording, Window
+from annotations.models import EmbeddingModel, Project, Recording, Window
 from annotations.probes import unit_rows
 
 _registered_connections: weakref.WeakSet = weakref.WeakSet()
@@ -321,3 +321,31 @@ def iter_deployment_embeddings(
         while rows := cursor.fetchmany(chunk_size):
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
             yield ids, _stack_vectors([row[1] for row in rows], model.embedding_dim)
+
+
+def iter_window_embeddings(
+    project: Project, model: EmbeddingModel, max_window_id: int, chunk_size: int = 8192
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream a project's windows of one model up to ``max_window_id``, in id order, in
+    chunks, never all in memory. Each chunk is its own query, from where the last one
+    ended (a cursor held across chunks would first copy every row aside).
+
+    Yields (window_ids int64 [n], embeddings float32 [n, dim]) with n <= chunk_size.
+    """
+    after = 0
+    while True:
+        with _binary_vector_cursor() as cursor:
+            # "= ANY" keeps the order of window_project_model_id (newest_window_id says why).
+            cursor.execute(
+                f"SELECT id, embedding FROM {Window._meta.db_table} "
+                "WHERE project_id = ANY(ARRAY[%s]::bigint[]) AND model_id = ANY(ARRAY[%s]::bigint[]) "
+                "AND id > %s AND id <= %s ORDER BY project_id, model_id, id LIMIT %s",
+                [project.pk, model.pk, after, max_window_id, chunk_size],
+                binary=True,
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        yield ids, _stack_vectors([row[1] for row in rows], model.embedding_dim)
+        after = int(ids[-1])

@@ -601,6 +601,8 @@ class WindowScore(models.Model):
 class SearchIndex(models.Model):
     """A project's HNSW index over one model's windows: those with ids up to ``max_window_id``.
 
+    The index is over ``vector_table``, a table of (window_id, reduced) built with it:
+    each window's reduced vector under ``reduction`` (``annotations.search_reduction``).
     Windows written later are not in it (an insert into an HNSW index costs many times a
     plain one), so searches scan them exactly until the index is rebuilt by a worker.
     """
@@ -608,6 +610,9 @@ class SearchIndex(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="search_indexes")
     model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="+")
     index_name = models.CharField(max_length=63, blank=True)  # the PostgreSQL index; empty before the first build
+    vector_table = models.CharField(max_length=63, blank=True)  # the table it indexes
+    reduction = models.BinaryField(null=True)  # search_reduction.Reduction.to_bytes()
+    vectors_written = models.BigIntegerField(default=0)  # rows of the running build's table so far
     max_window_id = models.BigIntegerField(default=0)
     windows = models.BigIntegerField(default=0)  # windows in the index
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)

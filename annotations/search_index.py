@@ -1,30 +1,38 @@
 """Each project's HNSW search index over one model's windows, built by a worker.
 
-An index is a partial one, ``WHERE project_id = P AND model_id = M AND id <= X``: a small
-project never pays for a big one's index, and windows written after the build (ids above
-X) cost no HNSW insertion while they are ingested (an insert into an HNSW index costs
-several times a plain one). Searches scan those newer windows exactly
-(``annotations.search``) until the next build folds them in: a new index is built
-CONCURRENTLY beside the old one, which is dropped once the new one serves.
+A build writes each window's reduced vector (``annotations.search_reduction``: its unit
+embedding on the leading principal axes of a sample of the project's windows, 256 numbers
+whatever the model's width) into a table of its own, ``window_reduced_p{P}_m{M}_{X}``,
+and builds an HNSW index over it (cosine: the vectors have unit length). Searches rank a pool by the index and
+compare the pool exactly with the full embeddings. Windows written after the build (ids
+above X) cost no HNSW insertion while they are ingested (an insert into an HNSW index
+costs several times a plain one); searches scan them exactly (``annotations.search``)
+until the next build folds them in: a new table and index are built beside the old ones,
+which are dropped once the new ones serve. A small project never pays for a big one's
+index.
 
 Builds run as their own Celery task (``request_index_build`` queues it by name), never
-inside a request or at the tail of an ingest task, and report their progress through
-PostgreSQL's ``pg_stat_progress_create_index``.
+inside a request or at the tail of an ingest task, and report their progress: the rows
+written, then PostgreSQL's ``pg_stat_progress_create_index``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from annotations.embedding_store import copy_rows, halfvec_binary, iter_window_embeddings, window_matrix
 from annotations.models import EmbeddingModel, Project, Recording, RecordingStatus, SearchIndex, TaskStatus, Window
 from annotations.queueing import BUILD_SEARCH_INDEX, enqueue_on_commit
+from annotations.search_reduction import Reduction, fit_reduction, reduce_windows
 
 # Windows outside the index that make a rebuild worth it once ingest has stopped.
 REBUILD_AFTER_UNINDEXED = 20_000
@@ -32,6 +40,12 @@ REBUILD_AFTER_UNINDEXED = 20_000
 # dropped the message, a machine that went away) and may be requested again.
 BUILD_TIME_LIMIT = dt.timedelta(hours=6)
 INDEX_LOCK_NAMESPACE = 0x5EA2C8  # pg_advisory_lock(namespace, project) around a build
+# Windows whose principal axes make the reduction: enough for 256 axes of a season's
+# variety, and read in a second or two.
+REDUCTION_SAMPLE = 20_000
+# Of a build's progress, the share that writing the reduced vectors takes (the rest: the
+# HNSW build), as measured at 1M windows.
+WRITING_SHARE = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,16 +53,27 @@ class IndexState:
     """What a search needs to know about a project's index for one model (pages: IndexSummary)."""
 
     index_name: str  # empty when there is none yet
+    vector_table: str  # the table of reduced vectors it indexes
     max_window_id: int  # windows with higher ids are not in the index
     windows: int  # in the index
     status: str  # of the latest build
+    reduction: Reduction | None  # how its vectors were reduced
 
 
 def index_state(project: Project, model: EmbeddingModel) -> IndexState:
-    row = SearchIndex.objects.filter(project=project, model=model).first()
+    row = SearchIndex.objects.filter(project=project, model=model).defer("reduction").first()
     if row is None:
-        return IndexState("", 0, 0, "")
-    return IndexState(row.index_name, row.max_window_id, row.windows, row.status)
+        return IndexState("", "", 0, 0, "", None)
+    reduction = _reduction(row.pk, row.index_name, model.embedding_dim) if row.index_name else None
+    return IndexState(row.index_name, row.vector_table, row.max_window_id, row.windows, row.status, reduction)
+
+
+@functools.lru_cache(maxsize=32)
+def _reduction(row_id: int, index_name: str, embedding_dim: int) -> Reduction:
+    """An index's reduction, read once per process: 1.5 MB for 256 axes of 1536 dimensions,
+    which every search would otherwise read. Index names are unique per build."""
+    data = SearchIndex.objects.values_list("reduction", flat=True).get(pk=row_id, index_name=index_name)
+    return Reduction.from_bytes(bytes(data), embedding_dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +107,7 @@ def index_summaries(project: Project) -> list[IndexSummary]:
             IndexSummary(
                 model=str(model),
                 status=row.status if row else "",
-                progress=build_progress(row) if running else None,
+                progress=build_progress(row, windows or 0) if running else None,
                 windows_indexed=indexed,
                 windows_not_indexed=max(0, (windows or 0) - indexed),
             )
@@ -164,8 +189,9 @@ def _in_flight(row: SearchIndex) -> bool:
 def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
     """Build the project's index over every current window of ``model``, then retire the old one.
 
-    Runs outside a transaction (CREATE INDEX CONCURRENTLY), so ingest, labeling and
-    searches go on meanwhile; concurrent builds of one project wait for each other.
+    Runs outside a transaction, so ingest, labeling and searches go on meanwhile (they use
+    the old index until the new one is recorded); concurrent builds of one project wait
+    for each other.
     """
     row, _ = SearchIndex.objects.get_or_create(project=project, model=model)
     with connection.cursor() as cursor:
@@ -177,75 +203,102 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
                 SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.DONE)
                 return row
             started = time.monotonic()
-            SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.RUNNING, build_started_at=timezone.now())
-            name = f"window_hnsw_p{int(project.pk)}_m{int(model.pk)}_{int(max_window_id)}"
-            # CONCURRENTLY cannot run inside a transaction (a test's, a migration's).
-            concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
+            SearchIndex.objects.filter(pk=row.pk).update(
+                status=TaskStatus.RUNNING, build_started_at=timezone.now(), vectors_written=0
+            )
+            # Integers from our own tables: safe to format into DDL.
+            suffix = f"p{int(project.pk)}_m{int(model.pk)}_{int(max_window_id)}"
+            name, table = f"window_hnsw_{suffix}", f"window_reduced_{suffix}"
             if connection.in_atomic_block:
                 # Check deferred foreign keys now, or CREATE INDEX refuses to run.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            reduction, windows = _write_reduced_vectors(row, project, model, max_window_id, table)
             cursor.execute(f"SET maintenance_work_mem = '{settings.PERCH_AGILE_INDEX_BUILD_MEMORY}'")
-            # Integers from our own tables: safe to format into DDL. The predicate's literals
-            # are what lets the planner match a search to its project's index.
             cursor.execute(
-                f"CREATE INDEX {concurrently} IF NOT EXISTS {name} ON {Window._meta.db_table} "
-                f"USING hnsw ((embedding::halfvec({int(model.embedding_dim)})) halfvec_cosine_ops) "
-                f"WITH (m = 16, ef_construction = 64) "
-                f"WHERE project_id = {int(project.pk)} AND model_id = {int(model.pk)} AND id <= {int(max_window_id)}"
+                f"CREATE INDEX {name} ON {table} USING hnsw (reduced halfvec_cosine_ops) "
+                "WITH (m = 16, ef_construction = 64)"
             )
             cursor.execute("RESET maintenance_work_mem")
-            old_name = row.index_name
-            windows = Window.objects.filter(project=project, model=model, id__lte=max_window_id).count()
+            old_table = row.vector_table
             SearchIndex.objects.filter(pk=row.pk).update(
                 index_name=name,
+                vector_table=table,
+                reduction=reduction.to_bytes(),
                 max_window_id=max_window_id,
                 windows=windows,
                 status=TaskStatus.DONE,
                 error="",
                 build_seconds=time.monotonic() - started,
             )
-            if old_name and old_name != name:
-                cursor.execute(f'DROP INDEX {concurrently} IF EXISTS "{old_name}"')
+            if old_table and old_table != table:
+                cursor.execute(f'DROP TABLE IF EXISTS "{old_table}"')
             # Into shared buffers now, not page by page under the first searches.
-            cursor.execute("SELECT pg_prewarm(%s::regclass)", [name])
+            cursor.execute("SELECT pg_prewarm(%s::regclass), pg_prewarm(%s::regclass)", [name, table])
             # Fresh statistics, or right after a first bulk load the planner still believes
             # the table is tiny and scans every row instead of using the index. VACUUM marks
             # the new rows' pages all-visible, so that filtered searches read their sketches
             # from one_window_per_start alone (it only visits pages not yet marked).
             vacuum = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
-            cursor.execute(f"{vacuum} {Window._meta.db_table}")
+            cursor.execute(f"{vacuum} {Window._meta.db_table}, {table}")
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INDEX_LOCK_NAMESPACE, project.pk])
     row.refresh_from_db()
     return row
 
 
+def _write_reduced_vectors(
+    row: SearchIndex, project: Project, model: EmbeddingModel, max_window_id: int, table: str
+) -> tuple[Reduction, int]:
+    """Fit the reduction on a sample of the windows up to ``max_window_id``, and write every
+    one's reduced vector into a new ``table``; returns the reduction and the rows written."""
+    window_ids = np.array(
+        Window.objects.filter(project=project, model=model, id__lte=max_window_id).values_list("id", flat=True),
+        dtype=np.int64,
+    )
+    rng = np.random.default_rng(int(max_window_id))
+    sample = np.sort(rng.choice(window_ids, min(REDUCTION_SAMPLE, len(window_ids)), replace=False))
+    reduction = fit_reduction(window_matrix(sample.tolist(), model.embedding_dim)[1])
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS "{table}"')  # left by a build that a crash cut short
+        cursor.execute(f"CREATE TABLE {table} (window_id bigint NOT NULL, reduced halfvec({reduction.dim}) NOT NULL)")
+    written = 0
+    for ids, embeddings in iter_window_embeddings(project, model, max_window_id):
+        rows = zip(ids.tolist(), halfvec_binary(reduce_windows(embeddings, reduction)), strict=True)
+        written += copy_rows(table, ["window_id", "reduced"], ["bigint", "bytea"], rows)
+        SearchIndex.objects.filter(pk=row.pk).update(vectors_written=written)
+    return reduction, written
+
+
 def record_failure(project: Project, model: EmbeddingModel, error: str) -> None:
     SearchIndex.objects.filter(project=project, model=model).update(status=TaskStatus.FAILED, error=error)
 
 
-def build_progress(row: SearchIndex) -> float | None:
-    """How far a running build is (0..1), from PostgreSQL's own progress report."""
+def build_progress(row: SearchIndex, windows: int) -> float | None:
+    """How far a running build over about ``windows`` windows is (0..1): the reduced
+    vectors written, then PostgreSQL's own progress report of the index build."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total "
+            "SELECT p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total "
             "FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid "
             "WHERE c.relname LIKE %s",
             [f"window_hnsw_p{int(row.project_id)}_m{int(row.model_id)}_%"],
         )
         found = cursor.fetchone()
     if found is None:
-        return None
-    _, blocks_done, blocks_total, tuples_done, tuples_total = found
+        written = SearchIndex.objects.values_list("vectors_written", flat=True).get(pk=row.pk)
+        return WRITING_SHARE * min(written / windows, 1.0) if windows else 0.0
+    blocks_done, blocks_total, tuples_done, tuples_total = found
     if tuples_total:
-        return min(tuples_done / tuples_total, 1.0)
-    if blocks_total:
-        return min(blocks_done / blocks_total, 1.0)
-    return 0.0
+        indexed = tuples_done / tuples_total
+    elif blocks_total:
+        indexed = blocks_done / blocks_total
+    else:
+        indexed = 0.0
+    return WRITING_SHARE + (1 - WRITING_SHARE) * min(indexed, 1.0)
 
 
 def delete_index(row: SearchIndex) -> None:
-    """Drop a project's index (its project or model is going)."""
-    if row.index_name:
+    """Drop a project's index and its table (its project or model is going)."""
+    if row.vector_table:
         with connection.cursor() as cursor:
-            cursor.execute(f'DROP INDEX IF EXISTS "{row.index_name}"')
+            cursor.execute(f'DROP TABLE IF EXISTS "{row.vector_table}"')

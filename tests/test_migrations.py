@@ -1,4 +1,5 @@
-"""Migrating an existing database in place: float32 vectors become float16 halfvecs, sketched at unit length."""
+"""Migrating an existing database in place: float32 vectors become float16 halfvecs, sketched at unit length;
+search indexes over full embeddings make way for reduced ones."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from annotations.embedding_store import center_array, sketch_query, window_embeddings
+from annotations.deployments import create_deployment, create_project
+from annotations.embedding_store import center_array, register_embedding_model, sketch_query, window_embeddings
 from annotations.models import EmbeddingModel
+from annotations.search_index import unindexed_windows
 from tests.test_detection_rates import two_site_survey
 
 BEFORE = [("annotations", "0004_search_results_and_file_fingerprints")]
@@ -109,3 +112,38 @@ def test_runs_made_before_detection_counts_get_theirs(make_user):
         assert len(counted) == 4  # kiwi at 22 h on the 15th and 0 h on the 16th, morepork, one of unknown start
     finally:
         migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_full_dimension_search_indexes_are_dropped_and_left_for_the_worker_to_rebuild(make_user):
+    """Migration 0027: an index over the full embeddings (the schema before reduced
+    vectors) is dropped, and its row says that no window is indexed, so that the worker's
+    start (request_wanted_builds) queues a build."""
+    from annotations.models import SearchIndex
+    from tests.test_search import store_windows
+
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("annotations")
+    project = create_project(make_user("upgrader"), "Upgraded")
+    model = register_embedding_model("old-index", "1", 16, 1.0, 1.0, 16_000)
+    window_ids = store_windows(create_deployment(project, "D"), model, np.ones((40, 16), np.float32))
+    old_index = f"window_hnsw_p{project.pk}_m{model.pk}_{max(window_ids)}"
+    migrate([("annotations", "0026_window_score_deployment")])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE INDEX {old_index} ON annotations_window USING hnsw ((embedding::halfvec(16)) "
+                f"halfvec_cosine_ops) WHERE project_id = {project.pk} AND model_id = {model.pk}"
+            )
+            cursor.execute(
+                "INSERT INTO annotations_searchindex (project_id, model_id, index_name, max_window_id, windows, "
+                "status, error) VALUES (%s, %s, %s, %s, 40, 'done', '')",
+                [project.pk, model.pk, old_index, max(window_ids)],
+            )
+    finally:
+        migrate(latest)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", [old_index])
+        assert cursor.fetchone()[0] == 0
+    row = SearchIndex.objects.get(project=project, model=model)
+    assert (row.index_name, row.vector_table, row.max_window_id, row.windows) == ("", "", 0, 0)
+    assert unindexed_windows(project, model, row.max_window_id) == 40

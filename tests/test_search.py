@@ -36,7 +36,14 @@ from annotations.search import (
 )
 from annotations.search import nearest as search_nearest
 from annotations.search.filters import clock, time_of_day
-from annotations.search_index import build_search_index, index_state, index_summaries, request_index_build
+from annotations.search_index import (
+    WRITING_SHARE,
+    build_search_index,
+    index_state,
+    index_summaries,
+    request_index_build,
+)
+from annotations.search_reduction import reduce_query
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -178,10 +185,12 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
         ):
             where = window_conditions(project, model, filters)
             params = {**where.params, **recording_conditions(project, model, filters)[1]}
+            state = index_state(project, model)
             params.update(query=vectors[0], exclude=[], k=10, pool=20)
+            params.update(reduced_query=reduce_query(vectors[0], state.reduction))
             for per_recording in (False, True):
                 newest = index.max_window_id + 1
-                sql, _ = index_sql(project, model, index.max_window_id, where.all, newest, per_recording)
+                sql, _ = index_sql(project, model, state, where.all, newest, per_recording)
                 cursor.execute("EXPLAIN " + sql, params)
                 plan = "\n".join(row[0] for row in cursor.fetchall())
                 assert index.index_name in plan, plan
@@ -211,6 +220,30 @@ def test_a_deployment_added_to_an_indexed_project_is_searchable_at_once_and_afte
     with connection.cursor() as cursor:  # the old index was dropped
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s", [f"window_hnsw_p{project.pk}_%"])
         assert cursor.fetchone()[0] == 1
+
+
+def test_a_search_that_read_the_index_before_a_rebuild_retired_it_is_answered_by_the_new_one(
+    project_with_vectors, monkeypatch
+):
+    project, model, vectors, ids = project_with_vectors
+    build_search_index(project, model)
+    retired = index_state(project, model)
+    store_windows(create_deployment(project, "Second"), model, vectors[:60] + 0.01, per_recording=30)
+    build_search_index(project, model)  # drops the table that ``retired`` names
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [retired.vector_table])
+        assert cursor.fetchone()[0] is None
+    reads = iter([retired])
+    monkeypatch.setattr(search_nearest, "index_state", lambda *args: next(reads, index_state(*args)))
+    nearest = nearest_window_ids(project, model, vectors[5], 10, exact_scan_max=0, sketch_scan_max=0)
+    assert nearest.path == "index" and ids[5] in ids_of(nearest)[:2]
+
+
+def test_a_running_builds_progress_counts_the_vectors_written_then_the_index(project_with_vectors):
+    project, model, vectors, _ = project_with_vectors
+    SearchIndex.objects.create(project=project, model=model, status="running", vectors_written=len(vectors) // 2)
+    (summary,) = index_summaries(project)
+    assert summary.progress == pytest.approx(WRITING_SHARE / 2) and summary.windows_not_indexed == len(vectors)
 
 
 def test_embeddings_of_different_models_never_mix(project_with_vectors, make_user):

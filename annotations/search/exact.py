@@ -23,4 +23,4 @@ def exact_sql(model: EmbeddingModel, where: WindowConditions, spans: str, per_re
     planner window_project_model_id.
     """
     conditions = rechecked(where)
-    return with_spans(spans) + nearest_sql(SPAN_WINDOWS, "true", model, conditions, False, per_recording=per_recording)
+    return with_spans(spans) + nearest_sql(SPAN_WINDOWS, "true", model, conditions, per_recording=per_recording)

@@ -7,16 +7,21 @@ import psycopg
 from annotations.models import EmbeddingModel, Project
 from annotations.search.sql import nearest_sql
 from annotations.search_index import IndexState, newest_window_id
+from annotations.search_reduction import reduce_query
 
 # hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. A filtered query
-# explores further, or the hits that pass the filter come back short.
+# explores further, or the hits that pass the filter come back short. The iterative scan
+# reads on past it to the pool (bench/scale.py at 1M: ef_search k and a pool of 2 k found
+# what ef_search 3 k and a pool of 3 k did, unfiltered, 2-4 ms sooner).
 EF_SEARCH_MIN = 100
 FILTERED_EF_SEARCH_MIN = 400
-# Under a filter, this many times k from the index: its iterative scan stops at the first
-# rows that pass, and closer ones often come in the next batch. bench/scale.py, 8% hour and
-# date filters at 1M: recall@100 0.94 with k alone, 0.955 with 1.5 k; the scan's time
-# grows with the pool (each row that passes costs the rows it skipped), not with ef_search.
-FILTERED_POOL = 1.6
+EF_SEARCH_MAX = 1000  # pgvector's limit; its iterative scan reads on past it
+# The index ranks by reduced vectors (annotations.search_reduction): this many times k of
+# its best are compared exactly. Under a filter its iterative scan also stops at the first
+# rows that pass, and closer ones often come in the next batch. bench/scale.py at 1M: 2 k
+# kept tie-tolerant recall >= 0.988 (3 k: 0.995) and cut filtered searches of 11-15% from
+# 31-77 ms to 25-57 ms.
+POOL_PER_K = 2
 # The best window per recording: the index's nearest windows are read in batches until
 # they hold this many times k recordings (or PER_RECORDING_SCAN_MAX windows were read).
 PER_RECORDING_MARGIN = 1.2
@@ -27,27 +32,31 @@ PER_RECORDING_SCAN_MAX = 20_000
 def index_sql(
     project: Project,
     model: EmbeddingModel,
-    max_window_id: int,
+    index: IndexState,
     conditions: list[str],
     newest_id: int | None,
     per_recording: bool = False,
 ) -> tuple[str, str | None]:
-    """(the project's HNSW index over its windows up to ``max_window_id``, ``pool`` of them;
-    an exact scan of the windows written since, ``k`` of them, or None when there are none:
-    ``annotations.search_index``). For ``per_recording`` the index part has no limit (a
-    cursor reads it as far as it needs) and the newer part is each recording's best.
+    """(the project's HNSW index over its windows up to ``index.max_window_id``, the
+    ``pool`` best by reduced vectors, with exact scores; an exact scan of the windows
+    written since, ``k`` of them, or None when there are none: ``annotations.search_index``).
+    For ``per_recording`` the index part has no limit (a cursor reads it as far as it
+    needs) and the newer part is each recording's best.
 
-    Project, model and id bound are literals so that the planner matches the partial index.
+    The reduced query is the parameter ``reduced_query``.
     """
-    project_id, model_id, bound = int(project.pk), int(model.pk), int(max_window_id)
-    table = "annotations_window w"
-    indexed = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id <= {bound}"
-    index_part = nearest_sql(table, indexed, model, conditions, True, limit="" if per_recording else "pool")
+    project_id, model_id, bound = int(project.pk), int(model.pk), int(index.max_window_id)
+    # A window replaced since the build (a recording embedded again) has left the window
+    # table: its row in the index's table finds no partner.
+    indexed = f"{index.vector_table} v JOIN annotations_window w ON w.id = v.window_id"
+    order = f"v.reduced <=> %(reduced_query)s::halfvec({index.reduction.dim})"
+    limit = "" if per_recording else "pool"
+    index_part = nearest_sql(indexed, "true", model, conditions, index_order=order, limit=limit)
     if newest_id is None or newest_id <= bound:
         return index_part, None  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
     newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound} AND w.id <= {int(newest_id)}"
-    return index_part, nearest_sql(table, newer, model, conditions, False, per_recording=per_recording)
+    return index_part, nearest_sql("annotations_window w", newer, model, conditions, per_recording=per_recording)
 
 
 def index_rows(
@@ -60,17 +69,22 @@ def index_rows(
     per_recording: bool,
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the project's index and its newer windows, in the
-    caller's transaction: k windows (a pool of them under a filter), or windows enough to
-    hold k recordings' best (``per_recording``), read through a cursor in batches."""
+    caller's transaction: POOL_PER_K times k windows, the best by the index's reduced
+    vectors, with exact scores; or windows enough to hold k recordings' best
+    (``per_recording``), read through a cursor in batches."""
     k, filtered = params["k"], bool(conditions)
-    ef_search = max(2 * k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN)
+    pool = POOL_PER_K * k
+    ef_search = min(max(k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN), EF_SEARCH_MAX)
     with raw.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", [str(100 * ef_search)])
-        params["pool"] = round(FILTERED_POOL * k) if filtered else k
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.max_scan_tuples', %s, true)",
+            [str(ef_search), str(100 * ef_search)],
+        )
+        params["pool"] = pool
+        params["reduced_query"] = reduce_query(params["query"], index.reduction)
         index_part, newer_part = index_sql(
-            project, model, index.max_window_id, conditions, newest_window_id(project, model), per_recording
+            project, model, index, conditions, newest_window_id(project, model), per_recording
         )
         rows = []
         if newer_part:

@@ -18,7 +18,7 @@ from annotations.search.index import index_rows
 from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
-from annotations.search_index import index_state
+from annotations.search_index import IndexState, index_state
 
 MAX_K = 500
 
@@ -104,16 +104,39 @@ def nearest_window_ids(
             # Only an index (or the recordings' windows) may reach the rows: a planner that
             # misjudges a filter must not fall back to reading the whole table; and a worker
             # process costs more to start than these small scans take.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            cursor.execute(
+                "SELECT set_config('enable_seqscan', 'off', true), "
+                "set_config('max_parallel_workers_per_gather', '0', true)"
+            )
         if path == SearchPath.INDEX:
-            rows = _ranked(index_rows(raw, project, model, index, where.all, params, per_recording), per_recording, k)
+            found = _index_rows(raw, alias, project, model, index, where, params, per_recording)
+            rows = _ranked(found, per_recording, k)
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
         if path != SearchPath.INDEX:
             rows = _ranked(_span_rows(raw, model, path, where, spans, params, query, per_recording), per_recording, k)
     scored = [(window_id, score) for window_id, score, _ in rows]
     return NearestWindows(scored, path, candidates, rescued)
+
+
+def _index_rows(
+    raw: psycopg.Connection,
+    alias: str,
+    project: Project,
+    model: EmbeddingModel,
+    index: IndexState,
+    where: WindowConditions,
+    params: dict,
+    per_recording: bool,
+) -> list[tuple[int, float, int]]:
+    """``index_rows``, once more with the new index where a rebuild retired the one that
+    ``index`` names between reading it and using it (its table is dropped)."""
+    try:
+        with transaction.atomic(using=alias):  # a savepoint, to go on after the error
+            return index_rows(raw, project, model, index, where.all, params, per_recording)
+    except psycopg.errors.UndefinedTable:
+        index = index_state(project, model)
+        return index_rows(raw, project, model, index, where.all, params, per_recording)
 
 
 def _span_rows(

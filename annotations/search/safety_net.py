@@ -53,7 +53,7 @@ def missed_neighbours(
         "annotations_window a JOIN annotations_window w ON w.recording_id = a.recording_id "
         "AND w.model_id = a.model_id AND w.start_s >= a.start_s - %(reach)s AND w.start_s <= a.start_s + %(reach)s"
     )
-    sql = nearest_sql(source, "a.id = ANY(%(anchors)s)", model, where.all, False, per_recording=per_recording)
+    sql = nearest_sql(source, "a.id = ANY(%(anchors)s)", model, where.all, per_recording=per_recording)
     with raw.cursor() as cursor:
         cursor.execute(sql, {**params, "anchors": list(anchor_window_ids), "reach": NEIGHBOURHOOD_S})
         neighbours = cursor.fetchall()

@@ -76,4 +76,4 @@ def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str, per_r
         )
     else:
         pool = f"{with_spans(spans)}SELECT w.id {passing}ORDER BY {estimate} DESC LIMIT %(pool)s"
-    return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], False, per_recording=per_recording)
+    return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], per_recording=per_recording)
