@@ -598,6 +598,33 @@ class WindowScore(models.Model):
         return f"{self.score:.3f} for output {self.output_index} on window {self.window_id}"
 
 
+class SunDay(models.Model):
+    """Sunrise and sunset (UTC) of one local day at a deployment's place
+    (``annotations.sun``): filters relative to the sun read them in SQL. Null where the sun
+    does not rise or set that day. The place and zone they were worked out for are kept,
+    so that moving a deployment makes them be worked out again."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sunrise = models.DateTimeField(null=True)
+    sunset = models.DateTimeField(null=True)
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    timezone = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "day"], name="one_sun_day_per_deployment")]
+        # A window passes "from A to B minutes after sunrise" when a sunrise of its
+        # deployment lies in (start - B, start - A]: one range scan per window.
+        indexes = [
+            models.Index(fields=["deployment", "sunrise"], name="sun_day_by_sunrise"),
+            models.Index(fields=["deployment", "sunset"], name="sun_day_by_sunset"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sun at deployment {self.deployment_id} on {self.day}"
+
+
 class SearchIndex(models.Model):
     """A project's HNSW index over one model's windows: those with ids up to ``max_window_id``.
 
@@ -766,6 +793,10 @@ class SearchRecord(models.Model):
     labeled = models.CharField(max_length=16, choices=LabeledFilter.choices, default=LabeledFilter.ANY)
     one_per_recording = models.BooleanField(default=False)
     all_overlapping = models.BooleanField(default=False)
+    # Minutes from sunrise or sunset, [from, to) (annotations.sun).
+    sun_event = models.CharField(max_length=8, blank=True)
+    sun_from_min = models.FloatField(null=True, blank=True)
+    sun_to_min = models.FloatField(null=True, blank=True)
     # The ranked results as first seen (window ids, scores); null until the search first runs.
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, null=True, related_name="+")
     result_window_ids = ArrayField(models.BigIntegerField(), null=True)

@@ -51,6 +51,7 @@ from annotations.probes import MIN_HELD_OUT
 from annotations.search_index import index_summaries
 from annotations.spectrograms import SpectrogramStyle
 from annotations.stored_scores import windows_above
+from annotations.sun import SUN_EVENTS
 from annotations.text_uploads import read_text_table
 from frontend import charts
 from perch_agile.params import seconds, whole_number
@@ -297,6 +298,7 @@ def search(request, project_id):
         "deployments": project.deployments.all(),
         "sites": sorted({d.site for d in project.deployments.all() if d.site}),
         "combine_choices": Combine.choices,
+        "sun_events": SUN_EVENTS,
         "labeled_choices": LabeledFilter.choices,
         "hits": None,
         "error": "",

@@ -38,8 +38,10 @@ from annotations.models import (
 )
 from annotations.scoring import held_out_interval
 from annotations.search import SearchFilters, SearchPath, SearchSpec
-from annotations.search.filters import clock, time_of_day
+from annotations.search.filters import clock, sun_event, time_of_day
+from annotations.search.spec import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN
 from annotations.stored_scores import windows_above
+from annotations.sun import SUN_EVENTS, SUN_OFFSET_MAX_MIN
 from perch_agile.params import MAX_ID
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.
@@ -225,6 +227,18 @@ class SearchRequestSerializer(serializers.Serializer):
     date_to = serializers.DateField(required=False)
     hour_from = TimeOfDayField(required=False)
     hour_to = TimeOfDayField(required=False)
+    sun_event = serializers.ChoiceField(
+        choices=SUN_EVENTS,
+        required=False,
+        help_text="keep windows within sun_from_min to sun_to_min minutes of the day's sunrise or sunset at the "
+        "deployment's coordinates (deployments without coordinates pass no such filter)",
+    )
+    sun_from_min = serializers.FloatField(
+        default=DEFAULT_SUN_FROM_MIN, min_value=-SUN_OFFSET_MAX_MIN, max_value=SUN_OFFSET_MAX_MIN
+    )
+    sun_to_min = serializers.FloatField(
+        default=DEFAULT_SUN_TO_MIN, min_value=-SUN_OFFSET_MAX_MIN, max_value=SUN_OFFSET_MAX_MIN
+    )
     predicted_class = serializers.CharField(required=False, max_length=200)
     label_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     labeled = serializers.ChoiceField(choices=LabeledFilter.choices, default=LabeledFilter.ANY)
@@ -258,8 +272,16 @@ class SearchRequestSerializer(serializers.Serializer):
                 labeled=data["labeled"],
                 one_per_recording=data["one_per_recording"],
                 all_overlapping=data["all_overlapping"],
+                sun_event=data.get("sun_event", ""),
+                sun_from_min=data["sun_from_min"] if "sun_event" in data else None,
+                sun_to_min=data["sun_to_min"] if "sun_event" in data else None,
             ),
         )
+        if data.get("sun_event"):
+            try:
+                sun_event(data["spec"].filters)
+            except InputError as error:
+                raise serializers.ValidationError(str(error)) from None
         return data
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, LabeledFilter, Project
+from annotations.sun import SUN_EVENTS, SUN_OFFSET_MAX_MIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +31,22 @@ class SearchFilters:
     labeled: str = LabeledFilter.ANY  # for label_id
     one_per_recording: bool = False  # only each recording's best window
     all_overlapping: bool = False  # every overlapping window of a call, not only its best
+    # Minutes from the day's sunrise or sunset at the deployment's place, [from, to):
+    # "sunrise", -30, 90 keeps the dawn chorus (annotations.sun).
+    sun_event: str = ""
+    sun_from_min: float | None = None
+    sun_to_min: float | None = None
 
     @property
     def timed(self) -> bool:
-        """Whether a date or hour filter applies (windows of unknown start never pass one)."""
-        return bool(self.date_from or self.date_to or self.hour_from is not None or self.hour_to is not None)
+        """Whether a date, hour or sun filter applies (windows of unknown start never pass one)."""
+        return bool(
+            self.date_from or self.date_to or self.hour_from is not None or self.hour_to is not None or self.sun_event
+        )
+
+    @property
+    def hours(self) -> bool:
+        return self.hour_from is not None or self.hour_to is not None
 
 
 def recording_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[str, dict]:
@@ -51,6 +63,8 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
         params["site"] = filters.site
     if filters.timed:
         conditions.append("r.started_at IS NOT NULL")
+    if filters.sun_event:
+        conditions.append("d.latitude IS NOT NULL AND d.longitude IS NOT NULL")
     local_start = "(r.started_at AT TIME ZONE d.timezone)"
     hours = "greatest(coalesce(r.duration_s, 0) / 3600.0, 1 / 3600.0)"
     if filters.date_from is not None:
@@ -73,6 +87,37 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
         conditions.append(f"({hours} >= 23 OR {overlaps})")
         params.update(rec_hour_from=hour_from - 1, rec_hour_to=hour_to + 1)
     return " AND ".join(conditions), params
+
+
+def sun_condition(filters: SearchFilters, deployment: str, start: str) -> str:
+    """SQL: a window of ``deployment`` starting at ``start`` (timestamptz) lies within the
+    filter's minutes of one of its deployment's sunrises (or sunsets): that event lies in
+    (start - to, start - from]."""
+    event = sun_event(filters)
+    return (
+        f"EXISTS (SELECT 1 FROM annotations_sunday sd WHERE sd.deployment_id = {deployment} "
+        f"AND sd.{event} > {start} - %(sun_to_min)s * interval '1 minute' "
+        f"AND sd.{event} <= {start} - %(sun_from_min)s * interval '1 minute')"
+    )
+
+
+def sun_params(filters: SearchFilters) -> dict:
+    return {"sun_from_min": float(filters.sun_from_min), "sun_to_min": float(filters.sun_to_min)}
+
+
+def sun_event(filters: SearchFilters) -> str:
+    """The SunDay column of the filter's event, checked against the known ones (it becomes SQL)."""
+    if filters.sun_event not in SUN_EVENTS:
+        raise InputError(f"the sun filter takes {' or '.join(SUN_EVENTS)}, not {filters.sun_event[:40]!r}")
+    low, high = filters.sun_from_min, filters.sun_to_min
+    if low is None or high is None or not -SUN_OFFSET_MAX_MIN <= low < high <= SUN_OFFSET_MAX_MIN:
+        raise InputError(
+            f"minutes from {filters.sun_event} need a start before their end, both within "
+            f"{SUN_OFFSET_MAX_MIN} minutes of it (for example -30 to 90)"
+        )
+    if filters.hours:
+        raise InputError(f"filter by time of day or by minutes from {filters.sun_event}, not both")
+    return filters.sun_event
 
 
 def hour_range(filters: SearchFilters) -> tuple[float, float]:
@@ -138,6 +183,9 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
         times.append(f"({second} >= %(second_from)s {joiner} {second} < %(second_to)s)")
         params.update(second_from=round(hour_from * 3600), second_to=round(hour_to * 3600))
+    if filters.sun_event:
+        times.append(sun_condition(filters, "w.deployment_id", "w.started_at"))
+        params.update(sun_params(filters))
     if filters.predicted_class:
         conditions.append("w.top_classes && %(classes)s::integer[]")
         params["classes"] = matching_classes(model, filters.predicted_class)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import psycopg
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, transaction
 
 from annotations.embedding_store import raw_connection, read_alias
 from annotations.errors import InputError
@@ -19,6 +19,7 @@ from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
 from annotations.search_index import IndexState, index_state
+from annotations.sun import ensure_sun_days
 
 MAX_K = 500
 
@@ -84,11 +85,13 @@ def nearest_window_ids(
     params = {**where.params, **recording_params, **span_params}
     params.update(query=query, exclude=list(exclude_window_ids), k=k, hop=model.hop_s)
     index = index_state(project, model)
+    # Sun times just worked out are on the primary alone: a standby may not hold them yet.
+    alias = DEFAULT_DB_ALIAS if filters.sun_event and ensure_sun_days(project) else read_alias()
     counted = max(exact_scan_max, sketch_scan_max)
     if filters.deployment_id is None and not filters.site and not filters.timed and index.windows > counted:
         candidates = index.windows  # the index alone holds too many to scan: no need to count
     else:
-        candidates = candidate_windows(spans, params, counted + 1)
+        candidates = candidate_windows(spans, params, counted + 1, alias)
     # one_window_per_start carries neither a window's predicted classes nor, before the
     # model's first windows, a sketch to compare.
     sketchable = not filters.predicted_class and model.sketch_center is not None
@@ -96,7 +99,6 @@ def nearest_window_ids(
     # index, up to their limits.
     spans_first = bool(where.all) or per_recording
     path = _choose_path(candidates, spans_first, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
-    alias = read_alias()
     raw = raw_connection(alias)
     rescued = False
     with transaction.atomic(using=alias):

@@ -7,11 +7,22 @@ import datetime as dt
 import numpy as np
 from django.db import connections
 
-from annotations.embedding_store import read_alias
-from annotations.search.filters import SearchFilters, WindowConditions, hour_range
+from annotations.search.filters import SearchFilters, WindowConditions, hour_range, sun_event, sun_params
 
-# (no daylight-saving change inside it) and it is short enough not to hold two changes.
+# A recording longer than this is never taken as steady (see WALL_CLOCK).
 STEADY_RECORDING_MAX_S = 2 * 86400
+
+
+# t.wall: a recording's local start, in seconds since 1970-01-01 00:00 local time; t.steady:
+# whether its UTC offset is the same at its end (its length known and short enough not to
+# hold two changes), so that local times inside it are its wall clock plus the offset.
+_END = "(r.started_at + r.duration_s * interval '1 second')"
+_OFFSET = "({0} AT TIME ZONE d.timezone) - ({0} AT TIME ZONE 'UTC')"
+WALL_CLOCK = (
+    "CROSS JOIN LATERAL (SELECT extract(epoch FROM r.started_at AT TIME ZONE d.timezone)::float8 AS wall, "
+    f"r.duration_s IS NOT NULL AND r.duration_s <= {STEADY_RECORDING_MAX_S} "
+    f"AND {_OFFSET.format('r.started_at')} = {_OFFSET.format(_END)} AS steady) t "
+)
 
 
 def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]:
@@ -39,6 +50,8 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
         "span_hour_lo": -np.inf,
         "span_hour_hi": np.inf,
     }
+    if filters.sun_event:
+        return _sun_spans(filters, recordings, columns, source, params)
     days = "generate_series(0, 0)"  # without an hour filter, one span: the dates'
     if filters.hour_from is not None or filters.hour_to is not None:
         hour_from, hour_to = hour_range(filters)
@@ -47,17 +60,8 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
         params.update(span_hour_lo=round(hour_from * 3600.0), span_hour_hi=round(hour_to * 3600.0))
         # Every local day the recording touches, and the one before (a span that wraps).
         days = "generate_series(floor(t.wall / 86400)::int - 1, floor((t.wall + r.duration_s) / 86400)::int)"
-    end = "(r.started_at + r.duration_s * interval '1 second')"
-    offset = "({0} AT TIME ZONE d.timezone) - ({0} AT TIME ZONE 'UTC')"
-    steady = (
-        f"r.duration_s IS NOT NULL AND r.duration_s <= {STEADY_RECORDING_MAX_S} "
-        f"AND {offset.format('r.started_at')} = {offset.format(end)}"
-    )
     sql = (
-        f"SELECT {columns}, span.lo, span.hi, NOT t.steady AS recheck FROM {source} "
-        # wall: the recording's local start, in seconds since 1970-01-01 00:00 local time.
-        "CROSS JOIN LATERAL (SELECT extract(epoch FROM r.started_at AT TIME ZONE d.timezone)::float8 AS wall, "
-        f"{steady} AS steady) t "
+        f"SELECT {columns}, span.lo, span.hi, NOT t.steady AS recheck FROM {source} {WALL_CLOCK}"
         "CROSS JOIN LATERAL ("
         "SELECT greatest(day * 86400.0 + %(span_hour_lo)s::float8, %(span_date_lo)s::float8) - t.wall AS lo, "
         "least(day * 86400.0 + %(span_hour_hi)s::float8, %(span_date_hi)s::float8) - t.wall AS hi "
@@ -69,13 +73,36 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
     return sql, params
 
 
-def candidate_windows(spans: str, params: dict, cap: int) -> int:
+def _sun_spans(filters: SearchFilters, recordings: str, columns: str, source: str, params: dict) -> tuple[str, dict]:
+    """``recording_spans`` under a filter relative to the sun: one span per sunrise (or
+    sunset) of the recording's deployment near the recording, from the event's minutes
+    (exact: sun times are UTC instants), within the date filter's local days (exact in a
+    recording whose UTC offset does not change; rechecked window by window otherwise)."""
+    event = sun_event(filters)
+    params = {**params, **sun_params(filters)}
+    from_event = f"extract(epoch FROM sd.{event} - r.started_at)::float8"
+    sql = (
+        f"SELECT {columns}, span.lo, span.hi, NOT t.steady AS recheck FROM {source} {WALL_CLOCK}"
+        f"JOIN annotations_sunday sd ON sd.deployment_id = r.deployment_id AND sd.{event} IS NOT NULL "
+        f"AND sd.{event} > r.started_at - %(sun_to_min)s * interval '1 minute' "
+        f"AND (r.duration_s IS NULL OR sd.{event} < r.started_at + (r.duration_s - 60 * %(sun_from_min)s) "
+        "* interval '1 second') "
+        "CROSS JOIN LATERAL (SELECT "
+        f"greatest({from_event} + 60 * %(sun_from_min)s, %(span_date_lo)s::float8 - t.wall) AS lo, "
+        f"least({from_event} + 60 * %(sun_to_min)s, %(span_date_hi)s::float8 - t.wall) AS hi) span "
+        f"WHERE {recordings} AND span.hi > greatest(span.lo, 0) "
+        "AND (r.duration_s IS NULL OR span.lo < r.duration_s)"
+    )
+    return sql, params
+
+
+def candidate_windows(spans: str, params: dict, cap: int, alias: str) -> int:
     """Windows in the spans that may hold hits (windows every ``s.hop`` seconds from a
     recording's start), counted over at most ``cap`` spans (each holds at least one
     window, so reaching the cap means more than ``cap`` windows)."""
     first = "greatest(0, ceil(s.lo / s.hop))"
     past = "least(s.windows_done, ceil(s.hi / s.hop))"
-    with connections[read_alias()].cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {past} - {first} AS n FROM ({spans}) s "
             f"WHERE {past} > {first} LIMIT %(cap)s) counted",

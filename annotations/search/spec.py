@@ -8,8 +8,12 @@ from collections.abc import Mapping
 
 from annotations.errors import InputError
 from annotations.models import Combine, LabeledFilter, SearchRecord
-from annotations.search.filters import SearchFilters, clock, time_of_day
+from annotations.search.filters import SearchFilters, clock, sun_event, time_of_day
 from annotations.search.ranking import SearchSpec
+
+# Minutes from sunrise or sunset when only the event is chosen: the dawn chorus.
+DEFAULT_SUN_FROM_MIN = -30.0
+DEFAULT_SUN_TO_MIN = 90.0
 
 
 def spec_from_params(params: Mapping) -> SearchSpec:
@@ -39,7 +43,9 @@ def _one(params: Mapping, name: str) -> str:
 
 def filters_from_params(params: Mapping) -> SearchFilters:
     """The filters of a page's or the API's parameters (deployment, site, date_from,
-    date_to, hour_from, hour_to, predicted, label, labeled, per_recording, all_overlapping)."""
+    date_to, hour_from, hour_to, sun, sun_from, sun_to, predicted, label, labeled,
+    per_recording, all_overlapping). ``sun`` is "sunrise" or "sunset", ``sun_from`` and
+    ``sun_to`` minutes from it (default -30 and 90: the dawn chorus)."""
 
     def one(name: str) -> str:
         return _one(params, name)
@@ -56,7 +62,12 @@ def filters_from_params(params: Mapping) -> SearchFilters:
         labeled=one("labeled") or LabeledFilter.ANY,
         one_per_recording=one("per_recording") == "1",
         all_overlapping=one("all_overlapping") == "1",
+        sun_event=one("sun")[:16],
+        sun_from_min=_minutes(one("sun_from"), "sun_from", DEFAULT_SUN_FROM_MIN) if one("sun") else None,
+        sun_to_min=_minutes(one("sun_to"), "sun_to", DEFAULT_SUN_TO_MIN) if one("sun") else None,
     )
+    if filters.sun_event:
+        sun_event(filters)  # checked here, for a clear error before anything runs
     if filters.labeled not in LabeledFilter.values:
         raise InputError(f"labeled must be one of {', '.join(LabeledFilter.values)}")
     return filters
@@ -82,6 +93,9 @@ def spec_params(spec: SearchSpec) -> list[tuple[str, str]]:
         ("labeled", "" if f.labeled == LabeledFilter.ANY else f.labeled),
         ("per_recording", "1" if f.one_per_recording else ""),
         ("all_overlapping", "1" if f.all_overlapping else ""),
+        ("sun", f.sun_event),
+        ("sun_from", None if f.sun_from_min is None else f"{f.sun_from_min:g}"),
+        ("sun_to", None if f.sun_to_min is None else f"{f.sun_to_min:g}"),
     ):
         if value not in (None, ""):
             params.append((name, value.isoformat() if isinstance(value, dt.date) else str(value)))
@@ -96,6 +110,15 @@ def _int(value, name: str) -> int:
     if not 0 < number < 10**18:
         raise InputError(f"{name} {number} is out of range")
     return number
+
+
+def _minutes(value: str, name: str, default: float) -> float:
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{name} must be a number of minutes like -30 or 90, not {value[:40]!r}") from None
 
 
 def _date(value: str, name: str) -> dt.date | None:
