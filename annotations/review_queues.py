@@ -31,6 +31,7 @@ from annotations.probes import unit_rows
 from annotations.search.calls import one_per_call, windows_per_instant
 from annotations.search.filters import SearchFilters, window_conditions
 from annotations.stored_scores import ScoreScope, unlabeled_scores
+from annotations.sun import ensure_sun_days
 
 SUGGESTED = "suggested"
 KINDS = (SUGGESTED, "top", "margin", "bins", "diverse")
@@ -178,6 +179,7 @@ def _scope(classifier: Classifier, filters: SearchFilters) -> ScoreScope:
         excluded_deployment_ids=held_out if deployment_ids is None else [],
         window_conditions=list(others.all),
         params=dict(others.params),
+        primary=bool(filters.sun_event) and ensure_sun_days(project),
     )
 
 

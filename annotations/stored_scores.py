@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from django.db import connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from annotations.embedding_store import iter_deployment_embeddings, raw_connection, read_alias
 from annotations.models import Classifier, ClassifierLabel, TaskStatus, Window, WindowScore
@@ -158,12 +158,14 @@ def windows_above(output: ClassifierLabel, threshold: float) -> int | None:
 class ScoreScope:
     """Which stored scores a queue reads: those of ``deployment_ids`` (None: every
     deployment but ``excluded_deployment_ids``) whose windows pass ``window_conditions``
-    (SQL on the window ``w``, named parameters in ``params``)."""
+    (SQL on the window ``w``, named parameters in ``params``); from the primary when
+    ``primary`` (the conditions read rows just written there, which a standby may not hold yet)."""
 
     deployment_ids: list[int] | None = None
     excluded_deployment_ids: list[int] = dataclasses.field(default_factory=list)
     window_conditions: list[str] = dataclasses.field(default_factory=list)
     params: dict = dataclasses.field(default_factory=dict)
+    primary: bool = False
 
 
 def unlabeled_scores(
@@ -209,6 +211,6 @@ def unlabeled_scores(
         sql = (
             f"SELECT u.window_id, u.score FROM ({' UNION ALL '.join(parts)}) u ORDER BY {merged_order} LIMIT %(limit)s"
         )
-    with connections[read_alias()].cursor() as cursor:
+    with connections[DEFAULT_DB_ALIAS if scope.primary else read_alias()].cursor() as cursor:
         cursor.execute(sql, values)
         return [(int(window_id), float(score)) for window_id, score in cursor.fetchall()]

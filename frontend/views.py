@@ -434,6 +434,7 @@ def review(request, project_id, classifier_id):
         "labels": project.labels.all(),
         "hits": None,
         "queue_kinds": review_queues.KINDS,
+        "sun_events": SUN_EVENTS,
         "deployments": project.deployments.filter(held_out=False),
         "sites": sorted(set(project.deployments.exclude(site="").values_list("site", flat=True))),
         "query": request.GET,

@@ -14,11 +14,22 @@ from django.test import Client
 from annotations.deployments import create_deployment, create_project, update_deployment
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
-from annotations.models import Recording, RecordingStatus, SearchRecord, SunDay
+from annotations.models import (
+    Classifier,
+    ClassifierLabel,
+    Recording,
+    RecordingStatus,
+    SearchRecord,
+    SunDay,
+    TaskStatus,
+)
+from annotations.review_queues import review_queue
 from annotations.search import SearchFilters, nearest_window_ids
 from annotations.search.spec import filters_from_params, spec_params
 from annotations.search_index import build_search_index
+from annotations.stored_scores import score_project
 from annotations.sun import ensure_sun_days, sun_times
+from annotations.vocabulary import add_label
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +176,34 @@ def spec_params_of(filters: SearchFilters) -> list[tuple[str, str]]:
     from annotations.search import SearchSpec
 
     return spec_params(SearchSpec(positive_windows=(1,), filters=filters))
+
+
+def test_review_queues_keep_only_windows_near_sunrise_and_the_review_page_shows_the_filter(dawn_survey, make_user):
+    project, model, located, windows = dawn_survey
+    label = add_label(project, "Blackbird")
+    classifier = Classifier.objects.create(
+        project=project,
+        version=1,
+        embedding_model=model,
+        status=TaskStatus.DONE,
+        weights=np.ones((16, 1), np.float32).tobytes(),
+        bias=np.zeros(1, np.float32).tobytes(),
+    )
+    ClassifierLabel.objects.create(classifier=classifier, label=label, index=0)
+    score_project(classifier)
+    classifier.refresh_from_db()
+    dawn = expected_windows(windows, located, "sunrise", -30, 90)
+    filters = SearchFilters(sun_event="sunrise", sun_from_min=-30, sun_to_min=90)
+    for kind in ("top", "margin", "bins"):
+        queue = {window_id for window_id, _ in review_queue(classifier, label.pk, kind, 50, filters)}
+        assert queue and queue <= dawn, kind
+    assert len({w for w, _ in review_queue(classifier, label.pk, "top", 500, filters)}) == len(dawn)
+    client = Client()
+    client.force_login(project.created_by)
+    page = client.get(
+        f"/projects/{project.pk}/classifiers/{classifier.pk}/review/",
+        {"label": label.pk, "kind": "top", "sun": "sunrise", "sun_from": "-30", "sun_to": "90"},
+    )
+    html = page.content.decode()
+    assert page.status_code == 200 and "<option selected>sunrise</option>" in html and 'value="-30"' in html
+    assert html.count('class="hit"') == 50

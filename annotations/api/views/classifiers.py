@@ -106,6 +106,11 @@ QUEUE_FILTERS = [
     ),
     OpenApiParameter("hour_to", str),
     OpenApiParameter(
+        "sun", str, enum=["sunrise", "sunset"], description="minutes from the day's sunrise or sunset instead of hours"
+    ),
+    OpenApiParameter("sun_from", float, description="minutes from the event, [from, to); default -30"),
+    OpenApiParameter("sun_to", float, description="default 90"),
+    OpenApiParameter(
         "all_overlapping", str, description="1: every overlapping window of a call (by default each call once)"
     ),
 ]
