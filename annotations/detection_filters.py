@@ -1,5 +1,5 @@
 """Which of a run's detections to show or export, and in what order: by label, score,
-what people said of them, and local date; best first or in time order; each window, or
+what people said of them, local date and minutes from sunrise or sunset; best first or in time order; each window, or
 events (annotations.detection_events) judged by their peak window.
 
 The run page, the detections API and both exports (CSV, Raven tables) read the same
@@ -13,10 +13,11 @@ import datetime as dt
 from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
 from annotations.errors import InputError
-from annotations.models import Annotation, Detection, DetectionEvent, InferenceRun, LabelValue
+from annotations.models import Annotation, Detection, DetectionEvent, InferenceRun, LabelValue, SunDay
+from annotations.sun import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN, check_sun_filter, ensure_sun_days
 
 # What people said of a detection (annotations.exports.review_state).
 REVIEWS = ("verified", "rejected", "unsure", "disputed", "unreviewed")
@@ -40,6 +41,10 @@ class DetectionFilters:
     review: str = ""  # one of REVIEWS, or "" for any
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    # Minutes from the day's sunrise or sunset at the deployment, [from, to) (annotations.sun).
+    sun_event: str = ""
+    sun_from_min: float | None = None
+    sun_to_min: float | None = None
     order: str = "score"  # a key of ORDERS
     unit: str = "windows"  # one of UNITS: each window at or above the threshold, or events
 
@@ -51,6 +56,9 @@ class DetectionFilters:
             "review": self.review,
             "date_from": self.date_from,
             "date_to": self.date_to,
+            "sun": self.sun_event,
+            "sun_from": None if self.sun_from_min is None else f"{self.sun_from_min:g}",
+            "sun_to": None if self.sun_to_min is None else f"{self.sun_to_min:g}",
             "order": "" if self.order == "score" else self.order,
             "unit": "" if self.unit == "windows" else self.unit,
         }
@@ -70,6 +78,9 @@ def detection_filters_from_params(params: Mapping) -> DetectionFilters:
             review=one("review"),
             date_from=dt.date.fromisoformat(one("date_from")) if one("date_from") else None,
             date_to=dt.date.fromisoformat(one("date_to")) if one("date_to") else None,
+            sun_event=one("sun")[:16],
+            sun_from_min=float(one("sun_from") or DEFAULT_SUN_FROM_MIN) if one("sun") else None,
+            sun_to_min=float(one("sun_to") or DEFAULT_SUN_TO_MIN) if one("sun") else None,
             order=one("order") or "score",
             unit=one("unit") or "windows",
         )
@@ -83,6 +94,8 @@ def detection_filters_from_params(params: Mapping) -> DetectionFilters:
         raise InputError(f"order must be one of {', '.join(ORDERS)}")
     if filters.min_score is not None and not 0 <= filters.min_score <= 1:
         raise InputError("min_score must be between 0 and 1")
+    if filters.sun_event:
+        check_sun_filter(filters.sun_event, filters.sun_from_min, filters.sun_to_min)
     return filters
 
 
@@ -141,7 +154,26 @@ def _filtered(rows: QuerySet, run: InferenceRun, filters: DetectionFilters, scor
     if filters.date_to is not None:
         end = dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time(), zone)
         rows = rows.filter(**{f"{started}__lt": end})
+    if filters.sun_event:
+        rows = rows.filter(_near_the_sun(run, filters, started))
     return rows
+
+
+def _near_the_sun(run: InferenceRun, filters: DetectionFilters, started: str) -> Exists:
+    """A detection starting at ``started`` lies within the filter's minutes of one of the
+    deployment's sunrises (or sunsets): that event lies in (start - to, start - from]."""
+    ensure_sun_days(run.deployment.project)
+    event = check_sun_filter(filters.sun_event, filters.sun_from_min, filters.sun_to_min)
+
+    def start_less(minutes: float) -> ExpressionWrapper:
+        return ExpressionWrapper(OuterRef(started) - dt.timedelta(minutes=minutes), output_field=DateTimeField())
+
+    return Exists(
+        SunDay.objects.filter(
+            deployment_id=run.deployment_id,
+            **{f"{event}__gt": start_less(filters.sun_to_min), f"{event}__lte": start_less(filters.sun_from_min)},
+        )
+    )
 
 
 def listed(run: InferenceRun, filters: DetectionFilters) -> QuerySet[Detection] | QuerySet[DetectionEvent]:

@@ -18,11 +18,15 @@ from astral import Observer
 from astral.sun import sunrise, sunset
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from annotations.errors import InputError
 from annotations.models import Deployment, Project, SunDay
 
 SUN_EVENTS = ("sunrise", "sunset")
 # Offsets from the event, in minutes: half a day either way.
 SUN_OFFSET_MAX_MIN = 720
+# When only the event is chosen: the dawn chorus.
+DEFAULT_SUN_FROM_MIN = -30.0
+DEFAULT_SUN_TO_MIN = 90.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,18 @@ class SunTimes:
     day: dt.date
     sunrise: dt.datetime | None
     sunset: dt.datetime | None
+
+
+def check_sun_filter(event: str, from_min: float | None, to_min: float | None) -> str:
+    """``event`` (a SunDay column: it becomes SQL) once checked with its minutes, [from, to)."""
+    if event not in SUN_EVENTS:
+        raise InputError(f"the sun filter takes {' or '.join(SUN_EVENTS)}, not {event[:40]!r}")
+    if from_min is None or to_min is None or not -SUN_OFFSET_MAX_MIN <= from_min < to_min <= SUN_OFFSET_MAX_MIN:
+        raise InputError(
+            f"minutes from {event} need a start before their end, both within "
+            f"{SUN_OFFSET_MAX_MIN} minutes of it (for example -30 to 90)"
+        )
+    return event
 
 
 def sun_times(latitude: float, longitude: float, zone: str, first: dt.date, last: dt.date) -> list[SunTimes]:

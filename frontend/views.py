@@ -485,6 +485,7 @@ def run(request, project_id, run_id):
         "event_count": run.events.count() if done else None,
         "filters": filters,
         "filter_error": filter_error,
+        "sun_events": SUN_EVENTS,
         "export_query": urlencode(filters.as_params()),
         "reviews": detection_filters.REVIEWS,
         "labels": project.labels.all(),

@@ -12,11 +12,15 @@ import pytest
 from django.test import Client
 
 from annotations.deployments import create_deployment, create_project, update_deployment
+from annotations.detection_events import store_detection_events
+from annotations.detection_filters import detection_filters_from_params, filtered_detections, filtered_events
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.models import (
     Classifier,
     ClassifierLabel,
+    Detection,
+    InferenceRun,
     Recording,
     RecordingStatus,
     SearchRecord,
@@ -207,3 +211,33 @@ def test_review_queues_keep_only_windows_near_sunrise_and_the_review_page_shows_
     html = page.content.decode()
     assert page.status_code == 200 and "<option selected>sunrise</option>" in html and 'value="-30"' in html
     assert html.count('class="hit"') == 50
+
+
+def test_detections_events_and_their_exports_keep_only_those_near_sunrise(dawn_survey, client_for):
+    project, model, located, windows = dawn_survey
+    label = add_label(project, "Song thrush")
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
+    ClassifierLabel.objects.create(classifier=classifier, label=label, index=0)
+    run = InferenceRun.objects.create(classifier=classifier, deployment=located, status=TaskStatus.DONE)
+    # Every tenth window of the located deployment detected: each detection its own event.
+    detected = sorted(w for w, (deployment_id, _) in windows.items() if deployment_id == located.pk)[::10]
+    for window_id in detected:
+        Detection.objects.create(run=run, window_id=window_id, label=label, score=0.9)
+    store_detection_events(run)
+    dawn = expected_windows(windows, located, "sunrise", -30, 90) & set(detected)
+    assert 0 < len(dawn) < len(detected)
+    filters = detection_filters_from_params({"sun": "sunrise"})
+    assert {d.window_id for d in filtered_detections(run, filters)} == dawn
+    assert {e.peak_window_id for e in filtered_events(run, filters)} == dawn
+    assert detection_filters_from_params(filters.as_params()) == filters
+    with pytest.raises(InputError):
+        detection_filters_from_params({"sun": "sunset", "sun_from": "90", "sun_to": "-30"})
+    api = client_for(project.created_by)
+    csv = api.get(f"/api/projects/{project.pk}/runs/{run.pk}/detections.csv", {"sun": "sunrise"})
+    assert csv.status_code == 200
+    assert len(b"".join(csv.streaming_content).decode().strip().splitlines()) == 1 + len(dawn)
+    client = Client()
+    client.force_login(project.created_by)
+    page = client.get(f"/projects/{project.pk}/runs/{run.pk}/", {"sun": "sunrise", "sun_to": "60"})
+    html = page.content.decode()
+    assert page.status_code == 200 and "<option selected>sunrise</option>" in html and "sun_to=60" in html

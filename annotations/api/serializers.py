@@ -39,9 +39,8 @@ from annotations.models import (
 from annotations.scoring import held_out_interval
 from annotations.search import SearchFilters, SearchPath, SearchSpec
 from annotations.search.filters import clock, sun_event, time_of_day
-from annotations.search.spec import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN
 from annotations.stored_scores import windows_above
-from annotations.sun import SUN_EVENTS, SUN_OFFSET_MAX_MIN
+from annotations.sun import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN, SUN_EVENTS, SUN_OFFSET_MAX_MIN
 from perch_agile.params import MAX_ID
 
 # Largest id PostgreSQL's bigint holds: larger numbers are refused with a 400, not a crash.

@@ -7,7 +7,7 @@ import datetime as dt
 
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, LabeledFilter, Project
-from annotations.sun import SUN_EVENTS, SUN_OFFSET_MAX_MIN
+from annotations.sun import check_sun_filter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +106,8 @@ def sun_params(filters: SearchFilters) -> dict:
 
 
 def sun_event(filters: SearchFilters) -> str:
-    """The SunDay column of the filter's event, checked against the known ones (it becomes SQL)."""
-    if filters.sun_event not in SUN_EVENTS:
-        raise InputError(f"the sun filter takes {' or '.join(SUN_EVENTS)}, not {filters.sun_event[:40]!r}")
-    low, high = filters.sun_from_min, filters.sun_to_min
-    if low is None or high is None or not -SUN_OFFSET_MAX_MIN <= low < high <= SUN_OFFSET_MAX_MIN:
-        raise InputError(
-            f"minutes from {filters.sun_event} need a start before their end, both within "
-            f"{SUN_OFFSET_MAX_MIN} minutes of it (for example -30 to 90)"
-        )
+    """The SunDay column of the filter's event, checked with its minutes (it becomes SQL)."""
+    check_sun_filter(filters.sun_event, filters.sun_from_min, filters.sun_to_min)
     if filters.hours:
         raise InputError(f"filter by time of day or by minutes from {filters.sun_event}, not both")
     return filters.sun_event

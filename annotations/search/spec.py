@@ -10,10 +10,7 @@ from annotations.errors import InputError
 from annotations.models import Combine, LabeledFilter, SearchRecord
 from annotations.search.filters import SearchFilters, clock, sun_event, time_of_day
 from annotations.search.ranking import SearchSpec
-
-# Minutes from sunrise or sunset when only the event is chosen: the dawn chorus.
-DEFAULT_SUN_FROM_MIN = -30.0
-DEFAULT_SUN_TO_MIN = 90.0
+from annotations.sun import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN
 
 
 def spec_from_params(params: Mapping) -> SearchSpec:

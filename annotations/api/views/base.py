@@ -16,6 +16,7 @@ from annotations import deployments
 from annotations.access import Action, project_for
 from annotations.api import serializers as s
 from annotations.models import Classifier, Recording, Window
+from annotations.sun import DEFAULT_SUN_FROM_MIN, DEFAULT_SUN_TO_MIN, SUN_EVENTS
 from perch_agile.headers import API_DOCS_CONTENT_SECURITY_POLICY
 from perch_agile.params import seconds
 
@@ -23,6 +24,16 @@ ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer
 
 
 CONFIRM = OpenApiParameter("confirm", str, description="the exact name of what is deleted, as confirmation")
+# Minutes from the day's sunrise or sunset at each deployment (annotations.sun), for queues and detections.
+SUN_FILTERS = [
+    OpenApiParameter(
+        "sun", str, enum=list(SUN_EVENTS), description="minutes from the day's sunrise or sunset instead of hours"
+    ),
+    OpenApiParameter(
+        "sun_from", float, description=f"minutes from the event, [from, to); default {DEFAULT_SUN_FROM_MIN:g}"
+    ),
+    OpenApiParameter("sun_to", float, description=f"default {DEFAULT_SUN_TO_MIN:g}"),
+]
 
 
 class TokenView(ObtainAuthToken):

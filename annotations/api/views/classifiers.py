@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from annotations import exports, review_queues, scoring, search, training
 from annotations.access import Action
 from annotations.api import serializers as s
-from annotations.api.views.base import ERRORS, ProjectView, as_attachment, classifier_of, validated
+from annotations.api.views.base import ERRORS, SUN_FILTERS, ProjectView, as_attachment, classifier_of, validated
 from annotations.errors import InputError
 from annotations.models import Classifier
 from perch_agile.params import whole_number
@@ -105,11 +105,7 @@ QUEUE_FILTERS = [
         "hour_from", str, description='local time of day "05:30" (or a whole hour), [from, to), may wrap midnight'
     ),
     OpenApiParameter("hour_to", str),
-    OpenApiParameter(
-        "sun", str, enum=["sunrise", "sunset"], description="minutes from the day's sunrise or sunset instead of hours"
-    ),
-    OpenApiParameter("sun_from", float, description="minutes from the event, [from, to); default -30"),
-    OpenApiParameter("sun_to", float, description="default 90"),
+    *SUN_FILTERS,
     OpenApiParameter(
         "all_overlapping", str, description="1: every overlapping window of a call (by default each call once)"
     ),

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from annotations import call_density, detection_filters, detections, exports
 from annotations.access import Action
 from annotations.api import serializers as s
-from annotations.api.views.base import ERRORS, ProjectView, as_attachment, classifier_of, validated
+from annotations.api.views.base import ERRORS, SUN_FILTERS, ProjectView, as_attachment, classifier_of, validated
 from annotations.models import InferenceRun
 from perch_agile.params import whole_number
 
@@ -49,6 +49,7 @@ DETECTION_FILTERS = [
     OpenApiParameter("review", str, enum=list(detection_filters.REVIEWS)),
     OpenApiParameter("date_from", OpenApiTypes.DATE, description="local to the deployment's time zone"),
     OpenApiParameter("date_to", OpenApiTypes.DATE),
+    *SUN_FILTERS,
     OpenApiParameter("order", str, enum=list(detection_filters.ORDERS), description="default: score, best first"),
     OpenApiParameter(
         "unit",
