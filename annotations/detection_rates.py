@@ -1,4 +1,5 @@
-"""Detections normalised by recording effort: per local day, per hour of day, per site.
+"""Detections normalised by recording effort: per local day, per hour of day, per site,
+and per quarter hour around sunrise and sunset.
 
 A day's rate is its detections per recorded hour. Days between a deployment's first and
 last recording that hold no recording have no effort: their rate is unknown, not 0.
@@ -17,8 +18,20 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
-from annotations.models import Deployment, DetectionCount, InferenceRun, RecordingStatus, TaskStatus
+from annotations.models import (
+    Deployment,
+    DetectionCount,
+    InferenceRun,
+    RecordingStatus,
+    SunDay,
+    SunDetectionCount,
+    TaskStatus,
+)
+from annotations.sun import SUN_EVENTS, ensure_sun_days
 
+# Around sunrise and sunset: quarter hours, three hours either side.
+SUN_BIN_MIN = 15
+SUN_REACH_MIN = 180
 # Every time zone's offset from UTC is a whole number of quarter hours, so a quarter hour
 # of UTC never straddles a local hour boundary.
 QUARTER = dt.timedelta(minutes=15)
@@ -85,6 +98,91 @@ def store_detection_counts(run: InferenceRun) -> None:
             "JOIN annotations_deployment d ON d.id = w.deployment_id WHERE x.run_id = %s GROUP BY 1, 2, 3, 4",
             [run.pk],
         )
+
+
+def store_sun_counts(run: InferenceRun) -> None:
+    """Count the run's detections per label in quarter hours around each day's sunrise
+    and sunset at its deployment (a worker's part, with ``store_detection_counts``); a
+    deployment without coordinates has none."""
+    SunDetectionCount.objects.filter(run=run).delete()
+    ensure_sun_days(run.deployment.project)
+    with connection.cursor() as cursor:
+        for event in SUN_EVENTS:  # a known column name
+            cursor.execute(
+                f"INSERT INTO {SunDetectionCount._meta.db_table} (run_id, label_id, event, offset_min, detections) "
+                f"SELECT x.run_id, x.label_id, %(event)s, "
+                f"floor(extract(epoch FROM w.started_at - sd.{event}) / %(bin_s)s)::int * %(bin_min)s, count(*) "
+                "FROM annotations_detection x JOIN annotations_window w ON w.id = x.window_id "
+                f"JOIN annotations_sunday sd ON sd.deployment_id = w.deployment_id "
+                f"AND sd.{event} > w.started_at - %(reach_min)s * interval '1 minute' "
+                f"AND sd.{event} <= w.started_at + %(reach_min)s * interval '1 minute' "
+                "WHERE x.run_id = %(run)s GROUP BY 1, 2, 3, 4",
+                {
+                    "run": run.pk,
+                    "event": event,
+                    "bin_s": 60 * SUN_BIN_MIN,
+                    "bin_min": SUN_BIN_MIN,
+                    "reach_min": SUN_REACH_MIN,
+                },
+            )
+    InferenceRun.objects.filter(pk=run.pk).update(sun_counted=True)
+
+
+def sun_effort(deployment: Deployment, event: str) -> dict[int, float]:
+    """Seconds of ingested audio in each quarter hour around the event, summed over days:
+    {minutes from the event at the quarter's start: seconds}, within SUN_REACH_MIN."""
+    events = list(
+        SunDay.objects.filter(deployment=deployment, **{f"{event}__isnull": False}).values_list(event, flat=True)
+    )
+    effort: dict[int, float] = defaultdict(float)
+    recordings = deployment.recordings.filter(
+        status=RecordingStatus.DONE, started_at__isnull=False, duration_s__gt=0
+    ).values_list("started_at", "duration_s")
+    reach = dt.timedelta(minutes=SUN_REACH_MIN)
+    for started, duration_s in recordings:
+        end = started + dt.timedelta(seconds=duration_s)
+        for moment in events:
+            if moment + reach <= started or moment - reach >= end:
+                continue
+            for offset in range(-SUN_REACH_MIN, SUN_REACH_MIN, SUN_BIN_MIN):
+                low = moment + dt.timedelta(minutes=offset)
+                overlap = (min(end, low + dt.timedelta(minutes=SUN_BIN_MIN)) - max(started, low)).total_seconds()
+                if overlap > 0:
+                    effort[offset] += overlap
+    return dict(effort)
+
+
+@dataclasses.dataclass(frozen=True)
+class SunRates:
+    """One label's detections per recorded hour in each quarter hour around an event:
+    (minutes from the event at the quarter's start, rate), from -SUN_REACH_MIN on."""
+
+    label: str
+    event: str
+    quarters: list[tuple[int, Rate]]
+
+
+def run_sun_rates(run: InferenceRun) -> list[SunRates]:
+    """Per label and event (sunrise, then sunset), where the worker counted them and the
+    deployment has coordinates; none otherwise."""
+    deployment = run.deployment
+    if not run.sun_counted or deployment.latitude is None or deployment.longitude is None:
+        return []
+    counts: dict[tuple[str, str, int], int] = defaultdict(int)
+    for label, event, offset, detections in run.sun_counts.values_list(
+        "label__name", "event", "offset_min", "detections"
+    ):
+        counts[label, event, offset] += detections
+    rates = []
+    for event in SUN_EVENTS:
+        effort = sun_effort(deployment, event)
+        for label in _label_names(run):
+            quarters = [
+                (offset, Rate(counts[label, event, offset], effort.get(offset, 0.0) / 3600))
+                for offset in range(-SUN_REACH_MIN, SUN_REACH_MIN, SUN_BIN_MIN)
+            ]
+            rates.append(SunRates(label, event, quarters))
+    return rates
 
 
 def _label_names(run: InferenceRun) -> list[str]:

@@ -663,6 +663,9 @@ class InferenceRun(models.Model):
     threshold = models.FloatField(null=True, blank=True)
     # The threshold each output (by index) was run at, fixed when the run was requested.
     label_thresholds = ArrayField(models.FloatField(), default=list)
+    # Whether the worker counted its detections around sunrise and sunset (runs made
+    # before it did have no such counts: SunDetectionCount).
+    sun_counted = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
     error = models.TextField(blank=True)
     windows_total = models.PositiveIntegerField(default=0)
@@ -757,6 +760,21 @@ class DetectionCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.detections} of {self.label_id} on {self.day} at {self.hour} h"
+
+
+class SunDetectionCount(models.Model):
+    """A run's detections of one label starting in one quarter hour relative to the day's
+    sunrise or sunset at its deployment (``offset_min``: the quarter's start, minutes from
+    the event), counted by the worker (annotations.detection_rates)."""
+
+    run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="sun_counts")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=8)  # annotations.sun.SUN_EVENTS
+    offset_min = models.SmallIntegerField()
+    detections = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.detections} of {self.label_id} at {self.event} {self.offset_min:+d} min"
 
 
 class Combine(models.TextChoices):

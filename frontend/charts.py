@@ -15,7 +15,7 @@ import numpy as np
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from annotations.detection_rates import Rate, SiteRates
+from annotations.detection_rates import SUN_BIN_MIN, Rate, SiteRates, SunRates
 from annotations.learning_curve import CurvePoint
 from annotations.models import Deployment
 from annotations.probes import PrecisionRecall
@@ -209,6 +209,30 @@ def diel_chart(label: str, hours: Sequence[Rate], zone: str) -> SafeString:
                 else f"{hour:02d}:00–{hour + 1:02d}:00: no recording",
             )
             for hour, rate in enumerate(hours)
+        ],
+        width=480,
+    )
+
+
+def sun_chart(rates: SunRates) -> SafeString:
+    """Detections per recorded hour by quarter hour around the day's sunrise or sunset."""
+
+    def span(offset: int) -> str:
+        return f"{offset:+d} to {offset + SUN_BIN_MIN:+d} min"
+
+    return rate_bars(
+        f"{rates.label}: detections per recorded hour around {rates.event}",
+        f"minutes from {rates.event} (each day's, at the deployment)",
+        "detections per recorded hour",
+        [
+            Bar(
+                rate.per_hour,
+                f"{offset:+d}",
+                f"{span(offset)}: {rate.detections} detections in {rate.recorded_hours:.2f} h"
+                if rate.effort
+                else f"{span(offset)}: no recording",
+            )
+            for offset, rate in rates.quarters
         ],
         width=480,
     )

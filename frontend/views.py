@@ -497,6 +497,10 @@ def run(request, project_id, run_id):
             )
             for rates in (detection_rates.run_rates(run) if done else [])
         ],
+        "sun_charts": [
+            (f"{rates.label}-around-{rates.event}", charts.sun_chart(rates))
+            for rates in (detection_rates.run_sun_rates(run) if done else [])
+        ],
         "sites": sites,
         "site_maps": charts.site_maps(project.deployments.all(), sites),
         "densities": call_density.run_densities(run) if done else [],

@@ -14,6 +14,7 @@ from django.test import Client
 from annotations.deployments import create_deployment, create_project, update_deployment
 from annotations.detection_events import store_detection_events
 from annotations.detection_filters import detection_filters_from_params, filtered_detections, filtered_events
+from annotations.detection_rates import run_sun_rates, store_sun_counts
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.models import (
@@ -241,3 +242,33 @@ def test_detections_events_and_their_exports_keep_only_those_near_sunrise(dawn_s
     page = client.get(f"/projects/{project.pk}/runs/{run.pk}/", {"sun": "sunrise", "sun_to": "60"})
     html = page.content.decode()
     assert page.status_code == 200 and "<option selected>sunrise</option>" in html and "sun_to=60" in html
+
+
+def test_a_runs_detections_are_charted_around_sunrise_and_sunset_per_recorded_hour(dawn_survey):
+    project, model, located, windows = dawn_survey
+    label = add_label(project, "Robin")
+    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
+    ClassifierLabel.objects.create(classifier=classifier, label=label, index=0)
+    run = InferenceRun.objects.create(classifier=classifier, deployment=located, status=TaskStatus.DONE)
+    detected = sorted(w for w, (deployment_id, _) in windows.items() if deployment_id == located.pk)[::3]
+    Detection.objects.bulk_create(Detection(run=run, window_id=w, label=label, score=0.9) for w in detected)
+    assert run_sun_rates(run) == []  # not counted yet: a run made before the counts
+    store_sun_counts(run)
+    run.refresh_from_db()
+    (sunrise, sunset) = run_sun_rates(run)
+    assert (sunrise.event, sunset.event) == ("sunrise", "sunset")
+    offsets = [offset for offset, _ in sunrise.quarters]
+    assert offsets[0] == -180 and offsets[-1] == 165 and len(offsets) == 24
+    by_offset = dict(sunrise.quarters)
+    # Both dawn recordings cover the quarter hour after sunrise: half an hour of effort.
+    assert by_offset[0].recorded_hours == pytest.approx(0.5)
+    assert by_offset[0].detections == len(expected_windows(windows, located, "sunrise", 0, 15) & set(detected))
+    assert sum(rate.detections for _, rate in sunrise.quarters) == len(
+        expected_windows(windows, located, "sunrise", -180, 180) & set(detected)
+    )
+    # Sunset lies 11-13 h after these recordings: no effort, nothing counted.
+    assert all(not rate.effort and rate.detections == 0 for _, rate in sunset.quarters)
+    client = Client()
+    client.force_login(project.created_by)
+    html = client.get(f"/projects/{project.pk}/runs/{run.pk}/").content.decode()
+    assert "Around sunrise and sunset" in html and "Robin: detections per recorded hour around sunrise" in html

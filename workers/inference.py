@@ -6,7 +6,7 @@ from django.db import connection, transaction
 
 from annotations.call_density import store_density_strata
 from annotations.detection_events import store_detection_events
-from annotations.detection_rates import store_detection_counts
+from annotations.detection_rates import store_detection_counts, store_sun_counts
 from annotations.models import Detection, InferenceRun, TaskStatus, Window, WindowScore
 from annotations.scoring import Scorer
 from annotations.stored_scores import score_deployment
@@ -50,5 +50,6 @@ def run_inference(run: InferenceRun) -> int:
         store_detection_events(run)
         store_density_strata(run)
         store_detection_counts(run)
+        store_sun_counts(run)
     InferenceRun.objects.filter(pk=run.pk).update(status=TaskStatus.DONE, error="", windows_scored=total)
     return detections
