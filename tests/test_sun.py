@@ -214,16 +214,22 @@ def test_review_queues_keep_only_windows_near_sunrise_and_the_review_page_shows_
     assert html.count('class="hit"') == 50
 
 
-def test_detections_events_and_their_exports_keep_only_those_near_sunrise(dawn_survey, client_for):
+def finished_run(dawn_survey, label_name: str, every: int) -> tuple[InferenceRun, list[int]]:
+    """A finished run over the located deployment that detected every ``every``-th window."""
     project, model, located, windows = dawn_survey
-    label = add_label(project, "Song thrush")
+    label = add_label(project, label_name)
     classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
     ClassifierLabel.objects.create(classifier=classifier, label=label, index=0)
     run = InferenceRun.objects.create(classifier=classifier, deployment=located, status=TaskStatus.DONE)
+    detected = sorted(w for w, (deployment_id, _) in windows.items() if deployment_id == located.pk)[::every]
+    Detection.objects.bulk_create(Detection(run=run, window_id=w, label=label, score=0.9) for w in detected)
+    return run, detected
+
+
+def test_detections_events_and_their_exports_keep_only_those_near_sunrise(dawn_survey, client_for):
+    project, _, located, windows = dawn_survey
     # Every tenth window of the located deployment detected: each detection its own event.
-    detected = sorted(w for w, (deployment_id, _) in windows.items() if deployment_id == located.pk)[::10]
-    for window_id in detected:
-        Detection.objects.create(run=run, window_id=window_id, label=label, score=0.9)
+    run, detected = finished_run(dawn_survey, "Song thrush", every=10)
     store_detection_events(run)
     dawn = expected_windows(windows, located, "sunrise", -30, 90) & set(detected)
     assert 0 < len(dawn) < len(detected)
@@ -245,13 +251,8 @@ def test_detections_events_and_their_exports_keep_only_those_near_sunrise(dawn_s
 
 
 def test_a_runs_detections_are_charted_around_sunrise_and_sunset_per_recorded_hour(dawn_survey):
-    project, model, located, windows = dawn_survey
-    label = add_label(project, "Robin")
-    classifier = Classifier.objects.create(project=project, version=1, embedding_model=model, status=TaskStatus.DONE)
-    ClassifierLabel.objects.create(classifier=classifier, label=label, index=0)
-    run = InferenceRun.objects.create(classifier=classifier, deployment=located, status=TaskStatus.DONE)
-    detected = sorted(w for w, (deployment_id, _) in windows.items() if deployment_id == located.pk)[::3]
-    Detection.objects.bulk_create(Detection(run=run, window_id=w, label=label, score=0.9) for w in detected)
+    project, _, located, windows = dawn_survey
+    run, detected = finished_run(dawn_survey, "Robin", every=3)
     assert run_sun_rates(run) == []  # not counted yet: a run made before the counts
     store_sun_counts(run)
     run.refresh_from_db()
