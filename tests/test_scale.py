@@ -208,3 +208,22 @@ def test_database_settings_are_sized_to_the_machine():
     small = database_tuning(256 * 2**20, 1)
     assert small["shared_buffers"] == "128MB" and small["max_parallel_maintenance_workers"] == "1"
     assert database_tuning(512 * 2**30, 64)["maintenance_work_mem"] == "16384MB"
+
+
+def test_the_reduced_index_keeps_its_recall_over_100000_windows(make_user):
+    """The compact index (256 reduced axes and the remainder, HNSW under cosine, twice the
+    page compared exactly: annotations.search_reduction) over 100,000 windows shaped like
+    real output, its axes fitted on 20,000 of them: every query kind as the page composes
+    it, unfiltered and under a site filter that takes the index."""
+    user = make_user("programme")
+    big, small, model, corpus, _ = scale.build_corpus(user, 100_000, 1024, recording_s=600.0)
+    index = build_search_index(big, model)
+    assert index.windows == int((corpus.project == 0).sum()) and index.reduction is not None
+    build_search_index(small, model)
+    figures = scale.measure_searches(
+        big, small, model, corpus, queries=6, crossovers=(0, 0), cases=["no filter", "one site"]
+    )
+    assert len(figures) == 2 * len(scale.QUERY_KINDS)
+    for figure in figures:
+        assert figure.tied >= 0.95 and figure.worst >= 0.8, figure
+        assert figure.paths == "index" or figure.rescued, figure
