@@ -400,6 +400,12 @@ def test_the_run_page_charts_and_map_fit_and_download(page, make_user):
     assert page.locator("ol.hits .hit").count() == 1 and "1 detection (windows);" in page.content()
     assert "order=time" in page.get_by_role("link", name="Download CSV").get_attribute("href")
     page.screenshot(path=OUTPUT_DIR / "detections-filtered.png", full_page=True)
+    # Relative to sunrise instead (the form's default minutes: -30 to 90); the exports follow.
+    page.select_option("select[name=sun]", "sunrise")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r"sun=sunrise"))
+    assert page.locator("select[name=sun]").input_value() == "sunrise"
+    assert "sun=sunrise" in page.get_by_role("link", name="Download CSV").get_attribute("href")
     assert violations == []
 
 
