@@ -21,7 +21,7 @@ from django.test import Client
 from annotations.deployments import grant_folder
 from annotations.embedding_store import window_embeddings
 from annotations.exports import SEQUENCE_TABLE_NAME
-from annotations.models import Annotation, ClassifierExample, Detection, Project, Window, WindowScore
+from annotations.models import Annotation, ClassifierExample, Detection, Project, SunDay, Window, WindowScore
 from tests.audio_corpus import make_bad_files, make_recordings
 from tests.conftest import wait_for
 
@@ -126,6 +126,13 @@ def test_bad_files_are_reported_and_the_rest_ingest(ingested):
         assert entry["windows_done"] == 4  # 12 s in 3 s windows, at every sample rate
     assert files["cut_data.wav"]["windows_done"] > 0
     assert progress["windows"] == 8 * 4 + files["cut_data.wav"]["windows_done"]
+    # Once the project's ingest is over, the worker works out the located deployment's sun
+    # times (annotations.sun) for every day its recordings touch (10-17 May), and one either side.
+    days = wait_for(
+        lambda: list(SunDay.objects.filter(deployment_id=ingested["deployment"]["id"]).values_list("day", flat=True)),
+        what="sun times after the ingest",
+    )
+    assert min(days).isoformat() == "2026-05-09" and max(days).isoformat() == "2026-05-18"
 
 
 def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):

@@ -36,6 +36,7 @@ from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import ClipQuery, Deployment, EmbeddingModel, Recording, RecordingStatus
 from annotations.search_index import index_wanted, request_index_build
+from annotations.sun import ensure_sun_days
 from workers.decode_pool import (
     Crashed,
     DecodePool,
@@ -323,9 +324,13 @@ def _store(recording: Recording, embedding_model: EmbeddingModel, embedded: Embe
     _update(recording, status=RecordingStatus.DONE, windows_done=len(embedded.starts_s))
     project = recording.deployment.project
     ingesting = Recording.objects.filter(deployment__project=project, status__in=UNFINISHED).exists()
-    if not ingesting and index_wanted(project, embedding_model):
-        # The project's ingest is over: index what it added, in a task of its own.
-        request_index_build(project, embedding_model)
+    if not ingesting:
+        # The project's ingest is over: the sun times of the days it added, for filters
+        # relative to sunrise (not left to the first search that needs them), and an index
+        # of what it added, in a task of its own.
+        ensure_sun_days(project)
+        if index_wanted(project, embedding_model):
+            request_index_build(project, embedding_model)
     return RecordingStatus.DONE
 
 
