@@ -126,6 +126,21 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     wait_until(page, "document.querySelector('.region-view img').naturalWidth > 0")
     assert page.evaluate("scrollY") == 0  # opened at its header, not scrolled to the first window
     page.screenshot(path=OUTPUT_DIR / "recording.png", full_page=True)
+    # Under the picture, time in the file and on the clock (the file's name says 05:00:00
+    # UTC), and a legend for every mark drawn over it.
+    ticks = page.locator("[data-time-axis] .tick").all_inner_texts()
+    assert len(ticks) >= 3 and ticks[0].split("\n") == ["0 s", "05:00:00"], ticks
+    assert page.locator(".legend .swatch").count() == 3
+    for width in (800, 1280):  # redrawn to the new width, labels never crowded
+        page.set_viewport_size({"width": width, "height": 900})
+        wait_until(page, f"innerWidth === {width}")
+        page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        spacing = page.evaluate(
+            "[...document.querySelectorAll('[data-time-axis] .tick')].map((t) => t.getBoundingClientRect().x)"
+        )
+        assert len(spacing) >= 3 and all(b - a >= 80 for a, b in zip(spacing, spacing[1:], strict=False)), spacing
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), width
+        page.screenshot(path=OUTPUT_DIR / f"recording-axis-{width}px.png")
     page.keyboard.press("j")  # the recording's second window is the example
     # The window moved to sits below the sticky labeling toolbar, never under it.
     toolbar = page.locator(".toolbar").bounding_box()

@@ -204,6 +204,15 @@ async function searchWhenEmbedded(clipListUrl, clip, searchUrl) {
   window.location.href = `${searchUrl}?clip=${clip.id}`;
 }
 
+// A time in a file: "12.5 s" below a minute, "4:05" below an hour, "1:04:05" beyond.
+function fileTime(seconds) {
+  if (seconds < 60) return `${Number(seconds.toFixed(1))} s`;
+  const whole = Math.round(seconds);
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor(whole / 60) % 60, whole % 60];
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
 function formatDuration(seconds) {
   if (seconds < 90) return `${Math.round(seconds)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
@@ -710,6 +719,7 @@ if (regionView) {
       ? `${view.start.toFixed(1)}–${view.end.toFixed(1)} s` : `the whole file (${formatDuration(duration)})`;
     box.hidden = true;
     actions.hidden = true;
+    drawTimeAxis();
     if (hits().length) markWindow(hits()[current], false);
   };
   // The picture is drawn to the page's width; its frequency axis scales with it.
@@ -720,6 +730,27 @@ if (regionView) {
     return Math.max(view.start, Math.min(view.end, view.start + x / pxPerSecond()));
   };
   const xOf = (seconds) => axis() + (seconds - view.start) * pxPerSecond();
+  // Ticks under the picture: seconds in the file and, where the start is known, the clock
+  // time in the deployment's zone (daylight saving included), every "nice" step that
+  // leaves about 90 px between labels.
+  const timeAxis = document.querySelector("[data-time-axis]");
+  const clock = d.startedAt ? new Intl.DateTimeFormat(undefined, {
+    timeZone: d.timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }) : null;
+  const drawTimeAxis = () => {
+    const length = view.end - view.start;
+    const steps = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+    const step = steps.find((s) => pxPerSecond() * s >= 90) || steps[steps.length - 1];
+    timeAxis.replaceChildren();
+    for (let t = Math.ceil(view.start / step - 1e-9) * step; t <= view.start + length + 1e-9; t += step) {
+      if (xOf(t) > img.clientWidth - 28) break; // a label at the very edge would be cut in half
+      const tick = document.createElement("span");
+      tick.className = "tick";
+      tick.style.left = `${xOf(t)}px`;
+      tick.textContent = fileTime(t) + (clock ? `\n${clock.format(new Date(Date.parse(d.startedAt) + t * 1000))}` : "");
+      timeAxis.append(tick);
+    }
+  };
   const place = (element, from, to) => {
     element.hidden = to <= view.start || from >= view.end;
     element.style.left = `${xOf(Math.max(from, view.start))}px`;
@@ -768,8 +799,8 @@ if (regionView) {
     else place(outline, start, end);
   };
   document.addEventListener("hit-focus", (event) => markWindow(event.detail));
-  img.addEventListener("load", () => { if (hits().length) markWindow(hits()[current]); });
-  window.addEventListener("resize", () => { if (hits().length) markWindow(hits()[current]); });
+  img.addEventListener("load", () => { drawTimeAxis(); if (hits().length) markWindow(hits()[current]); });
+  window.addEventListener("resize", () => { drawTimeAxis(); if (hits().length) markWindow(hits()[current]); });
   // While a window plays, the playhead shows where in the file its sound is.
   document.addEventListener("play", (event) => {
     const hit = event.target.closest && event.target.closest(".hit");
