@@ -177,6 +177,12 @@ def test_a_whole_labeling_session_with_the_keyboard_alone(
     page.keyboard.press("Escape")
     page.keyboard.press("s")  # half speed
     assert page.eval_on_selector("[data-playback=rate]", "select => select.value") == "0.5"
+    page.keyboard.press("s")
+    page.keyboard.press("s")  # past a quarter to double speed, then back round to half
+    assert page.eval_on_selector("[data-playback=rate]", "select => select.value") == "2"
+    page.keyboard.press("s")
+    page.keyboard.press("s")
+    assert page.eval_on_selector("[data-playback=rate]", "select => select.value") == "0.5"
     page.keyboard.press("+")  # brighter spectrograms, all of them
     wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.src.includes('gain=10'))")
     wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.complete && i.naturalWidth)")

@@ -320,7 +320,8 @@ let current = 0;
 const undoStack = [];
 let savesInFlight = 0; // label requests not yet answered: leaving the page asks first
 const playback = { rate: 1, context: false };
-const RATES = [1, 0.5, 0.25]; // slowed calls drop in pitch, as on a tape: fast trills become audible
+// Slowed calls drop in pitch, as on a tape: fast trills become audible; 2× skims a quiet stretch.
+const RATES = [1, 0.5, 0.25, 2];
 
 function activeLabel() {
   const select = document.getElementById("active-label");
