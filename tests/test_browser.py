@@ -368,7 +368,7 @@ def test_the_pages_run_their_scripts_under_the_content_security_policy(
         "/account/": None,
     }
     for width in (1366, 800):
-        page.set_viewport_size({"width": width, "height": 900})
+        page.set_viewport_size({"width": width, "height": 640})  # short: a first hit below the fold
         page.context.clear_cookies()
         page.goto("/accounts/login/")
         assert page.evaluate("typeof csrfToken") == "function"  # app.js ran
@@ -382,6 +382,8 @@ def test_the_pages_run_their_scripts_under_the_content_security_policy(
                 page.goto(path)
                 if on_load:
                     page.wait_for_selector(on_load)
+                    # The focus is on the first hit, but the page opens at its top.
+                    assert page.evaluate("scrollY") == 0, (path, width)
             assert page.evaluate("typeof csrfToken") == "function", path
         page.screenshot(path=OUTPUT_DIR / f"search-{width}px.png", full_page=True)
     assert violations == []

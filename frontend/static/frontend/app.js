@@ -968,7 +968,8 @@ document.addEventListener("change", (event) => {
 applySpectrogramStyle();
 
 // The grid of tiles beside the list, and one size for every tile: remembered in this browser.
-function applyHitLayout() {
+// A change keeps the focused hit in view; the page's first layout scrolls nowhere.
+function applyHitLayout(keepInView = true) {
   const layout = localStorage.getItem("hitLayout") || "list";
   const size = localStorage.getItem("tileSize") || "m";
   document.querySelectorAll("ol.hits").forEach((list) => {
@@ -977,7 +978,7 @@ function applyHitLayout() {
   });
   document.querySelectorAll("[data-hit-layout]").forEach((select) => { select.value = layout; });
   document.querySelectorAll("[data-tile-size]").forEach((select) => { select.value = size; });
-  if (hits().length) focusHit(current);
+  if (keepInView && hits().length) focusHit(current);
 }
 document.addEventListener("change", (event) => {
   if (event.target.matches("[data-hit-layout]")) localStorage.setItem("hitLayout", event.target.value);
@@ -986,7 +987,7 @@ document.addEventListener("change", (event) => {
   event.target.blur(); // back to the keys: arrows move between tiles, not through the choices
   applyHitLayout();
 });
-applyHitLayout();
+applyHitLayout(false);
 
 // A click on a hit's picture focuses and plays it; the playing hit is marked.
 document.addEventListener("click", (event) => {
