@@ -10,6 +10,7 @@ detections (``store_detection_counts``); effort comes from the deployment's reco
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 from collections import defaultdict
@@ -132,7 +133,9 @@ def sun_effort(deployment: Deployment, event: str) -> dict[int, float]:
     """Seconds of ingested audio in each quarter hour around the event, summed over days:
     {minutes from the event at the quarter's start: seconds}, within SUN_REACH_MIN."""
     events = list(
-        SunDay.objects.filter(deployment=deployment, **{f"{event}__isnull": False}).values_list(event, flat=True)
+        SunDay.objects.filter(deployment=deployment, **{f"{event}__isnull": False})
+        .order_by(event)
+        .values_list(event, flat=True)
     )
     effort: dict[int, float] = defaultdict(float)
     recordings = deployment.recordings.filter(
@@ -141,9 +144,8 @@ def sun_effort(deployment: Deployment, event: str) -> dict[int, float]:
     reach = dt.timedelta(minutes=SUN_REACH_MIN)
     for started, duration_s in recordings:
         end = started + dt.timedelta(seconds=duration_s)
-        for moment in events:
-            if moment + reach <= started or moment - reach >= end:
-                continue
+        # Only the events within reach of the recording: a season holds hundreds of days.
+        for moment in events[bisect.bisect_right(events, started - reach) : bisect.bisect_left(events, end + reach)]:
             for offset in range(-SUN_REACH_MIN, SUN_REACH_MIN, SUN_BIN_MIN):
                 low = moment + dt.timedelta(minutes=offset)
                 overlap = (min(end, low + dt.timedelta(minutes=SUN_BIN_MIN)) - max(started, low)).total_seconds()

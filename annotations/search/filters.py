@@ -38,15 +38,14 @@ class SearchFilters:
     sun_to_min: float | None = None
 
     @property
-    def timed(self) -> bool:
-        """Whether a date, hour or sun filter applies (windows of unknown start never pass one)."""
-        return bool(
-            self.date_from or self.date_to or self.hour_from is not None or self.hour_to is not None or self.sun_event
-        )
+    def hours(self) -> bool:
+        """Whether a time-of-day filter applies."""
+        return self.hour_from is not None or self.hour_to is not None
 
     @property
-    def hours(self) -> bool:
-        return self.hour_from is not None or self.hour_to is not None
+    def timed(self) -> bool:
+        """Whether a date, hour or sun filter applies (windows of unknown start never pass one)."""
+        return bool(self.date_from or self.date_to or self.hours or self.sun_event)
 
 
 def recording_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> tuple[str, dict]:
@@ -73,7 +72,7 @@ def recording_conditions(project: Project, model: EmbeddingModel, filters: Searc
     if filters.date_to is not None:
         conditions.append(f"({local_start}::date <= %(date_to)s)")
         params["date_to"] = filters.date_to
-    if filters.hour_from is not None or filters.hour_to is not None:
+    if filters.hours:
         hour_from, hour_to = hour_range(filters)
         if hour_to <= hour_from:
             hour_to += 24  # wraps midnight
@@ -169,7 +168,7 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
     if filters.date_to is not None:
         times.append(f"{local}::date <= %(date_to)s")
         params["date_to"] = filters.date_to
-    if filters.hour_from is not None or filters.hour_to is not None:
+    if filters.hours:
         hour_from, hour_to = hour_range(filters)
         # Whole seconds since local midnight: minutes compare exactly, no float rounding.
         second = f"EXTRACT(EPOCH FROM {local}::time)"

@@ -53,7 +53,7 @@ def recording_spans(filters: SearchFilters, recordings: str) -> tuple[str, dict]
     if filters.sun_event:
         return _sun_spans(filters, recordings, columns, source, params)
     days = "generate_series(0, 0)"  # without an hour filter, one span: the dates'
-    if filters.hour_from is not None or filters.hour_to is not None:
+    if filters.hours:
         hour_from, hour_to = hour_range(filters)
         if hour_from > hour_to:
             hour_to += 24  # wraps midnight: the span runs into the next day
