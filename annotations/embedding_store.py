@@ -265,15 +265,33 @@ def _stack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 
 def window_embeddings(window_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """Embeddings of the given windows: {window_id: float32 [dim]}."""
+    return {window_id: embedding for window_id, (_, embedding) in _windows_with_models(window_ids).items()}
+
+
+def project_window_embeddings(project_id: int, window_ids: Sequence[int]) -> dict[int, tuple[int, np.ndarray]]:
+    """{window_id: (model_id, float32 [dim])} of those of the windows that are the
+    project's (others are left out): a search's examples, checked and read in one query."""
+    return _windows_with_models(window_ids, project_id)
+
+
+def _windows_with_models(window_ids: Sequence[int], project_id: int | None = None) -> dict[int, tuple[int, np.ndarray]]:
+    in_project = "" if project_id is None else "AND project_id = %s"
     with _binary_vector_cursor() as cursor:
         cursor.execute(
-            f"SELECT id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s)", [list(window_ids)], binary=True
+            f"SELECT id, model_id, embedding FROM {Window._meta.db_table} WHERE id = ANY(%s) {in_project}",
+            [list(window_ids)] + ([] if project_id is None else [int(project_id)]),
+            binary=True,
         )
         rows = cursor.fetchall()
     if not rows:
         return {}
-    embeddings = _stack_vectors([row[1] for row in rows], (len(rows[0][1]) - 4) // 2)
-    return {row[0]: embedding for row, embedding in zip(rows, embeddings, strict=True)}
+    # Windows of several models (several widths) are stacked one width at a time.
+    found = {}
+    for dim in {(len(row[2]) - 4) // 2 for row in rows}:
+        same = [row for row in rows if (len(row[2]) - 4) // 2 == dim]
+        embeddings = _stack_vectors([row[2] for row in same], dim)
+        found.update({row[0]: (row[1], embedding) for row, embedding in zip(same, embeddings, strict=True)})
+    return found
 
 
 def window_matrix(window_ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:

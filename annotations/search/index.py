@@ -49,7 +49,7 @@ def index_sql(
     # A window replaced since the build (a recording embedded again) has left the window
     # table: its row in the index's table finds no partner.
     indexed = f"{index.vector_table} v JOIN annotations_window w ON w.id = v.window_id"
-    order = f"v.reduced <=> %(reduced_query)s::halfvec({index.reduction.dim})"
+    order = f"v.reduced <=> %(reduced_query)b::halfvec({index.reduction.dim})"
     limit = "" if per_recording else "pool"
     index_part = nearest_sql(indexed, "true", model, conditions, index_order=order, limit=limit)
     if newest_id is None or newest_id <= bound:
@@ -75,46 +75,51 @@ def index_rows(
     k, filtered = params["k"], bool(conditions)
     pool = POOL_PER_K * k
     ef_search = min(max(k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN), EF_SEARCH_MAX)
+    params["pool"] = pool
+    params["reduced_query"] = reduce_query(params["query"], index.reduction)
+    newest_id = newest_window_id(project, model)
+    index_part, newer_part = index_sql(project, model, index, conditions, newest_id, per_recording)
     with raw.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-            "set_config('hnsw.max_scan_tuples', %s, true)",
-            [str(ef_search), str(100 * ef_search)],
-        )
-        params["pool"] = pool
-        params["reduced_query"] = reduce_query(params["query"], index.reduction)
-        index_part, newer_part = index_sql(
-            project, model, index, conditions, newest_window_id(project, model), per_recording
-        )
-        rows = []
-        if newer_part:
-            cursor.execute(newer_part, params)
-            rows += cursor.fetchall()
         # The index part must walk the HNSW index. Under a filter the planner guesses a few
         # thousand rows pass (4,032 for an hours filter that 107,000 pass, at 1M), and past a
         # pool of a few hundred it prefers to read them all by primary key and sort them:
         # 0.9 s instead of 70 ms (bench/scale.py --hop 1.5, a grouped search's pool of 640).
-        # Without a sort, only the index's order is left. Reset for the rest of the
-        # transaction (the safety net and the hits sort).
-        cursor.execute("SELECT set_config('enable_sort', 'off', true)")
+        # Without a sort, only the index's order is left. Sorts come back for the rest of
+        # the transaction (the newer windows and the safety net). One statement: each
+        # round trip costs a search about 0.15 ms.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.max_scan_tuples', %s, true), set_config('enable_sort', 'off', true)",
+            [str(ef_search), str(100 * ef_search)],
+        )
+        rows = []
         if not per_recording:
             cursor.execute(index_part, params)
             rows += cursor.fetchall()
-            cursor.execute("SELECT set_config('enable_sort', 'on', true)")
-            return rows
+    if per_recording:
+        rows += _windows_per_recording(raw, index_part, params)
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_sort', 'on', true)")
+        if newer_part:
+            cursor.execute(newer_part, params)
+            rows += cursor.fetchall()
+    return rows
+
+
+def _windows_per_recording(raw: psycopg.Connection, index_part: str, params: dict) -> list[tuple[int, float, int]]:
+    """The index part read through a cursor until its rows hold enough recordings."""
     # The iterative scan goes on as the cursor reads: batches until k recordings are held,
     # and a margin for the scan's relaxed order.
+    rows = []
     with raw.cursor(name="windows_per_recording") as streamed:
         streamed.execute(index_part, params)
         recordings: set[int] = set()
         read = 0
-        while len(recordings) < PER_RECORDING_MARGIN * k and read < PER_RECORDING_SCAN_MAX:
+        while len(recordings) < PER_RECORDING_MARGIN * params["k"] and read < PER_RECORDING_SCAN_MAX:
             batch = streamed.fetchmany(PER_RECORDING_BATCH)
             if not batch:
                 break
             read += len(batch)
             rows += batch
             recordings.update(row[2] for row in batch)
-    with raw.cursor() as cursor:
-        cursor.execute("SELECT set_config('enable_sort', 'on', true)")
     return rows

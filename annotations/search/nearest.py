@@ -154,8 +154,7 @@ def _span_rows(
     """Rows (id, score, recording_id) of the exact or sketch path through ``spans`` (SQL),
     in the caller's transaction."""
     with raw.cursor() as cursor:
-        for setting in SPAN_PLAN:
-            cursor.execute(setting)
+        cursor.execute(SPAN_PLAN)
         if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, where, spans, per_recording), params)
         else:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from annotations.embedding_store import window_embeddings, window_matrix
+from annotations.embedding_store import project_window_embeddings, window_matrix
 from annotations.errors import InputError
 from annotations.models import ClipQuery, Combine, EmbeddingModel, Project, RecordingStatus, Window
 from annotations.probes import unit_rows
@@ -55,13 +55,14 @@ def examples_for(project: Project, spec: SearchSpec) -> Examples:
         raise InputError("give at least one example to search with: a window or a clip")
     if len(window_ids) + len(spec.positive_clips) > MAX_EXAMPLES:
         raise InputError(f"a search takes at most {MAX_EXAMPLES} examples")
-    # The window row's own project (no joins), and the models without their class lists
-    # (thousands of names, read only by a predicted-class filter): a search's fixed cost.
-    model_of = dict(Window.objects.filter(pk__in=window_ids, project=project).values_list("pk", "model_id"))
-    if missing := [w for w in window_ids if w not in model_of]:
+    # One query reads the examples and checks they are the project's (the window row's own
+    # project, no joins); the models are read without their class lists (thousands of
+    # names, read only by a predicted-class filter): a search's fixed cost.
+    stored = project_window_embeddings(project.pk, window_ids)
+    if missing := [w for w in window_ids if w not in stored]:
         raise InputError(f"window {missing[0]} is not part of this project")
-    by_id = EmbeddingModel.objects.defer("class_names").in_bulk(set(model_of.values()))
-    models = {window_id: by_id[model_id] for window_id, model_id in model_of.items()}
+    by_id = EmbeddingModel.objects.defer("class_names").in_bulk({model_id for model_id, _ in stored.values()})
+    models = {window_id: by_id[model_id] for window_id, (model_id, _) in stored.items()}
     clips = spec.positive_clips and list(
         ClipQuery.objects.filter(pk__in=spec.positive_clips, project=project).select_related("embedding_model")
     )
@@ -75,9 +76,8 @@ def examples_for(project: Project, spec: SearchSpec) -> Examples:
     if len(used) > 1:
         raise InputError("the examples come from different embedding models and cannot be compared")
     model = used.pop()
-    embeddings = window_embeddings(window_ids)
-    positives = [embeddings[w] for w in spec.positive_windows] + [np.asarray(c.embedding) for c in clips]
-    negatives = [embeddings[w] for w in spec.negative_windows]
+    positives = [stored[w][1] for w in spec.positive_windows] + [np.asarray(c.embedding) for c in clips]
+    negatives = [stored[w][1] for w in spec.negative_windows]
     return Examples(
         model=model,
         positives=np.asarray(positives, dtype=np.float32).reshape(-1, model.embedding_dim),

@@ -64,16 +64,22 @@ def sketch_sql(model: EmbeddingModel, where: WindowConditions, spans: str, per_r
         "w.sketch_norm * (%(sketch_norm)s * cos(%(bit_angle)s * (w.sketch <~> %(sketch)s::varbit)) "
         "- 0.5 * w.sketch_norm)"
     )
-    passing = f"FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) " + "".join(
-        f"AND {condition} " for condition in rechecked(where)
-    )
+    conditions = "".join(f"AND {condition} " for condition in rechecked(where))
     if per_recording:
-        nth = f"row_number() OVER (PARTITION BY w.recording_id ORDER BY {estimate} DESC)"
-        ranked = f"SELECT w.id, {estimate} AS estimate, {nth} AS nth {passing}"
+        # Each span's best estimates by a bounded top-N (a span holds part of one
+        # recording, so together they hold each recording's best): sorting every window
+        # by recording and estimate cost as much as reading them.
+        best_of_span = (
+            f"SELECT w.id, {estimate} AS estimate FROM annotations_window w WHERE w.recording_id = s.recording_id "
+            "AND w.model_id = %(model)s AND w.start_s >= s.lo AND w.start_s < s.hi "
+            f"AND NOT (w.id = ANY(%(exclude)s)) {conditions}"
+            f"ORDER BY estimate DESC LIMIT {SKETCH_POOL_PER_RECORDING}"
+        )
         pool = (
-            f"{with_spans(spans)}SELECT id FROM ({ranked}) ranked "
-            f"WHERE nth <= {SKETCH_POOL_PER_RECORDING} ORDER BY estimate DESC LIMIT %(pool)s"
+            f"{with_spans(spans)}SELECT best.id FROM s CROSS JOIN LATERAL ({best_of_span}) best "
+            "ORDER BY best.estimate DESC LIMIT %(pool)s"
         )
     else:
+        passing = f"FROM {SPAN_WINDOWS} WHERE NOT (w.id = ANY(%(exclude)s)) {conditions}"
         pool = f"{with_spans(spans)}SELECT w.id {passing}ORDER BY {estimate} DESC LIMIT %(pool)s"
     return nearest_sql("annotations_window w", f"w.id IN ({pool})", model, [], per_recording=per_recording)

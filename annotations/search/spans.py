@@ -126,7 +126,11 @@ SPAN_WINDOWS = (
 # guessed 9,000 for 8 spans) and otherwise read every window of the model or project
 # through window_project_model_id to hash them against the spans (bench/scale.py at 1M:
 # 470 ms for the 2,000 windows of one deployment's early hours).
-SPAN_PLAN = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off", "SET LOCAL enable_bitmapscan = off")
+# One statement, for the rest of the transaction.
+SPAN_PLAN = (
+    "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
+    "set_config('enable_bitmapscan', 'off', true)"
+)
 
 
 def with_spans(spans: str) -> str:
