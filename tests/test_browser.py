@@ -319,6 +319,74 @@ def test_a_large_upload_goes_up_in_chunks_and_survives_a_dropped_one(
     page.screenshot(path=OUTPUT_DIR / "upload.png", full_page=True)
 
 
+def test_the_whole_file_plays_with_a_playhead_the_view_follows_and_rows_fit_twenty_hits(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    """Shift+space plays a recording from the window in focus: the playhead moves at the
+    chosen speed, the view turns to the next stretch at its edge, the window under the
+    playhead takes the focus, pause and play go on from the playhead. Compact rows then
+    hold 20 and more hits on a screen of 1366 x 800, and of 800 x 800."""
+    user = make_user("annotator")
+    project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=8)
+    log_in(page, "annotator")
+    recording = Recording.objects.filter(deployment=deployment).order_by("filename").first()
+    page.goto(f"/projects/{project.pk}/recordings/{recording.pk}/")
+    page.evaluate("localStorage.setItem('recordingZoom', '0')")  # 5 s at a time
+    page.reload()
+    wait_until(page, "document.querySelector('.region-view img').naturalWidth > 0")
+    assert page.inner_text("[data-zoom-label]") == "0.0–5.0 s"
+    playing = "Number(document.querySelector('[data-region-view]').dataset.playing ?? -1)"
+
+    def advance_over_a_second() -> float:
+        before = page.evaluate(playing)
+        page.wait_for_timeout(1000)
+        return page.evaluate(playing) - before
+
+    page.keyboard.press("Shift+Space")
+    wait_until(page, f"{playing} > 0.2")
+    assert 0.6 <= advance_over_a_second() <= 1.5
+    assert page.locator(".region-view .playhead").is_visible()
+    assert page.locator("[data-play-file]").inner_text().startswith("❚❚ Pause")
+    assert page.evaluate("document.querySelector('.hit audio').paused")  # the file, not a window
+    page.screenshot(path=OUTPUT_DIR / "recording-playhead.png")
+    page.keyboard.press("Shift+Space")  # pause
+    wait_until(page, f"{playing} === -1")
+    page.keyboard.press("s")  # half speed, and on from where it stopped
+    page.keyboard.press("Shift+Space")
+    wait_until(page, f"{playing} > 0")
+    assert 0.2 <= advance_over_a_second() <= 0.8
+    page.keyboard.press("s")
+    page.keyboard.press("s")  # double speed, at once, from the playhead
+    wait_until(page, "document.querySelector('[data-zoom-label]').textContent === '5.0–10.0 s'", 10_000)
+    at = page.evaluate(playing)
+    current = page.locator(".hit.current")
+    assert float(current.get_attribute("data-start")) <= at < float(current.get_attribute("data-end")) + 0.5
+    wait_until(page, f"{playing} === -1", 15_000)  # to the file's end, and stopped there
+    assert page.locator("[data-play-file]").inner_text().startswith("▶ Play")
+
+    page.set_viewport_size({"width": 1366, "height": 800})
+    example = Window.objects.filter(recording=recording).order_by("start_s").first()
+    page.goto(f"/projects/{project.pk}/search/?window={example.pk}")
+    page.wait_for_selector(".hit.current")
+    assert page.locator(".hit").count() == 31
+    page.select_option("[data-hit-layout]", "rows")
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        wait_until(page, f"innerWidth === {width}")
+        page.evaluate("document.querySelector('.hit').scrollIntoView()")
+        wait_until(page, "[...document.querySelectorAll('.hit img')].every((i) => i.complete)")
+        whole = page.evaluate(
+            "(() => { const bar = document.querySelector('.toolbar').getBoundingClientRect().bottom;"
+            " return [...document.querySelectorAll('.hit')].filter((h) => { const r = h.getBoundingClientRect();"
+            " return r.top >= bar - 1 && r.bottom <= innerHeight; }).length; })()"
+        )
+        page.screenshot(path=OUTPUT_DIR / f"hits-rows-{width}px.png")
+        assert whole >= 20, (width, whole)
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), width
+    page.keyboard.press("1")  # the keys work in rows as in the list
+    page.wait_for_selector(".hit:nth-child(1)[data-labeled=positive]")
+
+
 def test_blind_review_hides_other_annotators_labels(
     page, celery_worker_process, settings, tmp_path, birdsong, make_user
 ):

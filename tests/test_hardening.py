@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import soundfile
@@ -334,6 +336,7 @@ def test_every_number_a_client_sends_is_ascii_digits_or_a_400(client_for, owner,
     for url in (
         f"{base}/windows/{window.pk}/spectrogram.png?gain={value}",
         f"{base}/windows/{window.pk}/audio/?context={value}",
+        f"{base}/recordings/{recording.pk}/audio/?start={value}&end=2",
         f"{base}/annotations/?window={value}",
         f"{base}/recordings/{recording.pk}/spectrogram.png?start={value}&end=2",
     ):
@@ -390,12 +393,42 @@ def test_audio_that_is_not_on_the_server_is_a_404_that_says_so(client_for, owner
     base = f"/api/projects/{project.pk}"
     for url in (
         f"{base}/windows/{window.pk}/audio/",
+        f"{base}/recordings/{window.recording_id}/audio/?start=0&end=1",
         f"{base}/windows/{window.pk}/spectrogram.png",
         f"{base}/recordings/{window.recording_id}/spectrogram.png?start=0&end=5",
     ):
         response = api.get(url, follow=True)
         assert response.status_code == 404, (url, response.status_code)
         assert "pond.wav is not on the server" in response.json()["error"]
+
+
+def test_a_stretch_of_a_recording_plays_at_the_files_own_rate_and_bad_stretches_are_refused(
+    client_for, owner, project, tmp_path, birdsong
+):
+    samples, rate = birdsong
+    path = tmp_path / "dawn.wav"
+    soundfile.write(str(path), np.stack([samples, samples * 0.5], axis=1), rate, subtype="PCM_16")
+    deployment = create_deployment(project, "Dawn", channel=1)
+    recording = Recording.objects.create(
+        deployment=deployment, path=str(path), filename="dawn.wav", status=RecordingStatus.DONE, duration_s=10.0
+    )
+    api = client_for(owner)
+    url = f"/api/projects/{project.pk}/recordings/{recording.pk}/audio/"
+    response = api.get(f"{url}?start=2&end=5.5")
+    assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
+    played, played_rate = soundfile.read(io.BytesIO(response.content), dtype="float32")
+    assert played_rate == rate and played.shape == (int(3.5 * rate),)  # the embedded channel alone
+    np.testing.assert_allclose(played, samples[2 * rate : int(5.5 * rate)] * 0.5, atol=1e-4)
+    last = api.get(f"{url}?start=9&end=29")  # the file's end comes first
+    assert soundfile.info(io.BytesIO(last.content)).frames == rate
+    for stretch, says in (
+        ("start=0&end=61", "at most 60 s"),
+        ("start=4&end=4", "must start before it ends"),
+        ("start=10&end=12", "is 10 s long"),
+        ("start=2", "give the stretch to play"),
+    ):
+        refused = api.get(f"{url}?{stretch}")
+        assert refused.status_code == 400 and says in refused.json()["error"], (stretch, refused.content)
 
 
 def test_the_settings_page_imports_and_exports_hoplite_databases(owner, project):

@@ -44,6 +44,7 @@ urlpatterns = [
     path(P + "label-imports/<id:import_id>/", v.LabelImportDetailView.as_view(), name="label-import-detail"),
     path(P + "recordings/<id:recording_id>/", v.RecordingDetailView.as_view(), name="recording-detail"),
     path(P + "recordings/<id:recording_id>/windows/", v.WindowListView.as_view(), name="window-list"),
+    path(P + "recordings/<id:recording_id>/audio/", v.RecordingAudioView.as_view(), name="recording-audio"),
     path(P + "windows/<id:window_id>/audio/", v.WindowAudioView.as_view(), name="window-audio"),
     path(P + "windows/<id:window_id>/spectrogram.png", v.WindowSpectrogramView.as_view(), name="window-spectrogram"),
     path(

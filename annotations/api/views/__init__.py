@@ -50,6 +50,7 @@ from annotations.api.views.projects import (
     ProjectListView,
 )
 from annotations.api.views.recordings import (
+    RecordingAudioView,
     RecordingDetailView,
     RecordingListView,
     RecordingOverviewView,
@@ -94,6 +95,7 @@ __all__ = [
     "RecordingListView",
     "RecordingDetailView",
     "WindowListView",
+    "RecordingAudioView",
     "WindowAudioView",
     "WindowSpectrogramView",
     "RecordingSpectrogramView",

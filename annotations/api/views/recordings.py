@@ -15,8 +15,9 @@ from annotations import deployments, predictions, spectrograms
 from annotations.access import Action
 from annotations.api import serializers as s
 from annotations.api.views.base import ERRORS, ProjectView, optional_seconds, validated
+from annotations.errors import InputError
 from annotations.models import Deployment
-from annotations.playback import window_wav
+from annotations.playback import MAX_STRETCH_S, recording_wav, window_wav
 from perch_agile.params import whole_number
 
 
@@ -71,6 +72,28 @@ class WindowAudioView(ProjectView):
         window = self.window(window_id)
         context_s = optional_seconds(request.query_params.get("context"), "context") or 0.0
         return HttpResponse(window_wav(window, context_s), content_type="audio/wav")
+
+
+class RecordingAudioView(ProjectView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", float, required=True, description="seconds from the recording's start"),
+            OpenApiParameter(
+                "end", float, required=True, description=f"seconds; at most {MAX_STRETCH_S:g} s after start"
+            ),
+        ],
+        responses={(200, "audio/wav"): OpenApiTypes.BINARY, **ERRORS},
+        description="A stretch of the recording at its own rate: the recording view plays a file as a chain of them.",
+    )
+    def get(self, request, project_id, recording_id):
+        recording = self.recording(recording_id)
+        start = optional_seconds(request.query_params.get("start"), "start")
+        end = optional_seconds(request.query_params.get("end"), "end")
+        if start is None or end is None:
+            raise InputError("give the stretch to play: start and end, in seconds")
+        response = HttpResponse(recording_wav(recording, start, end), content_type="audio/wav")
+        response["Cache-Control"] = "private, max-age=86400"  # a file's audio does not change
+        return response
 
 
 SPECTROGRAM_STYLE = [

@@ -510,6 +510,7 @@ function setRate(rate) {
   playback.rate = rate;
   document.querySelectorAll("[data-playback=rate]").forEach((select) => { select.value = String(rate); });
   document.querySelectorAll(".hit audio").forEach((audio) => { audio.playbackRate = rate; });
+  document.dispatchEvent(new CustomEvent("playback-rate"));
   flash(rate === 1 ? "Playing at normal speed." : `Playing at ${rate}× speed.`);
 }
 
@@ -651,6 +652,7 @@ document.addEventListener("keydown", (event) => {
   if (event.target.closest("input, select, textarea, dialog") && event.key !== "Escape") return;
   if (event.key === "?" && help) { event.preventDefault(); help.open ? help.close() : help.showModal(); return; }
   if (!hits().length) return;
+  if (event.key === " " && event.shiftKey) return; // the recording view's: the whole file
   const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
   const labelOption = document.querySelector(`#active-label option[data-shortcut="${CSS.escape(key)}"]`);
   if (labelOption) {
@@ -800,7 +802,8 @@ if (regionView) {
     else place(outline, start, end);
   };
   document.addEventListener("hit-focus", (event) => markWindow(event.detail));
-  img.addEventListener("load", () => { drawTimeAxis(); if (hits().length) markWindow(hits()[current]); });
+  // While the file plays the view follows the playhead, not the focused window.
+  img.addEventListener("load", () => { drawTimeAxis(); if (hits().length) markWindow(hits()[current], !file.active); });
   window.addEventListener("resize", () => { drawTimeAxis(); if (hits().length) markWindow(hits()[current]); });
   // While a window plays, the playhead shows where in the file its sound is.
   document.addEventListener("play", (event) => {
@@ -817,13 +820,110 @@ if (regionView) {
     };
     requestAnimationFrame(tick);
   }, true);
+  // The whole file, through the Web Audio API: a chain of stretches, each fetched while
+  // the one before plays and started where it ends, so that nothing is heard twice and no
+  // gap falls between them. At the page's speed, pitch with it, as on a tape. The playhead
+  // follows the sound, the view turns to the next stretch of spectrogram at its edge, and
+  // the window under the playhead takes the focus.
+  const STRETCH_S = 20;
+  // active: from the request to play until stopped; from: where it was asked to start.
+  const file = { context: null, session: 0, active: false, from: 0, pieces: [], pausedAt: null, pausedOn: null };
+  const fileButton = document.querySelector("[data-play-file]");
+  const labelFileButton = (playing) => fileButton.replaceChildren(
+    playing ? "❚❚ Pause the file " : "▶ Play the file ", Object.assign(document.createElement("kbd"), { textContent: "⇧ space" }));
+  const filePosition = () => {
+    if (!file.pieces.length) return file.from; // its first stretch is on its way
+    const now = file.context.currentTime;
+    const piece = file.pieces.findLast((p) => p.startsAt <= now) || file.pieces[0];
+    return Math.min(piece.from + Math.max(0, now - piece.startsAt) * piece.rate, piece.to);
+  };
+  const stopFile = () => {
+    file.session += 1;
+    file.active = false;
+    file.pieces.forEach((piece) => piece.source.stop());
+    file.pieces = [];
+    delete d.playing;
+    playhead.hidden = true;
+    labelFileButton(false);
+  };
+  const stretchOfFile = async (start) => {
+    const from = Math.round(start * 1000) / 1000; // the server takes at most 9 decimals
+    const to = Math.min(from + STRETCH_S, duration);
+    const response = await fetch(`${d.audioUrl}?start=${from}&end=${to}`, { credentials: "same-origin" });
+    if (!response.ok) {
+      throw new Error((await response.json().catch(() => ({}))).error || `the audio could not be read (${response.status})`);
+    }
+    return { from, to, buffer: await file.context.decodeAudioData(await response.arrayBuffer()) };
+  };
+  const followPlayhead = () => {
+    if (!file.pieces.length) return;
+    const at = filePosition();
+    d.playing = at.toFixed(2);
+    if (at >= view.end && view.end < duration) showView(at + (view.end - view.start) / 2);
+    playhead.hidden = at < view.start || at > view.end;
+    playhead.style.left = `${xOf(at)}px`;
+    const under = hits().findLast((hit) => Number(hit.dataset.start) <= at && at < Number(hit.dataset.end));
+    if (under && under !== hits()[current]) focusHit(hits().indexOf(under));
+    requestAnimationFrame(followPlayhead);
+  };
+  const playFile = async (from) => {
+    stopFile();
+    const session = file.session;
+    Object.assign(file, { active: true, from });
+    document.querySelectorAll(".hit audio").forEach((audio) => audio.pause());
+    file.context ||= new AudioContext();
+    await file.context.resume();
+    const rate = playback.rate;
+    labelFileButton(true);
+    let when = file.context.currentTime + 0.05;
+    let coming = stretchOfFile(from);
+    while (coming && session === file.session) {
+      const { from: start, to, buffer } = await coming;
+      if (session !== file.session) return;
+      coming = to < duration ? stretchOfFile(to) : null; // fetched while this one plays
+      const source = file.context.createBufferSource();
+      source.buffer = buffer;
+      source.playbackRate.value = rate;
+      source.connect(file.context.destination);
+      when = Math.max(when, file.context.currentTime); // a stretch late off the network starts now
+      source.start(when);
+      if (!coming) source.addEventListener("ended", () => { if (session === file.session) { file.pausedAt = null; stopFile(); } });
+      file.pieces.push({ source, from: start, to, startsAt: when, rate });
+      if (file.pieces.length === 1) requestAnimationFrame(followPlayhead);
+      const startsAt = when;
+      when += (to - start) / rate;
+      // The next is scheduled once this one sounds: two stretches in memory at most.
+      while (session === file.session && file.context.currentTime < startsAt) await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  // Play, or pause where the playhead is; play again goes on from there, unless another
+  // window took the focus meanwhile (then from that window).
+  const toggleFile = () => {
+    if (file.active) {
+      file.pausedAt = filePosition();
+      file.pausedOn = hits()[current];
+      stopFile();
+      return;
+    }
+    const hit = hits()[current];
+    const resume = file.pausedAt !== null && (!hit || hit === file.pausedOn);
+    const from = resume ? file.pausedAt : hit ? Number(hit.dataset.start) : view.start;
+    playFile(from >= duration ? 0 : from).catch((error) => { stopFile(); flash(`Cannot play the file: ${error.message}`, "error"); });
+  };
+  // A window played alone stops the file; a new speed goes on from the playhead at that speed.
+  document.addEventListener("play", (event) => { if (event.target.closest && event.target.closest(".hit")) stopFile(); }, true);
+  document.addEventListener("playback-rate", () => {
+    if (file.active) playFile(filePosition()).catch((error) => flash(error.message, "error"));
+  });
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-zoom]");
     if (button) zoomBy(Number(button.dataset.zoom));
+    if (event.target.closest("[data-play-file]")) toggleFile();
   });
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, select, textarea, dialog")) return;
     if (event.key === "[" || event.key === "]") { event.preventDefault(); zoomBy(event.key === "]" ? 1 : -1); }
+    if (event.key === " " && event.shiftKey) { event.preventDefault(); toggleFile(); }
   });
   showView((view.start + view.end) / 2);
   actions.querySelector("[data-region-search]").addEventListener("click", async () => {
@@ -974,6 +1074,7 @@ function applyHitLayout(keepInView = true) {
   const size = localStorage.getItem("tileSize") || "m";
   document.querySelectorAll("ol.hits").forEach((list) => {
     list.classList.toggle("grid", layout === "grid");
+    list.classList.toggle("rows", layout === "rows");
     list.dataset.tileSize = size;
   });
   document.querySelectorAll("[data-hit-layout]").forEach((select) => { select.value = layout; });
