@@ -294,6 +294,17 @@ def _windows_with_models(window_ids: Sequence[int], project_id: int | None = Non
     return found
 
 
+def sample_window_ids(project: Project, model: EmbeddingModel, count: int, max_window_id: int) -> np.ndarray:
+    """Up to ``count`` of the project's window ids (of ``model``, up to ``max_window_id``),
+    int64 [<= count], ascending: drawn at random, the same draw for the same windows."""
+    window_ids = np.array(
+        Window.objects.filter(project=project, model=model, id__lte=max_window_id).values_list("id", flat=True),
+        dtype=np.int64,
+    )
+    rng = np.random.default_rng(int(max_window_id))
+    return np.sort(rng.choice(window_ids, min(count, len(window_ids)), replace=False))
+
+
 def window_matrix(window_ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Recording ids int64 [N] and embeddings float32 [N, dim] of the windows, in the given order.
 

@@ -909,3 +909,39 @@ class HopliteExport(models.Model):
 
     def __str__(self) -> str:
         return f"hoplite export {self.pk} of {self.project_id} ({self.status})"
+
+
+class EmbeddingMap(models.Model):
+    """A picture of a project's embedding space for one model: a bounded sample of its
+    windows projected onto a plane by a worker (``annotations.embedding_map``)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="embedding_maps")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    error = models.TextField(blank=True)
+    progress = models.FloatField(default=0.0)  # 0..1 while a build runs
+    windows_total = models.BigIntegerField(default=0)  # the project's windows when it was drawn
+    explained_variance = models.FloatField(null=True)  # the share of the variance its two axes hold
+    build_started_at = models.DateTimeField(null=True)
+    build_seconds = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model"], name="one_embedding_map_per_model")]
+
+    def __str__(self) -> str:
+        return f"embedding map of {self.project_id} for model {self.model_id}"
+
+
+class MapPoint(models.Model):
+    """A window's place on an embedding map. Windows are deleted in bulk (a deployment, a
+    recording embedded again) without touching maps: no constraint, and readers join."""
+
+    map = models.ForeignKey(EmbeddingMap, on_delete=models.CASCADE, related_name="points")
+    window = models.ForeignKey(
+        Window, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    x = models.FloatField()
+    y = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"window {self.window_id} at ({self.x:.3f}, {self.y:.3f})"

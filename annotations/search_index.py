@@ -23,13 +23,18 @@ import datetime as dt
 import functools
 import time
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, connections, router, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from annotations.embedding_store import copy_rows, halfvec_binary, iter_window_embeddings, window_matrix
+from annotations.embedding_store import (
+    copy_rows,
+    halfvec_binary,
+    iter_window_embeddings,
+    sample_window_ids,
+    window_matrix,
+)
 from annotations.models import EmbeddingModel, Project, Recording, RecordingStatus, SearchIndex, TaskStatus, Window
 from annotations.queueing import BUILD_SEARCH_INDEX, enqueue_on_commit
 from annotations.search_reduction import Reduction, fit_reduction, reduce_windows
@@ -259,12 +264,7 @@ def _write_reduced_vectors(
 ) -> tuple[Reduction, int]:
     """Fit the reduction on a sample of the windows up to ``max_window_id``, and write every
     one's reduced vector into a new ``table``; returns the reduction and the rows written."""
-    window_ids = np.array(
-        Window.objects.filter(project=project, model=model, id__lte=max_window_id).values_list("id", flat=True),
-        dtype=np.int64,
-    )
-    rng = np.random.default_rng(int(max_window_id))
-    sample = np.sort(rng.choice(window_ids, min(REDUCTION_SAMPLE, len(window_ids)), replace=False))
+    sample = sample_window_ids(project, model, REDUCTION_SAMPLE, max_window_id)
     reduction = fit_reduction(window_matrix(sample.tolist(), model.embedding_dim)[1])
     with connection.cursor() as cursor:
         cursor.execute(f'DROP TABLE IF EXISTS "{table}"')  # left by a build that a crash cut short

@@ -20,6 +20,7 @@ from annotations import (
     deployments,
     detection_filters,
     detection_rates,
+    embedding_map,
     labeling,
     membership,
     review_queues,
@@ -35,6 +36,7 @@ from annotations.models import (
     Classifier,
     Combine,
     Deployment,
+    EmbeddingModel,
     EvaluationSource,
     InferenceRun,
     Label,
@@ -510,3 +512,58 @@ def run(request, project_id, run_id):
         "can_annotate": role_in(project, request.user) in Action.ANNOTATE.value,  # exports
     }
     return render(request, "frontend/run.html", context)
+
+
+def map_page(request, project_id):
+    """The project's map of its embedding space for one model (``?model=``, else the first
+    its recordings were embedded with): drawn by a worker, coloured, hovered and lassoed in
+    the page (app.js)."""
+    project = project_for(request.user, project_id)
+    model_ids = (
+        Recording.objects.filter(deployment__project=project)
+        .exclude(embedding_model=None)
+        .values_list("embedding_model", flat=True)
+        .distinct()
+    )
+    models = list(EmbeddingModel.objects.defer("class_names").filter(pk__in=model_ids).order_by("pk"))
+    try:
+        wanted = whole_number(request.GET.get("model", "0"), "model")
+    except InputError:
+        wanted = 0
+    model = next((m for m in models if m.pk == wanted), models[0] if models else None)
+    context = {
+        "project": project,
+        "models": models,
+        "model": model,
+        "map": project.embedding_maps.filter(model=model).first() if model else None,
+        "labels": project.labels.all(),
+        "colour_by": embedding_map.COLOUR_BY,
+        "sample": embedding_map.MAP_SAMPLE,
+        "can_draw": role_in(project, request.user) in Action.ANNOTATE.value,
+    }
+    return render(request, "frontend/map.html", context)
+
+
+# Windows a map's lasso sends to labeling: a page of them (more are a search's job).
+SELECTION_MAX = 500
+
+
+def window_selection(request, project_id):
+    """Windows picked on the map (``ids``, comma-separated, at most SELECTION_MAX, in that
+    order), as a labeling list."""
+    project = project_for(request.user, project_id)
+    error = ""
+    try:
+        wanted = [whole_number(part, "ids") for part in request.GET.get("ids", "").split(",") if part][:SELECTION_MAX]
+    except InputError as refused:
+        wanted, error = [], str(refused)
+    found = set(Window.objects.filter(pk__in=wanted, project=project).values_list("pk", flat=True))
+    context = {
+        "project": project,
+        "hits": search_service.hits_for([(pk, 1.0) for pk in dict.fromkeys(wanted) if pk in found]),
+        "hide_score": True,
+        "labels": project.labels.all(),
+        "error": error,
+        "missing": len(set(wanted) - found),
+    }
+    return render(request, "frontend/selection.html", context)

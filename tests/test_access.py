@@ -14,6 +14,7 @@ from annotations.models import (
     Classifier,
     ClassifierLabel,
     ClipQuery,
+    EmbeddingMap,
     HopliteExport,
     HopliteImport,
     InferenceRun,
@@ -76,6 +77,7 @@ def other_project(make_user):
     link = create_invitation_link(project, Role.VIEWER, owner).link
     hoplite_import = HopliteImport.objects.create(project=project, created_by=owner, source_name="db.zip")
     hoplite_export = HopliteExport.objects.create(project=project, embedding_model=model, created_by=owner)
+    embedding_map = EmbeddingMap.objects.create(project=project, model=model, status=TaskStatus.DONE)
     ids = {
         "project_id": project.pk,
         "deployment_id": deployment.pk,
@@ -90,6 +92,7 @@ def other_project(make_user):
         "invitation_id": invitation.pk,
         "link_id": link.pk,
         "hoplite_import_id": hoplite_import.pk,
+        "map_id": embedding_map.pk,
         "hoplite_export_id": hoplite_export.pk,
         "label_id": project.labels.get().pk,
     }

@@ -387,6 +387,74 @@ def test_the_whole_file_plays_with_a_playhead_the_view_follows_and_rows_fit_twen
     page.wait_for_selector(".hit:nth-child(1)[data-labeled=positive]")
 
 
+def test_the_map_is_drawn_by_the_worker_hovered_and_lassoed_into_a_labeling_list(
+    page, celery_worker_process, settings, tmp_path, birdsong, make_user
+):
+    """From the project page to its map: drawn by the worker with a progress bar, coloured
+    by site, a dot's spectrogram on hover, a loop around every dot sends them to a labeling
+    list and the 20 nearest their centre to a search; at 1366 and 800 px."""
+    user = make_user("annotator")
+    project, deployment, _ = ingest_ridge(settings, tmp_path, birdsong, user, count=3)
+    log_in(page, "annotator")
+    page.goto(f"/projects/{project.pk}/")
+    page.get_by_role("link", name="Map of the sounds").click()
+    page.get_by_role("button", name="Draw the map").click()
+    page.wait_for_selector("[data-map-canvas][data-points='12']", timeout=60_000)
+    assert page.inner_text("[data-map-legend]") == "R1 (12)"
+    for width in (1366, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        wait_until(page, f"innerWidth === {width}")
+        box = page.locator("[data-map-canvas]").bounding_box()
+        assert box["width"] <= width and page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        page.screenshot(path=OUTPUT_DIR / f"map-{width}px.png", full_page=True)
+    page.evaluate("document.querySelector('[data-map-canvas]').scrollIntoView({ block: 'center' })")
+    box = page.locator("[data-map-canvas]").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 800  # the whole plot on the screen
+    first = page.evaluate(
+        "fetch(document.querySelector('[data-map]').dataset.pointsUrl).then((r) => r.json())"
+        ".then((p) => [p.x[0], p.y[0], p.window_ids[0]])"
+    )
+    pad = 12
+    x = box["x"] + pad + (first[0] + 1) / 2 * (box["width"] - 2 * pad)
+    y = box["y"] + pad + (1 - first[1]) / 2 * (box["height"] - 2 * pad)
+    page.mouse.move(x, y)
+    tooltip = page.locator("[data-map-tooltip]")
+    tooltip.wait_for(state="visible")
+    assert f"/windows/{first[2]}/spectrogram.png" in tooltip.locator("img").get_attribute("src")
+    wait_until(page, "document.querySelector('[data-map-tooltip] img').complete")
+    page.screenshot(path=OUTPUT_DIR / "map-hover.png")
+    # A loop around the whole plot.
+    corners = [
+        (box["x"] + 2, box["y"] + 2),
+        (box["x"] + box["width"] - 2, box["y"] + 2),
+        (box["x"] + box["width"] - 2, box["y"] + box["height"] - 2),
+        (box["x"] + 2, box["y"] + box["height"] - 2),
+    ]
+
+    def draw_loop():
+        page.mouse.move(*corners[0])
+        page.mouse.down()
+        for corner in [*corners[1:], corners[0]]:
+            page.mouse.move(*corner, steps=5)
+        page.mouse.up()
+
+    draw_loop()
+    assert page.inner_text("[data-map-count]") == "12 windows selected"
+    search = page.get_attribute("[data-map-search]", "href")
+    assert search.count("window=") == 12
+    page.keyboard.press("Escape")
+    assert page.locator("[data-map-selection]").is_hidden()
+    draw_loop()
+    with page.expect_navigation():
+        page.click("[data-map-label-them]")
+    page.wait_for_selector(".hit.current")
+    assert page.locator(".hit").count() == 12
+    assert page.inner_text("h1") == "12 selected windows"
+    page.keyboard.press("1")
+    page.wait_for_selector(".hit:nth-child(1)[data-labeled=positive]")
+    assert Annotation.objects.filter(annotator=user, value="positive").count() == 1
+
+
 def test_blind_review_hides_other_annotators_labels(
     page, celery_worker_process, settings, tmp_path, birdsong, make_user
 ):

@@ -15,7 +15,7 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
-from annotations import hoplite_exchange, label_import, search_index, stored_scores
+from annotations import embedding_map, hoplite_exchange, label_import, search_index, stored_scores
 from annotations.errors import InputError
 from annotations.models import Classifier, EmbeddingModel, HopliteExport, InferenceRun, Project, TaskStatus
 from annotations.training import train
@@ -108,6 +108,19 @@ def build_search_index(project_id: int, model_id: int) -> str:
     except Exception as error:
         logger.exception("search index build for project %s failed", project_id)
         search_index.record_failure(project, model, repr(error))
+        raise
+    return TaskStatus.DONE
+
+
+@shared_task(**TASK_OPTIONS, time_limit=int(embedding_map.BUILD_TIME_LIMIT.total_seconds()))
+def build_embedding_map(map_id: int) -> str:
+    try:
+        embedding_map.build_embedding_map(map_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:
+        logger.exception("embedding map %s failed", map_id)
+        embedding_map.record_failure(map_id, repr(error))
         raise
     return TaskStatus.DONE
 

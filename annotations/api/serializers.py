@@ -18,6 +18,8 @@ from annotations.models import (
     ClipQuery,
     Combine,
     Deployment,
+    EmbeddingMap,
+    EmbeddingModel,
     HopliteExport,
     HopliteImport,
     ImportMode,
@@ -165,6 +167,37 @@ class SearchIndexSerializer(serializers.Serializer):
     progress = serializers.FloatField(allow_null=True, help_text="0..1 while a build runs")
     windows_indexed = serializers.IntegerField()
     windows_not_indexed = serializers.IntegerField(help_text="searched exactly until the next build")
+
+
+class EmbeddingMapSerializer(serializers.ModelSerializer):
+    model_name = serializers.CharField(source="model.__str__", read_only=True)
+
+    class Meta:
+        model = EmbeddingMap
+        fields = [
+            "id",
+            "model",
+            "model_name",
+            "status",
+            "error",
+            "progress",
+            "windows_total",
+            "explained_variance",
+            "build_seconds",
+        ]
+        read_only_fields = fields
+
+
+class EmbeddingMapRequestSerializer(serializers.Serializer):
+    model = serializers.PrimaryKeyRelatedField(queryset=EmbeddingModel.objects.all(), help_text="embedding model id")
+
+
+class MapPointsSerializer(serializers.Serializer):
+    window_ids = serializers.ListField(child=serializers.IntegerField())
+    x = serializers.ListField(child=serializers.FloatField(), help_text="in [-1, 1]")
+    y = serializers.ListField(child=serializers.FloatField(), help_text="in [-1, 1], up")
+    category = serializers.ListField(child=serializers.IntegerField(), help_text="an index into categories")
+    categories = serializers.ListField(child=serializers.CharField())
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):

@@ -35,6 +35,7 @@ from annotations.api.views.labels import (
     LabelImportView,
     WindowHistoryView,
 )
+from annotations.api.views.maps import EmbeddingMapDetailView, EmbeddingMapListView, MapPointsView
 from annotations.api.views.projects import (
     LabelDetailView,
     LabelListView,
@@ -129,4 +130,7 @@ __all__ = [
     "HopliteExportListView",
     "HopliteExportDetailView",
     "HopliteExportDownloadView",
+    "EmbeddingMapListView",
+    "EmbeddingMapDetailView",
+    "MapPointsView",
 ]

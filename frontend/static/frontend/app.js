@@ -1140,3 +1140,194 @@ document.addEventListener("click", (event) => {
   image.onerror = () => flash("The chart could not be drawn as a PNG.", "error");
   image.src = URL.createObjectURL(svgBlob);
 });
+
+// The map of the embedding space: the worker's points on a canvas, coloured by label,
+// site or hour; hover shows a window's spectrogram, a click plays it, a loop drawn around
+// dots selects them for a search (the 20 nearest their centre) or for labeling.
+const mapView = document.querySelector("[data-map]");
+if (mapView) {
+  const canvas = mapView.querySelector("[data-map-canvas]");
+  const tooltip = mapView.querySelector("[data-map-tooltip]");
+  const colourChoice = mapView.querySelector("[data-map-colour]");
+  const labelChoice = mapView.querySelector("[data-map-label]");
+  const selectionBar = mapView.querySelector("[data-map-selection]");
+  const d = mapView.dataset;
+  const PAD = 12; // px around the dots, so that none sits on the edge
+  const SITE_COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+  const LABEL_COLOURS = ["#c8c8c8", "#2f8f57", "#c0392b", "#d49a1a", "#8e44ad"];
+  let points = null;
+  let selected = [];
+  let lasso = null;
+  const urlFor = (pattern, id) => pattern.replace(/\/0\//, `/${id}/`);
+  const colourOf = (category) => {
+    const by = colourChoice.value;
+    if (by === "label") return LABEL_COLOURS[category];
+    if (by === "hour") return category === 24 ? "#c8c8c8" : `hsl(${category * 15}, 70%, 45%)`; // a circle of hours
+    return SITE_COLOURS[category % SITE_COLOURS.length];
+  };
+  const screenOf = (i) => {
+    const width = canvas.clientWidth - 2 * PAD;
+    const height = canvas.clientHeight - 2 * PAD;
+    return [PAD + (points.x[i] + 1) / 2 * width, PAD + (1 - points.y[i]) / 2 * height];
+  };
+  const draw = () => {
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = canvas.clientWidth * ratio;
+    canvas.height = canvas.clientHeight * ratio;
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+    if (!points) return;
+    // Unlabeled and the commonest categories first, so that rarer colours lie on top.
+    const order = [...points.category.keys()].sort((a, b) => points.category[a] - points.category[b]);
+    context.globalAlpha = 0.75;
+    for (const i of order) {
+      const [x, y] = screenOf(i);
+      context.fillStyle = colourOf(points.category[i]);
+      context.fillRect(x - 2, y - 2, 4, 4);
+    }
+    context.globalAlpha = 1;
+    context.strokeStyle = "#111";
+    for (const i of selected) {
+      const [x, y] = screenOf(i);
+      context.strokeRect(x - 3, y - 3, 6, 6);
+    }
+    if (lasso && lasso.length > 1) {
+      context.beginPath();
+      context.moveTo(...lasso[0]);
+      lasso.forEach((corner) => context.lineTo(...corner));
+      context.setLineDash([4, 3]);
+      context.stroke();
+      context.setLineDash([]);
+    }
+  };
+  const showLegend = () => {
+    const counts = new Map();
+    points.category.forEach((c) => counts.set(c, (counts.get(c) || 0) + 1));
+    const items = [...counts.keys()].sort((a, b) => a - b).map((c) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colourOf(c);
+      item.append(swatch, `${points.categories[c]} (${counts.get(c)})`);
+      return item;
+    });
+    mapView.querySelector("[data-map-legend]").replaceChildren(...items);
+  };
+  const load = async () => {
+    mapView.querySelector("[data-map-label-choice]").hidden = colourChoice.value !== "label";
+    const query = new URLSearchParams({ colour_by: colourChoice.value });
+    if (colourChoice.value === "label") {
+      if (!labelChoice.value) { flash("Add a label to the project to colour the map by it.", "error"); return; }
+      query.set("label", labelChoice.value);
+    }
+    try {
+      points = await api(`${d.pointsUrl}?${query}`);
+    } catch (error) {
+      flash(error.message, "error");
+      return;
+    }
+    canvas.dataset.points = points.window_ids.length;
+    selected = [];
+    selectionBar.hidden = true;
+    draw();
+    showLegend();
+  };
+  const nearest = (event) => {
+    const box = canvas.getBoundingClientRect();
+    const [px, py] = [event.clientX - box.left, event.clientY - box.top];
+    let best = -1;
+    let bestDistance = 64; // within 8 px
+    points.x.forEach((_, i) => {
+      const [x, y] = screenOf(i);
+      const distance = (x - px) ** 2 + (y - py) ** 2;
+      if (distance < bestDistance) { best = i; bestDistance = distance; }
+    });
+    return best;
+  };
+  const inside = ([x, y], polygon) => { // the even-odd rule
+    let odd = false;
+    for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+      const [xi, yi] = polygon[i];
+      const [xj, yj] = polygon[j];
+      if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) odd = !odd;
+    }
+    return odd;
+  };
+  const select = (indices) => {
+    selected = indices;
+    selectionBar.hidden = !selected.length;
+    if (!selected.length) return draw();
+    // Nearest the group's centre first: the search takes the 20 most typical of it.
+    const [cx, cy] = ["x", "y"].map((axis) => selected.reduce((sum, i) => sum + points[axis][i], 0) / selected.length);
+    selected.sort((a, b) => ((points.x[a] - cx) ** 2 + (points.y[a] - cy) ** 2) - ((points.x[b] - cx) ** 2 + (points.y[b] - cy) ** 2));
+    const ids = selected.map((i) => points.window_ids[i]);
+    mapView.querySelector("[data-map-count]").textContent = `${ids.length} window${ids.length === 1 ? "" : "s"} selected`;
+    mapView.querySelector("[data-map-search]").href = `${d.searchUrl}?${ids.slice(0, 20).map((id) => `window=${id}`).join("&")}`;
+    mapView.querySelector("[data-map-label-them]").href = `${d.selectionUrl}?ids=${ids.slice(0, 500).join(",")}`;
+    draw();
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    if (!points) return;
+    lasso = [[event.offsetX, event.offsetY]];
+    canvas.setPointerCapture(event.pointerId);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!points) return;
+    if (lasso) {
+      lasso.push([event.offsetX, event.offsetY]);
+      tooltip.hidden = true;
+      draw();
+      return;
+    }
+    const i = nearest(event);
+    tooltip.hidden = i < 0;
+    if (i < 0) return;
+    const [x, y] = screenOf(i);
+    tooltip.querySelector("img").src = urlFor(d.spectrogramUrl, points.window_ids[i]);
+    tooltip.querySelector("span").textContent = points.categories[points.category[i]];
+    tooltip.style.left = `${canvas.offsetLeft + Math.min(x + 12, canvas.clientWidth - 190)}px`;
+    // Below the dot in the plot's upper half, above it in the lower half: never off the plot.
+    const below = y < canvas.clientHeight / 2;
+    tooltip.style.top = below ? `${canvas.offsetTop + y + 12}px` : "";
+    tooltip.style.bottom = below ? "" : `${tooltip.parentElement.clientHeight - canvas.offsetTop - y + 12}px`;
+  });
+  canvas.addEventListener("pointerleave", () => { tooltip.hidden = true; });
+  canvas.addEventListener("pointerup", (event) => {
+    if (!lasso) return;
+    const polygon = lasso;
+    lasso = null;
+    const [x0, y0] = polygon[0];
+    if (polygon.every(([x, y]) => (x - x0) ** 2 + (y - y0) ** 2 < 16)) { // a click: hear the window
+      draw();
+      const i = nearest(event);
+      if (i < 0) return;
+      const id = points.window_ids[i];
+      new Audio(urlFor(d.audioUrl, id)).play().catch((error) => flash(`Cannot play: ${error.message}`, "error"));
+      const info = mapView.querySelector("[data-map-info]");
+      const link = Object.assign(document.createElement("a"), { href: urlFor(d.windowUrl, id), textContent: `Open window ${id}` });
+      info.replaceChildren(`Playing ${points.categories[points.category[i]]} · `, link);
+      return;
+    }
+    select([...points.x.keys()].filter((i) => inside(screenOf(i), polygon)));
+  });
+  mapView.querySelector("[data-map-clear]").addEventListener("click", () => select([]));
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape" && selected.length) select([]); });
+  colourChoice.addEventListener("change", load);
+  labelChoice.addEventListener("change", load);
+  window.addEventListener("resize", draw);
+  load();
+}
+
+// A map being drawn: its progress, then the page again once it is done.
+const mapState = document.querySelector("[data-map-state][data-map-url]");
+if (mapState && ["queued", "running"].includes(mapState.dataset.mapStatus)) {
+  const poll = async () => {
+    const state = await api(mapState.dataset.mapUrl).catch(() => null);
+    if (state && (state.status === "done" || state.status === "failed")) { window.location.reload(); return; }
+    const bar = mapState.querySelector("[data-map-progress]");
+    if (state && bar) bar.value = state.progress;
+    setTimeout(poll, 1500);
+  };
+  poll();
+}
