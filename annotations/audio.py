@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import soundfile
 import soxr
 
@@ -161,6 +162,34 @@ def iter_resampled_blocks(
                 yield out.astype(np.float32, copy=False)
             if last:
                 return
+
+
+# Butterworth sections of a box's band filter: steep enough that a hum an octave outside
+# the band is 40 dB down, run forwards and backwards so that nothing moves in time.
+BAND_FILTER_ORDER = 8
+
+
+def band_limited(blocks: Iterator[np.ndarray], rate: int, low_hz: float, high_hz: float) -> Iterator[np.ndarray]:
+    """The audio of ``blocks`` (mono float32 at ``rate``; a short region, read whole) with
+    what lies outside ``[low_hz, high_hz]`` filtered out, as one block. Raises AudioError
+    when the band lies wholly above what ``rate`` holds."""
+    samples = np.concatenate([*blocks, np.zeros(0, np.float32)])
+    nyquist = rate / 2
+    if low_hz >= nyquist:
+        raise AudioError(f"the box's band starts at {low_hz:g} Hz, above the {nyquist:g} Hz that the model hears")
+    edges = [edge / nyquist for edge in (low_hz, high_hz)]
+    if edges[0] <= 0 and edges[1] >= 1:
+        yield samples
+        return
+    if edges[0] <= 0:
+        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges[1], "lowpass", output="sos")
+    elif edges[1] >= 1:
+        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges[0], "highpass", output="sos")
+    else:
+        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges, "bandpass", output="sos")
+    if len(samples) <= 6 * len(sos) + 3:  # sosfiltfilt's padding
+        raise AudioError("the box is too short to filter to its band")
+    yield scipy.signal.sosfiltfilt(sos, samples).astype(np.float32)
 
 
 def iter_windows(blocks: Iterator[np.ndarray], framing: Framing) -> Iterator[tuple[int, np.ndarray]]:

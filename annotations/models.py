@@ -421,6 +421,9 @@ class ClipQuery(models.Model):
     # ...and both kinds may be trimmed to [start_s, end_s) seconds of their audio.
     start_s = models.FloatField(null=True, blank=True)
     end_s = models.FloatField(null=True, blank=True)
+    # A box dragged in time and frequency: only this band of the region is embedded.
+    low_hz = models.FloatField(null=True, blank=True)
+    high_hz = models.FloatField(null=True, blank=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
     status = models.CharField(max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.QUEUED)
     error = models.TextField(blank=True)

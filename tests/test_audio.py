@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from annotations.audio import AudioError, Framing, iter_resampled_blocks, iter_windows, probe
+from annotations.audio import AudioError, Framing, band_limited, iter_resampled_blocks, iter_windows, probe
 from tests.audio_corpus import make_bad_files
 
 
@@ -99,3 +99,56 @@ def test_prefetching_keeps_order_and_passes_errors_on():
     abandoned = prefetched(iter(range(1000)), depth=2)
     assert next(abandoned) == 0
     abandoned.close()  # the producer thread stops instead of blocking forever
+
+
+def test_a_box_band_keeps_what_lies_inside_it_and_silences_what_lies_outside():
+    rate = 32_000
+    t = np.arange(2 * rate) / rate
+    low, inside, high = (np.sin(2 * np.pi * f * t).astype(np.float32) for f in (300.0, 4_000.0, 14_000.0))
+    (filtered,) = band_limited(
+        iter([low[:rate] + inside[:rate], low[rate:] + inside[rate:] + high[rate:]]), rate, 2_000, 8_000
+    )
+    middle = slice(rate // 4, -rate // 4)  # away from the ends, where any filter rings
+
+    def level_db(signal, reference):
+        return 10 * np.log10(np.mean(signal[middle] ** 2) / np.mean(reference[middle] ** 2))
+
+    alone = band_limited(iter([inside]), rate, 2_000, 8_000)
+    assert abs(level_db(next(alone), inside)) < 0.5  # the tone in the band stays as it was
+    residue = filtered - inside
+    assert level_db(residue, low + high) < -40  # the tones an octave and more outside it go
+    assert next(band_limited(iter([inside]), rate, 0, 20_000)) is not None  # the whole band: as it was
+    with pytest.raises(AudioError, match="above the 16000 Hz"):
+        next(band_limited(iter([inside]), rate, 17_000, 20_000))
+
+
+def test_a_box_around_a_song_hears_the_song_not_the_loud_drone_below_it(tmp_path, birdsong):
+    """Real birdsong (2-9 kHz) under an engine-like drone (harmonics of 90 Hz up to 1 kHz,
+    louder than the song), embedded by the app's own model (BirdNET). Boxed to the song's
+    band, the region embeds as the boxed clean song does, whatever droned below it; and as
+    a query it stands three times further from the drone than from the song as the whole
+    region did (0.35 against 0.12 measured: the stored windows are embedded whole, so the
+    song itself comes only a little closer, 0.78 to 0.81)."""
+    from workers.embedding_models import configured_model
+    from workers.ingest import embed_file
+
+    samples, rate = birdsong
+    t = np.arange(len(samples)) / rate
+    drone = sum(np.sin(2 * np.pi * 90 * k * t + k) / k for k in range(1, 12)).astype(np.float32)
+    drone *= 3 * np.abs(samples).max() / np.abs(drone).max()
+    paths = {name: tmp_path / f"{name}.wav" for name in ("song", "drone", "both")}
+    for name, audio in (("song", samples), ("drone", drone), ("both", samples + drone)):
+        soundfile.write(str(paths[name]), np.clip(audio, -1, 1), rate)
+    model = configured_model()
+
+    def unit(name, band=None):
+        outputs = embed_file(paths[name], model, batch_size=8, span_s=(0.0, 9.0), band_hz=band).outputs
+        mean = outputs.embeddings.mean(axis=0)
+        return mean / np.linalg.norm(mean)
+
+    band = (1_500.0, 12_000.0)
+    assert unit("both", band) @ unit("song", band) > 0.98
+    song, drone_only = unit("song"), unit("drone")
+    whole, boxed = unit("both"), unit("both", band)
+    whole_margin, boxed_margin = whole @ song - whole @ drone_only, boxed @ song - boxed @ drone_only
+    assert boxed_margin > 2 * whole_margin > 0, (whole_margin, boxed_margin)

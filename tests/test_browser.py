@@ -17,7 +17,15 @@ import soundfile
 from annotations.deployments import create_deployment, create_project, grant_folder, queue_ingest
 from annotations.labeling import set_label
 from annotations.membership import add_member
-from annotations.models import Annotation, LabelChange, Recording, RecordingStatus, UploadSession, Window
+from annotations.models import (
+    Annotation,
+    ClipQuery,
+    LabelChange,
+    Recording,
+    RecordingStatus,
+    UploadSession,
+    Window,
+)
 from tests.audio_corpus import make_recordings
 from tests.conftest import OUTPUT_DIR, wait_for
 from tests.test_detection_rates import two_site_survey
@@ -363,6 +371,26 @@ def test_the_whole_file_plays_with_a_playhead_the_view_follows_and_rows_fit_twen
     assert float(current.get_attribute("data-start")) <= at < float(current.get_attribute("data-end")) + 0.5
     wait_until(page, f"{playing} === -1", 15_000)  # to the file's end, and stopped there
     assert page.locator("[data-play-file]").inner_text().startswith("▶ Play")
+
+    # A box in time and frequency: only its band is embedded for the search.
+    page.evaluate("scrollTo(0, 0)")
+    picture = page.locator(".region-view img").bounding_box()
+    page.mouse.move(picture["x"] + 0.3 * picture["width"], picture["y"] + 0.2 * picture["height"])
+    page.mouse.down()
+    page.mouse.move(picture["x"] + 0.8 * picture["width"], picture["y"] + 0.6 * picture["height"], steps=8)
+    page.mouse.up()
+    label = page.inner_text("[data-region-label]")
+    assert re.fullmatch(r"[\d.]+–[\d.]+ s · [\d.]+–[\d.]+ kHz", label), label
+    drawn = page.locator(".region-view .region").bounding_box()
+    assert drawn["height"] == pytest.approx(0.4 * picture["height"], abs=2)
+    page.screenshot(path=OUTPUT_DIR / "recording-box.png")
+    page.click("[data-region-search]")
+    page.wait_for_url(lambda url: "history=" in url, timeout=60_000)
+    page.wait_for_selector(".hit")
+    boxed = ClipQuery.objects.latest("pk")
+    low, high = (float(edge) * 1000 for edge in label.split(" · ")[1].removesuffix(" kHz").split("–"))
+    assert boxed.low_hz == pytest.approx(low, abs=60) and boxed.high_hz == pytest.approx(high, abs=60)
+    assert 0 < boxed.low_hz < boxed.high_hz <= 16_000 and boxed.status == "done"
 
     page.set_viewport_size({"width": 1366, "height": 800})
     example = Window.objects.filter(recording=recording).order_by("start_s").first()

@@ -172,6 +172,27 @@ def test_reuploaded_window_clip_finds_its_own_window(ingested, tmp_path):
         f"{base}/region-queries/", {"recording_id": recording_id, "start_s": 5, "end_s": 4}, format="json"
     )
     assert beyond.status_code == 400
+    # A box: the song's band of the same stretch, filtered by the worker before embedding.
+    box = {"recording_id": recording_id, **span, "low_hz": 1500, "high_hz": 12000}
+    boxed = client.post(f"{base}/region-queries/", box, format="json")
+    assert boxed.status_code == 201 and boxed.json()["low_hz"] == 1500, boxed.content
+    state = finished(client, f"{base}/clip-queries/{boxed.json()['id']}/", "boxed example embedding")
+    assert state["status"] == "done", state
+    hits = client.post(f"{base}/search/", {"clip_query_id": boxed.json()["id"], "k": 3}, format="json").json()["hits"]
+    # Filtered, it is like no stored window exactly (they are embedded whole), but like the
+    # song windows more than the brown noise around them: the best hits are songs.
+    songs = {
+        windows_of(client, base, ingested["files"][song.path.name]["id"])[song.song_window]["id"]
+        for song in ingested["recordings"]
+    }
+    assert {hit["window_id"] for hit in hits} <= songs
+    for bad, says in (
+        ({"low_hz": 1500}, "needs both low_hz and high_hz"),
+        ({"low_hz": 17000, "high_hz": 20000}, "nothing above 16000 Hz"),
+        ({"low_hz": 2000, "high_hz": 2050}, "at least 100 Hz wide"),
+    ):
+        refused = client.post(f"{base}/region-queries/", {"recording_id": recording_id, **span, **bad}, format="json")
+        assert refused.status_code == 400 and says in str(refused.json()), (bad, refused.content)
 
 
 def label_by_construction(ingested, recordings) -> set[int]:

@@ -31,7 +31,15 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.utils import timezone
 
-from annotations.audio import AudioError, AudioInfo, Framing, iter_resampled_blocks, iter_windows, probe
+from annotations.audio import (
+    AudioError,
+    AudioInfo,
+    Framing,
+    band_limited,
+    iter_resampled_blocks,
+    iter_windows,
+    probe,
+)
 from annotations.deployments import UNFINISHED, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import ClipQuery, Deployment, EmbeddingModel, Recording, RecordingStatus
@@ -99,18 +107,21 @@ def embed_file(
     info: AudioInfo | None = None,
     channel: int | None = None,
     span_s: tuple[float, float | None] = (0.0, None),
+    band_hz: tuple[float, float] | None = None,
 ) -> EmbeddedAudio:
     """Embed every window of one audio file in this process (clips, and the reference that
     the decode pool must match). ``info``: the file's header, where the caller has already
     probed it; ``channel``: the one channel to embed (None: the mix of all); ``span_s``: the
     part of the file to embed, (start, end or None for the rest), with window times counted
-    from its start."""
+    from its start; ``band_hz``: (low, high), the one band of it to embed (a box)."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
     duration_s = (info or probe(path)).duration_s
     starts: list[int] = []
     chunks: list[WindowOutputs] = []
     blocks = iter_resampled_blocks(path, spec.sample_rate, channel, *span_s)
+    if band_hz is not None:
+        blocks = band_limited(blocks, spec.sample_rate, *band_hz)
     for batch_starts, batch in prefetched(batched_windows(iter_windows(blocks, framing), batch_size)):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
@@ -347,7 +358,12 @@ def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
     channel = query.recording.deployment.channel if query.recording else None
     try:
         embedded = embed_file(
-            Path(query.path), model, batch_size=64, channel=channel, span_s=(query.start_s or 0.0, query.end_s)
+            Path(query.path),
+            model,
+            batch_size=64,
+            channel=channel,
+            span_s=(query.start_s or 0.0, query.end_s),
+            band_hz=None if query.low_hz is None else (query.low_hz, query.high_hz),
         )
         if not len(embedded.starts_s):
             raise AudioError("the chosen part of the clip holds no audio (is the start past its end?)")

@@ -349,12 +349,19 @@ class RegionQuerySerializer(serializers.Serializer):
     recording_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     start_s = serializers.FloatField(min_value=0, max_value=1e7)
     end_s = serializers.FloatField(min_value=0, max_value=1e7)
+    low_hz = serializers.FloatField(min_value=0, max_value=1e6, required=False, help_text="a box: its band's low edge")
+    high_hz = serializers.FloatField(min_value=0, max_value=1e6, required=False, help_text="and its high edge")
+
+    def validate(self, data):
+        if ("low_hz" in data) != ("high_hz" in data):
+            raise serializers.ValidationError("a box's band needs both low_hz and high_hz")
+        return data
 
 
 class ClipQuerySerializer(serializers.ModelSerializer):
     class Meta:
         model = ClipQuery
-        fields = ["id", "filename", "status", "error", "created_at"]
+        fields = ["id", "filename", "status", "error", "created_at", "low_hz", "high_hz"]
 
 
 class BulkAnnotationSerializer(serializers.Serializer):

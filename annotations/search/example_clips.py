@@ -53,14 +53,25 @@ def request_clip_query(
     return query
 
 
-def request_region_query(project: Project, user, recording_id: int, start_s: float, end_s: float) -> ClipQuery:
-    """Queue the embedding of a region dragged on a recording's spectrogram, as an example."""
+def request_region_query(
+    project: Project,
+    user,
+    recording_id: int,
+    start_s: float,
+    end_s: float,
+    band_hz: tuple[float, float] | None = None,
+) -> ClipQuery:
+    """Queue the embedding of a region dragged on a recording's spectrogram, as an example;
+    with ``band_hz`` (low, high), a box: the region's audio outside the band is filtered
+    out before it is embedded, so that what else sounds then (wind, another bird) does
+    not steer the search."""
     recording = Recording.objects.filter(pk=recording_id, deployment__project=project).first()
     if recording is None:
         raise InputError(f"recording {recording_id} is not part of this project")
     start_s, end_s = _checked_span(start_s, end_s)
     if end_s is None or (recording.duration_s and start_s >= recording.duration_s):
         raise InputError(f"the region must lie inside the recording (0 to {recording.duration_s or 0:.1f} s)")
+    low_hz, high_hz = checked_band(band_hz, recording.sample_rate) if band_hz else (None, None)
     with transaction.atomic():
         query = ClipQuery.objects.create(
             project=project,
@@ -70,9 +81,28 @@ def request_region_query(project: Project, user, recording_id: int, start_s: flo
             filename=f"{recording.filename} {start_s:.2f}-{end_s:.2f} s",
             start_s=start_s,
             end_s=end_s,
+            low_hz=low_hz,
+            high_hz=high_hz,
         )
         _queue_clip_embedding(query)
     return query
+
+
+# A box narrower than this holds too few frequency bins of a 5 s window to say much.
+MIN_BAND_HZ = 100.0
+
+
+def checked_band(band_hz: tuple[float, float], sample_rate: int | None) -> tuple[float, float]:
+    """(low, high) Hz of a box, if it is a band of the recording's audio."""
+    low_hz, high_hz = (float(edge) for edge in band_hz)
+    nyquist = (sample_rate or 0) / 2
+    if not 0 <= low_hz < high_hz:
+        raise InputError(f"a band needs 0 <= low < high (Hz), not {low_hz:g} to {high_hz:g}")
+    if high_hz - low_hz < MIN_BAND_HZ:
+        raise InputError(f"a band is at least {MIN_BAND_HZ:g} Hz wide")
+    if nyquist and low_hz >= nyquist:
+        raise InputError(f"the recording holds nothing above {nyquist:g} Hz (its sample rate is {sample_rate} Hz)")
+    return low_hz, min(high_hz, nyquist) if nyquist else high_hz
 
 
 def _queue_clip_embedding(query: ClipQuery) -> None:

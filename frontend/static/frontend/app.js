@@ -769,27 +769,50 @@ if (regionView) {
     localStorage.setItem("recordingZoom", String(zoom));
     showView(centre);
   };
+  // A drag draws a box in time and frequency. Its frequencies read the picture's own axis
+  // (annotations.spectrograms.band_edges: mel from 50 Hz, or linear from 0, to the lesser of
+  // 16 kHz and the file's Nyquist); a box of nearly the picture's height is time alone.
+  const topHz = Math.min(16000, Number(d.sampleRate || 32000) / 2);
+  const mel = (hz) => 2595 * Math.log10(1 + hz / 700);
+  const hzAt = (clientY) => {
+    const rect = img.getBoundingClientRect();
+    const fraction = Math.max(0, Math.min(1, 1 - (clientY - rect.top) / rect.height)); // 0 at the bottom
+    if (localStorage.getItem("spectrogramScale") === "linear") return fraction * topHz;
+    return 700 * (10 ** ((mel(50) + fraction * (mel(topHz) - mel(50))) / 2595) - 1);
+  };
+  const FULL_HEIGHT = 0.92;
   let anchor = null;
   let region = null;
-  const draw = (a, b) => {
-    region = [Math.min(a, b), Math.max(a, b)];
-    place(box, region[0], region[1]);
-    actions.hidden = region[1] - region[0] < 0.1;
-    actions.querySelector("[data-region-label]").textContent = `${region[0].toFixed(2)}–${region[1].toFixed(2)} s`;
+  const draw = (a, b, y0, y1) => {
+    region = { start: Math.min(a, b), end: Math.max(a, b), band: null };
+    place(box, region.start, region.end);
+    const rect = img.getBoundingClientRect();
+    const [top, bottom] = [Math.min(y0, y1), Math.max(y0, y1)].map((y) => Math.max(0, Math.min(rect.height, y - rect.top)));
+    const boxed = bottom - top < FULL_HEIGHT * rect.height;
+    box.style.top = boxed ? `${top}px` : "0px";
+    box.style.height = boxed ? `${bottom - top}px` : `${rect.height}px`;
+    if (boxed) region.band = [Math.round(hzAt(rect.top + bottom)), Math.round(hzAt(rect.top + top))];
+    actions.hidden = region.end - region.start < 0.1;
+    const band = region.band ? ` · ${(region.band[0] / 1000).toFixed(1)}–${(region.band[1] / 1000).toFixed(1)} kHz` : "";
+    actions.querySelector("[data-region-label]").textContent = `${region.start.toFixed(2)}–${region.end.toFixed(2)} s${band}`;
   };
-  regionView.addEventListener("pointerdown", (e) => { anchor = secondsAt(e.clientX); regionView.setPointerCapture(e.pointerId); draw(anchor, anchor); });
-  regionView.addEventListener("pointermove", (e) => { if (anchor !== null) draw(anchor, secondsAt(e.clientX)); });
+  regionView.addEventListener("pointerdown", (e) => {
+    anchor = { seconds: secondsAt(e.clientX), y: e.clientY };
+    regionView.setPointerCapture(e.pointerId);
+    draw(anchor.seconds, anchor.seconds, e.clientY, e.clientY);
+  });
+  regionView.addEventListener("pointermove", (e) => { if (anchor !== null) draw(anchor.seconds, secondsAt(e.clientX), anchor.y, e.clientY); });
   regionView.addEventListener("pointerup", (e) => {
     if (anchor === null) return;
     const seconds = secondsAt(e.clientX);
-    if (Math.abs(seconds - anchor) * pxPerSecond() < 3) { // a click, not a drag
+    if (Math.abs(seconds - anchor.seconds) * pxPerSecond() < 3) { // a click, not a drag
       box.hidden = true;
       actions.hidden = true;
       const hit = hits().find((h) => Number(h.dataset.start) <= seconds && seconds < Number(h.dataset.end));
       if (hit) { focusHit(hits().indexOf(hit)); togglePlay(hit); }
       else window.location.href = `?start=${Math.floor(seconds)}`; // the windows of that part of the file
     } else {
-      draw(anchor, seconds);
+      draw(anchor.seconds, seconds, anchor.y, e.clientY);
     }
     anchor = null;
   });
@@ -930,7 +953,10 @@ if (regionView) {
     try {
       const clip = await api(d.regionUrl, {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ recording_id: Number(d.recording), start_s: region[0], end_s: region[1] }),
+        body: JSON.stringify({
+          recording_id: Number(d.recording), start_s: region.start, end_s: region.end,
+          ...(region.band ? { low_hz: region.band[0], high_hz: region.band[1] } : {}),
+        }),
       });
       await searchWhenEmbedded(d.clipUrl, clip, d.searchUrl);
     } catch (error) {
