@@ -259,6 +259,17 @@ def times_and_review(span: DetectedSpan, zone: ZoneInfo, window_labels: list[dic
     )
 
 
+def boxed_band(span: DetectedSpan, window_labels: list[dict]) -> tuple[float, float] | None:
+    """The band that annotators' positive labels of the span's label, given to boxes on
+    its window, cover together (lowest low to highest high); None where none was boxed."""
+    bands = [
+        (label["low_hz"], label["high_hz"])
+        for label in window_labels
+        if label["label_id"] == span.label.pk and label["value"] == LabelValue.POSITIVE and label["low_hz"] is not None
+    ]
+    return (min(low for low, _ in bands), max(high for _, high in bands)) if bands else None
+
+
 def relative_path(recording: Recording, deployment: Deployment) -> str:
     """A recording's path inside its deployment's folder (server folder or upload folder):
     what an export shows, never where the server keeps it."""
@@ -325,6 +336,7 @@ def raven_tables_zip(run: InferenceRun, filters: DetectionFilters = DetectionFil
                 span.label.name,
                 score=span.score,
                 extra=(*times_and_review(span, zone, window_labels), str(span.windows)),
+                band_hz=boxed_band(span, window_labels),
             )
         )
     buffer = io.BytesIO()

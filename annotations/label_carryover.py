@@ -32,11 +32,21 @@ class HeldLabel:
     start_s: float
     end_s: float
     updated_at: dt.datetime
+    low_hz: float | None = None  # the band of a label given to a box
+    high_hz: float | None = None
 
 
 def labels_on_recording(recording_id: int, model_id: int) -> list[HeldLabel]:
     rows = Annotation.objects.filter(window__recording_id=recording_id, window__model_id=model_id).values_list(
-        "label_id", "annotator_id", "value", "provenance", "window__start_s", "window__end_s", "updated_at"
+        "label_id",
+        "annotator_id",
+        "value",
+        "provenance",
+        "window__start_s",
+        "window__end_s",
+        "updated_at",
+        "low_hz",
+        "high_hz",
     )
     return [HeldLabel(*row) for row in rows]
 
@@ -76,6 +86,8 @@ def restore_labels(held: Sequence[HeldLabel], window_ids: np.ndarray, starts: np
             annotator_id=label.annotator_id,
             value=label.value,
             provenance=label.provenance,
+            low_hz=label.low_hz,
+            high_hz=label.high_hz,
         )
         for index, label in carry_over(held, starts, ends)
     ]

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from annotations.bands import checked_band
 from annotations.errors import InputError
 from annotations.models import Annotation, Label, LabelChange, LabelValue, Project, Window
 
@@ -22,21 +23,20 @@ def _check_in_project(project: Project, window_ids: list[int], label_id: int) ->
         raise InputError(f"label {label_id} is not in this project's vocabulary")
 
 
-def set_label(project: Project, user, window_id: int, label_id: int, value: str) -> Annotation:
-    """Give (or change) ``user``'s value for a label on a window of ``project``."""
+# A label's band, (low, high) Hz, where it was given to a box; None for the whole window.
+Band = tuple[float, float] | None
+
+
+def set_label(project: Project, user, window_id: int, label_id: int, value: str, band_hz: Band = None) -> Annotation:
+    """Give (or change) ``user``'s value for a label on a window of ``project``; with
+    ``band_hz``, to a box on it: the band is kept with the label."""
     _check_in_project(project, [window_id], label_id)
-    with transaction.atomic():
-        annotation, created = Annotation.objects.select_for_update().get_or_create(
-            window_id=window_id, label_id=label_id, annotator=user, defaults={"value": value}
+    if band_hz is not None:
+        band_hz = checked_band(
+            band_hz, Window.objects.values_list("recording__sample_rate", flat=True).get(pk=window_id)
         )
-        old_value = "" if created else annotation.value
-        if old_value != value:
-            annotation.value = value
-            annotation.save(update_fields=["value", "updated_at"])
-            LabelChange.objects.create(
-                window_id=window_id, label_id=label_id, annotator=user, old_value=old_value, new_value=value
-            )
-    return annotation
+    _write_values(user, [window_id], label_id, value, band_hz)
+    return Annotation.objects.get(window_id=window_id, label_id=label_id, annotator=user)
 
 
 def set_labels(project: Project, user, window_ids: list[int], label_id: int, value: str) -> int:
@@ -47,8 +47,10 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
     return _write_values(user, window_ids, label_id, value)
 
 
-def _write_values(user, window_ids: list[int], label_id: int, value: str) -> int:
-    """``set_labels`` once its windows and label are known to be the project's."""
+def _write_values(user, window_ids: list[int], label_id: int, value: str, band_hz: Band = None) -> int:
+    """``set_labels`` once its windows and label are known to be the project's: the value,
+    and the band (none: the whole window). The audit trail records changes of value."""
+    low_hz, high_hz = band_hz or (None, None)
     with transaction.atomic():
         existing = {
             a.window_id: a
@@ -56,13 +58,18 @@ def _write_values(user, window_ids: list[int], label_id: int, value: str) -> int
                 window_id__in=window_ids, label_id=label_id, annotator=user
             )
         }
-        changed = [w for w in window_ids if w not in existing or existing[w].value != value]
+        changed = [
+            w
+            for w in window_ids
+            if w not in existing
+            or (existing[w].value, existing[w].low_hz, existing[w].high_hz) != (value, low_hz, high_hz)
+        ]
         # update() skips auto_now: updated_at is set here, as save() would.
         Annotation.objects.filter(pk__in=[existing[w].pk for w in changed if w in existing]).update(
-            value=value, updated_at=timezone.now()
+            value=value, low_hz=low_hz, high_hz=high_hz, updated_at=timezone.now()
         )
         Annotation.objects.bulk_create(
-            Annotation(window_id=w, label_id=label_id, annotator=user, value=value)
+            Annotation(window_id=w, label_id=label_id, annotator=user, value=value, low_hz=low_hz, high_hz=high_hz)
             for w in changed
             if w not in existing
         )
@@ -75,20 +82,22 @@ def _write_values(user, window_ids: list[int], label_id: int, value: str) -> int
                 new_value=value,
             )
             for w in changed
+            if w not in existing or existing[w].value != value
         )
     return len(changed)
 
 
-def restore_labels(project: Project, user, label_id: int, previous: dict[int, str | None]) -> int:
-    """Put ``user``'s labels for ``label_id`` back to ``previous`` ({window_id: value, or
-    None for no label}) in one transaction: the undo of a page-wide action. Returns how
-    many labels changed."""
+def restore_labels(project: Project, user, label_id: int, previous: dict[int, tuple[str, Band] | None]) -> int:
+    """Put ``user``'s labels for ``label_id`` back to ``previous`` ({window_id: (value,
+    band), or None for no label}) in one transaction: the undo of a label or of a
+    page-wide action. Returns how many labels changed."""
     window_ids = list(previous)
     _check_in_project(project, window_ids, label_id)
     with transaction.atomic():
         changed = 0
-        for value in {v for v in previous.values() if v is not None}:
-            changed += _write_values(user, [w for w, v in previous.items() if v == value], label_id, value)
+        for value, band in {v for v in previous.values() if v is not None}:
+            windows = [w for w, v in previous.items() if v == (value, band)]
+            changed += _write_values(user, windows, label_id, value, band)
         removed = list(
             Annotation.objects.select_for_update().filter(
                 window_id__in=[w for w, v in previous.items() if v is None], label_id=label_id, annotator=user
@@ -129,6 +138,8 @@ def labels_by_window(window_ids: list[int]) -> dict[int, list[dict]]:
                 "label": annotation.label.name,
                 "value": annotation.value,
                 "annotator": annotation.annotator.username,
+                "low_hz": annotation.low_hz,
+                "high_hz": annotation.high_hz,
             }
         )
     return labels

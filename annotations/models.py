@@ -320,6 +320,10 @@ class Annotation(models.Model):
     # Who or what gave an imported label, as the source said (hoplite's provenance); empty
     # for labels given here. A database default: label imports insert rows by SQL.
     provenance = models.CharField(max_length=200, blank=True, db_default="")
+    # A label given to a box drawn on the spectrogram keeps the box's band (Raven's low
+    # and high frequency); null for a label of the whole window.
+    low_hz = models.FloatField(null=True, blank=True)
+    high_hz = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -53,6 +53,12 @@ class Selection:
     value: str = "positive"
     score: float | None = None
     extra: tuple[str, ...] = ()  # values of a writer's extra_columns, in their order
+    band_hz: tuple[float, float] | None = None  # a box's band; none: 0 Hz to the Nyquist frequency
+
+
+def _band(selection: Selection, nyquist_hz: float) -> list[str]:
+    low, high = selection.band_hz or (0.0, nyquist_hz)
+    return [f"{low:.1f}", f"{min(high, nyquist_hz):.1f}"]
 
 
 def _score(selection: Selection) -> str:
@@ -60,8 +66,9 @@ def _score(selection: Selection) -> str:
 
 
 def write_selection_table(selections: Iterable[Selection], nyquist_hz: float, extra_columns: Sequence[str] = ()) -> str:
-    """One recording's selections as a Raven selection table (high frequency capped at
-    Nyquist); labels and extra values neutralised against spreadsheet formulas (``formula_cells``)."""
+    """One recording's selections as a Raven selection table (each a box's band where it
+    has one, else the whole band; high frequency capped at Nyquist); labels and extra
+    values neutralised against spreadsheet formulas (``formula_cells``)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow([*STANDARD_COLUMNS, "Label", "Score", *extra_columns])
@@ -73,8 +80,7 @@ def write_selection_table(selections: Iterable[Selection], nyquist_hz: float, ex
                 1,
                 f"{selection.start_s:.6f}",
                 f"{selection.end_s:.6f}",
-                "0.0",
-                f"{nyquist_hz:.1f}",
+                *_band(selection, nyquist_hz),
                 neutral_cell(selection.label),
                 _score(selection),
                 *map(neutral_cell, selection.extra),
@@ -109,8 +115,7 @@ def write_file_sequence_table(
                 1,
                 f"{span.sequence_start_s + selection.start_s:.6f}",
                 f"{span.sequence_start_s + selection.end_s:.6f}",
-                "0.0",
-                f"{nyquist_hz:.1f}",
+                *_band(selection, nyquist_hz),
                 neutral_cell(span.path),
                 f"{selection.start_s:.6f}",
                 neutral_cell(span.path.replace("\\", "/").rsplit("/", 1)[-1]),

@@ -384,6 +384,15 @@ def test_the_whole_file_plays_with_a_playhead_the_view_follows_and_rows_fit_twen
     drawn = page.locator(".region-view .region").bounding_box()
     assert drawn["height"] == pytest.approx(0.4 * picture["height"], abs=2)
     page.screenshot(path=OUTPUT_DIR / "recording-box.png")
+    page.click("[data-box-label=positive]")  # a label of the window under the box, with its band
+    chip = page.locator(".hit.current .chip")
+    chip.wait_for()
+    assert "box" in chip.inner_text() and "kHz" in chip.inner_text()
+    boxed_label = Annotation.objects.get(annotator=user)
+    assert boxed_label.value == "positive" and 0 < boxed_label.low_hz < boxed_label.high_hz <= 16_000
+    page.keyboard.press("u")
+    page.wait_for_selector("#flash:has-text('Undone')")
+    assert not Annotation.objects.filter(annotator=user).exists()
     page.click("[data-region-search]")
     page.wait_for_url(lambda url: "history=" in url, timeout=60_000)
     page.wait_for_selector(".hit")

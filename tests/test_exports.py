@@ -15,8 +15,8 @@ from annotations.deployment_metadata import parse_metadata_csv
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
-from annotations.exports import detections_csv, raven_tables_zip
-from annotations.formula_cells import FORMULA_STARTS
+from annotations.exports import SEQUENCE_TABLE_NAME, detections_csv, raven_tables_zip
+from annotations.formula_cells import FORMULA_STARTS, neutral_cell
 from annotations.labeling import set_label
 from annotations.models import (
     Classifier,
@@ -185,3 +185,60 @@ def test_exports_carry_local_and_utc_times_and_who_reviewed_each_detection(make_
         assert {s["Time Zone"] for s in selections} == {"Pacific/Auckland"}
         assert [s["Review"] for s in selections] == [r["review"] for r in rows]
         assert selections[0]["Window Labels"] == rows[0]["window_labels"]
+
+
+def test_a_label_given_to_a_box_is_its_detections_band_in_raven_tables(hostile_run, make_user, client_for):
+    """Boxes labeled positive (two annotators' together) give a detection's low and high
+    frequency; a label of the whole window, or a negative, leaves the whole band. Undo
+    puts a box label back with its band."""
+    project, run, _ = hostile_run
+    owner = project.memberships.get().user
+    other = make_user("second")
+    Membership.objects.create(project=project, user=other, role=Role.ANNOTATOR)
+    first, second, third = (d for d in Detection.objects.filter(run=run).order_by("window__recording__filename")[:3])
+    base = f"/api/projects/{project.pk}/annotations/"
+
+    def label(user, detection, value, band=None):
+        body = {"window": detection.window_id, "label": detection.label_id, "value": value}
+        response = client_for(user).post(base, {**body, **(band or {})}, format="json")
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    assert label(owner, first, "positive", {"low_hz": 2000, "high_hz": 6000})["low_hz"] == 2000
+    label(other, first, "positive", {"low_hz": 3000, "high_hz": 9000})
+    label(owner, second, "positive")  # the whole window
+    label(owner, third, "negative", {"low_hz": 1000, "high_hz": 2000})
+    refused = client_for(owner).post(
+        base,
+        {"window": first.window_id, "label": first.label_id, "value": "positive", "low_hz": 17000, "high_hz": 18000},
+        format="json",
+    )
+    assert refused.status_code == 400 and "nothing above 16000 Hz" in refused.json()["error"]
+
+    def bands() -> dict[str, tuple[str, str]]:
+        tables = zipfile.ZipFile(io.BytesIO(raven_tables_zip(run)))
+        rows = csv.DictReader(io.StringIO(tables.read(SEQUENCE_TABLE_NAME).decode()), delimiter="\t")
+        return {(r["Begin File"], r["Label"]): (r["Low Freq (Hz)"], r["High Freq (Hz)"]) for r in rows}
+
+    found = bands()
+
+    def name(detection) -> tuple[str, str]:  # as the table writes them, formula-safe
+        return neutral_cell(detection.window.recording.filename), neutral_cell(detection.label.name)
+
+    assert found[name(first)] == ("2000.0", "9000.0")
+    assert found[name(second)] == found[name(third)] == ("0.0", "16000.0")
+
+    # A plain relabel clears the band; undo (restore) brings the box back.
+    label(owner, first, "positive")
+    label(other, first, "negative")
+    assert bands()[name(first)] == ("0.0", "16000.0")
+    restored = client_for(owner).post(
+        f"{base}restore/",
+        {
+            "label": first.label_id,
+            "changes": [{"window": first.window_id, "value": "positive", "low_hz": 2000, "high_hz": 6000}],
+        },
+        format="json",
+    )
+    assert restored.json() == {"changed": 1}
+    assert bands()[name(first)] == ("2000.0", "6000.0")

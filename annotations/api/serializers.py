@@ -345,10 +345,9 @@ class SearchHitSerializer(serializers.Serializer):
     predictions = PredictionSerializer(many=True, help_text="the embedding model's own top classes")
 
 
-class RegionQuerySerializer(serializers.Serializer):
-    recording_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    start_s = serializers.FloatField(min_value=0, max_value=1e7)
-    end_s = serializers.FloatField(min_value=0, max_value=1e7)
+class BandSerializer(serializers.Serializer):
+    """An optional band of a box drawn on a spectrogram: both edges or neither."""
+
     low_hz = serializers.FloatField(min_value=0, max_value=1e6, required=False, help_text="a box: its band's low edge")
     high_hz = serializers.FloatField(min_value=0, max_value=1e6, required=False, help_text="and its high edge")
 
@@ -356,6 +355,16 @@ class RegionQuerySerializer(serializers.Serializer):
         if ("low_hz" in data) != ("high_hz" in data):
             raise serializers.ValidationError("a box's band needs both low_hz and high_hz")
         return data
+
+
+def band_of(data: dict) -> tuple[float, float] | None:
+    return (data["low_hz"], data["high_hz"]) if data.get("low_hz") is not None else None
+
+
+class RegionQuerySerializer(BandSerializer):
+    recording_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    start_s = serializers.FloatField(min_value=0, max_value=1e7)
+    end_s = serializers.FloatField(min_value=0, max_value=1e7)
 
 
 class ClipQuerySerializer(serializers.ModelSerializer):
@@ -372,7 +381,7 @@ class BulkAnnotationSerializer(serializers.Serializer):
     value = serializers.ChoiceField(choices=LabelValue.choices)
 
 
-class PreviousLabelSerializer(serializers.Serializer):
+class PreviousLabelSerializer(BandSerializer):
     window = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     value = serializers.ChoiceField(choices=LabelValue.choices, allow_null=True, help_text="null: no label")
 
@@ -390,7 +399,7 @@ class ResolvedConflictSerializer(serializers.Serializer):
     removed = serializers.IntegerField(help_text="other annotators' differing labels removed")
 
 
-class AnnotationRequestSerializer(serializers.Serializer):
+class AnnotationRequestSerializer(BandSerializer):
     window = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     label = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     value = serializers.ChoiceField(choices=LabelValue.choices)
@@ -402,7 +411,18 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["id", "window", "label", "label_name", "value", "annotator", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "window",
+            "label",
+            "label_name",
+            "value",
+            "low_hz",
+            "high_hz",
+            "annotator",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class TrainRequestSerializer(serializers.Serializer):

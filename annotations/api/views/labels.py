@@ -35,7 +35,9 @@ class AnnotationListView(ProjectView):
     @extend_schema(request=s.AnnotationRequestSerializer, responses={201: s.AnnotationSerializer, **ERRORS})
     def post(self, request, project_id):
         data = validated(s.AnnotationRequestSerializer, request.data)
-        annotation = labeling.set_label(self.project, request.user, data["window"], data["label"], data["value"])
+        annotation = labeling.set_label(
+            self.project, request.user, data["window"], data["label"], data["value"], s.band_of(data)
+        )
         return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[WINDOW, LABEL], responses={204: None, **ERRORS})
@@ -64,7 +66,10 @@ class AnnotationRestoreView(ProjectView):
     @extend_schema(request=s.RestoreAnnotationsSerializer, responses={200: s.BulkAnnotationResultSerializer, **ERRORS})
     def post(self, request, project_id):
         data = validated(s.RestoreAnnotationsSerializer, request.data)
-        previous = {change["window"]: change.get("value") or None for change in data["changes"]}
+        previous = {
+            change["window"]: (change["value"], s.band_of(change)) if change.get("value") else None
+            for change in data["changes"]
+        }
         changed = labeling.restore_labels(self.project, request.user, data["label"], previous)
         return Response({"changed": changed})
 

@@ -42,9 +42,8 @@ class RegionQueryView(ProjectView):
     @extend_schema(request=s.RegionQuerySerializer, responses={201: s.ClipQuerySerializer, **ERRORS})
     def post(self, request, project_id):
         data = validated(s.RegionQuerySerializer, request.data)
-        band = (data["low_hz"], data["high_hz"]) if "low_hz" in data else None
         clip = search.request_region_query(
-            self.project, request.user, data["recording_id"], data["start_s"], data["end_s"], band
+            self.project, request.user, data["recording_id"], data["start_s"], data["end_s"], s.band_of(data)
         )
         return Response(s.ClipQuerySerializer(clip).data, status=status.HTTP_201_CREATED)
 

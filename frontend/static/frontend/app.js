@@ -343,11 +343,16 @@ function chipFor(hit, labelId, annotator) {
   return hit.querySelector(`.chip[data-label-id="${labelId}"][data-annotator="${CSS.escape(annotator)}"]`);
 }
 
-// Show one annotator's value for a label on a hit (null removes it); returns the previous value.
-function showLabel(hit, label, annotator, value) {
+// A label given to a box keeps its band, [low, high] Hz; null for the whole window.
+const bandOf = (chip) => (chip && chip.dataset.lowHz ? [Number(chip.dataset.lowHz), Number(chip.dataset.highHz)] : null);
+const bandFields = (band) => (band ? { low_hz: band[0], high_hz: band[1] } : {});
+
+// Show one annotator's value (and band) for a label on a hit (a null value removes it);
+// returns the previous {value, band}.
+function showLabel(hit, label, annotator, value, band = null) {
   const chips = hit.querySelector("[data-labels]");
   let chip = chipFor(hit, label.id, annotator);
-  const previous = chip ? chip.dataset.value : null;
+  const previous = { value: chip ? chip.dataset.value : null, band: bandOf(chip) };
   if (value === null) {
     if (chip) chip.remove();
   } else {
@@ -360,6 +365,14 @@ function showLabel(hit, label, annotator, value) {
     }
     chip.dataset.value = value;
     chip.textContent = `${label.name}: ${value} (${annotator})`;
+    delete chip.dataset.lowHz;
+    delete chip.dataset.highHz;
+    if (band) {
+      [chip.dataset.lowHz, chip.dataset.highHz] = band;
+      chip.append(" ", Object.assign(document.createElement("small"), {
+        textContent: `box ${(band[0] / 1000).toFixed(1)}–${(band[1] / 1000).toFixed(1)} kHz`,
+      }));
+    }
   }
   refreshHit(hit);
   return previous;
@@ -397,7 +410,7 @@ function annotationUrl(hit) {
   return hit.closest("[data-annotation-url]").dataset.annotationUrl;
 }
 
-async function labelHit(hit, value) {
+async function labelHit(hit, value, band = null) {
   const label = activeLabel();
   if (!label) { flash("Add a label to the project first.", "error"); return false; }
   const me = document.body.dataset.user;
@@ -406,7 +419,7 @@ async function labelHit(hit, value) {
   try {
     await api(annotationUrl(hit), {
       method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ window: window_, label: label.id, value }),
+      body: JSON.stringify({ window: window_, label: label.id, value, ...bandFields(band) }),
     });
   } catch (error) {
     flash(error.message, "error");
@@ -414,9 +427,9 @@ async function labelHit(hit, value) {
   } finally {
     savesInFlight -= 1;
   }
-  const previous = showLabel(hit, label, me, value);
+  const previous = showLabel(hit, label, me, value, band);
   undoStack.push([{ hit, label, previous }]);
-  flash(`${label.name}: ${value} ✓ saved`);
+  flash(`${label.name}: ${value}${band ? " (the box's band)" : ""} ✓ saved`);
   return true;
 }
 
@@ -455,7 +468,10 @@ async function undo() {
   try {
     await api(`${annotationUrl(changes[0].hit)}restore/`, {
       method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ label: label.id, changes: changes.map(({ hit, previous }) => ({ window: Number(hit.dataset.window), value: previous })) }),
+      body: JSON.stringify({
+        label: label.id,
+        changes: changes.map(({ hit, previous }) => ({ window: Number(hit.dataset.window), value: previous.value, ...bandFields(previous.band) })),
+      }),
     });
   } catch (error) {
     undoStack.push(changes);
@@ -464,7 +480,7 @@ async function undo() {
   } finally {
     savesInFlight -= 1;
   }
-  for (const { hit, previous } of changes) showLabel(hit, label, me, previous);
+  for (const { hit, previous } of changes) showLabel(hit, label, me, previous.value, previous.band);
   focusHit(hits().indexOf(changes[0].hit));
   flash(changes.length > 1 ? `Undone (${changes.length} labels).` : "Undone.");
 }
@@ -949,6 +965,16 @@ if (regionView) {
     if (event.key === " " && event.shiftKey) { event.preventDefault(); toggleFile(); }
   });
   showView((view.start + view.end) / 2);
+  // A label for the box: on the listed window it overlaps most, with the box's band.
+  actions.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-box-label]");
+    if (!button || !region) return;
+    const overlap = (hit) => Math.min(region.end, Number(hit.dataset.end)) - Math.max(region.start, Number(hit.dataset.start));
+    const hit = hits().filter((h) => overlap(h) > 0).sort((a, b) => overlap(b) - overlap(a))[0];
+    if (!hit) { flash("None of the windows listed below lies under the box: open that part of the file first.", "error"); return; }
+    focusHit(hits().indexOf(hit));
+    labelHit(hit, button.dataset.boxLabel, region.band);
+  });
   actions.querySelector("[data-region-search]").addEventListener("click", async () => {
     try {
       const clip = await api(d.regionUrl, {
