@@ -1,8 +1,8 @@
 """A map of a project's embedding space: where its windows lie, seen from above.
 
 A worker draws a bounded sample of the project's windows (MAP_SAMPLE, however many the
-project holds), projects their unit embeddings onto the plane of their two leading
-principal axes, and stores each window's place (``MapPoint``). The page colours the
+project holds), lays their unit embeddings out on a plane (UMAP over their leading
+principal axes), and stores each window's place (``MapPoint``). The page colours the
 points by label, site or hour of day, shows a window's spectrogram on hover, plays it on
 a click, and sends a lassoed group to the search as examples or to a list for labeling.
 Nothing here runs in a request but reading the stored points (bounded by MAP_SAMPLE).
@@ -29,39 +29,62 @@ from annotations.search_index import newest_window_id
 # for a browser to draw and hit-test at once (about 0.7 MB of points to fetch).
 MAP_SAMPLE = 20_000
 READ_CHUNK = 2_000  # windows read per query while a map is drawn (progress between them)
+# Of a drawing's progress, the share that reading the sample takes; the layout takes the
+# rest (bench.embedding_map at 1M: about 2 s of reading, the rest UMAP's).
+READING_SHARE = 0.1
 BUILD_TIME_LIMIT = dt.timedelta(hours=1)
 
 COLOUR_BY = ("label", "site", "hour")
 LABEL_STATES = ("not labeled", "positive", "negative", "unsure", "annotators disagree")
 
 
+# The principal axes that UMAP lays out: most of a season's variety, and far cheaper for
+# its nearest-neighbour graph than 1,024-1,536 dimensions.
+PCA_AXES = 50
+# Fewer points than this (a first deployment's few files) are drawn on their two leading
+# principal axes: UMAP needs neighbourhoods to lay out.
+UMAP_MIN_POINTS = 100
+UMAP_NEIGHBOURS = 15
+
+
 @dataclasses.dataclass(frozen=True)
 class Projection:
     """points: float32 [N, 2] in [-1, 1]; explained: the share of the variance of the unit
-    embeddings that the two axes hold."""
+    embeddings that the principal axes it started from hold; method: "umap" or "pca"."""
 
     points: np.ndarray
     explained: float
+    method: str
 
 
 def project_to_plane(embeddings: np.ndarray) -> Projection:
-    """Embeddings float32 [N, D] (N >= 1) onto the plane of the two leading principal axes
-    of their unit rows, scaled into [-1, 1] (one scale for both axes, so that distances keep
-    their proportions). Each axis points the way most of the weight lies, so that the same
-    windows draw the same map."""
+    """Embeddings float32 [N, D] (N >= 1) onto a plane: their unit rows on their PCA_AXES
+    leading principal axes, laid out by UMAP (neighbours in the embedding space stay
+    neighbours on the map), or for fewer than UMAP_MIN_POINTS the two leading axes alone.
+    Scaled into [-1, 1] (one scale for both axes, so that distances keep their
+    proportions). The same windows, in the same order, draw the same map."""
     unit = unit_rows(np.asarray(embeddings, dtype=np.float32)).astype(np.float64)
     centred = unit - unit.mean(axis=0)
     # The D x D scatter matrix: its eigenvectors are the principal axes, and it costs one
     # pass over the rows whatever their number.
-    scatter = centred.T @ centred
-    values, vectors = np.linalg.eigh(scatter)
-    axes = vectors[:, ::-1][:, :2]
-    axes = axes * np.where(axes.sum(axis=0) < 0, -1.0, 1.0)
-    points = centred @ axes
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    values, vectors = values[::-1].clip(min=0), vectors[:, ::-1]
+    # Each axis points the way most of the weight lies: eigenvectors' signs are arbitrary.
+    vectors = vectors * np.where(vectors.sum(axis=0) < 0, -1.0, 1.0)
+    total = float(values.sum()) or 1.0
+    if len(unit) < UMAP_MIN_POINTS:
+        points, explained, method = centred @ vectors[:, :2], float(values[:2].sum() / total), "pca"
+    else:
+        import umap  # its numba compiles on first use: imported by the worker that draws
+
+        axes = min(PCA_AXES, len(unit) - 1)
+        reduced = centred @ vectors[:, :axes]
+        # A fixed seed runs it in one thread: the same map for the same windows.
+        layout = umap.UMAP(n_components=2, n_neighbors=UMAP_NEIGHBOURS, min_dist=0.1, random_state=0)
+        points, explained, method = layout.fit_transform(reduced), float(values[:axes].sum() / total), "umap"
+    points = points - points.mean(axis=0) if method == "umap" else points
     extent = float(np.abs(points).max()) or 1.0
-    total = float(values.clip(min=0).sum())
-    explained = float(values[::-1][:2].clip(min=0).sum() / total) if total > 0 else 0.0
-    return Projection((points / extent).astype(np.float32), explained)
+    return Projection((points / extent).astype(np.float32), explained, method)
 
 
 def request_map_build(project: Project, model: EmbeddingModel) -> EmbeddingMap:
@@ -95,8 +118,9 @@ def build_embedding_map(map_id: int) -> EmbeddingMap:
     for start in range(0, len(window_ids), READ_CHUNK):
         chunk = window_ids[start : start + READ_CHUNK]
         embeddings[start : start + len(chunk)] = window_matrix(chunk.tolist(), row.model.embedding_dim)[1]
-        EmbeddingMap.objects.filter(pk=row.pk).update(progress=0.9 * (start + len(chunk)) / len(window_ids))
-    projection = project_to_plane(embeddings) if len(window_ids) else Projection(np.zeros((0, 2), np.float32), 0.0)
+        EmbeddingMap.objects.filter(pk=row.pk).update(progress=READING_SHARE * (start + len(chunk)) / len(window_ids))
+    empty = Projection(np.zeros((0, 2), np.float32), 0.0, "pca")
+    projection = project_to_plane(embeddings) if len(window_ids) else empty
     with transaction.atomic():
         MapPoint.objects.filter(map=row).delete()
         rows = ((row.pk, int(w), float(x), float(y)) for w, (x, y) in zip(window_ids, projection.points, strict=True))
@@ -109,6 +133,7 @@ def build_embedding_map(map_id: int) -> EmbeddingMap:
             progress=1.0,
             windows_total=Window.objects.filter(project=row.project, model=row.model).count(),
             explained_variance=projection.explained,
+            method=projection.method,
             build_seconds=time.monotonic() - started,
         )
     if not connection.in_atomic_block:

@@ -928,7 +928,9 @@ class EmbeddingMap(models.Model):
     error = models.TextField(blank=True)
     progress = models.FloatField(default=0.0)  # 0..1 while a build runs
     windows_total = models.BigIntegerField(default=0)  # the project's windows when it was drawn
-    explained_variance = models.FloatField(null=True)  # the share of the variance its two axes hold
+    # "umap" (over the leading principal axes) or "pca" (the two leading axes, few windows)
+    method = models.CharField(max_length=8, blank=True)
+    explained_variance = models.FloatField(null=True)  # the share of the variance those axes hold
     build_started_at = models.DateTimeField(null=True)
     build_seconds = models.FloatField(null=True)
 

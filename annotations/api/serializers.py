@@ -182,6 +182,7 @@ class EmbeddingMapSerializer(serializers.ModelSerializer):
             "error",
             "progress",
             "windows_total",
+            "method",
             "explained_variance",
             "build_seconds",
         ]
