@@ -394,6 +394,18 @@ def test_prototype_probe_threshold_queues_and_raven_round_trip(ingested):
     kept = set(Detection.objects.filter(run_id=chosen_run.json()["id"]).values_list("window_id", flat=True))
     assert kept == {w for w, score in app_scores.items() if score >= np.float32(chosen)}
 
+    # Validation as the bins queue asks for it: the first unlabeled window of each score
+    # bin's fixed pseudo-random order, labeled by what was placed there. (Without it, the
+    # validated prefix hung on which windows the window ids happened to put first.)
+    songs = {
+        windows_of(client, base, ingested["files"][r.path.name]["id"])[r.song_window]["id"]
+        for r in ingested["recordings"]
+    }
+    for item in client.get(f"{base}/classifiers/{classifier_id}/queue/?label={label_id}&kind=bins&size=4").json():
+        value = "positive" if item["window_id"] in songs else "negative"
+        body = {"window": item["window_id"], "label": label_id, "value": value}
+        assert client.post(f"{base}/annotations/", body, format="json").status_code == 201
+
     # Detections per site and day, from the recorders' file names.
     summary = client.get(f"{base}/runs/{run_id}/summary/").json()
     assert {row["site"] for row in summary} == {"N1"}
