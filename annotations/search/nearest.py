@@ -57,6 +57,7 @@ def nearest_window_ids(
     exact_scan_max: int | None = None,
     sketch_scan_max: int | None = None,
     anchor_window_ids: Sequence[int] = (),
+    pushed: bool = False,
 ) -> NearestWindows:
     """The k windows of ``project`` nearest ``query`` (float32 [model.embedding_dim]) by
     cosine, best first (each recording's best only, under ``filters.one_per_recording``):
@@ -68,6 +69,10 @@ def nearest_window_ids(
     An index's answer is checked against the windows around ``anchor_window_ids`` (the
     examples the query was made of: ``safety_net``); where they beat it, the index missed
     the query's neighbourhood, and the sketch path (or the exact one) answers instead.
+
+    ``pushed``: the query was pushed away from a negative example. Such a direction is less
+    like any window, and the sketch's estimates of it looser: the sketch pass compares
+    twice its pool exactly.
     """
     query = np.asarray(query, dtype=np.float32)
     if query.shape != (model.embedding_dim,):
@@ -116,7 +121,8 @@ def nearest_window_ids(
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
         if path != SearchPath.INDEX:
-            rows = _ranked(_span_rows(raw, model, path, where, spans, params, query, per_recording), per_recording, k)
+            span_rows = _span_rows(raw, model, path, where, spans, params, query, per_recording, pushed)
+            rows = _ranked(span_rows, per_recording, k)
     scored = [(window_id, score) for window_id, score, _ in rows]
     return NearestWindows(scored, path, candidates, rescued)
 
@@ -150,6 +156,7 @@ def _span_rows(
     params: dict,
     query: np.ndarray,
     per_recording: bool,
+    pushed: bool,
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the exact or sketch path through ``spans`` (SQL),
     in the caller's transaction."""
@@ -158,7 +165,7 @@ def _span_rows(
         if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, where, spans, per_recording), params)
         else:
-            params.update(sketch_params(model, query, params["k"], per_recording))
+            params.update(sketch_params(model, query, params["k"], per_recording, pushed))
             cursor.execute(sketch_sql(model, where, spans, per_recording), params)
         return cursor.fetchall()
 

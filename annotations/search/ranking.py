@@ -176,15 +176,13 @@ def ranked_windows(
             spec.filters,
             *path_limits,
             anchor_window_ids=examples.anchor_window_ids,
+            pushed=bool(len(examples.negatives)),
         )
 
     if len(directions) == 1 and len(examples.negatives) <= 1:
         # One direction whose cosine, times its length, is the combined score itself (one
         # example, the mean of several, one negative): its nearest windows are the page.
-        # Pushed from a negative, the direction is less like any window and the sketch's
-        # estimates of it looser: twice the page is asked for (bench/scale.py at 1536-d,
-        # 3 days: the worst query 0.68 with the page alone).
-        asked = min((2 if len(examples.negatives) else 1) * depth * wanted, MAX_K)
+        asked = min(depth * wanted, MAX_K)
         length = float(np.linalg.norm(directions[0]))
         while True:
             found = nearest(directions[0], asked)
