@@ -89,3 +89,20 @@ def test_training_while_redis_is_down_fails_cleanly_and_works_once_it_is_back(la
     retry = api.post(f"{base}/classifiers/", {"labels": [label.pk]}, format="json")
     assert retry.status_code == 202
     assert Classifier.objects.get(pk=retry.json()["id"]).status == TaskStatus.QUEUED
+
+
+def test_a_tasks_lasting_error_is_recorded_and_a_lost_connection_left_to_celerys_retry():
+    from django.db import OperationalError
+
+    from workers.tasks import failure_recorded
+
+    recorded = []
+    with pytest.raises(ValueError), failure_recorded("a drawing", recorded.append):
+        raise ValueError("no windows")
+    assert recorded == ["ValueError('no windows')"]
+    with pytest.raises(OperationalError), failure_recorded("a drawing", recorded.append):
+        raise OperationalError("the server closed the connection")
+    assert len(recorded) == 1  # retried, not failed
+    with failure_recorded("a drawing", recorded.append):
+        pass
+    assert len(recorded) == 1

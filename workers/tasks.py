@@ -8,7 +8,9 @@ retried with exponential backoff; bad input (a broken audio file) is a recorded 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready
@@ -26,6 +28,22 @@ from workers.ingest import TRANSIENT_ERRORS
 from workers.species_range import store_range_table
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def failure_recorded(what: str, record: Callable[[str], object]) -> Iterator[None]:
+    """Around a task's work: a lost connection is raised for Celery to retry; any other
+    error is logged, recorded on the task's row by ``record(repr(error))`` so that the
+    page says it failed, and raised."""
+    try:
+        yield
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:
+        logger.exception("%s failed", what)
+        record(repr(error))
+        raise
+
 
 # Options of every task: a worker that dies mid-task leaves its message for another, and
 # a service that is briefly away is tried again 5 times, after random waits of up to
@@ -87,68 +105,44 @@ def train_classifier(classifier_id: int) -> str:
 @shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
 def score_project(classifier_id: int) -> str:
     classifier = Classifier.objects.select_related("embedding_model", "project").get(pk=classifier_id)
-    try:
+    failed = Classifier.objects.filter(pk=classifier_id)
+    with failure_recorded(
+        f"scoring by classifier {classifier_id}", lambda _: failed.update(scoring_status=TaskStatus.FAILED)
+    ):
         stored_scores.score_project(classifier)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception:
-        logger.exception("scoring by classifier %s failed", classifier_id)
-        Classifier.objects.filter(pk=classifier_id).update(scoring_status=TaskStatus.FAILED)
-        raise
     return TaskStatus.DONE
 
 
 @shared_task(**TASK_OPTIONS, time_limit=int(search_index.BUILD_TIME_LIMIT.total_seconds()))
 def build_search_index(project_id: int, model_id: int) -> str:
     project, model = Project.objects.get(pk=project_id), EmbeddingModel.objects.get(pk=model_id)
-    try:
+    with failure_recorded(
+        f"search index build for project {project_id}", lambda why: search_index.record_failure(project, model, why)
+    ):
         search_index.build_search_index(project, model)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as error:
-        logger.exception("search index build for project %s failed", project_id)
-        search_index.record_failure(project, model, repr(error))
-        raise
     return TaskStatus.DONE
 
 
 @shared_task(**TASK_OPTIONS, time_limit=int(embedding_map.BUILD_TIME_LIMIT.total_seconds()))
 def build_embedding_map(map_id: int) -> str:
-    try:
+    with failure_recorded(f"embedding map {map_id}", lambda why: embedding_map.record_failure(map_id, why)):
         embedding_map.build_embedding_map(map_id)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as error:
-        logger.exception("embedding map %s failed", map_id)
-        embedding_map.record_failure(map_id, repr(error))
-        raise
     return TaskStatus.DONE
 
 
 @shared_task(**TASK_OPTIONS, time_limit=3600)
 def import_labels(import_id: int) -> str:
-    try:
+    with failure_recorded(f"label import {import_id}", lambda why: label_import.fail(import_id, why)):
         label_import.run_queued_import(import_id)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as error:
-        logger.exception("label import %s failed", import_id)
-        label_import.fail(import_id, repr(error))
-        raise
     return TaskStatus.DONE
 
 
 @shared_task(**TASK_OPTIONS, time_limit=6 * 3600)
 def run_inference(run_id: int) -> str:
     run = InferenceRun.objects.select_related("classifier__embedding_model").get(pk=run_id)
-    try:
+    failed = InferenceRun.objects.filter(pk=run_id)
+    with failure_recorded(f"inference run {run_id}", lambda why: failed.update(status=TaskStatus.FAILED, error=why)):
         score_deployment(run)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as error:
-        logger.exception("inference run %s failed", run_id)
-        InferenceRun.objects.filter(pk=run_id).update(status=TaskStatus.FAILED, error=repr(error))
-        raise
     return TaskStatus.DONE
 
 
@@ -170,14 +164,11 @@ def import_hoplite(import_id: int) -> str:
 
 @shared_task(**TASK_OPTIONS, time_limit=12 * 3600)
 def export_hoplite(export_id: int) -> str:
-    try:
+    failed = HopliteExport.objects.filter(pk=export_id)
+    with failure_recorded(
+        f"hoplite export {export_id}", lambda why: failed.update(status=TaskStatus.FAILED, error=why)
+    ):
         hoplite_exchange.run_export(export_id)
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as error:
-        logger.exception("hoplite export %s failed", export_id)
-        HopliteExport.objects.filter(pk=export_id).update(status=TaskStatus.FAILED, error=repr(error))
-        raise
     return TaskStatus.DONE
 
 
