@@ -82,7 +82,7 @@ def project_to_plane(embeddings: np.ndarray) -> Projection:
         # A fixed seed runs it in one thread: the same map for the same windows.
         layout = umap.UMAP(n_components=2, n_neighbors=UMAP_NEIGHBOURS, min_dist=0.1, random_state=0)
         points, explained, method = layout.fit_transform(reduced), float(values[:axes].sum() / total), "umap"
-    points = points - points.mean(axis=0) if method == "umap" else points
+    points = points - points.mean(axis=0)  # UMAP's layout lies anywhere; PCA's is centred already
     extent = float(np.abs(points).max()) or 1.0
     return Projection((points / extent).astype(np.float32), explained, method)
 

@@ -31,12 +31,17 @@ def set_label(project: Project, user, window_id: int, label_id: int, value: str,
     """Give (or change) ``user``'s value for a label on a window of ``project``; with
     ``band_hz``, to a box on it: the band is kept with the label."""
     _check_in_project(project, [window_id], label_id)
-    if band_hz is not None:
-        band_hz = checked_band(
-            band_hz, Window.objects.values_list("recording__sample_rate", flat=True).get(pk=window_id)
-        )
-    _write_values(user, [window_id], label_id, value, band_hz)
+    _write_values(user, [window_id], label_id, value, _checked_band([window_id], band_hz))
     return Annotation.objects.get(window_id=window_id, label_id=label_id, annotator=user)
+
+
+def _checked_band(window_ids: list[int], band_hz: Band) -> Band:
+    """``band_hz`` as ``bands.checked_band`` takes it, for the windows' recordings (the
+    lowest of their sample rates)."""
+    if band_hz is None:
+        return None
+    rates = Window.objects.filter(pk__in=window_ids).values_list("recording__sample_rate", flat=True)
+    return checked_band(band_hz, min((rate for rate in rates if rate), default=None))
 
 
 def set_labels(project: Project, user, window_ids: list[int], label_id: int, value: str) -> int:
@@ -97,7 +102,7 @@ def restore_labels(project: Project, user, label_id: int, previous: dict[int, tu
         changed = 0
         for value, band in {v for v in previous.values() if v is not None}:
             windows = [w for w, v in previous.items() if v == (value, band)]
-            changed += _write_values(user, windows, label_id, value, band)
+            changed += _write_values(user, windows, label_id, value, _checked_band(windows, band))
         removed = list(
             Annotation.objects.select_for_update().filter(
                 window_id__in=[w for w, v in previous.items() if v is None], label_id=label_id, annotator=user

@@ -241,4 +241,7 @@ def test_a_label_given_to_a_box_is_its_detections_band_in_raven_tables(hostile_r
         format="json",
     )
     assert restored.json() == {"changed": 1}
+    beyond = {"window": first.window_id, "value": "positive", "low_hz": 17000, "high_hz": 18000}
+    refused = client_for(owner).post(f"{base}restore/", {"label": first.label_id, "changes": [beyond]}, format="json")
+    assert refused.status_code == 400 and "nothing above 16000 Hz" in refused.json()["error"]
     assert bands()[name(first)] == ("2000.0", "6000.0")
