@@ -133,14 +133,23 @@ def _wav_truncation_warning(path: Path, info: soundfile._SoundFileInfo) -> str:
 
 
 def iter_resampled_blocks(
-    path: Path, target_rate: int, channel: int | None = None, start_s: float = 0.0, end_s: float | None = None
+    path: Path,
+    target_rate: int,
+    channel: int | None = None,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    speed: float = 1.0,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at ``target_rate`` of ``[start_s, end_s)`` of the file (all
-    of it by default); ``channel=None`` mixes all channels."""
+    of it by default; in the file's own seconds); ``channel=None`` mixes all channels.
+    ``speed``: the file is played at this speed (time expansion: 0.1 makes a 40 kHz bat
+    call 4 kHz and each second ten), by reading its samples as if its rate were ``speed``
+    times what it is."""
     with soundfile.SoundFile(str(path)) as f:
         _check_channel(channel, f.channels)
         source_rate = f.samplerate
-        resampler = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+        played_rate = source_rate * speed
+        resampler = soxr.ResampleStream(played_rate, target_rate, 1, dtype="float32", quality="HQ")
         block_frames = max(1, int(BLOCK_SECONDS * source_rate))
         first = min(f.frames, max(0, round(start_s * source_rate)))
         left = f.frames - first if end_s is None else max(0, min(f.frames, round(end_s * source_rate)) - first)
@@ -157,39 +166,88 @@ def iter_resampled_blocks(
             if not np.all(np.isfinite(mono)):
                 # NaN/inf would poison every embedding of the window: silence them.
                 mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-            out = mono if source_rate == target_rate else resampler.resample_chunk(mono, last=last)
+            out = mono if played_rate == target_rate else resampler.resample_chunk(mono, last=last)
             if len(out):
                 yield out.astype(np.float32, copy=False)
             if last:
                 return
 
 
-# Butterworth sections of a box's band filter: steep enough that a hum an octave outside
-# the band is 40 dB down, run forwards and backwards so that nothing moves in time.
+# Butterworth sections of a band filter: steep enough that a hum an octave outside the
+# band is 40 dB down.
 BAND_FILTER_ORDER = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFeed:
+    """How a recording's audio reaches the model: which channel (None: the mix of all), at
+    what speed (time expansion, see ``iter_resampled_blocks``), and which band of it in the
+    file's own Hz (None: all of it)."""
+
+    channel: int | None = None
+    speed: float = 1.0
+    band_hz: tuple[float, float] | None = None
+
+
+# Every channel mixed, at its own speed, all of its band.
+AS_RECORDED = AudioFeed()
+
+
+def fed_blocks(
+    path: Path, target_rate: int, feed: AudioFeed, start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """``iter_resampled_blocks`` of the file as ``feed`` says: played at its speed, and
+    filtered to its band (moved by the speed, as the played audio is) as it streams."""
+    blocks = iter_resampled_blocks(path, target_rate, feed.channel, start_s, end_s, feed.speed)
+    if feed.band_hz is None:
+        return blocks
+    low, high = (edge * feed.speed for edge in feed.band_hz)
+    return _band_filtered_stream(blocks, band_sections(target_rate, low, high))
+
+
+def band_sections(rate: float, low_hz: float, high_hz: float) -> np.ndarray | None:
+    """The Butterworth sections that keep ``[low_hz, high_hz]`` of audio at ``rate``
+    (None: the band holds all of it). Raises AudioError when the band lies wholly above
+    what ``rate`` holds."""
+    nyquist = rate / 2
+    if low_hz >= nyquist:
+        raise AudioError(f"the band starts at {low_hz:g} Hz, above the {nyquist:g} Hz that the model hears")
+    edges = [edge / nyquist for edge in (low_hz, high_hz)]
+    if edges[0] <= 0 and edges[1] >= 1:
+        return None
+    if edges[0] <= 0:
+        return scipy.signal.butter(BAND_FILTER_ORDER, edges[1], "lowpass", output="sos")
+    if edges[1] >= 1:
+        return scipy.signal.butter(BAND_FILTER_ORDER, edges[0], "highpass", output="sos")
+    return scipy.signal.butter(BAND_FILTER_ORDER, edges, "bandpass", output="sos")
+
+
+def _band_filtered_stream(blocks: Iterator[np.ndarray], sections: np.ndarray | None) -> Iterator[np.ndarray]:
+    """``blocks`` through the filter ``sections`` in one pass, its state carried from block
+    to block: a long file streams in flat memory (the filter's delay, a few milliseconds
+    in the band, is far below a window)."""
+    if sections is None:
+        yield from blocks
+        return
+    state = np.zeros((len(sections), 2))
+    for block in blocks:
+        filtered, state = scipy.signal.sosfilt(sections, block, zi=state)
+        yield filtered.astype(np.float32)
 
 
 def band_limited(blocks: Iterator[np.ndarray], rate: int, low_hz: float, high_hz: float) -> Iterator[np.ndarray]:
     """The audio of ``blocks`` (mono float32 at ``rate``; a short region, read whole) with
-    what lies outside ``[low_hz, high_hz]`` filtered out, as one block. Raises AudioError
-    when the band lies wholly above what ``rate`` holds."""
+    what lies outside ``[low_hz, high_hz]`` filtered out forwards and backwards, so that
+    nothing moves in time, as one block. Raises AudioError when the band lies wholly above
+    what ``rate`` holds."""
     samples = np.concatenate([*blocks, np.zeros(0, np.float32)])
-    nyquist = rate / 2
-    if low_hz >= nyquist:
-        raise AudioError(f"the box's band starts at {low_hz:g} Hz, above the {nyquist:g} Hz that the model hears")
-    edges = [edge / nyquist for edge in (low_hz, high_hz)]
-    if edges[0] <= 0 and edges[1] >= 1:
+    sections = band_sections(rate, low_hz, high_hz)
+    if sections is None:
         yield samples
         return
-    if edges[0] <= 0:
-        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges[1], "lowpass", output="sos")
-    elif edges[1] >= 1:
-        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges[0], "highpass", output="sos")
-    else:
-        sos = scipy.signal.butter(BAND_FILTER_ORDER, edges, "bandpass", output="sos")
-    if len(samples) <= 6 * len(sos) + 3:  # sosfiltfilt's padding
+    if len(samples) <= 6 * len(sections) + 3:  # sosfiltfilt's padding
         raise AudioError("the box is too short to filter to its band")
-    yield scipy.signal.sosfiltfilt(sos, samples).astype(np.float32)
+    yield scipy.signal.sosfiltfilt(sections, samples).astype(np.float32)
 
 
 def iter_windows(blocks: Iterator[np.ndarray], framing: Framing) -> Iterator[tuple[int, np.ndarray]]:

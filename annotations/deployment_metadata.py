@@ -2,7 +2,7 @@
 
 The header names the columns, in any order; only ``name`` is required:
 name, site, latitude, longitude, recorder, timezone, deployed_on, retrieved_on, channel, hop_s,
-server_folder. A column the table leaves out leaves that field as it is; an empty cell
+speed_factor, low_hz, high_hz, server_folder. A column the table leaves out leaves that field as it is; an empty cell
 clears it (timezone: UTC; channel: the mix of all channels). ``server_folder`` registers
 a folder's audio for a new deployment; for an existing one it is the folder's new place
 (its recordings are found again there by content).
@@ -77,6 +77,9 @@ PARSERS: dict[str, tuple[Callable[[str], object], str]] = {
     "retrieved_on": (_date, "a date like 2024-05-21"),
     "channel": (_whole_number, "a whole number (0 for the first channel)"),
     "hop_s": (_number, "a number of seconds, e.g. 1.5"),
+    "speed_factor": (lambda cell: float(cell) if cell else 1.0, "a number, e.g. 0.1 for bats (empty: 1)"),
+    "low_hz": (_number, "a frequency in Hz, e.g. 15000"),
+    "high_hz": (_number, "a frequency in Hz, e.g. 120000"),
 }
 
 

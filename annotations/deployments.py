@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from annotations.audio import Framing, sniff_format
+from annotations.audio import AS_RECORDED, AudioFeed, Framing, sniff_format
 from annotations.clips import delete_clips
 from annotations.embedding_store import sync_window_start_times
 from annotations.errors import InputError
@@ -80,7 +80,13 @@ METADATA_FIELDS = (
     "retrieved_on",
     "channel",
     "hop_s",
+    "speed_factor",
+    "low_hz",
+    "high_hz",
 )
+# Time expansion from a tenth of a hundred (bats at 384 kHz into a 32 kHz model: 1/12) to
+# ten times faster (infrasound).
+SPEED_RANGE = (0.01, 10.0)
 
 
 @functools.cache
@@ -112,7 +118,44 @@ def metadata_problems(deployment: Deployment) -> list[str]:
     hop_checked = deployment.hop_s is not None and spec is not None
     if hop_checked and (problem := hop_problem(deployment.hop_s, spec.window_s, spec.sample_rate)):
         problems.append(problem)
-    return problems
+    return problems + _feed_problems(deployment, spec.sample_rate if spec else None)
+
+
+def _feed_problems(deployment: Deployment, model_rate: int | None) -> list[str]:
+    """What is wrong with a deployment's speed and band, in words a person can act on."""
+    speed, low, high = deployment.speed_factor, deployment.low_hz, deployment.high_hz
+    low_speed, high_speed = SPEED_RANGE
+    if not (math.isfinite(speed) and low_speed <= speed <= high_speed):
+        return [
+            f"speed_factor {speed:g} is out of range ({low_speed:g} to {high_speed:g}; e.g. 0.1 plays bats recorded "
+            "at 256-384 kHz ten times slower, into the model's band)"
+        ]
+    if (low is None) != (high is None):
+        return ["a band needs both low_hz and high_hz (or neither, for all of the audio)"]
+    if low is None:
+        return []
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+        return [f"the band {low:g}-{high:g} Hz must run from a low_hz >= 0 up to a higher high_hz"]
+    if model_rate and low * speed >= model_rate / 2:
+        return [
+            f"the band starts at {low:g} Hz, above the {model_rate / 2 / speed:g} Hz that the model hears at "
+            f"speed {speed:g}: slow the audio down more (a smaller speed_factor)"
+        ]
+    return []
+
+
+def deployment_feed(deployment: Deployment) -> AudioFeed:
+    """How a deployment's files reach the model: its channel, speed and band."""
+    band = None if deployment.low_hz is None else (deployment.low_hz, deployment.high_hz)
+    return AudioFeed(deployment.channel, deployment.speed_factor, band)
+
+
+def clip_feed(project: Project) -> AudioFeed:
+    """How an uploaded example clip reaches the model: at the speed and band of the
+    project's deployments where they all share one (a bat project's clip is slowed as its
+    recordings are), else as it is. Every channel is mixed: a clip has no deployment."""
+    feeds = {dataclasses.replace(deployment_feed(deployment), channel=None) for deployment in project.deployments.all()}
+    return feeds.pop() if len(feeds) == 1 else AS_RECORDED
 
 
 def _check_metadata(deployment: Deployment) -> None:
@@ -184,13 +227,19 @@ def update_deployment(deployment: Deployment, **metadata) -> Deployment:
     for evaluation; its server folder stays."""
     spec = configured_spec()
     default_hop = spec.hop_s if spec else None
-    if "hop_s" in metadata and (metadata["hop_s"] or default_hop) != hop_of(deployment):
-        embedded = deployment.recordings.filter(windows_done__gt=0).count()
-        if embedded:
-            raise InputError(
-                f"{embedded} recordings are embedded at a hop of {hop_of(deployment):g} s already: "
-                "to cut them at another hop, embed the deployment again (Re-embed, on its page)"
-            )
+    embedded = deployment.recordings.filter(windows_done__gt=0).count()
+    if embedded and "hop_s" in metadata and (metadata["hop_s"] or default_hop) != hop_of(deployment):
+        raise InputError(
+            f"{embedded} recordings are embedded at a hop of {hop_of(deployment):g} s already: "
+            "to cut them at another hop, embed the deployment again (Re-embed, on its page)"
+        )
+    changed = [field for field in ("speed_factor", "low_hz", "high_hz") if field in metadata]
+    if embedded and any(metadata[field] != getattr(deployment, field) for field in changed):
+        raise InputError(
+            f"{embedded} recordings are embedded at speed {deployment.speed_factor:g}"
+            f"{_band_words(deployment)} already, and their windows, labels and detections are in that time: "
+            "add the files as a new deployment to embed them at another speed or band"
+        )
     for field, value in metadata.items():
         setattr(deployment, field, value)
     _check_metadata(deployment)
@@ -262,6 +311,10 @@ def reembed(deployment: Deployment, hop_s: float) -> int:
         deployment.hop_s = hop_s
         deployment.recordings.filter(status=RecordingStatus.DONE).update(status=RecordingStatus.QUEUED)
         return queue_ingest(deployment)
+
+
+def _band_words(deployment: Deployment) -> str:
+    return "" if deployment.low_hz is None else f" in the band {deployment.low_hz:g}-{deployment.high_hz:g} Hz"
 
 
 def hop_of(deployment: Deployment) -> float:

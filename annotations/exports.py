@@ -328,6 +328,9 @@ def raven_tables_zip(run: InferenceRun, filters: DetectionFilters = DetectionFil
     opening them in Raven as one sequence."""
     by_recording: dict = defaultdict(list)
     zone = ZoneInfo(run.deployment.timezone)
+    deployment = run.deployment
+    # Unboxed, a detection spans what the model heard: the deployment's band, or all of it.
+    heard_band = None if deployment.low_hz is None else (deployment.low_hz, deployment.high_hz)
     for span, window_labels in _with_labels(_spans(run, filters, in_files=True)):
         by_recording[span.recording].append(
             Selection(
@@ -336,7 +339,7 @@ def raven_tables_zip(run: InferenceRun, filters: DetectionFilters = DetectionFil
                 span.label.name,
                 score=span.score,
                 extra=(*times_and_review(span, zone, window_labels), str(span.windows)),
-                band_hz=boxed_band(span, window_labels),
+                band_hz=boxed_band(span, window_labels) or heard_band,
             )
         )
     buffer = io.BytesIO()

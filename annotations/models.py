@@ -172,6 +172,13 @@ class Deployment(models.Model):
     # no overlap). A shorter hop finds calls that fall across a window's edge, at the cost
     # of window_s / hop_s times the windows.
     hop_s = models.FloatField(null=True, blank=True)
+    # Time expansion, for sound outside the model's band (bats at 256-384 kHz): the files
+    # are played to the model at this speed (0.1: ten times slower and an octave and a
+    # bit lower), and only between low_hz and high_hz of the recording's real frequencies
+    # where a band is set. Times and frequencies shown and stored stay the recording's own.
+    speed_factor = models.FloatField(default=1.0)
+    low_hz = models.FloatField(null=True, blank=True)
+    high_hz = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
@@ -238,8 +245,12 @@ class Recording(models.Model):
     attempts = models.PositiveIntegerField(default=0)  # embedding runs started, to spot retries
     windows_expected = models.PositiveIntegerField(null=True)
     embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, null=True, related_name="+")
-    # The hop its windows were cut at (None: the embedding model's own hop).
+    # The hop its windows were cut at, in the recording's own seconds (None: the embedding
+    # model's own hop).
     hop_s = models.FloatField(null=True)
+    # The speed its audio was played to the model at (its deployment's speed_factor when it
+    # was embedded): a window lasts the model's window_s times this, in the file's time.
+    speed_factor = models.FloatField(default=1.0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

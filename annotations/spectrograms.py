@@ -5,6 +5,11 @@ scale), so the same colour means the same sound level on every hit an annotator
 compares. Rendering is NumPy (an STFT, a triangular filterbank on mel or linear
 frequency) and Pillow; matplotlib would cost more per picture than the whole rest of
 a results page.
+
+A time-expanded recording (``Recording.speed_factor``, bats) is drawn as the model hears
+it, its samples read as if their rate were the speed times the file's: a second of the
+picture is that many seconds of the file, its frequencies that many times lower. Only
+the labels of the frequency axis are the file's own Hz.
 """
 
 from __future__ import annotations
@@ -143,12 +148,16 @@ def spectrogram_db(samples: np.ndarray, sample_rate: int, style: SpectrogramStyl
     return (10.0 * np.log10(band_power(frames, sample_rate, style) + 1e-20)).astype(np.float32)
 
 
-def overview_db(path: Path, channel: int | None, style: SpectrogramStyle, columns: int) -> tuple[np.ndarray, int]:
-    """A whole file in ``columns`` columns, as ``spectrogram_db``, and its sample rate. Each column is the loudest
+def overview_db(
+    path: Path, channel: int | None, style: SpectrogramStyle, columns: int, speed: float = 1.0
+) -> tuple[np.ndarray, float]:
+    """A whole file heard at ``speed`` in ``columns`` columns, as ``spectrogram_db``, and
+    the rate it is heard at. Each column is the loudest
     of ``OVERVIEW_FRAMES`` short frames spread over its stretch: reading only those keeps an
     hour's overview to seconds, and the loudest keeps a short call visible."""
     with soundfile.SoundFile(str(path)) as f:
-        n_fft = fft_size(f.samplerate)
+        heard_rate = f.samplerate * speed
+        n_fft = fft_size(heard_rate)
         starts = np.linspace(0, max(0, f.frames - n_fft), columns * OVERVIEW_FRAMES).astype(np.int64)
         frames = np.zeros((len(starts), n_fft), dtype=np.float32)
         for row, start in enumerate(starts):
@@ -156,35 +165,45 @@ def overview_db(path: Path, channel: int | None, style: SpectrogramStyle, column
             samples = f.read(n_fft, dtype="float32", always_2d=True)
             mono = samples.mean(axis=1) if channel is None else samples[:, channel]
             frames[row, : len(mono)] = mono
-        power = band_power(frames, f.samplerate, style).reshape(style.height_px, columns, OVERVIEW_FRAMES)
-    return (10.0 * np.log10(power.max(axis=2) + 1e-20)).astype(np.float32), f.samplerate
+        power = band_power(frames, heard_rate, style).reshape(style.height_px, columns, OVERVIEW_FRAMES)
+    return (10.0 * np.log10(power.max(axis=2) + 1e-20)).astype(np.float32), heard_rate
 
 
-def _frequency_ticks(style: SpectrogramStyle, edges: np.ndarray) -> list[tuple[float, str]]:
-    """(row from the bottom, label) for round frequencies inside the picture."""
+def _frequency_ticks(style: SpectrogramStyle, edges: np.ndarray, speed: float = 1.0) -> list[tuple[float, str]]:
+    """(row from the bottom, label) for round frequencies inside the picture, labelled in
+    the file's Hz (the picture's divided by ``speed``)."""
     centres = edges[1:-1]
     candidates = (500, 1000, 2000, 4000, 8000, 16000) if style.scale == "mel" else range(0, 48001, 2000)
     ticks = []
     for hz in candidates:
         if centres[0] <= hz <= centres[-1]:
             row = float(np.interp(hz, centres, np.arange(len(centres))))
-            ticks.append((row, f"{hz / 1000:g}k"))
+            ticks.append((row, f"{hz / speed / 1000:.3g}k"))
     if style.scale == "linear" and len(ticks) > 6:
         ticks = ticks[:: len(ticks) // 5 + 1]
     return ticks
 
 
 def render_png(
-    samples: np.ndarray, sample_rate: int, style: SpectrogramStyle, marks_s: tuple[float, ...] = ()
+    samples: np.ndarray,
+    sample_rate: int,
+    style: SpectrogramStyle,
+    marks_s: tuple[float, ...] = (),
+    speed: float = 1.0,
 ) -> bytes:
     """A PNG of ``samples`` (float32 [n]) with a labeled frequency axis; thin white lines
-    at ``marks_s`` seconds (e.g. where the window starts and ends within its context)."""
-    marks_px = tuple(round(seconds * style.px_per_s) for seconds in marks_s)
-    return levels_png(spectrogram_db(samples, sample_rate, style), sample_rate, style, marks_px)
+    at ``marks_s`` seconds (e.g. where the window starts and ends within its context).
+    ``speed``: the audio's time expansion, drawn as the model hears it."""
+    marks_px = tuple(round(seconds / speed * style.px_per_s) for seconds in marks_s)
+    heard_rate = sample_rate * speed
+    return levels_png(spectrogram_db(samples, heard_rate, style), heard_rate, style, marks_px, speed)
 
 
-def levels_png(levels: np.ndarray, sample_rate: int, style: SpectrogramStyle, marks_px: tuple[int, ...] = ()) -> bytes:
-    """A PNG of band levels (float32 [height_px, columns] dB) with a labeled frequency axis."""
+def levels_png(
+    levels: np.ndarray, sample_rate: float, style: SpectrogramStyle, marks_px: tuple[int, ...] = (), speed: float = 1.0
+) -> bytes:
+    """A PNG of band levels (float32 [height_px, columns] dB) of audio heard at
+    ``sample_rate`` (the file's times ``speed``), with a frequency axis in the file's Hz."""
     import io
 
     scaled = np.clip((levels + style.gain_db - MIN_DB) / (MAX_DB - MIN_DB), 0.0, 1.0)
@@ -196,7 +215,7 @@ def levels_png(levels: np.ndarray, sample_rate: int, style: SpectrogramStyle, ma
     for column in marks_px:
         x = style.axis_px + column
         draw.line([(x, 0), (x, height)], fill=(255, 255, 255), width=1)
-    for row, label in _frequency_ticks(style, band_edges(style, sample_rate / 2)):
+    for row, label in _frequency_ticks(style, band_edges(style, sample_rate / 2), speed):
         y = height - 1 - round(row)
         draw.line([(style.axis_px - 4, y), (style.axis_px - 1, y)], fill=(0, 0, 0))
         draw.text((1, max(0, min(height - 11, y - 5))), label, fill=(0, 0, 0))
@@ -233,10 +252,12 @@ class Tile:
 
 
 def covering_tile(recording: Recording, start_s: float, end_s: float) -> Tile:
-    """The shortest tile of ``TILE_LENGTHS_S`` that holds ``[start_s, end_s)``."""
-    if not (end_s > start_s >= 0) or end_s - start_s > MAX_SPAN_S:
-        raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S:g} s from start >= 0")
-    for length in TILE_LENGTHS_S:
+    """The shortest tile of ``TILE_LENGTHS_S`` (seconds heard: a time-expanded recording's
+    are shorter in the file) that holds ``[start_s, end_s)``."""
+    speed = recording.speed_factor
+    if not (end_s > start_s >= 0) or end_s - start_s > MAX_SPAN_S * speed:
+        raise InputError(f"a spectrogram spans 0 < end - start <= {MAX_SPAN_S * speed:g} s from start >= 0")
+    for length in (heard * speed for heard in TILE_LENGTHS_S):
         tile_start = length / 2 * math.floor(start_s / (length / 2))
         if tile_start + length >= end_s:
             break
@@ -252,24 +273,27 @@ def recording_spectrogram(recording: Recording, tile: Tile, style: SpectrogramSt
 
 
 def overview_columns(recording: Recording, style: SpectrogramStyle) -> int:
-    """Columns of a recording's overview: one per 1 / px_per_s seconds, at most OVERVIEW_COLUMNS."""
-    return max(1, min(OVERVIEW_COLUMNS, math.ceil((recording.duration_s or 0.0) * style.px_per_s)))
+    """Columns of a recording's overview: one per 1 / px_per_s seconds heard, at most OVERVIEW_COLUMNS."""
+    heard_s = (recording.duration_s or 0.0) / recording.speed_factor
+    return max(1, min(OVERVIEW_COLUMNS, math.ceil(heard_s * style.px_per_s)))
 
 
 def recording_overview(recording: Recording, style: SpectrogramStyle) -> Path:
     """The cached PNG of a whole recording in ``overview_columns`` columns (see ``overview_db``)."""
     columns = overview_columns(recording, style)
-    name = f"{recording.pk}-overview-{columns}-{_style_key(style)}-v{RENDER_VERSION}.png"
+    name = f"{recording.pk}-overview-{columns}-{_style_key(style, recording)}-v{RENDER_VERSION}.png"
+    speed = recording.speed_factor
 
     def render() -> bytes:
-        levels, rate = overview_db(Path(recording.path), recording.deployment.channel, style, columns)
-        return levels_png(levels, rate, style)
+        levels, rate = overview_db(Path(recording.path), recording.deployment.channel, style, columns, speed)
+        return levels_png(levels, rate, style, speed=speed)
 
     return _cached(recording, name, render)
 
 
-def _style_key(style: SpectrogramStyle) -> str:
-    return f"{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}-{style.max_frequency_hz:g}"
+def _style_key(style: SpectrogramStyle, recording: Recording) -> str:
+    speed = "" if recording.speed_factor == 1 else f"-x{recording.speed_factor:g}"
+    return f"{style.scale}-{style.gain_db}dB-{style.height_px}x{style.px_per_s}-{style.max_frequency_hz:g}{speed}"
 
 
 def _cached_picture(
@@ -277,11 +301,11 @@ def _cached_picture(
 ) -> Path:
     """The cached PNG of ``[start_s, end_s)`` of a recording, rendered on first use."""
     marks = "_".join(f"{m:.3f}" for m in marks_s)
-    name = f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{_style_key(style)}-{marks}-v{RENDER_VERSION}.png"
+    name = f"{recording.pk}-{start_s:.3f}-{end_s:.3f}-{_style_key(style, recording)}-{marks}-v{RENDER_VERSION}.png"
 
     def render() -> bytes:
         samples, rate = read_segment(Path(recording.path), start_s, end_s, recording.deployment.channel)
-        return render_png(samples.mean(axis=1), rate, style, marks_s)
+        return render_png(samples.mean(axis=1), rate, style, marks_s, recording.speed_factor)
 
     return _cached(recording, name, render)
 
@@ -307,9 +331,10 @@ def _cached(recording: Recording, name: str, render) -> Path:
 
 
 def window_spectrogram(window, style: SpectrogramStyle, context_s: float = 0.0) -> Path:
-    """A window's picture, with ``context_s`` seconds either side (whole seconds: a few
+    """A window's picture, with ``context_s`` seconds heard either side (whole seconds: a few
     pictures per window, whatever is asked) marked off by lines."""
     context_s = float(round(min(max(context_s, 0.0), MAX_CONTEXT_S)))  # at most what playback plays
+    context_s *= window.recording.speed_factor
     start = max(0.0, window.start_s - context_s)
     end = window.end_s + context_s
     if window.recording.duration_s:

@@ -4,6 +4,7 @@ scripts share one implementation and one permission check."""
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -228,8 +229,9 @@ def recording(request, project_id, recording_id):
     except InputError:
         start = 0.0  # a page link, not an API: show the recording from its start
     start = min(start, max(0.0, duration - 1))
-    start = RECORDING_SPAN_S * int(start // RECORDING_SPAN_S)
-    end = min(start + RECORDING_SPAN_S, duration) if duration else start + RECORDING_SPAN_S
+    span_s = RECORDING_SPAN_S * recording.speed_factor  # 30 s heard: 3 s of a bat recording slowed 10x
+    start = span_s * math.floor(start / span_s + 1e-6)  # a link's start may be a hair under its span's
+    end = min(start + span_s, duration) if duration else start + span_s
     windows = recording.windows.defer("embedding").filter(start_s__gte=start, start_s__lt=end)
     hits = search_service.hits_for([(w.pk, 1.0) for w in windows])
     context = {
@@ -240,7 +242,7 @@ def recording(request, project_id, recording_id):
         "labels": project.labels.all(),
         "span_start": start,
         "span_end": end,
-        "previous_start": start - RECORDING_SPAN_S if start > 0 else None,
+        "previous_start": start - span_s if start > 0 else None,
         "next_start": end if end < duration else None,
         "axis_px": SpectrogramStyle().axis_px,
     }

@@ -142,7 +142,7 @@ def test_a_box_around_a_song_hears_the_song_not_the_loud_drone_below_it(tmp_path
     model = configured_model()
 
     def unit(name, band=None):
-        outputs = embed_file(paths[name], model, batch_size=8, span_s=(0.0, 9.0), band_hz=band).outputs
+        outputs = embed_file(paths[name], model, batch_size=8, span_s=(0.0, 9.0), box_hz=band).outputs
         mean = outputs.embeddings.mean(axis=0)
         return mean / np.linalg.norm(mean)
 

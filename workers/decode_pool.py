@@ -22,7 +22,7 @@ from pathlib import Path
 import billiard
 import numpy as np
 
-from annotations.audio import AudioError, Framing, iter_resampled_blocks, iter_windows
+from annotations.audio import AudioError, AudioFeed, Framing, fed_blocks, iter_windows
 from workers.embedding_models import LoadedModel, WindowOutputs
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DecodeJob:
     key: int
     generation: int
     path: str
-    channel: int | None
+    feed: AudioFeed
     framing: Framing
 
 
@@ -99,7 +99,7 @@ class Ended:
 def _decode(job: DecodeJob, results, generation) -> None:
     chunk_windows = max(1, CHUNK_BYTES // (4 * job.framing.window_samples))
     try:
-        blocks = iter_resampled_blocks(Path(job.path), job.framing.sample_rate, job.channel)
+        blocks = fed_blocks(Path(job.path), job.framing.sample_rate, job.feed)
         for starts, windows in batched_windows(iter_windows(blocks, job.framing), chunk_windows):
             if generation.value != job.generation:
                 return  # the ingest that asked for it has given up
@@ -254,12 +254,12 @@ class Embedder:
         self._thread = threading.Thread(target=self._run, daemon=True, name="perch-embedder")
         self._thread.start()
 
-    def submit(self, key: int, path: Path, channel: int | None, framing: Framing) -> None:
-        """Have the pool decode a file (``channel`` None: the mix of all) into the windows
-        of ``framing`` (the model's, at the deployment's hop)."""
+    def submit(self, key: int, path: Path, feed: AudioFeed, framing: Framing) -> None:
+        """Have the pool decode a file as ``feed`` says (its channel, speed and band) into
+        the windows of ``framing`` (the model's, at the deployment's hop)."""
         with self._lock:
             self._files[key] = _File()
-        self._pool.jobs.put(DecodeJob(key, self._generation, str(path), channel, framing))
+        self._pool.jobs.put(DecodeJob(key, self._generation, str(path), feed, framing))
 
     def stop(self) -> None:
         self._stop.set()

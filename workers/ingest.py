@@ -32,15 +32,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotations.audio import (
+    AS_RECORDED,
     AudioError,
+    AudioFeed,
     AudioInfo,
     Framing,
     band_limited,
-    iter_resampled_blocks,
+    fed_blocks,
     iter_windows,
     probe,
 )
-from annotations.deployments import UNFINISHED, file_fingerprint
+from annotations.deployments import UNFINISHED, clip_feed, deployment_feed, file_fingerprint
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.models import ClipQuery, Deployment, EmbeddingModel, Recording, RecordingStatus
 from annotations.search_index import index_wanted, request_index_build
@@ -74,17 +76,22 @@ CLAIM_FOR_S = 3600.0
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddedAudio:
-    """starts_s, ends_s: float64 [N]; outputs: the model's embeddings and top classes of the N windows."""
+    """starts_s, ends_s: float64 [N], in the file's own seconds; outputs: the model's
+    embeddings and top classes of the N windows."""
 
     starts_s: np.ndarray
     ends_s: np.ndarray
     outputs: WindowOutputs
 
     @classmethod
-    def of(cls, starts: np.ndarray, outputs: WindowOutputs, spec: ModelSpec, duration_s: float) -> EmbeddedAudio:
-        """From the windows' first samples, int [N], at the model's rate; the last ends with the audio."""
-        starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate
-        return cls(starts_s, np.minimum(starts_s + spec.window_s, duration_s), outputs)
+    def of(
+        cls, starts: np.ndarray, outputs: WindowOutputs, spec: ModelSpec, duration_s: float, speed: float = 1.0
+    ) -> EmbeddedAudio:
+        """From the windows' first samples, int [N], at the model's rate, of the audio played
+        at ``speed`` (a second of it is ``speed`` seconds of the file); the last window ends
+        with the audio."""
+        starts_s = np.asarray(starts, dtype=np.float64) / spec.sample_rate * speed
+        return cls(starts_s, np.minimum(starts_s + spec.window_s * speed, duration_s), outputs)
 
 
 def model_row(model: LoadedModel) -> EmbeddingModel:
@@ -105,27 +112,28 @@ def embed_file(
     model: LoadedModel,
     batch_size: int,
     info: AudioInfo | None = None,
-    channel: int | None = None,
+    feed: AudioFeed = AS_RECORDED,
     span_s: tuple[float, float | None] = (0.0, None),
-    band_hz: tuple[float, float] | None = None,
+    box_hz: tuple[float, float] | None = None,
 ) -> EmbeddedAudio:
     """Embed every window of one audio file in this process (clips, and the reference that
     the decode pool must match). ``info``: the file's header, where the caller has already
-    probed it; ``channel``: the one channel to embed (None: the mix of all); ``span_s``: the
-    part of the file to embed, (start, end or None for the rest), with window times counted
-    from its start; ``band_hz``: (low, high), the one band of it to embed (a box)."""
+    probed it; ``feed``: its channel, speed and band; ``span_s``: the part of the file to
+    embed, (start, end or None for the rest), with window times counted from its start;
+    ``box_hz``: (low, high) in the file's Hz, the one band of it to embed (a box)."""
     spec = model.spec
     framing = Framing.from_seconds(spec.sample_rate, spec.window_s, spec.hop_s)
     duration_s = (info or probe(path)).duration_s
     starts: list[int] = []
     chunks: list[WindowOutputs] = []
-    blocks = iter_resampled_blocks(path, spec.sample_rate, channel, *span_s)
-    if band_hz is not None:
-        blocks = band_limited(blocks, spec.sample_rate, *band_hz)
+    blocks = fed_blocks(path, spec.sample_rate, feed, *span_s)
+    if box_hz is not None:
+        blocks = band_limited(blocks, spec.sample_rate, *(edge * feed.speed for edge in box_hz))
     for batch_starts, batch in prefetched(batched_windows(iter_windows(blocks, framing), batch_size)):
         chunks.append(model.embed_windows(batch))
         starts.extend(batch_starts)
-    return EmbeddedAudio.of(np.asarray(starts), concatenate(chunks, spec.embedding_dim), spec, duration_s)
+    outputs = concatenate(chunks, spec.embedding_dim)
+    return EmbeddedAudio.of(np.asarray(starts), outputs, spec, duration_s, feed.speed)
 
 
 def prefetched(items: Iterator, depth: int = 2) -> Iterator:
@@ -240,7 +248,7 @@ def _ingest_claimed(
                 return
             held[recording_id] = (recording, info)
             decoding.add(recording_id)
-            worker.submit(recording_id, Path(recording.path), recording.deployment.channel, framing)
+            worker.submit(recording_id, Path(recording.path), deployment_feed(recording.deployment), framing)
 
         start(first_id)
         claiming = True
@@ -271,7 +279,8 @@ def _ingest_claimed(
                 finish(report.key, RecordingStatus.FAILED)
                 claiming = True
             else:
-                embedded = EmbeddedAudio.of(report.starts, report.outputs, model.spec, info.duration_s)
+                speed = recording.deployment.speed_factor
+                embedded = EmbeddedAudio.of(report.starts, report.outputs, model.spec, info.duration_s, speed)
                 status = _store(recording, embedding_model, embedded)
                 # Which worker embedded what, in its log (with several workers, on several hosts).
                 logger.info("recording %s: %d windows %s", report.key, len(report.starts), status)
@@ -279,7 +288,8 @@ def _ingest_claimed(
 
 
 def deployment_framing(deployment: Deployment, spec: ModelSpec) -> Framing:
-    """How the model cuts a deployment's audio: its windows, at the deployment's hop."""
+    """How the model cuts a deployment's audio as played to it: its windows, at the
+    deployment's hop (both in seconds of the played audio)."""
     return Framing.from_seconds(spec.sample_rate, spec.window_s, deployment.hop_s or spec.hop_s)
 
 
@@ -288,6 +298,7 @@ def _begin(
 ) -> AudioInfo | None:
     """Count the attempt and read the file's header; None where the file is unusable (failed)."""
     Recording.objects.filter(pk=recording.pk).update(attempts=F("attempts") + 1)
+    speed = recording.deployment.speed_factor
     try:
         info = probe(Path(recording.path))
         _update(
@@ -299,9 +310,10 @@ def _begin(
             sample_rate=info.sample_rate,
             channels=info.channels,
             windows_done=0,
-            windows_expected=framing.window_count(round(info.duration_s * model.spec.sample_rate)),
+            windows_expected=framing.window_count(round(info.duration_s / speed * model.spec.sample_rate)),
             embedding_model=embedding_model,
-            hop_s=framing.hop_samples / framing.sample_rate,
+            hop_s=framing.hop_samples / framing.sample_rate * speed,
+            speed_factor=speed,
             # Recordings registered before fingerprints existed get one now.
             fingerprint=recording.fingerprint or file_fingerprint(Path(recording.path)),
         )
@@ -353,17 +365,21 @@ def _update(recording: Recording, **fields) -> None:
 
 def embed_clip_query(clip_query_id: int, model: LoadedModel) -> str:
     """Embed an example clip (an upload, or a region of a recording), trimmed to its span:
-    the mean of its windows' embeddings. A region is read from the deployment's channel."""
-    query = ClipQuery.objects.select_related("recording__deployment").get(pk=clip_query_id)
-    channel = query.recording.deployment.channel if query.recording else None
+    the mean of its windows' embeddings. A region is fed to the model as its recording's
+    deployment feeds the rest (channel, speed, band); an upload as ``clip_feed`` says."""
+    query = ClipQuery.objects.select_related("recording__deployment", "project").get(pk=clip_query_id)
+    if query.recording:
+        feed = dataclasses.replace(deployment_feed(query.recording.deployment), speed=query.recording.speed_factor)
+    else:
+        feed = clip_feed(query.project)
     try:
         embedded = embed_file(
             Path(query.path),
             model,
             batch_size=64,
-            channel=channel,
+            feed=feed,
             span_s=(query.start_s or 0.0, query.end_s),
-            band_hz=None if query.low_hz is None else (query.low_hz, query.high_hz),
+            box_hz=None if query.low_hz is None else (query.low_hz, query.high_hz),
         )
         if not len(embedded.starts_s):
             raise AudioError("the chosen part of the clip holds no audio (is the start past its end?)")

@@ -206,7 +206,7 @@ async function searchWhenEmbedded(clipListUrl, clip, searchUrl) {
 
 // A time in a file: "12.5 s" below a minute, "4:05" below an hour, "1:04:05" beyond.
 function fileTime(seconds) {
-  if (seconds < 60) return `${Number(seconds.toFixed(1))} s`;
+  if (seconds < 60) return `${Number(seconds.toFixed(seconds < 10 ? 3 : 1))} s`;
   const whole = Math.round(seconds);
   const [h, m, s] = [Math.floor(whole / 3600), Math.floor(whole / 60) % 60, whole % 60];
   const pad = (n) => String(n).padStart(2, "0");
@@ -712,9 +712,13 @@ if (regionView) {
   const actions = document.querySelector("[data-region-actions]");
   const d = regionView.dataset;
   const duration = Number(d.duration);
-  // [seconds shown, the tile's pixels per second]: every tile is about 1,000-1,500 px wide.
-  // The last level is the whole file, from its overview picture.
-  const levels = [[5, 200], [10, 100], [30, 50], [60, 25]].filter(([length]) => length < duration);
+  // A time-expanded recording (bats) is drawn and played as the model hears it: a second
+  // heard is `speed` seconds of the file, whose own seconds and Hz the page shows.
+  const speed = Number(d.speed || 1);
+  // [seconds shown, the tile's pixels per second heard]: every tile is about 1,000-1,500 px
+  // wide. The last level is the whole file, from its overview picture.
+  const levels = [[5, 200], [10, 100], [30, 50], [60, 25]].map(([length, px]) => [length * speed, px])
+    .filter(([length]) => length < duration);
   levels.push([duration, 0]);
   let zoom = Math.min(levels.length - 1, Number(localStorage.getItem("recordingZoom") || 2));
   let view = { start: Number(d.spanStart), end: Number(d.spanEnd) };
@@ -734,8 +738,9 @@ if (regionView) {
     }
     img.src = url.href;
     applySpectrogramStyle(regionView);
+    const digits = speed < 1 ? 2 : 1;
     document.querySelector("[data-zoom-label]").textContent = pxPerS
-      ? `${view.start.toFixed(1)}–${view.end.toFixed(1)} s` : `the whole file (${formatDuration(duration)})`;
+      ? `${view.start.toFixed(digits)}–${view.end.toFixed(digits)} s` : `the whole file (${formatDuration(duration)})`;
     box.hidden = true;
     actions.hidden = true;
     drawTimeAxis();
@@ -758,7 +763,7 @@ if (regionView) {
   }) : null;
   const drawTimeAxis = () => {
     const length = view.end - view.start;
-    const steps = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+    const steps = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
     const step = steps.find((s) => pxPerSecond() * s >= 90) || steps[steps.length - 1];
     timeAxis.replaceChildren();
     for (let t = Math.ceil(view.start / step - 1e-9) * step; t <= view.start + length + 1e-9; t += step) {
@@ -787,14 +792,15 @@ if (regionView) {
   };
   // A drag draws a box in time and frequency. Its frequencies read the picture's own axis
   // (annotations.spectrograms.band_edges: mel from 50 Hz, or linear from 0, to the lesser of
-  // 16 kHz and the file's Nyquist); a box of nearly the picture's height is time alone.
-  const topHz = Math.min(16000, Number(d.sampleRate || 32000) / 2);
+  // 16 kHz and the Nyquist of the audio as heard), in the file's Hz; a box of nearly the
+  // picture's height is time alone.
+  const topHz = Math.min(16000, Number(d.sampleRate || 32000) * speed / 2);
   const mel = (hz) => 2595 * Math.log10(1 + hz / 700);
   const hzAt = (clientY) => {
     const rect = img.getBoundingClientRect();
     const fraction = Math.max(0, Math.min(1, 1 - (clientY - rect.top) / rect.height)); // 0 at the bottom
-    if (localStorage.getItem("spectrogramScale") === "linear") return fraction * topHz;
-    return 700 * (10 ** ((mel(50) + fraction * (mel(topHz) - mel(50))) / 2595) - 1);
+    if (localStorage.getItem("spectrogramScale") === "linear") return fraction * topHz / speed;
+    return 700 * (10 ** ((mel(50) + fraction * (mel(topHz) - mel(50))) / 2595) - 1) / speed;
   };
   const FULL_HEIGHT = 0.92;
   let anchor = null;
@@ -808,7 +814,7 @@ if (regionView) {
     box.style.top = boxed ? `${top}px` : "0px";
     box.style.height = boxed ? `${bottom - top}px` : `${rect.height}px`;
     if (boxed) region.band = [Math.round(hzAt(rect.top + bottom)), Math.round(hzAt(rect.top + top))];
-    actions.hidden = region.end - region.start < 0.1;
+    actions.hidden = region.end - region.start < 0.1 * speed;
     const band = region.band ? ` · ${(region.band[0] / 1000).toFixed(1)}–${(region.band[1] / 1000).toFixed(1)} kHz` : "";
     actions.querySelector("[data-region-label]").textContent = `${region.start.toFixed(2)}–${region.end.toFixed(2)} s${band}`;
   };
@@ -849,10 +855,10 @@ if (regionView) {
     const hit = event.target.closest && event.target.closest(".hit");
     if (!hit) return;
     const audio = event.target;
-    const offset = Math.max(0, Number(hit.dataset.start) - (playback.context ? 2 : 0));
+    const offset = Math.max(0, Number(hit.dataset.start) - (playback.context ? 2 * speed : 0));
     const tick = () => {
       if (audio.paused || audio.ended) { playhead.hidden = true; return; }
-      const at = offset + audio.currentTime;
+      const at = offset + audio.currentTime * speed;
       playhead.hidden = at < view.start || at > view.end;
       playhead.style.left = `${xOf(at)}px`;
       requestAnimationFrame(tick);
@@ -874,7 +880,7 @@ if (regionView) {
     if (!file.pieces.length) return file.from; // its first stretch is on its way
     const now = file.context.currentTime;
     const piece = file.pieces.findLast((p) => p.startsAt <= now) || file.pieces[0];
-    return Math.min(piece.from + Math.max(0, now - piece.startsAt) * piece.rate, piece.to);
+    return Math.min(piece.from + Math.max(0, now - piece.startsAt) * piece.rate * speed, piece.to);
   };
   const stopFile = () => {
     file.session += 1;
@@ -887,7 +893,7 @@ if (regionView) {
   };
   const stretchOfFile = async (start) => {
     const from = Math.round(start * 1000) / 1000; // the server takes at most 9 decimals
-    const to = Math.min(from + STRETCH_S, duration);
+    const to = Math.min(from + STRETCH_S * speed, duration);
     const response = await fetch(`${d.audioUrl}?start=${from}&end=${to}`, { credentials: "same-origin" });
     if (!response.ok) {
       throw new Error((await response.json().catch(() => ({}))).error || `the audio could not be read (${response.status})`);
@@ -930,7 +936,7 @@ if (regionView) {
       file.pieces.push({ source, from: start, to, startsAt: when, rate });
       if (file.pieces.length === 1) requestAnimationFrame(followPlayhead);
       const startsAt = when;
-      when += (to - start) / rate;
+      when += (to - start) / speed / rate;
       // The next is scheduled once this one sounds: two stretches in memory at most.
       while (session === file.session && file.context.currentTime < startsAt) await new Promise((r) => setTimeout(r, 100));
     }
