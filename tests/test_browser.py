@@ -622,3 +622,67 @@ def test_a_refused_training_says_why_beside_the_train_button(page, make_user):
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, box
         page.screenshot(path=OUTPUT_DIR / f"train-refused-{width}.png")
         page.goto("/")
+
+
+def test_a_bat_deployment_is_added_slowed_down_and_shown_in_its_own_time_and_frequency(
+    page, celery_worker_process, settings, tmp_path, make_user
+):
+    """An admin adds real bat recordings at 312.5 kHz with the form's audio speed 0.1: the
+    worker embeds them slowed ten times; the recording view zooms to half a second, labels
+    its axis in the file's seconds, plays the file at a tenth of its pace (a second heard
+    is 0.1 s of the file), and a box on it reads ultrasonic kHz."""
+    from tests.test_time_expansion import bat_files
+
+    folder = tmp_path / "roost"
+    folder.mkdir()
+    for path in bat_files()[:2]:
+        shutil.copy(path, folder / path.name)
+    settings.PERCH_AGILE_AUDIO_ROOTS = [tmp_path]
+    project = create_project(make_user("admin"), "Bats")
+    grant_folder(project, str(folder))
+    log_in(page, "admin")
+    page.goto(f"/projects/{project.pk}/")
+    form = page.locator("#add-deployment")
+    form.locator("input[name=name]").fill("Roost 0166")
+    form.locator("input[name=server_folder]").fill(str(folder))
+    form.locator("details.time-expansion summary").click()
+    form.locator("input[name=speed_factor]").fill("0.1")
+    form.locator("input[name=low_hz]").fill("15000")
+    form.locator("input[name=high_hz]").fill("140000")
+    page.screenshot(path=OUTPUT_DIR / "deployment-bats-form.png")
+    with page.expect_navigation():
+        form.locator("button").click()
+    deployment = project.deployments.get()
+    assert (deployment.speed_factor, deployment.low_hz, deployment.high_hz) == (0.1, 15_000, 140_000)
+    queue_ingest(deployment)
+    pending = [RecordingStatus.QUEUED, RecordingStatus.EMBEDDING]
+    wait_for(lambda: not Recording.objects.filter(deployment=deployment, status__in=pending).exists(), what="ingest")
+    recording = Recording.objects.filter(deployment=deployment).order_by("filename").first()
+    assert recording.status == RecordingStatus.DONE and recording.speed_factor == 0.1
+    assert recording.windows.count() == 14  # 0.3 s windows of a 4.03 s file
+
+    page.goto(f"/projects/{project.pk}/recordings/{recording.pk}/")
+    page.evaluate("localStorage.setItem('recordingZoom', '0')")  # 5 s heard: half a second of the file
+    page.reload()
+    wait_until(page, "document.querySelector('.region-view img').naturalWidth > 0")
+    assert page.inner_text("[data-zoom-label]") == "0.00–0.50 s"
+    assert "time-expanded" in page.inner_text("h1 + p")
+    ticks = page.locator("[data-time-axis] .tick").all_inner_texts()
+    assert "0.1 s" in [tick.split("\n")[0] for tick in ticks], ticks
+    assert page.locator(".hit").count() == 10  # 3 s of the file on a page: 30 s heard
+    playing = "Number(document.querySelector('[data-region-view]').dataset.playing ?? -1)"
+    page.keyboard.press("Shift+Space")
+    wait_until(page, f"{playing} > 0.02")
+    before = page.evaluate(playing)
+    page.wait_for_timeout(1000)
+    assert 0.05 <= page.evaluate(playing) - before <= 0.16
+    page.keyboard.press("Shift+Space")
+    picture = page.locator(".region-view img").bounding_box()
+    page.mouse.move(picture["x"] + 0.3 * picture["width"], picture["y"] + 0.2 * picture["height"])
+    page.mouse.down()
+    page.mouse.move(picture["x"] + 0.8 * picture["width"], picture["y"] + 0.6 * picture["height"], steps=8)
+    page.mouse.up()
+    label = page.inner_text("[data-region-label]")
+    low, high = (float(edge) for edge in label.split(" · ")[1].removesuffix(" kHz").split("–"))
+    assert 10 < low and 50 < high < 160, label  # ultrasound, in the file's kHz
+    page.screenshot(path=OUTPUT_DIR / "recording-bats.png")
