@@ -5,7 +5,8 @@ and compared with the importer's own labels (new, same, changed) and with other
 annotators' (disagreeing, never touched). An import that would change none of the
 importer's labels is written at once; one that would change some waits until the
 importer chooses to keep them or to overwrite them. Writing is one bulk statement,
-every change in the audit trail with the import it came from. Tables larger than
+every change in the audit trail with the import it came from. A selection's Low and High
+Freq, in the recording's own Hz, become its labels' box (``imported_band``). Tables larger than
 ``INLINE_MAX_BYTES`` are planned and written by a worker.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
+from annotations.bands import checked_band
 from annotations.errors import InputError
 from annotations.models import Deployment, ImportMode, ImportStatus, LabelImport, LabelValue, Window
 from annotations.queueing import IMPORT_LABELS, enqueue_on_commit
@@ -34,11 +36,13 @@ RAVEN_TABLE_NAME = re.compile(r"^(?P<recording>.+?)\.Table\.\d+\.selections\.txt
 
 @dataclasses.dataclass(frozen=True)
 class MatchedSelections:
-    """window_ids, label_ids: int64 [N]; values: [N] str. One entry per (window, label)."""
+    """window_ids, label_ids: int64 [N]; values: [N] str; bands: [N] (low, high) Hz or None.
+    One entry per (window, label)."""
 
     window_ids: np.ndarray
     label_ids: np.ndarray
     values: list[str]
+    bands: list[tuple[float, float] | None]
     unmatched_files: list[str]
     unmatched_selections: int
 
@@ -47,6 +51,23 @@ def overlaps_enough(start_s: float, end_s: float, window_start: float, window_en
     """A selection labels a window when they share at least half of the shorter of the two."""
     shared = min(end_s, window_end) - max(start_s, window_start)
     return shared > 0 and shared >= 0.5 * min(end_s - start_s, window_end - window_start)
+
+
+def imported_band(band_hz: tuple[float, float] | None, sample_rate: int | None) -> tuple[float, float] | None:
+    """The box a selection's Low and High Freq give its labels on a recording at
+    ``sample_rate``: None where the table gives no band, where it spans the recording's
+    whole band (0 Hz to its Nyquist frequency: how Raven, and this app's exports, write a
+    selection of the whole window), or where it is no band of that audio (then the label
+    is kept, on the whole window)."""
+    if band_hz is None:
+        return None
+    nyquist = (sample_rate or 0) / 2
+    if band_hz[0] <= 0 and nyquist and band_hz[1] >= nyquist - 1:
+        return None
+    try:
+        return checked_band(band_hz, sample_rate)
+    except InputError:
+        return None
 
 
 def covered_windows(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, start_s: float, end_s: float) -> list[int]:
@@ -86,8 +107,9 @@ def match_selections(deployment: Deployment, selections: list[Selection], record
     """The windows each selection covers enough; a later selection of the same window and
     label wins. ``recording_name`` names the recording for selections that name none,
     by file name with or without its extension."""
-    recordings = {}
-    for recording_id, filename in deployment.recordings.values_list("pk", "filename"):
+    recordings, rates = {}, {}
+    for recording_id, filename, rate in deployment.recordings.values_list("pk", "filename", "sample_rate"):
+        rates[recording_id] = rate
         name = filename.rsplit("/", 1)[-1]
         recordings[name] = recording_id
         recordings.setdefault(name.rsplit(".", 1)[0], recording_id)
@@ -100,7 +122,7 @@ def match_selections(deployment: Deployment, selections: list[Selection], record
             unmatched_files.add(name or "(no file named)")
         else:
             by_recording.setdefault(recording_id, []).append(selection)
-    targets: dict[tuple[int, int], str] = {}
+    targets: dict[tuple[int, int], tuple[str, tuple[float, float] | None]] = {}
     unmatched = 0
     for recording_id, chosen in by_recording.items():
         rows = np.array(
@@ -111,10 +133,13 @@ def match_selections(deployment: Deployment, selections: list[Selection], record
         for selection in chosen:
             hits = covered_windows(ids, starts, ends, selection.start_s, selection.end_s)
             unmatched += not hits
+            band = imported_band(selection.band_hz, rates[recording_id])
             for window_id in hits:
-                targets[(window_id, labels[selection.label])] = selection.value
+                targets[(window_id, labels[selection.label])] = (selection.value, band)
     keys = np.array(list(targets), dtype=np.int64).reshape(-1, 2)
-    return MatchedSelections(keys[:, 0], keys[:, 1], list(targets.values()), sorted(unmatched_files), unmatched)
+    values = [value for value, _ in targets.values()]
+    bands = [band for _, band in targets.values()]
+    return MatchedSelections(keys[:, 0], keys[:, 1], values, bands, sorted(unmatched_files), unmatched)
 
 
 def _compare_with_existing(label_import: LabelImport) -> None:
@@ -150,8 +175,11 @@ def _write(label_import: LabelImport, mode: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH incoming(window_id, label_id, value) AS (
-                SELECT * FROM unnest(%(windows)s::bigint[], %(labels)s::bigint[], %(values)s::text[])
+            WITH incoming(window_id, label_id, value, low_hz, high_hz) AS (
+                SELECT * FROM unnest(
+                    %(windows)s::bigint[], %(labels)s::bigint[], %(values)s::text[],
+                    %(low_hz)s::float8[], %(high_hz)s::float8[]
+                )
             ),
             before AS (
                 SELECT a.window_id, a.label_id, a.value FROM annotations_annotation a
@@ -159,13 +187,18 @@ def _write(label_import: LabelImport, mode: str) -> None:
                 WHERE a.annotator_id = %(user)s
             ),
             written AS (
-                INSERT INTO annotations_annotation (window_id, label_id, annotator_id, value, created_at, updated_at)
-                SELECT window_id, label_id, %(user)s, value, statement_timestamp(), statement_timestamp() FROM incoming
+                INSERT INTO annotations_annotation
+                    (window_id, label_id, annotator_id, value, low_hz, high_hz, created_at, updated_at)
+                SELECT window_id, label_id, %(user)s, value, low_hz, high_hz, statement_timestamp(),
+                    statement_timestamp()
+                FROM incoming
                 ON CONFLICT (window_id, label_id, annotator_id) DO {
                 "NOTHING"
                 if mode == ImportMode.KEEP
-                else "UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp() "
-                "WHERE annotations_annotation.value <> EXCLUDED.value"
+                else "UPDATE SET value = EXCLUDED.value, low_hz = EXCLUDED.low_hz, high_hz = EXCLUDED.high_hz, "
+                "updated_at = statement_timestamp() WHERE annotations_annotation.value <> EXCLUDED.value "
+                "OR (annotations_annotation.low_hz, annotations_annotation.high_hz) "
+                "IS DISTINCT FROM (EXCLUDED.low_hz, EXCLUDED.high_hz)"
             }
                 RETURNING window_id, label_id, value
             )
@@ -178,6 +211,8 @@ def _write(label_import: LabelImport, mode: str) -> None:
                 "windows": label_import.window_ids,
                 "labels": label_import.label_ids,
                 "values": label_import.values,
+                "low_hz": label_import.low_hz,
+                "high_hz": label_import.high_hz,
                 "user": label_import.user_id,
                 "import": label_import.pk,
             },
@@ -185,6 +220,7 @@ def _write(label_import: LabelImport, mode: str) -> None:
         label_import.written = cursor.rowcount
     label_import.mode, label_import.status = mode, ImportStatus.DONE
     label_import.window_ids, label_import.label_ids, label_import.values = [], [], []
+    label_import.low_hz, label_import.high_hz = [], []
 
 
 def _plan(label_import: LabelImport, selections: list[Selection]) -> None:
@@ -196,6 +232,8 @@ def _plan(label_import: LabelImport, selections: list[Selection]) -> None:
     )
     label_import.window_ids, label_import.label_ids = matched.window_ids.tolist(), matched.label_ids.tolist()
     label_import.values = matched.values
+    label_import.low_hz = [band[0] if band else None for band in matched.bands]
+    label_import.high_hz = [band[1] if band else None for band in matched.bands]
     label_import.text = ""
     _compare_with_existing(label_import)
 

@@ -386,6 +386,9 @@ class LabelImport(models.Model):
     window_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     label_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     values = ArrayField(models.CharField(max_length=16), default=list, blank=True)
+    # Each planned label's box (its selection's Low and High Freq), null for the whole window.
+    low_hz = ArrayField(models.FloatField(null=True), default=list, blank=True)
+    high_hz = ArrayField(models.FloatField(null=True), default=list, blank=True)
     new = models.PositiveIntegerField(default=0)
     same = models.PositiveIntegerField(default=0)
     changed = models.PositiveIntegerField(default=0)

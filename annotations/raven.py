@@ -41,6 +41,8 @@ ALIASES = {
     "file_offset_s": ("file offset (s)",),
     "value": ("value", "verdict", "positive"),
     "score": ("score", "confidence"),
+    "low_hz": ("low freq (hz)", "low freq", "low_hz", "min freq (hz)", "freq low"),
+    "high_hz": ("high freq (hz)", "high freq", "high_hz", "max freq (hz)", "freq high"),
 }
 
 
@@ -174,6 +176,7 @@ def read_label_table(text: str, default_label: str = "") -> list[Selection]:
             file=cell("file").replace("\\", "/").rsplit("/", 1)[-1],
             value=(cell("value") or "positive").lower(),
             score=float(cell("score")) if cell("score") else None,
+            band_hz=(float(cell("low_hz")), float(cell("high_hz"))) if cell("low_hz") and cell("high_hz") else None,
         )
         key = (selection.file, selection.start_s, selection.end_s, selection.label)
         if key not in seen:

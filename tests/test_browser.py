@@ -684,5 +684,5 @@ def test_a_bat_deployment_is_added_slowed_down_and_shown_in_its_own_time_and_fre
     page.mouse.up()
     label = page.inner_text("[data-region-label]")
     low, high = (float(edge) for edge in label.split(" · ")[1].removesuffix(" kHz").split("–"))
-    assert 10 < low and 50 < high < 160, label  # ultrasound, in the file's kHz
+    assert low > 10 and 50 < high < 160, label  # ultrasound, in the file's kHz
     page.screenshot(path=OUTPUT_DIR / "recording-bats.png")

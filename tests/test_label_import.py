@@ -136,3 +136,36 @@ def test_a_16000_row_import_runs_on_a_worker_while_the_server_answers(celery_wor
     assert (done["selections"], done["written"]) == (16_000, 16_000)
     assert Annotation.objects.filter(annotator=user).count() == 16_000
     assert LabelChange.objects.filter(label_import_id=done["id"]).count() == 16_000
+
+
+@pytest.mark.django_db
+def test_a_raven_selections_band_becomes_its_labels_box_unless_it_spans_the_whole_band(make_user, client_for):
+    """Low and High Freq of a selection are its labels' box, capped at the Nyquist
+    frequency; a selection of 0 Hz to the Nyquist frequency (Raven's whole band, and what
+    this app's exports write for an unboxed detection) labels the whole window, as does a
+    band that is no band of the audio. Importing again with another box overwrites it."""
+    user = make_user("ana")
+    project, deployment = deployment_with_windows(user)
+    deployment.recordings.update(sample_rate=16_000)
+    columns = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
+    header = "\t".join([*columns, "Begin File", "Label"]) + "\n"
+    rows = [
+        "1\tSpectrogram 1\t1\t2.0\t3.0\t2500.0\t6000.0\trec0.wav\towl",
+        "2\tSpectrogram 1\t1\t5.0\t6.0\t0.0\t8000.0\trec0.wav\towl",
+        "3\tSpectrogram 1\t1\t7.0\t8.0\t3000.0\t12000.0\trec0.wav\towl",  # capped at 8 kHz
+        "4\tSpectrogram 1\t1\t9.0\t10.0\t9000.0\t12000.0\trec0.wav\towl",  # above all the audio
+    ]
+    api = client_for(user)
+    body = upload(api, project, deployment, header + "\n".join(rows) + "\n", name="rec0.Table.1.selections.txt").json()
+    assert (body["status"], body["written"]) == ("done", 4), body
+
+    def box(start_s: float) -> tuple:
+        label = Annotation.objects.get(annotator=user, window_id=window_id(deployment, 0, start_s))
+        return label.value, label.low_hz, label.high_hz
+
+    assert box(2.0) == ("positive", 2500.0, 6000.0)
+    assert box(5.0) == box(9.0) == ("positive", None, None)
+    assert box(7.0) == ("positive", 3000.0, 8000.0)
+    again = upload(api, project, deployment, header + rows[0].replace("2500.0", "1000.0") + "\n", mode="overwrite")
+    assert again.json()["written"] == 1
+    assert box(2.0) == ("positive", 1000.0, 6000.0)

@@ -24,9 +24,11 @@ from annotations.deployments import clip_feed, create_deployment, create_project
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
 from annotations.exports import SEQUENCE_TABLE_NAME, raven_tables_zip
+from annotations.label_import import start_import
 from annotations.labeling import set_label
 from annotations.model_catalogue import ModelSpec
 from annotations.models import (
+    Annotation,
     Classifier,
     ClassifierLabel,
     ClipQuery,
@@ -34,8 +36,10 @@ from annotations.models import (
     Detection,
     InferenceRun,
     LabelValue,
+    Membership,
     Recording,
     RecordingStatus,
+    Role,
     TaskStatus,
     Window,
 )
@@ -193,7 +197,8 @@ def test_a_bat_pass_is_found_by_example_in_a_time_expanded_deployment(make_user,
 @pytest.mark.django_db
 def test_raven_tables_of_a_time_expanded_deployment_give_the_files_times_and_frequencies(make_user):
     """Windows of 0.3 s of a 312.5 kHz file: the tables' times are the file's, a box label's
-    band is exported in the file's Hz, and an unboxed detection spans the deployment's band."""
+    band is exported in the file's Hz, and an unboxed detection spans the deployment's band;
+    the table imported again gives the same windows the same boxes."""
     owner = make_user("admin")
     project = create_project(owner, "Bats", labels=["pipistrelle"])
     (label,) = project.labels.all()
@@ -226,6 +231,15 @@ def test_raven_tables_of_a_time_expanded_deployment_give_the_files_times_and_fre
     assert [(r["Low Freq (Hz)"], r["High Freq (Hz)"]) for r in rows] == [
         ("42000.0", "98000.0"),
         ("15000.0", "120000.0"),
+    ]
+    # Imported back by another annotator, the table labels the same windows with the same boxes.
+    colleague = make_user("colleague")
+    Membership.objects.create(project=project, user=colleague, role=Role.ANNOTATOR)
+    start_import(deployment, colleague, tables.read(SEQUENCE_TABLE_NAME).decode(), upload_name=SEQUENCE_TABLE_NAME)
+    imported = Annotation.objects.filter(annotator=colleague).order_by("window__start_s")
+    assert [(a.window_id, a.low_hz, a.high_hz) for a in imported] == [
+        (windows[1].pk, 42_000, 98_000),
+        (windows[2].pk, 15_000, 120_000),
     ]
 
 
