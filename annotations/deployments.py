@@ -313,6 +313,13 @@ def reembed(deployment: Deployment, hop_s: float) -> int:
         return queue_ingest(deployment)
 
 
+def window_in_file(deployment: Deployment) -> float | None:
+    """How much of a recording one of the configured model's windows holds: its length
+    times the deployment's speed (0.3 s for BirdNET's 3 s at 0.1)."""
+    spec = configured_spec()
+    return spec.window_s * deployment.speed_factor if spec else None
+
+
 def _band_words(deployment: Deployment) -> str:
     return "" if deployment.low_hz is None else f" in the band {deployment.low_hz:g}-{deployment.high_hz:g} Hz"
 

@@ -202,6 +202,7 @@ def deployment(request, project_id, deployment_id):
         "role": role_in(project, request.user),
         "deployment": deployment,
         "hop_s": deployments.hop_of(deployment),
+        "heard_window_s": deployments.window_in_file(deployment),
         "server_folder": deployments.folder_under_root(deployment.server_folder) if deployment.server_folder else "",
         "progress": deployments.deployment_progress(deployment),
         "recordings": deployment.recordings.all(),

@@ -660,6 +660,10 @@ def test_a_bat_deployment_is_added_slowed_down_and_shown_in_its_own_time_and_fre
     recording = Recording.objects.filter(deployment=deployment).order_by("filename").first()
     assert recording.status == RecordingStatus.DONE and recording.speed_factor == 0.1
     assert recording.windows.count() == 14  # 0.3 s windows of a 4.03 s file
+    page.goto(f"/projects/{project.pk}/deployments/{deployment.pk}/")
+    framing = page.inner_text(".framing")
+    assert framing.endswith("heard at 0.1× speed: 0.3 s of the recordings each"), framing
+    assert "the model hears 15000–140000 Hz" in page.inner_text("h1 + p")
 
     page.goto(f"/projects/{project.pk}/recordings/{recording.pk}/")
     page.evaluate("localStorage.setItem('recordingZoom', '0')")  # 5 s heard: half a second of the file
