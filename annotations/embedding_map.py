@@ -3,7 +3,7 @@
 A worker draws a bounded sample of the project's windows (MAP_SAMPLE, however many the
 project holds), lays their unit embeddings out on a plane (UMAP over their leading
 principal axes), and stores each window's place (``MapPoint``). The page colours the
-points by label, site or hour of day, shows a window's spectrogram on hover, plays it on
+points by label, site, hour of day or a classifier's score, shows a window's spectrogram on hover, plays it on
 a click, and sends a lassoed group to the search as examples or to a list for labeling.
 Nothing here runs in a request but reading the stored points (bounded by MAP_SAMPLE).
 """
@@ -20,7 +20,17 @@ from django.utils import timezone
 
 from annotations.embedding_store import copy_rows, sample_window_ids, window_matrix
 from annotations.errors import InputError
-from annotations.models import EmbeddingMap, EmbeddingModel, Label, MapPoint, Project, TaskStatus, Window
+from annotations.models import (
+    ClassifierLabel,
+    EmbeddingMap,
+    EmbeddingModel,
+    Label,
+    MapPoint,
+    Project,
+    TaskStatus,
+    Window,
+    WindowScore,
+)
 from annotations.probes import unit_rows
 from annotations.queueing import BUILD_EMBEDDING_MAP, enqueue_on_commit
 from annotations.search_index import newest_window_id
@@ -34,8 +44,9 @@ READ_CHUNK = 2_000  # windows read per query while a map is drawn (progress betw
 READING_SHARE = 0.1
 BUILD_TIME_LIMIT = dt.timedelta(hours=1)
 
-COLOUR_BY = ("label", "site", "hour")
+COLOUR_BY = ("label", "site", "hour", "score")
 LABEL_STATES = ("not labeled", "positive", "negative", "unsure", "annotators disagree")
+SCORE_BANDS = 10  # colours of a classifier's score: 0-0.1, ..., 0.9-1
 
 
 # The principal axes that UMAP lays out: most of a season's variety, and far cheaper for
@@ -159,17 +170,31 @@ class MapPoints:
     y: list[float]
     category: list[int]
     categories: list[str]
+    source: str = ""  # what the categories come from, where it is not plain: a classifier's version
 
 
 def map_points(embedding_map: EmbeddingMap, colour_by: str, label: Label | None = None) -> MapPoints:
     """The map's points whose windows are still there, each with its category: for
     ``label``, whether annotators called it positive, negative, unsure, disagree or nobody
-    labeled it; its deployment's site (or name); or the local hour it began at."""
+    labeled it; its deployment's site (or name); the local hour it began at; or, for
+    ``label``, its score's tenth in the newest classifier scored for it."""
     if colour_by not in COLOUR_BY:
         raise InputError(f"colour_by must be one of {', '.join(COLOUR_BY)}")
-    if colour_by == "label" and label is None:
-        raise InputError("name the label to colour the map by")
-    if colour_by == "label":
+    if colour_by in ("label", "score") and label is None:
+        raise InputError(f"name the label to colour the map by its {colour_by}")
+    source, params = "", {"map": embedding_map.pk, "label": label.pk if label else None}
+    if colour_by == "score":
+        output = _newest_scored_output(embedding_map, label)
+        source = f"scores of classifier version {output.classifier.version}"
+        params.update(classifier=output.classifier_id, output=output.index)
+        # least() passes over a null: an unscored window's null is kept by the CASE.
+        tenth = f"least(width_bucket(s.score, 0, 1, {SCORE_BANDS}), {SCORE_BANDS}) - 1"
+        category = f"CASE WHEN s.score IS NOT NULL THEN {tenth} END"
+        labels = (
+            f"LEFT JOIN {WindowScore._meta.db_table} s ON s.classifier_id = %(classifier)s "
+            "AND s.output_index = %(output)s AND s.window_id = p.window_id"
+        )
+    elif colour_by == "label":
         category = (
             "CASE WHEN a.positive AND a.negative THEN 4 WHEN a.positive THEN 1 WHEN a.negative THEN 2 "
             "WHEN a.unsure THEN 3 ELSE 0 END"
@@ -189,11 +214,16 @@ def map_points(embedding_map: EmbeddingMap, colour_by: str, label: Label | None 
             "JOIN annotations_window w ON w.id = p.window_id "
             f"JOIN annotations_deployment d ON d.id = w.deployment_id {labels} "
             "WHERE p.map_id = %(map)s ORDER BY p.id",
-            {"map": embedding_map.pk, "label": label.pk if label else None},
+            params,
         )
         rows = cursor.fetchall()
     if colour_by == "label":
         categories, indices = list(LABEL_STATES), [row[3] for row in rows]
+    elif colour_by == "score":
+        # Windows scored after the drawing began, or not at all: the last category.
+        categories = [f"score {i / SCORE_BANDS:.1f}–{(i + 1) / SCORE_BANDS:.1f}" for i in range(SCORE_BANDS)]
+        categories.append("not scored")
+        indices = [SCORE_BANDS if row[3] is None else row[3] for row in rows]
     elif colour_by == "hour":
         # Windows whose start is unknown have no hour: the 25th category.
         categories = [f"{hour:02d}:00" for hour in range(24)] + ["time unknown"]
@@ -208,4 +238,25 @@ def map_points(embedding_map: EmbeddingMap, colour_by: str, label: Label | None 
         y=[round(row[2], 4) for row in rows],
         category=indices,
         categories=categories,
+        source=source,
     )
+
+
+def _newest_scored_output(embedding_map: EmbeddingMap, label: Label) -> ClassifierLabel:
+    """The label's output of the project's newest classifier (of the map's model) whose
+    scores of every window are stored; InputError where none is."""
+    output = (
+        ClassifierLabel.objects.select_related("classifier")
+        .filter(
+            label=label,
+            classifier__project_id=embedding_map.project_id,
+            classifier__embedding_model_id=embedding_map.model_id,
+            classifier__status=TaskStatus.DONE,
+            classifier__scoring_status=TaskStatus.DONE,
+        )
+        .order_by("-classifier__version")
+        .first()
+    )
+    if output is None:
+        raise InputError(f"no classifier has scored the windows for {label.name!r} yet: train one on its labels first")
+    return output

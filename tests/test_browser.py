@@ -438,6 +438,10 @@ def test_the_map_is_drawn_by_the_worker_hovered_and_lassoed_into_a_labeling_list
     page.get_by_role("button", name="Draw the map").click()
     page.wait_for_selector("[data-map-canvas][data-points='12']", timeout=60_000)
     assert page.inner_text("[data-map-legend]") == "R1 (12)"
+    page.select_option("[data-map-colour]", "score")  # no classifier yet: says so, keeps the map
+    page.wait_for_selector("#flash:has-text('no classifier has scored the windows')")
+    assert page.locator("[data-map-label-choice]").is_visible()
+    page.select_option("[data-map-colour]", "site")
     for width in (1366, 800):
         page.set_viewport_size({"width": width, "height": 800})
         wait_until(page, f"innerWidth === {width}")

@@ -15,8 +15,20 @@ from django.test import Client
 from annotations.deployments import create_deployment, create_project
 from annotations.embedding_map import LABEL_STATES, build_embedding_map, map_points, project_to_plane
 from annotations.embedding_store import register_embedding_model, replace_windows
+from annotations.errors import InputError
 from annotations.labeling import set_label
-from annotations.models import EmbeddingMap, Membership, Recording, RecordingStatus, Role, Window
+from annotations.models import (
+    Classifier,
+    ClassifierLabel,
+    EmbeddingMap,
+    Membership,
+    Recording,
+    RecordingStatus,
+    Role,
+    TaskStatus,
+    Window,
+    WindowScore,
+)
 
 REAL = Path(__file__).resolve().parent.parent / "bench" / "data" / "birdnet_windows.npz"
 
@@ -95,6 +107,36 @@ def test_a_map_holds_every_window_of_a_small_project_coloured_by_site_hour_and_l
     north = Recording.objects.get(filename="North.wav")
     replace_windows(north.pk, row.model, np.arange(2.0), np.arange(2.0) + 1, np.ones((2, 4), np.float32))
     assert len(map_points(row, "site").window_ids) == 6
+
+
+def test_a_map_is_coloured_by_the_newest_scored_classifiers_score_for_a_label(mapped):
+    """Tenths of the score of the newest classifier whose scoring finished (a newer one
+    still scoring is passed over); windows it did not score are told apart."""
+    owner, project, row = mapped
+    rail = project.labels.get()
+    with pytest.raises(InputError, match="no classifier has scored the windows for 'rail'"):
+        map_points(row, "score", rail)
+    windows = list(Window.objects.filter(project=project).order_by("pk"))
+    for version, scoring in ((1, TaskStatus.DONE), (2, TaskStatus.RUNNING)):
+        classifier = Classifier.objects.create(
+            project=project, version=version, embedding_model=row.model, status=TaskStatus.DONE, scoring_status=scoring
+        )
+        ClassifierLabel.objects.create(classifier=classifier, label=rail, index=0)
+        scores = (0.05, 0.55, 0.95, 1.0) if version == 1 else (0.5,) * 4
+        WindowScore.objects.bulk_create(
+            WindowScore(classifier=classifier, output_index=0, window=w, deployment_id=w.deployment_id, score=score)
+            for w, score in zip(windows, scores, strict=False)
+        )
+    by_score = map_points(row, "score", rail)
+    assert by_score.source == "scores of classifier version 1"
+    named = dict(zip(by_score.window_ids, (by_score.categories[c] for c in by_score.category), strict=True))
+    assert [named[w.pk] for w in windows[:5]] == [
+        "score 0.0–0.1",
+        "score 0.5–0.6",
+        "score 0.9–1.0",
+        "score 0.9–1.0",
+        "not scored",
+    ]
 
 
 def test_the_map_api_and_pages_refuse_what_they_cannot_draw(mapped, client_for, make_user):

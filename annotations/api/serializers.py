@@ -199,6 +199,7 @@ class MapPointsSerializer(serializers.Serializer):
     y = serializers.ListField(child=serializers.FloatField(), help_text="in [-1, 1], up")
     category = serializers.ListField(child=serializers.IntegerField(), help_text="an index into categories")
     categories = serializers.ListField(child=serializers.CharField())
+    source = serializers.CharField(help_text="what the categories come from: a classifier's version, or empty")
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):

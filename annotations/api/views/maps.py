@@ -42,7 +42,7 @@ class MapPointsView(ProjectView):
     @extend_schema(
         parameters=[
             OpenApiParameter("colour_by", str, enum=list(embedding_map.COLOUR_BY), description="default site"),
-            OpenApiParameter("label", int, description="the label, to colour by label"),
+            OpenApiParameter("label", int, description="the label, to colour by label or by its score"),
         ],
         responses={200: s.MapPointsSerializer, **ERRORS},
     )

@@ -1221,6 +1221,7 @@ if (mapView) {
     const by = colourChoice.value;
     if (by === "label") return LABEL_COLOURS[category];
     if (by === "hour") return category === 24 ? "#c8c8c8" : `hsl(${category * 15}, 70%, 45%)`; // a circle of hours
+    if (by === "score") return category === 10 ? "#c8c8c8" : `hsl(${230 - category * 23}, 75%, ${35 + category * 2}%)`; // blue (low) to red (high)
     return SITE_COLOURS[category % SITE_COLOURS.length];
   };
   const screenOf = (i) => {
@@ -1273,9 +1274,10 @@ if (mapView) {
     mapView.querySelector("[data-map-legend]").replaceChildren(...items);
   };
   const load = async () => {
-    mapView.querySelector("[data-map-label-choice]").hidden = colourChoice.value !== "label";
+    const byLabel = colourChoice.value === "label" || colourChoice.value === "score";
+    mapView.querySelector("[data-map-label-choice]").hidden = !byLabel;
     const query = new URLSearchParams({ colour_by: colourChoice.value });
-    if (colourChoice.value === "label") {
+    if (byLabel) {
       if (!labelChoice.value) { flash("Add a label to the project to colour the map by it.", "error"); return; }
       query.set("label", labelChoice.value);
     }
@@ -1286,6 +1288,7 @@ if (mapView) {
       return;
     }
     canvas.dataset.points = points.window_ids.length;
+    mapView.querySelector("[data-map-source]").textContent = points.source ? `(${points.source})` : "";
     selected = [];
     selectionBar.hidden = true;
     draw();
