@@ -660,6 +660,7 @@ class SearchIndex(models.Model):
     index_name = models.CharField(max_length=63, blank=True)  # the PostgreSQL index; empty before the first build
     vector_table = models.CharField(max_length=63, blank=True)  # the table it indexes
     reduction = models.BinaryField(null=True)  # search_reduction.Reduction.to_bytes()
+    probe = models.BinaryField(null=True)  # search_probe.IndexProbe.to_bytes(): a sample of its windows
     vectors_written = models.BigIntegerField(default=0)  # rows of the running build's table so far
     max_window_id = models.BigIntegerField(default=0)
     windows = models.BigIntegerField(default=0)  # windows in the index

@@ -37,6 +37,7 @@ from annotations.embedding_store import (
 )
 from annotations.models import EmbeddingModel, Project, Recording, RecordingStatus, SearchIndex, TaskStatus, Window
 from annotations.queueing import BUILD_SEARCH_INDEX, enqueue_on_commit
+from annotations.search_probe import IndexProbe
 from annotations.search_reduction import Reduction, fit_reduction, reduce_windows
 
 # Windows outside the index that make a rebuild worth it once ingest has stopped.
@@ -63,6 +64,7 @@ class IndexState:
     windows: int  # in the index
     status: str  # of the latest build
     reduction: Reduction | None  # how its vectors were reduced
+    probe: IndexProbe | None = None  # a sample of its windows, to check answers by (search_probe)
 
 
 def index_state(project: Project, model: EmbeddingModel) -> IndexState:
@@ -77,16 +79,20 @@ def index_state(project: Project, model: EmbeddingModel) -> IndexState:
     if row is None:
         return IndexState("", "", 0, 0, "", None)
     row_id, index_name, vector_table, max_window_id, windows, status = row
-    reduction = _reduction(row_id, index_name, model.embedding_dim) if index_name else None
-    return IndexState(index_name, vector_table, max_window_id, windows, status, reduction)
+    reduction, probe = _reduction_and_probe(row_id, index_name, model.embedding_dim) if index_name else (None, None)
+    return IndexState(index_name, vector_table, max_window_id, windows, status, reduction, probe)
 
 
 @functools.lru_cache(maxsize=32)
-def _reduction(row_id: int, index_name: str, embedding_dim: int) -> Reduction:
-    """An index's reduction, read once per process: 1.5 MB for 256 axes of 1536 dimensions,
-    which every search would otherwise read. Index names are unique per build."""
-    data = SearchIndex.objects.values_list("reduction", flat=True).get(pk=row_id, index_name=index_name)
-    return Reduction.from_bytes(bytes(data), embedding_dim)
+def _reduction_and_probe(row_id: int, index_name: str, embedding_dim: int) -> tuple[Reduction, IndexProbe | None]:
+    """An index's reduction and probe, read once per process: 1.5 MB for 256 axes of 1536
+    dimensions and 6 MB of probe, which every search would otherwise read. Index names
+    are unique per build. An index built before probes were kept has none."""
+    reduction, probe = SearchIndex.objects.values_list("reduction", "probe").get(pk=row_id, index_name=index_name)
+    return (
+        Reduction.from_bytes(bytes(reduction), embedding_dim),
+        None if probe is None else IndexProbe.from_bytes(bytes(probe), embedding_dim),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +231,7 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
             if connection.in_atomic_block:
                 # Check deferred foreign keys now, or CREATE INDEX refuses to run.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            reduction, windows = _write_reduced_vectors(row, project, model, max_window_id, table)
+            reduction, probe, windows = _write_reduced_vectors(row, project, model, max_window_id, table)
             cursor.execute(f"SET maintenance_work_mem = '{settings.PERCH_AGILE_INDEX_BUILD_MEMORY}'")
             cursor.execute(
                 f"CREATE INDEX {name} ON {table} USING hnsw (reduced halfvec_cosine_ops) "
@@ -237,6 +243,7 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
                 index_name=name,
                 vector_table=table,
                 reduction=reduction.to_bytes(),
+                probe=probe.to_bytes(),
                 max_window_id=max_window_id,
                 windows=windows,
                 status=TaskStatus.DONE,
@@ -261,11 +268,14 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
 
 def _write_reduced_vectors(
     row: SearchIndex, project: Project, model: EmbeddingModel, max_window_id: int, table: str
-) -> tuple[Reduction, int]:
+) -> tuple[Reduction, IndexProbe, int]:
     """Fit the reduction on a sample of the windows up to ``max_window_id``, and write every
-    one's reduced vector into a new ``table``; returns the reduction and the rows written."""
+    one's reduced vector into a new ``table``; returns the reduction, a probe from the same
+    sample, and the rows written."""
     sample = sample_window_ids(project, model, REDUCTION_SAMPLE, max_window_id)
-    reduction = fit_reduction(window_matrix(sample.tolist(), model.embedding_dim)[1])
+    sampled = window_matrix(sample.tolist(), model.embedding_dim)[1]
+    reduction = fit_reduction(sampled)
+    probe = IndexProbe.of(sample, sampled)
     with connection.cursor() as cursor:
         cursor.execute(f'DROP TABLE IF EXISTS "{table}"')  # left by a build that a crash cut short
         cursor.execute(f"CREATE TABLE {table} (window_id bigint NOT NULL, reduced halfvec({reduction.dim}) NOT NULL)")
@@ -274,7 +284,7 @@ def _write_reduced_vectors(
         rows = zip(ids.tolist(), halfvec_binary(reduce_windows(embeddings, reduction)), strict=True)
         written += copy_rows(table, ["window_id", "reduced"], ["bigint", "bytea"], rows)
         SearchIndex.objects.filter(pk=row.pk).update(vectors_written=written)
-    return reduction, written
+    return reduction, probe, written
 
 
 def record_failure(project: Project, model: EmbeddingModel, error: str) -> None:

@@ -347,6 +347,7 @@ class SearchFigure:
     worst: float  # the lowest tie-tolerant recall of any query
     paths: str
     rescued: int  # queries whose index answer failed its check (annotations.search.safety_net)
+    widened: int = 0  # queries whose index answer missed its probe windows (annotations.search_probe)
     cold_p50_ms: float = float("nan")  # the same queries the first time (p50_ms: the second)
 
     @property
@@ -400,7 +401,7 @@ def search_process() -> concurrent.futures.ProcessPoolExecutor:
 
 
 def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: tuple[int | None, int | None]):
-    """In the search process: ([ms per query], [window ids found], [path], [rescued]) of each search
+    """In the search process: ([ms per query], [window ids found], [path], [(rescued, widened)]) of each search
     (positive window ids, negative window ids, clip embedding or None, one per recording),
     through the app's own ranked_windows (or, for a clip, the nearest_window_ids it calls)."""
     from annotations.models import EmbeddingModel, Project
@@ -416,7 +417,7 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
             depth = windows_per_instant(project, model)
             found = nearest_window_ids(project, model, clip, K * depth, (), filters, *crossovers)
             scored = one_per_call(found.scored, model.window_s, K, depth)
-            path, rescued = found.path, found.rescued
+            path, rescued = found.path, (found.rescued, found.widened)
         else:
             spec = SearchSpec(
                 positive_windows=positives,
@@ -424,7 +425,7 @@ def timed_searches(project_id: int, filters, searches: list[tuple], crossovers: 
                 filters=dataclasses.replace(filters, one_per_recording=per_recording),
             )
             ranked = ranked_windows(project, spec, K, crossovers)
-            scored, path, rescued = ranked.scored, ranked.path, ranked.rescued
+            scored, path, rescued = ranked.scored, ranked.path, (ranked.rescued, ranked.widened)
         latencies.append(1000 * (time.perf_counter() - started))
         results.append([window_id for window_id, _ in scored])
         paths.append(str(path))
@@ -557,7 +558,8 @@ def _case_figures(name, project, filters, mask, composed, scores, searches, corp
                 tied_background=float(np.mean(tied[False])) if tied[False] else float("nan"),
                 worst=float(min(tied[True] + tied[False])),
                 paths="/".join(sorted({paths[i] for i in picked})),
-                rescued=sum(rescues[i] for i in picked),
+                rescued=sum(rescues[i][0] for i in picked),
+                widened=sum(rescues[i][1] for i in picked),
                 cold_p50_ms=statistics.median(passes[0][i] for i in picked),
             )
         )
@@ -723,13 +725,13 @@ def print_search_figures(figures: list[SearchFigure]) -> None:
     print("warm: each query's second run; cold: its first. tied: tie-tolerant recall (calls / background)")
     print(
         f"{'case':30} {'query':20} {'share':>6} {'p50 ms':>7} {'p95 ms':>7} {'cold':>6} {'recall':>6} "
-        f"{'tied calls':>10} {'bg':>5} {'worst':>5}  path (rescued)"
+        f"{'tied calls':>10} {'bg':>5} {'worst':>5}  path (rescued, widened)"
     )
     for f in figures:
         print(
             f"{f.case:30} {f.kind:20} {f.share:6.1%} {f.p50_ms:7.1f} {f.p95_ms:7.1f} {f.cold_p50_ms:6.1f} "
             f"{f.recall:6.3f} {f.tied_calls:10.3f} {f.tied_background:5.3f} {f.worst:5.2f}  {f.paths}"
-            + (f" ({f.rescued})" if f.rescued else "")
+            + (f" ({f.rescued}, {f.widened})" if f.rescued or f.widened else "")
         )
 
 

@@ -43,6 +43,7 @@ from annotations.search_index import (
     index_summaries,
     request_index_build,
 )
+from annotations.search_probe import PROBE_WINDOWS, IndexProbe, probe_misses
 from annotations.search_reduction import reduce_query
 from tests.conftest import wait_for
 
@@ -430,6 +431,48 @@ def test_an_index_answer_worse_than_the_examples_neighbourhood_is_rescued_and_th
     assert (record.result_path, record.result_rescued) == ("sketch", True)
     api = client_for(user).post(f"/api/projects/{project.pk}/search/", {"window_id": ids[example]}, format="json")
     assert api.status_code == 200 and api.json()["rescued"] is True and api.json()["path"] == "sketch"
+
+
+def test_an_index_answer_that_misses_its_probe_windows_is_searched_again_widely(project_with_vectors, monkeypatch):
+    """A query with no windows around it (an uploaded clip): its answer is checked against
+    the index's probe, a sample of the project's windows; one that settled in the wrong
+    part of the graph misses them, and the graph is searched again as widely as it can be."""
+    project, model, vectors, ids = project_with_vectors
+    index = build_search_index(project, model)
+    probe = IndexProbe.from_bytes(bytes(index.probe), model.embedding_dim)
+    assert len(probe.window_ids) == len(vectors) and set(probe.window_ids.tolist()) == set(ids)  # all, under 2,048
+    clip = vectors[120] + 0.1 * vectors[300]
+    sound = nearest_window_ids(project, model, clip, 20, exact_scan_max=0)
+    assert sound.path == "index" and not sound.widened  # a sound answer passes its check
+
+    real_index_rows = search_nearest.index_rows
+    asked = []
+
+    def lost_unless_widest(*args, **kwargs):
+        asked.append(args[-1] if len(args) == 8 else kwargs.get("widest", False))
+        rows = real_index_rows(*args, **kwargs)
+        return rows if asked[-1] else [(window_id, -score, recording) for window_id, score, recording in rows]
+
+    monkeypatch.setattr(search_nearest, "index_rows", lost_unless_widest)
+    widened = nearest_window_ids(project, model, clip, 20, exact_scan_max=0)
+    assert asked == [False, True] and widened.widened and widened.path == "index"
+    assert set(ids_of(widened)) == set(ids_of(sound))
+    # The query's own examples are never counted missing, nor are probe windows under a filter.
+    assert not probe_misses(probe, clip, [(ids[0], 2.0, 0)] * 20, 20, set(ids))
+    asked.clear()
+    every_window = SearchFilters(deployment_id=project.deployments.get().pk)
+    filtered = nearest_window_ids(project, model, clip, 20, filters=every_window, exact_scan_max=0, sketch_scan_max=0)
+    assert asked == [False] and filtered.path == "index" and not filtered.widened
+
+
+def test_a_probe_keeps_its_windows_through_its_bytes():
+    rng = np.random.default_rng(0)
+    probe = IndexProbe.of(np.arange(3000) * 7, rng.standard_normal((3000, 24)).astype(np.float32))
+    assert len(probe.window_ids) == PROBE_WINDOWS and probe.units.dtype == np.float16
+    again = IndexProbe.from_bytes(probe.to_bytes(), 24)
+    np.testing.assert_array_equal(again.window_ids, np.arange(PROBE_WINDOWS) * 7)
+    np.testing.assert_array_equal(again.units, probe.units)
+    np.testing.assert_allclose(np.linalg.norm(again.units.astype(np.float32), axis=1), 1, atol=2e-3)
 
 
 def test_times_of_day_are_read_to_the_minute_and_refused_with_the_forms_they_take():

@@ -67,14 +67,18 @@ def index_rows(
     conditions: list[str],
     params: dict,
     per_recording: bool,
+    widest: bool = False,
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the project's index and its newer windows, in the
     caller's transaction: POOL_PER_K times k windows, the best by the index's reduced
     vectors, with exact scores; or windows enough to hold k recordings' best
-    (``per_recording``), read through a cursor in batches."""
+    (``per_recording``), read through a cursor in batches. ``widest``: the graph searched
+    as widely as pgvector allows (EF_SEARCH_MAX), for a query whose first answer failed
+    its check (``annotations.search_probe``)."""
     k, filtered = params["k"], bool(conditions)
     pool = POOL_PER_K * k
     ef_search = min(max(k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN), EF_SEARCH_MAX)
+    ef_search = EF_SEARCH_MAX if widest else ef_search
     params["pool"] = pool
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
     newest_id = newest_window_id(project, model)

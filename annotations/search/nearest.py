@@ -19,6 +19,7 @@ from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
 from annotations.search_index import IndexState, index_state
+from annotations.search_probe import probe_misses
 from annotations.sun import ensure_sun_days
 
 MAX_K = 500
@@ -39,6 +40,7 @@ class NearestWindows:
     path: str  # SearchPath
     candidates: int  # windows the filters leave (counted up to the largest scan + 1)
     rescued: bool = False  # the index's answer failed its check, and ``path`` answered instead
+    widened: bool = False  # the index's answer missed its probe windows, and a wider search answered
 
 
 # The best window per recording reads each recording's best estimates from the sketch
@@ -69,6 +71,9 @@ def nearest_window_ids(
     An index's answer is checked against the windows around ``anchor_window_ids`` (the
     examples the query was made of: ``safety_net``); where they beat it, the index missed
     the query's neighbourhood, and the sketch path (or the exact one) answers instead.
+    Unfiltered, it is first checked against the index's probe windows (``search_probe``),
+    which every query has, an uploaded clip's included; where they beat it, the graph is
+    searched again as widely as it can be.
 
     ``pushed``: the query was pushed away from a negative example. Such a direction is less
     like any window, and the sketch's estimates of it looser: the sketch pass compares
@@ -105,7 +110,7 @@ def nearest_window_ids(
     spans_first = bool(where.all) or per_recording
     path = _choose_path(candidates, spans_first, bool(index.index_name), sketchable, exact_scan_max, sketch_scan_max)
     raw = raw_connection(alias)
-    rescued = False
+    rescued = widened = False
     with transaction.atomic(using=alias):
         with raw.cursor() as cursor:
             # Only an index (or the recordings' windows) may reach the rows: a planner that
@@ -118,13 +123,18 @@ def nearest_window_ids(
         if path == SearchPath.INDEX:
             found = _index_rows(raw, alias, project, model, index, where, params, per_recording)
             rows = _ranked(found, per_recording, k)
+            # Under a filter or per recording, probe windows that do not pass would count as misses.
+            checkable = index.probe is not None and not where.all and not per_recording
+            if checkable and probe_misses(index.probe, query, rows, k, set(exclude_window_ids)):
+                found = _index_rows(raw, alias, project, model, index, where, params, per_recording, widest=True)
+                rows, widened = _ranked(found, per_recording, k), True
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
         if path != SearchPath.INDEX:
             span_rows = _span_rows(raw, model, path, where, spans, params, query, per_recording, pushed)
             rows = _ranked(span_rows, per_recording, k)
     scored = [(window_id, score) for window_id, score, _ in rows]
-    return NearestWindows(scored, path, candidates, rescued)
+    return NearestWindows(scored, path, candidates, rescued, widened)
 
 
 def _index_rows(
@@ -136,15 +146,16 @@ def _index_rows(
     where: WindowConditions,
     params: dict,
     per_recording: bool,
+    widest: bool = False,
 ) -> list[tuple[int, float, int]]:
     """``index_rows``, once more with the new index where a rebuild retired the one that
     ``index`` names between reading it and using it (its table is dropped)."""
     try:
         with transaction.atomic(using=alias):  # a savepoint, to go on after the error
-            return index_rows(raw, project, model, index, where.all, params, per_recording)
+            return index_rows(raw, project, model, index, where.all, params, per_recording, widest)
     except psycopg.errors.UndefinedTable:
         index = index_state(project, model)
-        return index_rows(raw, project, model, index, where.all, params, per_recording)
+        return index_rows(raw, project, model, index, where.all, params, per_recording, widest)
 
 
 def _span_rows(

@@ -126,6 +126,7 @@ class Ranked:
     scored: list[tuple[int, float]]  # (window_id, score), best first
     path: str  # SearchPath
     rescued: bool = False  # the index's answer failed its check, and another path answered
+    widened: bool = False  # the index's answer missed its probe windows, and a wider search answered
 
 
 def query_directions(examples: Examples, combine: str) -> np.ndarray:
@@ -189,23 +190,24 @@ def ranked_windows(
             chosen = calls([(window_id, cosine * length) for window_id, cosine in found.scored])
             # Calls spread over more windows than guessed: ask again for twice as many.
             if len(chosen) >= wanted or len(found.scored) < asked or asked >= MAX_K:
-                return Ranked(examples.model, chosen, found.path, found.rescued)
+                return Ranked(examples.model, chosen, found.path, found.rescued, found.widened)
             asked = min(2 * asked, MAX_K)
     # A pool larger than the page (up to the index query's MAX_K), so that re-ranking has
     # something to promote (under one_per_recording, each of its windows is a recording's best).
     pool = min(2 * depth * wanted, MAX_K)
     candidate_ids: dict[int, None] = {}
     paths = set()
-    rescued = False
+    rescued = widened = False
     for query in directions:
         found = nearest(query, pool)
         candidate_ids.update((window_id, None) for window_id, _ in found.scored)
         paths.add(found.path)
         rescued |= found.rescued
+        widened |= found.widened
     # The least exact of the paths taken.
     path = next(p for p in (SearchPath.INDEX, SearchPath.SKETCH, SearchPath.EXACT) if p in paths)
     if not candidate_ids:
-        return Ranked(examples.model, [], path, rescued)
+        return Ranked(examples.model, [], path, rescued, widened)
     ids = np.fromiter(candidate_ids, dtype=np.int64)
     recording_ids, embeddings = window_matrix(ids.tolist(), examples.model.embedding_dim)
     scores = combined_scores(embeddings, examples, spec.combine)
@@ -213,7 +215,7 @@ def ranked_windows(
     if per_recording:
         _, first = np.unique(recording_ids[order], return_index=True)
         order = order[np.sort(first)]  # each recording's best, still best first
-    return Ranked(examples.model, calls([(int(ids[i]), float(scores[i])) for i in order]), path, rescued)
+    return Ranked(examples.model, calls([(int(ids[i]), float(scores[i])) for i in order]), path, rescued, widened)
 
 
 def run_search(project: Project, spec: SearchSpec, k: int = PAGE_SIZE, offset: int = 0) -> SearchPage:
