@@ -449,7 +449,7 @@ def test_an_index_answer_that_misses_its_probe_windows_is_searched_again_widely(
     asked = []
 
     def lost_unless_widest(*args, **kwargs):
-        asked.append(args[-1] if len(args) == 8 else kwargs.get("widest", False))
+        asked.append(args[-1] if len(args) == 9 else kwargs.get("widest", False))
         rows = real_index_rows(*args, **kwargs)
         return rows if asked[-1] else [(window_id, -score, recording) for window_id, score, recording in rows]
 
@@ -468,11 +468,11 @@ def test_an_index_answer_that_misses_its_probe_windows_is_searched_again_widely(
 def test_a_probe_keeps_its_windows_through_its_bytes():
     rng = np.random.default_rng(0)
     probe = IndexProbe.of(np.arange(3000) * 7, rng.standard_normal((3000, 24)).astype(np.float32))
-    assert len(probe.window_ids) == PROBE_WINDOWS and probe.units.dtype == np.float16
+    assert len(probe.window_ids) == PROBE_WINDOWS and probe.units.dtype == np.float32
     again = IndexProbe.from_bytes(probe.to_bytes(), 24)
     np.testing.assert_array_equal(again.window_ids, np.arange(PROBE_WINDOWS) * 7)
     np.testing.assert_array_equal(again.units, probe.units)
-    np.testing.assert_allclose(np.linalg.norm(again.units.astype(np.float32), axis=1), 1, atol=2e-3)
+    np.testing.assert_allclose(np.linalg.norm(again.units, axis=1), 1, atol=2e-3)
 
 
 def test_times_of_day_are_read_to_the_minute_and_refused_with_the_forms_they_take():

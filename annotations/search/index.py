@@ -15,6 +15,11 @@ from annotations.search_reduction import reduce_query
 # what ef_search 3 k and a pool of 3 k did, unfiltered, 2-4 ms sooner).
 EF_SEARCH_MIN = 100
 FILTERED_EF_SEARCH_MIN = 400
+# A query with no windows of its own (an uploaded clip) has no neighbourhood to check the
+# answer by, and more often lands where the graph strands it: it explores as a filtered
+# one does (bench/scale.py at 1M, 300 clips: at 100, 5 of them found under 0.8 of their
+# best 100; at 400, 3, for about 2 ms more).
+UNANCHORED_EF_SEARCH_MIN = 400
 EF_SEARCH_MAX = 1000  # pgvector's limit; its iterative scan reads on past it
 # The index ranks by reduced vectors (annotations.search_reduction): this many times k of
 # its best are compared exactly. Under a filter its iterative scan also stops at the first
@@ -67,18 +72,20 @@ def index_rows(
     conditions: list[str],
     params: dict,
     per_recording: bool,
+    anchored: bool = True,
     widest: bool = False,
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the project's index and its newer windows, in the
     caller's transaction: POOL_PER_K times k windows, the best by the index's reduced
     vectors, with exact scores; or windows enough to hold k recordings' best
-    (``per_recording``), read through a cursor in batches. ``widest``: the graph searched
-    as widely as pgvector allows (EF_SEARCH_MAX), for a query whose first answer failed
-    its check (``annotations.search_probe``)."""
+    (``per_recording``), read through a cursor in batches. ``anchored``: the query has
+    windows of its own, whose neighbourhood checks the answer (``safety_net``);
+    ``widest``: the graph searched as widely as pgvector allows (EF_SEARCH_MAX), for a
+    query whose first answer failed its check (``annotations.search_probe``)."""
     k, filtered = params["k"], bool(conditions)
     pool = POOL_PER_K * k
-    ef_search = min(max(k, FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN), EF_SEARCH_MAX)
-    ef_search = EF_SEARCH_MAX if widest else ef_search
+    floor = FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN if anchored else UNANCHORED_EF_SEARCH_MIN
+    ef_search = EF_SEARCH_MAX if widest else min(max(k, floor), EF_SEARCH_MAX)
     params["pool"] = pool
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
     newest_id = newest_window_id(project, model)

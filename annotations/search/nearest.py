@@ -121,12 +121,13 @@ def nearest_window_ids(
                 "set_config('max_parallel_workers_per_gather', '0', true)"
             )
         if path == SearchPath.INDEX:
-            found = _index_rows(raw, alias, project, model, index, where, params, per_recording)
+            anchored = bool(anchor_window_ids)
+            found = _index_rows(raw, alias, project, model, index, where, params, per_recording, anchored)
             rows = _ranked(found, per_recording, k)
             # Under a filter or per recording, probe windows that do not pass would count as misses.
             checkable = index.probe is not None and not where.all and not per_recording
             if checkable and probe_misses(index.probe, query, rows, k, set(exclude_window_ids)):
-                found = _index_rows(raw, alias, project, model, index, where, params, per_recording, widest=True)
+                found = _index_rows(raw, alias, project, model, index, where, params, per_recording, anchored, True)
                 rows, widened = _ranked(found, per_recording, k), True
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
@@ -146,16 +147,17 @@ def _index_rows(
     where: WindowConditions,
     params: dict,
     per_recording: bool,
+    anchored: bool,
     widest: bool = False,
 ) -> list[tuple[int, float, int]]:
     """``index_rows``, once more with the new index where a rebuild retired the one that
     ``index`` names between reading it and using it (its table is dropped)."""
+    arguments = (where.all, params, per_recording, anchored, widest)
     try:
         with transaction.atomic(using=alias):  # a savepoint, to go on after the error
-            return index_rows(raw, project, model, index, where.all, params, per_recording, widest)
+            return index_rows(raw, project, model, index, *arguments)
     except psycopg.errors.UndefinedTable:
-        index = index_state(project, model)
-        return index_rows(raw, project, model, index, where.all, params, per_recording, widest)
+        return index_rows(raw, project, model, index_state(project, model), *arguments)
 
 
 def _span_rows(
