@@ -9,17 +9,21 @@ from annotations.search.sql import nearest_sql
 from annotations.search_index import IndexState, newest_window_id
 from annotations.search_reduction import reduce_query
 
-# hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. A filtered query
-# explores further, or the hits that pass the filter come back short. The iterative scan
-# reads on past it to the pool (bench/scale.py at 1M: ef_search k and a pool of 2 k found
-# what ef_search 3 k and a pool of 3 k did, unfiltered, 2-4 ms sooner).
+# hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. The iterative
+# scan reads on past it to the pool (bench/scale.py at 1M: ef_search k and a pool of 2 k
+# found what ef_search 3 k and a pool of 3 k did, unfiltered, 2-4 ms sooner).
 EF_SEARCH_MIN = 100
-FILTERED_EF_SEARCH_MIN = 400
-# A query with no windows of its own (an uploaded clip) has no neighbourhood to check the
-# answer by, and more often lands where the graph strands it: it explores as a filtered
-# one does (bench/scale.py at 1M, 300 clips: at 100, 5 of them found under 0.8 of their
-# best 100; at 400, 3, for about 2 ms more).
-UNANCHORED_EF_SEARCH_MIN = 400
+# Some searches explore further (and the scan may read 100 times as many tuples, pgvector's
+# max_scan_tuples, before it gives up):
+# - a filtered one, or the hits that pass the filter come back short;
+# - a query with no windows of its own (an uploaded clip), which has no neighbourhood to
+#   check its answer by and more often lands where the graph strands it (bench/scale.py at
+#   1M, 300 clips: at 100, 5 found under 0.8 of their best 100; at 400, 3, ~2 ms more);
+# - the best window per recording, which reads on until it holds enough recordings (at
+#   1M, 30 queries: at 100, tie-tolerant recall 0.959, the worst 0.78, 150 of the best
+#   recordings missing; at 400 with PER_RECORDING_SCAN_MAX 40,000, 0.988 and 0.89, in no
+#   more time: a better order reaches the recordings sooner).
+WIDE_EF_SEARCH_MIN = 400
 EF_SEARCH_MAX = 1000  # pgvector's limit; its iterative scan reads on past it
 # The index ranks by reduced vectors (annotations.search_reduction): this many times k of
 # its best are compared exactly. Under a filter its iterative scan also stops at the first
@@ -31,7 +35,7 @@ POOL_PER_K = 2
 # they hold this many times k recordings (or PER_RECORDING_SCAN_MAX windows were read).
 PER_RECORDING_MARGIN = 1.2
 PER_RECORDING_BATCH = 500
-PER_RECORDING_SCAN_MAX = 20_000
+PER_RECORDING_SCAN_MAX = 40_000
 
 
 def index_sql(
@@ -84,7 +88,7 @@ def index_rows(
     query whose first answer failed its check (``annotations.search_probe``)."""
     k, filtered = params["k"], bool(conditions)
     pool = POOL_PER_K * k
-    floor = FILTERED_EF_SEARCH_MIN if filtered else EF_SEARCH_MIN if anchored else UNANCHORED_EF_SEARCH_MIN
+    floor = WIDE_EF_SEARCH_MIN if filtered or per_recording or not anchored else EF_SEARCH_MIN
     ef_search = EF_SEARCH_MAX if widest else min(max(k, floor), EF_SEARCH_MAX)
     params["pool"] = pool
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
