@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -35,7 +36,8 @@ def test_a_raven_table_written_and_read_back_gives_the_same_detections():
         "High Freq (Hz)",
     ]
     assert table.splitlines()[1].split("\t")[6] == "24000.0"
-    assert read_label_table(table) == detections
+    # Read back with the band written for them: 0 Hz to the Nyquist frequency (the whole window).
+    assert read_label_table(table) == [dataclasses.replace(d, band_hz=(0.0, 24_000.0)) for d in detections]
 
 
 def test_a_table_over_a_file_sequence_reads_back_per_file_times():
@@ -46,18 +48,18 @@ def test_a_table_over_a_file_sequence_reads_back_per_file_times():
     assert second["Begin Time (s)"] == "3630.000000" and second["File Offset (s)"] == "30.000000"
     assert second["Begin Path"] == spans[1].path and second["Begin File"] == "20240521_060000.WAV"
     assert read_label_table(table) == [
-        Selection(12.0, 15.0, "owl", file="20240521_050000.WAV", score=0.9),
-        Selection(30.0, 33.0, "owl", file="20240521_060000.WAV", score=0.8),
+        Selection(12.0, 15.0, "owl", file="20240521_050000.WAV", score=0.9, band_hz=(0.0, 16_000.0)),
+        Selection(30.0, 33.0, "owl", file="20240521_060000.WAV", score=0.8, band_hz=(0.0, 16_000.0)),
     ]
 
 
 def test_raven_waveform_rows_are_not_counted_twice():
     table = (
         "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\n"
-        "1\tSpectrogram 1\t1\t1.5\t2.5\t0\t8000\twren\n"
-        "1\tWaveform 1\t1\t1.5\t2.5\t0\t8000\twren\n"
+        "1\tSpectrogram 1\t1\t1.5\t2.5\t500\t8000\twren\n"
+        "1\tWaveform 1\t1\t1.5\t2.5\t500\t8000\twren\n"
     )
-    assert read_label_table(table) == [Selection(1.5, 2.5, "wren")]
+    assert read_label_table(table) == [Selection(1.5, 2.5, "wren", band_hz=(500.0, 8000.0))]
 
 
 def test_audacity_and_csv_label_tables():
