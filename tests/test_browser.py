@@ -99,6 +99,17 @@ def wait_until(page, expression: str, timeout_ms: int = 30_000) -> None:
     raise AssertionError(f"timed out waiting for {expression}")
 
 
+def drag_a_box(page) -> tuple[dict, str]:
+    """Drag a box on the recording view's spectrogram, over 30-80% of its width and 20-60%
+    of its height; returns the picture's bounding box and the label the page gives the box."""
+    picture = page.locator(".region-view img").bounding_box()
+    page.mouse.move(picture["x"] + 0.3 * picture["width"], picture["y"] + 0.2 * picture["height"])
+    page.mouse.down()
+    page.mouse.move(picture["x"] + 0.8 * picture["width"], picture["y"] + 0.6 * picture["height"], steps=8)
+    page.mouse.up()
+    return picture, page.inner_text("[data-region-label]")
+
+
 def follow_link(page, text: str, limit: int = 80) -> None:
     """Press Tab until the focused link reads ``text``, then Enter: the keyboard way to follow it."""
     for _ in range(limit):
@@ -374,12 +385,7 @@ def test_the_whole_file_plays_with_a_playhead_the_view_follows_and_rows_fit_twen
 
     # A box in time and frequency: only its band is embedded for the search.
     page.evaluate("scrollTo(0, 0)")
-    picture = page.locator(".region-view img").bounding_box()
-    page.mouse.move(picture["x"] + 0.3 * picture["width"], picture["y"] + 0.2 * picture["height"])
-    page.mouse.down()
-    page.mouse.move(picture["x"] + 0.8 * picture["width"], picture["y"] + 0.6 * picture["height"], steps=8)
-    page.mouse.up()
-    label = page.inner_text("[data-region-label]")
+    picture, label = drag_a_box(page)
     assert re.fullmatch(r"[\d.]+–[\d.]+ s · [\d.]+–[\d.]+ kHz", label), label
     drawn = page.locator(".region-view .region").bounding_box()
     assert drawn["height"] == pytest.approx(0.4 * picture["height"], abs=2)
@@ -685,12 +691,7 @@ def test_a_bat_deployment_is_added_slowed_down_and_shown_in_its_own_time_and_fre
     page.wait_for_timeout(1000)
     assert 0.05 <= page.evaluate(playing) - before <= 0.16
     page.keyboard.press("Shift+Space")
-    picture = page.locator(".region-view img").bounding_box()
-    page.mouse.move(picture["x"] + 0.3 * picture["width"], picture["y"] + 0.2 * picture["height"])
-    page.mouse.down()
-    page.mouse.move(picture["x"] + 0.8 * picture["width"], picture["y"] + 0.6 * picture["height"], steps=8)
-    page.mouse.up()
-    label = page.inner_text("[data-region-label]")
+    _, label = drag_a_box(page)
     low, high = (float(edge) for edge in label.split(" · ")[1].removesuffix(" kHz").split("–"))
     assert low > 10 and 50 < high < 160, label  # ultrasound, in the file's kHz
     page.screenshot(path=OUTPUT_DIR / "recording-bats.png")
