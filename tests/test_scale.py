@@ -220,8 +220,11 @@ def test_the_reduced_index_keeps_its_recall_over_100000_windows(make_user):
     index = build_search_index(big, model)
     assert index.windows == int((corpus.project == 0).sum()) and index.reduction is not None
     build_search_index(small, model)
+    # Twelve queries of each kind (eight calls, four backgrounds): with six, one background
+    # query's miss moved a mean by 0.03 and the graph's randomness from build to build
+    # decided the test (0.947-0.98 for the best window per recording under the site filter).
     figures = scale.measure_searches(
-        big, small, model, corpus, queries=6, crossovers=(0, 0), cases=["no filter", "one site"]
+        big, small, model, corpus, queries=12, crossovers=(0, 0), cases=["no filter", "one site"]
     )
     assert len(figures) == 2 * len(scale.QUERY_KINDS)
     for figure in figures:
