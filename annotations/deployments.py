@@ -41,7 +41,7 @@ from annotations.models import (
 )
 from annotations.queueing import INGEST_RECORDING, enqueue_in_order_on_commit, enqueue_on_commit
 from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
-from annotations.search_index import delete_index
+from annotations.search_index import delete_index, sync_index_start_times
 from annotations.spectrograms import cache_folder
 from annotations.vocabulary import add_label
 
@@ -490,6 +490,7 @@ def edit_start_time(recording: Recording, started_at: dt.datetime | None) -> Rec
             started_at=recording.started_at, started_at_source=recording.started_at_source
         )
         sync_window_start_times(recording)
+        sync_index_start_times(recording)
     return recording
 
 

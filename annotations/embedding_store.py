@@ -8,6 +8,7 @@ call. Search indexes are ``annotations.search_index``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -352,21 +353,33 @@ def iter_deployment_embeddings(
             yield ids, _stack_vectors([row[1] for row in rows], model.embedding_dim)
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowChunk:
+    """Consecutive windows of one project and model, in id order.
+
+    ids: int64 [n]; embeddings: float32 [n, dim]; deployment_ids: int64 [n]; started:
+    n timezone-aware datetimes, None where a window's start is unknown.
+    """
+
+    ids: np.ndarray
+    embeddings: np.ndarray
+    deployment_ids: np.ndarray
+    started: list[dt.datetime | None]
+
+
 def iter_window_embeddings(
     project: Project, model: EmbeddingModel, max_window_id: int, chunk_size: int = 8192
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[WindowChunk]:
     """Stream a project's windows of one model up to ``max_window_id``, in id order, in
-    chunks, never all in memory. Each chunk is its own query, from where the last one
-    ended (a cursor held across chunks would first copy every row aside).
-
-    Yields (window_ids int64 [n], embeddings float32 [n, dim]) with n <= chunk_size.
-    """
+    chunks of at most ``chunk_size``, never all in memory. Each chunk is its own query,
+    from where the last one ended (a cursor held across chunks would first copy every row
+    aside)."""
     after = 0
     while True:
         with _binary_vector_cursor() as cursor:
             # "= ANY" keeps the order of window_project_model_id (newest_window_id says why).
             cursor.execute(
-                f"SELECT id, embedding FROM {Window._meta.db_table} "
+                f"SELECT id, embedding, deployment_id, started_at FROM {Window._meta.db_table} "
                 "WHERE project_id = ANY(ARRAY[%s]::bigint[]) AND model_id = ANY(ARRAY[%s]::bigint[]) "
                 "AND id > %s AND id <= %s ORDER BY project_id, model_id, id LIMIT %s",
                 [project.pk, model.pk, after, max_window_id, chunk_size],
@@ -376,5 +389,10 @@ def iter_window_embeddings(
         if not rows:
             return
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        yield ids, _stack_vectors([row[1] for row in rows], model.embedding_dim)
+        yield WindowChunk(
+            ids=ids,
+            embeddings=_stack_vectors([row[1] for row in rows], model.embedding_dim),
+            deployment_ids=np.fromiter((row[2] for row in rows), dtype=np.int64, count=len(rows)),
+            started=[row[3] for row in rows],
+        )
         after = int(ids[-1])

@@ -649,7 +649,8 @@ class SunDay(models.Model):
 class SearchIndex(models.Model):
     """A project's HNSW index over one model's windows: those with ids up to ``max_window_id``.
 
-    The index is over ``vector_table``, a table of (window_id, reduced) built with it:
+    The index is over ``vector_table``, a table of (window_id, deployment_id, started_at,
+    reduced) built with it:
     each window's reduced vector under ``reduction`` (``annotations.search_reduction``).
     Windows written later are not in it (an insert into an HNSW index costs many times a
     plain one), so searches scan them exactly until the index is rebuilt by a worker.
@@ -661,6 +662,8 @@ class SearchIndex(models.Model):
     vector_table = models.CharField(max_length=63, blank=True)  # the table it indexes
     reduction = models.BinaryField(null=True)  # search_reduction.Reduction.to_bytes()
     probe = models.BinaryField(null=True)  # search_probe.IndexProbe.to_bytes(): a sample of its windows
+    # Its table carries each window's deployment_id and started_at (built since migration 0037).
+    places = models.BooleanField(default=False)
     vectors_written = models.BigIntegerField(default=0)  # rows of the running build's table so far
     max_window_id = models.BigIntegerField(default=0)
     windows = models.BigIntegerField(default=0)  # windows in the index

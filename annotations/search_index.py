@@ -2,8 +2,11 @@
 
 A build writes each window's reduced vector (``annotations.search_reduction``: its unit
 embedding on the leading principal axes of a sample of the project's windows, 256 numbers
-whatever the model's width) into a table of its own, ``window_reduced_p{P}_m{M}_{X}``,
-and builds an HNSW index over it (cosine: the vectors have unit length). Searches rank a pool by the index and
+whatever the model's width) into a table of its own, ``window_reduced_p{P}_m{M}_{X}_places``,
+and builds an HNSW index over it (cosine: the vectors have unit length). Beside each
+vector the table carries the window's deployment and start, so that a search filtered by
+place and time tests each row the index's scan returns on that narrow table, and reads
+the window's own 2 KB row only for the few it keeps. Searches rank a pool by the index and
 compare the pool exactly with the full embeddings. Windows written after the build (ids
 above X) cost no HNSW insertion while they are ingested (an insert into an HNSW index
 costs several times a plain one); searches scan them exactly (``annotations.search``)
@@ -46,6 +49,9 @@ REBUILD_AFTER_UNINDEXED = 20_000
 # dropped the message, a machine that went away) and may be requested again.
 BUILD_TIME_LIMIT = dt.timedelta(hours=6)
 INDEX_LOCK_NAMESPACE = 0x5EA2C8  # pg_advisory_lock(namespace, project) around a build
+# Held (namespace, project) by each chunk a build writes (shared) and by an edit of
+# recordings' start times (exclusive): no edit falls between a chunk's read and its write.
+START_TIMES_LOCK_NAMESPACE = 0x5EA2C9
 # Windows whose principal axes make the reduction: enough for 256 axes of a season's
 # variety, and read in a second or two.
 REDUCTION_SAMPLE = 20_000
@@ -65,22 +71,24 @@ class IndexState:
     status: str  # of the latest build
     reduction: Reduction | None  # how its vectors were reduced
     probe: IndexProbe | None = None  # a sample of its windows, to check answers by (search_probe)
+    places: bool = False  # its table carries each window's deployment_id and started_at
 
 
 def index_state(project: Project, model: EmbeddingModel) -> IndexState:
     # Every search reads this first: plain SQL costs it 0.2 ms where the ORM took 0.6.
     with connections[router.db_for_read(SearchIndex)].cursor() as cursor:
         cursor.execute(
-            f"SELECT id, index_name, vector_table, max_window_id, windows, status FROM {SearchIndex._meta.db_table} "
+            "SELECT id, index_name, vector_table, max_window_id, windows, status, places "
+            f"FROM {SearchIndex._meta.db_table} "
             "WHERE project_id = %s AND model_id = %s",
             [project.pk, model.pk],
         )
         row = cursor.fetchone()
     if row is None:
         return IndexState("", "", 0, 0, "", None)
-    row_id, index_name, vector_table, max_window_id, windows, status = row
+    row_id, index_name, vector_table, max_window_id, windows, status, places = row
     reduction, probe = _reduction_and_probe(row_id, index_name, model.embedding_dim) if index_name else (None, None)
-    return IndexState(index_name, vector_table, max_window_id, windows, status, reduction, probe)
+    return IndexState(index_name, vector_table, max_window_id, windows, status, reduction, probe, places)
 
 
 @functools.lru_cache(maxsize=32)
@@ -175,10 +183,13 @@ def unindexed_windows(project: Project, model: EmbeddingModel, max_window_id: in
 
 
 def index_wanted(project: Project, model: EmbeddingModel) -> bool:
-    """Whether enough windows lie outside the index (or there is none) for a build to pay off."""
+    """Whether enough windows lie outside the index (or there is none) for a build to pay
+    off, or the index was built before its table carried places and times."""
     row = SearchIndex.objects.filter(project=project, model=model).first()
     if row is not None and _in_flight(row):
         return False
+    if row is not None and row.index_name and not row.places:
+        return True
     return unindexed_windows(project, model, row.max_window_id if row else 0) >= REBUILD_AFTER_UNINDEXED
 
 
@@ -218,7 +229,7 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
         try:
             row.refresh_from_db()
             max_window_id = newest_window_id(project, model) or 0
-            if row.index_name and row.max_window_id >= max_window_id:
+            if row.index_name and row.places and row.max_window_id >= max_window_id:
                 SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.DONE)
                 return row
             started = time.monotonic()
@@ -226,7 +237,9 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
                 status=TaskStatus.RUNNING, build_started_at=timezone.now(), vectors_written=0
             )
             # Integers from our own tables: safe to format into DDL.
-            suffix = f"p{int(project.pk)}_m{int(model.pk)}_{int(max_window_id)}"
+            # "_places": unlike the tables built before they carried places and times, which
+            # this build may replace over the same windows.
+            suffix = f"p{int(project.pk)}_m{int(model.pk)}_{int(max_window_id)}_places"
             name, table = f"window_hnsw_{suffix}", f"window_reduced_{suffix}"
             if connection.in_atomic_block:
                 # Check deferred foreign keys now, or CREATE INDEX refuses to run.
@@ -244,6 +257,7 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
                 vector_table=table,
                 reduction=reduction.to_bytes(),
                 probe=probe.to_bytes(),
+                places=True,
                 max_window_id=max_window_id,
                 windows=windows,
                 status=TaskStatus.DONE,
@@ -278,13 +292,46 @@ def _write_reduced_vectors(
     probe = IndexProbe.of(sample, sampled)
     with connection.cursor() as cursor:
         cursor.execute(f'DROP TABLE IF EXISTS "{table}"')  # left by a build that a crash cut short
-        cursor.execute(f"CREATE TABLE {table} (window_id bigint NOT NULL, reduced halfvec({reduction.dim}) NOT NULL)")
+        cursor.execute(
+            f"CREATE TABLE {table} (window_id bigint NOT NULL, deployment_id bigint NOT NULL, "
+            f"started_at timestamptz, reduced halfvec({reduction.dim}) NOT NULL)"
+        )
+        # For edits of start times (sync_index_start_times), not for searches.
+        cursor.execute(f"CREATE INDEX ON {table} (window_id)")
     written = 0
-    for ids, embeddings in iter_window_embeddings(project, model, max_window_id):
-        rows = zip(ids.tolist(), halfvec_binary(reduce_windows(embeddings, reduction)), strict=True)
-        written += copy_rows(table, ["window_id", "reduced"], ["bigint", "bytea"], rows)
+    columns = ["window_id", "deployment_id", "started_at", "reduced"]
+    types = ["bigint", "bigint", "timestamptz", "bytea"]
+    chunks = iter_window_embeddings(project, model, max_window_id)
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [START_TIMES_LOCK_NAMESPACE, project.pk])
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            vectors = halfvec_binary(reduce_windows(chunk.embeddings, reduction))
+            rows = zip(chunk.ids.tolist(), chunk.deployment_ids.tolist(), chunk.started, vectors, strict=True)
+            written += copy_rows(table, columns, types, rows)
         SearchIndex.objects.filter(pk=row.pk).update(vectors_written=written)
     return reduction, probe, written
+
+
+def sync_index_start_times(recording: Recording) -> None:
+    """Give a recording's windows in its project's index tables (those serving and any being
+    built) their start times, as ``embedding_store.sync_window_start_times`` gave them in
+    the windows' table, in the caller's transaction."""
+    project_id = int(recording.deployment.project_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [START_TIMES_LOCK_NAMESPACE, project_id])
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE %s",
+            [f"window\\_reduced\\_p{project_id}\\_%\\_places"],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(
+                f'UPDATE "{table}" v SET started_at = w.started_at FROM {Window._meta.db_table} w '
+                "WHERE w.recording_id = %s AND v.window_id = w.id",
+                [recording.pk],
+            )
 
 
 def record_failure(project: Project, model: EmbeddingModel, error: str) -> None:

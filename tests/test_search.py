@@ -41,6 +41,7 @@ from annotations.search_index import (
     build_search_index,
     index_state,
     index_summaries,
+    index_wanted,
     request_index_build,
 )
 from annotations.search_probe import PROBE_WINDOWS, IndexProbe, probe_misses
@@ -183,6 +184,7 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
         for filters in (
             SearchFilters(),
             SearchFilters(site="R1", hour_from=4, hour_to=8, labeled="unlabeled", label_id=1),
+            SearchFilters(site="R1", hour_from=4, hour_to=8),
         ):
             where = window_conditions(project, model, filters)
             params = {**where.params, **recording_conditions(project, model, filters)[1]}
@@ -191,10 +193,14 @@ def test_the_projects_index_serves_filtered_searches(project_with_vectors):
             params.update(reduced_query=reduce_query(vectors[0], state.reduction))
             for per_recording in (False, True):
                 newest = index.max_window_id + 1
-                sql, _ = index_sql(project, model, state, where.all, newest, per_recording)
+                sql, _ = index_sql(project, model, state, where, newest, per_recording)
                 cursor.execute("EXPLAIN " + sql, params)
                 plan = "\n".join(row[0] for row in cursor.fetchall())
                 assert index.index_name in plan, plan
+                if where.all and where.placed_in_time_only:
+                    # Tested on the index's own rows, before any window's row is read.
+                    index_scan = plan[plan.index(index.index_name) : plan.index("annotations_window w")]
+                    assert "Filter:" in index_scan and "deployment_id" in index_scan and "started_at" in index_scan
 
 
 def test_a_deployment_added_to_an_indexed_project_is_searchable_at_once_and_after_the_rebuild(
@@ -221,6 +227,57 @@ def test_a_deployment_added_to_an_indexed_project_is_searchable_at_once_and_afte
     with connection.cursor() as cursor:  # the old index was dropped
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s", [f"window_hnsw_p{project.pk}_%"])
         assert cursor.fetchone()[0] == 1
+
+
+def test_an_index_whose_table_lacks_places_still_serves_filters_and_is_rebuilt_with_them(project_with_vectors):
+    """Indexes built before their tables carried each window's deployment and start."""
+    project, model, vectors, ids = project_with_vectors
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    for hour, recording in enumerate(Recording.objects.filter(deployment__project=project).order_by("pk")):
+        edit_start_time(recording, start + dt.timedelta(hours=hour))
+    built = build_search_index(project, model)
+    old = f"p{project.pk}_m{model.pk}_{built.max_window_id}"  # as they were named
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {built.vector_table} DROP COLUMN deployment_id, DROP COLUMN started_at")
+        cursor.execute(f"ALTER TABLE {built.vector_table} RENAME TO window_reduced_{old}")
+        cursor.execute(f"ALTER INDEX {built.index_name} RENAME TO window_hnsw_{old}")
+    SearchIndex.objects.filter(pk=built.pk).update(
+        places=False, vector_table=f"window_reduced_{old}", index_name=f"window_hnsw_{old}"
+    )
+    filters = SearchFilters(hour_from=2, hour_to=5)  # the third to fifth recordings' windows
+    exact = nearest_window_ids(project, model, vectors[120], 20, filters=filters, exact_scan_max=10_000)
+    assert set(ids_of(exact)) <= set(ids[100:250]) and ids[120] == ids_of(exact)[0]
+    for label in ("before the rebuild", "after it"):
+        nearest = nearest_window_ids(
+            project, model, vectors[120], 20, filters=filters, exact_scan_max=0, sketch_scan_max=0
+        )
+        assert nearest.path == "index" and ids_of(nearest) == ids_of(exact), label
+        assert index_wanted(project, model) == (label == "before the rebuild")
+        rebuilt = build_search_index(project, model)
+    assert rebuilt.places and rebuilt.vector_table == built.vector_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [f"window_reduced_{old}"])
+        assert cursor.fetchone()[0] is None
+
+
+def test_an_edited_start_time_moves_the_windows_in_the_indexs_own_table_at_once(project_with_vectors):
+    project, model, vectors, ids = project_with_vectors
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    recordings = list(Recording.objects.filter(deployment__project=project).order_by("pk"))
+    for hour, recording in enumerate(recordings):
+        edit_start_time(recording, start + dt.timedelta(hours=hour))
+    build_search_index(project, model)
+    edit_start_time(recordings[2], start + dt.timedelta(hours=20))  # windows ids[100:150]
+    for filters, expected in (
+        (SearchFilters(hour_from=2, hour_to=5), set(ids[150:250])),
+        (SearchFilters(hour_from=20, hour_to=21), set(ids[100:150])),
+    ):
+        for exact_scan_max in (0, 10_000):
+            nearest = nearest_window_ids(
+                project, model, vectors[120], 30, filters=filters, exact_scan_max=exact_scan_max, sketch_scan_max=0
+            )
+            assert nearest.path == ("index" if exact_scan_max == 0 else "exact")
+            assert set(ids_of(nearest)) <= expected and len(nearest.scored) == 30, filters
 
 
 def test_a_search_that_read_the_index_before_a_rebuild_retired_it_is_answered_by_the_new_one(

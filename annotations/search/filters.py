@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, LabeledFilter, Project
@@ -144,10 +145,20 @@ class WindowConditions:
     other: list[str]  # deployment, site, predicted classes, labeled or not
     time: list[str]  # dates and hours, on the window's local start
     params: dict
+    # They test only a window's deployment_id and started_at, which a search index's table
+    # carries beside each reduced vector (annotations.search_index).
+    placed_in_time_only: bool = True
 
     @property
     def all(self) -> list[str]:
         return self.other + self.time
+
+    def on(self, table: str) -> list[str]:
+        """``all`` over the alias ``table`` instead of ``w``: a table whose deployment_id and
+        started_at are the windows' own, where ``placed_in_time_only``."""
+        if not self.placed_in_time_only:
+            raise ValueError("these conditions test more of a window than its deployment and start")
+        return [re.sub(r"\bw\.", f"{table}.", condition) for condition in self.all]
 
 
 def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> WindowConditions:
@@ -187,7 +198,8 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         exists = "EXISTS (SELECT 1 FROM annotations_annotation a WHERE a.window_id = w.id AND a.label_id = %(label)s)"
         conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
         params["label"] = filters.label_id
-    return WindowConditions(conditions, times, params)
+    placed_in_time_only = not filters.predicted_class and filters.labeled == LabeledFilter.ANY
+    return WindowConditions(conditions, times, params, placed_in_time_only)
 
 
 def _local_time(project: Project, params: dict) -> str:

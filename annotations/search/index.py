@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from annotations.models import EmbeddingModel, Project
+from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
 from annotations.search_index import IndexState, newest_window_id
 from annotations.search_reduction import reduce_query
@@ -42,17 +43,20 @@ def index_sql(
     project: Project,
     model: EmbeddingModel,
     index: IndexState,
-    conditions: list[str],
+    where: WindowConditions,
     newest_id: int | None,
     per_recording: bool = False,
 ) -> tuple[str, str | None]:
     """(the project's HNSW index over its windows up to ``index.max_window_id``, the
-    ``pool`` best by reduced vectors, with exact scores; an exact scan of the windows
-    written since, ``k`` of them, or None when there are none: ``annotations.search_index``).
-    For ``per_recording`` the index part has no limit (a cursor reads it as far as it
-    needs) and the newer part is each recording's best.
+    ``pool`` best by reduced vectors that pass ``where``, with exact scores; an exact scan
+    of the windows written since, ``k`` of them, or None when there are none:
+    ``annotations.search_index``). For ``per_recording`` the index part has no limit (a
+    cursor reads it as far as it needs) and the newer part is each recording's best.
 
-    The reduced query is the parameter ``reduced_query``.
+    Filters of place and time are tested on the index's own table, where it carries them:
+    the scan returns 5-20 rows for each that passes a filter of 10-15%, and each row
+    joined to its window first cost a read of that window's 2 KB row. The reduced query
+    is the parameter ``reduced_query``.
     """
     project_id, model_id, bound = int(project.pk), int(model.pk), int(index.max_window_id)
     # A window replaced since the build (a recording embedded again) has left the window
@@ -60,12 +64,15 @@ def index_sql(
     indexed = f"{index.vector_table} v JOIN annotations_window w ON w.id = v.window_id"
     order = f"v.reduced <=> %(reduced_query)b::halfvec({index.reduction.dim})"
     limit = "" if per_recording else "pool"
-    index_part = nearest_sql(indexed, "true", model, conditions, index_order=order, limit=limit)
+    on_index_table = index.places and where.placed_in_time_only
+    index_part = nearest_sql(
+        indexed, "true", model, where.on("v") if on_index_table else where.all, index_order=order, limit=limit
+    )
     if newest_id is None or newest_id <= bound:
         return index_part, None  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
     newer = f"w.project_id = {project_id} AND w.model_id = {model_id} AND w.id > {bound} AND w.id <= {int(newest_id)}"
-    return index_part, nearest_sql("annotations_window w", newer, model, conditions, per_recording=per_recording)
+    return index_part, nearest_sql("annotations_window w", newer, model, where.all, per_recording=per_recording)
 
 
 def index_rows(
@@ -73,7 +80,7 @@ def index_rows(
     project: Project,
     model: EmbeddingModel,
     index: IndexState,
-    conditions: list[str],
+    where: WindowConditions,
     params: dict,
     per_recording: bool,
     anchored: bool = True,
@@ -86,14 +93,14 @@ def index_rows(
     windows of its own, whose neighbourhood checks the answer (``safety_net``);
     ``widest``: the graph searched as widely as pgvector allows (EF_SEARCH_MAX), for a
     query whose first answer failed its check (``annotations.search_probe``)."""
-    k, filtered = params["k"], bool(conditions)
+    k, filtered = params["k"], bool(where.all)
     pool = POOL_PER_K * k
     floor = WIDE_EF_SEARCH_MIN if filtered or per_recording or not anchored else EF_SEARCH_MIN
     ef_search = EF_SEARCH_MAX if widest else min(max(k, floor), EF_SEARCH_MAX)
     params["pool"] = pool
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
     newest_id = newest_window_id(project, model)
-    index_part, newer_part = index_sql(project, model, index, conditions, newest_id, per_recording)
+    index_part, newer_part = index_sql(project, model, index, where, newest_id, per_recording)
     with raw.cursor() as cursor:
         # The index part must walk the HNSW index. Under a filter the planner guesses a few
         # thousand rows pass (4,032 for an hours filter that 107,000 pass, at 1M), and past a

@@ -152,7 +152,7 @@ def _index_rows(
 ) -> list[tuple[int, float, int]]:
     """``index_rows``, once more with the new index where a rebuild retired the one that
     ``index`` names between reading it and using it (its table is dropped)."""
-    arguments = (where.all, params, per_recording, anchored, widest)
+    arguments = (where, params, per_recording, anchored, widest)
     try:
         with transaction.atomic(using=alias):  # a savepoint, to go on after the error
             return index_rows(raw, project, model, index, *arguments)
