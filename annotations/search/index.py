@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from annotations.embedding_store import bound_cursor
 from annotations.models import EmbeddingModel, Project
 from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
@@ -101,7 +102,7 @@ def index_rows(
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
     newest_id = newest_window_id(project, model)
     index_part, newer_part = index_sql(project, model, index, where, newest_id, per_recording)
-    with raw.cursor() as cursor:
+    with bound_cursor(raw) as cursor:
         # The index part must walk the HNSW index. Under a filter the planner guesses a few
         # thousand rows pass (4,032 for an hours filter that 107,000 pass, at 1M), and past a
         # pool of a few hundred it prefers to read them all by primary key and sort them:
@@ -120,7 +121,7 @@ def index_rows(
             rows += cursor.fetchall()
     if per_recording:
         rows += _windows_per_recording(raw, index_part, params)
-    with raw.cursor() as cursor:
+    with bound_cursor(raw) as cursor:
         cursor.execute("SELECT set_config('enable_sort', 'on', true)")
         if newer_part:
             cursor.execute(newer_part, params)
@@ -133,7 +134,7 @@ def _windows_per_recording(raw: psycopg.Connection, index_part: str, params: dic
     # The iterative scan goes on as the cursor reads: batches until k recordings are held,
     # and a margin for the scan's relaxed order.
     rows = []
-    with raw.cursor(name="windows_per_recording") as streamed:
+    with bound_cursor(raw, "windows_per_recording") as streamed:
         streamed.execute(index_part, params)
         recordings: set[int] = set()
         read = 0

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, models, transaction
 
-from annotations.embedding_store import raw_connection, read_alias
+from annotations.embedding_store import bound_cursor, raw_connection, read_alias
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
@@ -112,7 +112,7 @@ def nearest_window_ids(
     raw = raw_connection(alias)
     rescued = widened = False
     with transaction.atomic(using=alias):
-        with raw.cursor() as cursor:
+        with bound_cursor(raw) as cursor:
             # Only an index (or the recordings' windows) may reach the rows: a planner that
             # misjudges a filter must not fall back to reading the whole table; and a worker
             # process costs more to start than these small scans take.
@@ -173,7 +173,7 @@ def _span_rows(
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the exact or sketch path through ``spans`` (SQL),
     in the caller's transaction."""
-    with raw.cursor() as cursor:
+    with bound_cursor(raw) as cursor:
         cursor.execute(SPAN_PLAN)
         if path == SearchPath.EXACT:
             cursor.execute(exact_sql(model, where, spans, per_recording), params)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from annotations.embedding_store import bound_cursor
 from annotations.models import EmbeddingModel
 from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
@@ -54,7 +55,7 @@ def missed_neighbours(
         "AND w.model_id = a.model_id AND w.start_s >= a.start_s - %(reach)s AND w.start_s <= a.start_s + %(reach)s"
     )
     sql = nearest_sql(source, "a.id = ANY(%(anchors)s)", model, where.all, per_recording=per_recording)
-    with raw.cursor() as cursor:
+    with bound_cursor(raw) as cursor:
         cursor.execute(sql, {**params, "anchors": list(anchor_window_ids), "reach": NEIGHBOURHOOD_S})
         neighbours = cursor.fetchall()
     found = {row[2] if per_recording else row[0] for row in rows}
