@@ -182,7 +182,7 @@ def _write(label_import: LabelImport, mode: str) -> None:
                 )
             ),
             before AS (
-                SELECT a.window_id, a.label_id, a.value FROM annotations_annotation a
+                SELECT a.window_id, a.label_id, a.value, a.low_hz, a.high_hz FROM annotations_annotation a
                 JOIN incoming i ON a.window_id = i.window_id AND a.label_id = i.label_id
                 WHERE a.annotator_id = %(user)s
             ),
@@ -200,11 +200,13 @@ def _write(label_import: LabelImport, mode: str) -> None:
                 "OR (annotations_annotation.low_hz, annotations_annotation.high_hz) "
                 "IS DISTINCT FROM (EXCLUDED.low_hz, EXCLUDED.high_hz)"
             }
-                RETURNING window_id, label_id, value
+                RETURNING window_id, label_id, value, low_hz, high_hz
             )
             INSERT INTO annotations_labelchange
-                (window_id, label_id, annotator_id, old_value, new_value, changed_at, label_import_id)
-            SELECT w.window_id, w.label_id, %(user)s, coalesce(b.value, ''), w.value, statement_timestamp(), %(import)s
+                (window_id, label_id, annotator_id, old_value, old_low_hz, old_high_hz, new_value, new_low_hz,
+                new_high_hz, changed_at, label_import_id)
+            SELECT w.window_id, w.label_id, %(user)s, coalesce(b.value, ''), b.low_hz, b.high_hz, w.value, w.low_hz,
+                w.high_hz, statement_timestamp(), %(import)s
             FROM written w LEFT JOIN before b ON b.window_id = w.window_id AND b.label_id = w.label_id
             """,
             {

@@ -54,7 +54,7 @@ def set_labels(project: Project, user, window_ids: list[int], label_id: int, val
 
 def _write_values(user, window_ids: list[int], label_id: int, value: str, band_hz: Band = None) -> int:
     """``set_labels`` once its windows and label are known to be the project's: the value,
-    and the band (none: the whole window). The audit trail records changes of value."""
+    and the band (none: the whole window). The audit trail records changes of either."""
     low_hz, high_hz = band_hz or (None, None)
     with transaction.atomic():
         existing = {
@@ -84,12 +84,28 @@ def _write_values(user, window_ids: list[int], label_id: int, value: str, band_h
                 label_id=label_id,
                 annotator=user,
                 old_value=existing[w].value if w in existing else "",
+                old_low_hz=existing[w].low_hz if w in existing else None,
+                old_high_hz=existing[w].high_hz if w in existing else None,
                 new_value=value,
+                new_low_hz=low_hz,
+                new_high_hz=high_hz,
             )
             for w in changed
-            if w not in existing or existing[w].value != value
         )
     return len(changed)
+
+
+def _removal(annotation: Annotation, user) -> LabelChange:
+    """The audit trail's entry for ``user`` removing ``annotation``."""
+    return LabelChange(
+        window_id=annotation.window_id,
+        label_id=annotation.label_id,
+        annotator=user,
+        old_value=annotation.value,
+        old_low_hz=annotation.low_hz,
+        old_high_hz=annotation.high_hz,
+        new_value="",
+    )
 
 
 def restore_labels(project: Project, user, label_id: int, previous: dict[int, tuple[str, Band] | None]) -> int:
@@ -108,10 +124,7 @@ def restore_labels(project: Project, user, label_id: int, previous: dict[int, tu
                 window_id__in=[w for w, v in previous.items() if v is None], label_id=label_id, annotator=user
             )
         )
-        LabelChange.objects.bulk_create(
-            LabelChange(window_id=a.window_id, label_id=label_id, annotator=user, old_value=a.value, new_value="")
-            for a in removed
-        )
+        LabelChange.objects.bulk_create(_removal(a, user) for a in removed)
         Annotation.objects.filter(pk__in=[a.pk for a in removed]).delete()
     return changed + len(removed)
 
@@ -126,9 +139,7 @@ def clear_label(project: Project, user, window_id: int, label_id: int) -> bool:
         )
         if annotation is None:
             return False
-        LabelChange.objects.create(
-            window_id=window_id, label_id=label_id, annotator=user, old_value=annotation.value, new_value=""
-        )
+        _removal(annotation, user).save()
         annotation.delete()
     return True
 
@@ -194,10 +205,7 @@ def resolve_conflict(project: Project, user, window_id: int, label_id: int, valu
             .exclude(annotator=user)
             .exclude(value=value)
         )
-        LabelChange.objects.bulk_create(
-            LabelChange(window_id=window_id, label_id=label_id, annotator=user, old_value=a.value, new_value="")
-            for a in others
-        )
+        LabelChange.objects.bulk_create(_removal(a, user) for a in others)
         Annotation.objects.filter(pk__in=[a.pk for a in others]).delete()
     return len(others)
 

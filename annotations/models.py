@@ -406,7 +406,9 @@ class LabelImport(models.Model):
 class LabelChange(models.Model):
     """The audit trail: every label given, changed or removed, and by whom.
 
-    ``old_value`` is empty for a new label, ``new_value`` empty for a removed one.
+    ``old_value`` is empty for a new label, ``new_value`` empty for a removed one. A label
+    on a box keeps its band before and after (Hz; null for the whole window), so that a
+    box moved in frequency alone is a change too.
     """
 
     window = models.ForeignKey(Window, on_delete=models.CASCADE, related_name="label_changes")
@@ -414,6 +416,10 @@ class LabelChange(models.Model):
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     old_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
     new_value = models.CharField(max_length=16, choices=LabelValue.choices, blank=True)
+    old_low_hz = models.FloatField(null=True, blank=True)
+    old_high_hz = models.FloatField(null=True, blank=True)
+    new_low_hz = models.FloatField(null=True, blank=True)
+    new_high_hz = models.FloatField(null=True, blank=True)
     changed_at = models.DateTimeField(auto_now_add=True)
     # The table the change came from, when it was imported.
     label_import = models.ForeignKey(

@@ -20,7 +20,7 @@ from annotations.detection_rates import store_detection_counts
 from annotations.detections import detections_per_site_and_day
 from annotations.embedding_store import register_embedding_model, replace_windows
 from annotations.errors import InputError
-from annotations.labeling import label_counts
+from annotations.labeling import clear_label, label_counts, set_label
 from annotations.models import (
     Annotation,
     Classifier,
@@ -249,6 +249,26 @@ def test_bulk_labels_are_one_transaction_with_an_audit_trail(survey, client_for)
     )
     assert response.status_code == 400  # neither the window nor the label is in that project
     assert not Annotation.objects.filter(window=other_window).exists()
+
+
+def test_a_box_moved_in_frequency_alone_is_in_the_audit_trail_and_on_the_window_page(survey, client_for):
+    project, _, windows, client, user = survey
+    song = project.labels.get(name="song")
+    window = windows[("A", 1, 2)]
+    set_label(project, user, window, song.pk, "positive", band_hz=(2_000, 4_000))
+    set_label(project, user, window, song.pk, "positive", band_hz=(3_000, 6_000))  # the value stays
+    set_label(project, user, window, song.pk, "positive", band_hz=(3_000, 6_000))  # nothing changes
+    clear_label(project, user, window, song.pk)
+    changes = LabelChange.objects.filter(window_id=window).order_by("id")
+    assert [(c.old_value, c.old_low_hz, c.old_high_hz, c.new_value, c.new_low_hz, c.new_high_hz) for c in changes] == [
+        ("", None, None, "positive", 2_000, 4_000),
+        ("positive", 2_000, 4_000, "positive", 3_000, 6_000),
+        ("positive", 3_000, 6_000, "", None, None),
+    ]
+    page = client.get(f"/projects/{project.pk}/windows/{window}/").content.decode()
+    assert "positive (2000–4000 Hz) → positive (3000–6000 Hz)" in page
+    history = client_for(user).get(f"/api/projects/{project.pk}/windows/{window}/history/").json()
+    assert history[1]["old_low_hz"] == 2_000 and history[1]["new_high_hz"] == 6_000
 
 
 def test_label_shortcuts_are_unique_and_never_a_page_key(survey):

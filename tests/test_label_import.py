@@ -169,3 +169,10 @@ def test_a_raven_selections_band_becomes_its_labels_box_unless_it_spans_the_whol
     again = upload(api, project, deployment, header + rows[0].replace("2500.0", "1000.0") + "\n", mode="overwrite")
     assert again.json()["written"] == 1
     assert box(2.0) == ("positive", 1000.0, 6000.0)
+    moved = LabelChange.objects.filter(window_id=window_id(deployment, 0, 2.0)).latest("id")  # in the audit trail
+    assert (moved.old_value, moved.old_low_hz, moved.new_value, moved.new_low_hz) == (
+        "positive",
+        2500.0,
+        "positive",
+        1000.0,
+    )

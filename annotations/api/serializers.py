@@ -724,7 +724,18 @@ class LabelChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = LabelChange
-        fields = ["label", "label_name", "annotator", "old_value", "new_value", "changed_at"]
+        fields = [
+            "label",
+            "label_name",
+            "annotator",
+            "old_value",
+            "old_low_hz",
+            "old_high_hz",
+            "new_value",
+            "new_low_hz",
+            "new_high_hz",
+            "changed_at",
+        ]
 
 
 class DeletionSummarySerializer(serializers.Serializer):

@@ -22,11 +22,10 @@ from annotations.embedding_store import bound_cursor
 from annotations.models import EmbeddingModel
 from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
+from annotations.search_probe import SCORE_TOLERANCE  # a neighbour must beat the k-th by more
 
 # Seconds either side of an example whose windows are checked: 40 windows at BirdNET's 3 s.
 NEIGHBOURHOOD_S = 60.0
-# Scores are float16 distances: a neighbour must beat the k-th by more than their rounding.
-SCORE_TOLERANCE = 1e-3
 # The share of the page that missing neighbours must take before another path answers: one
 # missed hit costs the page little (recall 0.99), a rescue a scan of every window that
 # passes (a few hundred ms at a million), which a lost index (every neighbour missing)
