@@ -83,7 +83,21 @@ IMPORTED_ANNOTATOR = "imported"
 LABEL_TYPES = {0: LabelValue.NEGATIVE, 1: LabelValue.POSITIVE, 2: LabelValue.UNSURE}
 LABEL_TYPE_OF = {value: label_type for label_type, value in LABEL_TYPES.items()}
 # Deployment fields an export writes as hoplite extra columns, and an import reads back.
-DEPLOYMENT_EXTRAS = ("site", "recorder", "timezone", "deployed_on", "retrieved_on", "channel")
+# speed_factor, low_hz and high_hz: how a time-expanded deployment's audio was heard. A
+# window's offsets are the file's own seconds, and hoplite's model_config the model's own
+# framing: a 3 s window heard at 0.1x speed spans 0.3 s of the file.
+DEPLOYMENT_EXTRAS = (
+    "site",
+    "recorder",
+    "timezone",
+    "deployed_on",
+    "retrieved_on",
+    "channel",
+    "speed_factor",
+    "low_hz",
+    "high_hz",
+)
+NUMERIC_EXTRAS = {"channel": int, "speed_factor": float, "low_hz": float, "high_hz": float}
 NOT_AVAILABLE = "audio not available: imported from a hoplite database, and no file was found for it"
 
 
@@ -385,7 +399,7 @@ def _new_deployment(project: Project, source: dict, several_projects: bool) -> D
             continue
         if field in ("deployed_on", "retrieved_on"):
             value = dt.date.fromisoformat(str(value))
-        setattr(deployment, field, int(value) if field == "channel" else value)
+        setattr(deployment, field, NUMERIC_EXTRAS[field](value) if field in NUMERIC_EXTRAS else value)
     if problems := metadata_problems(deployment):
         raise InputError(f"hoplite deployment {source['name']!r}: {'; '.join(problems)}")
     deployment.save()

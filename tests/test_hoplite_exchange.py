@@ -174,7 +174,9 @@ def test_a_hoplite_database_imports_and_exports_with_hoplite_agreeing(
     by_pk = {pk: key for key, pk in windows.items()}
     assert [by_pk[window_id] for window_id, _ in ours.scored] == their_order[1:]
 
-    # Export the project and open it with hoplite: same windows, embeddings and labels.
+    # Export the project and open it with hoplite: same windows, embeddings and labels. A
+    # deployment heard at another speed (time expansion) says so in its row.
+    Deployment.objects.filter(project=project, name="south").update(speed_factor=0.5, low_hz=100.0, high_hz=15_000.0)
     answer = client.post(f"/api/projects/{project.pk}/hoplite-exports/", {}, format="json")
     assert answer.status_code == 202, answer.content
     url = f"/api/projects/{project.pk}/hoplite-exports/{answer.json()['id']}/"
@@ -205,7 +207,10 @@ def test_a_hoplite_database_imports_and_exports_with_hoplite_agreeing(
         for a in Annotation.objects.filter(window__project=project).select_related("window__recording", "label")
     }
     assert labels == ours
-    assert {d.name for d in exported.get_all_deployments()} == {"north", "south"}
+    assert {(d.name, d.speed_factor, d.low_hz, d.high_hz) for d in exported.get_all_deployments()} == {
+        ("north", "1.0", "", ""),
+        ("south", "0.5", "100.0", "15000.0"),
+    }
 
     # hoplite's own linear classifier trains on the exported database.
     data = classifier_data.AgileDataManager(
@@ -314,3 +319,16 @@ def test_a_resumed_import_goes_on_after_the_deployments_already_written(hoplite_
     assert list(project.deployments.values_list("name", flat=True)) == ["south"]
     assert finished.status == "done" and finished.windows_done == 16 and len(finished.done_deployments) == 2
     assert not Path(started.database_folder).exists()  # an uploaded database is deleted once imported
+
+
+def test_a_hoplite_deployment_row_brings_back_how_its_audio_was_heard(make_user):
+    project = create_project(make_user("bats"), "Bats")
+    source = {"id": 1, "name": "cave", "project": "p", "latitude": None, "longitude": None}
+    heard = hoplite_exchange._new_deployment(
+        project, {**source, "speed_factor": "0.1", "low_hz": "15000.0", "high_hz": "140000.0"}, several_projects=False
+    )
+    heard.refresh_from_db()
+    assert (heard.speed_factor, heard.low_hz, heard.high_hz) == (0.1, 15_000.0, 140_000.0)
+    with pytest.raises(InputError, match="speed"):
+        hoplite_exchange._new_deployment(project, {**source, "name": "odd", "speed_factor": "50"}, False)
+    assert not project.deployments.filter(name="odd").exists()
