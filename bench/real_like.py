@@ -93,7 +93,7 @@ CALL_BACKGROUND_SHARE = 0.30  # of a call window: its recording's background at 
 
 @dataclasses.dataclass(frozen=True)
 class RealLike:
-    """embeddings: float32 [n, dim]; recording: int64 [n], contiguous, in time order;
+    """embeddings: float32 [n, dim] (or the caller's array); recording: int64 [n], contiguous, in time order;
     call_type: int64 [n], -1 for background."""
 
     embeddings: np.ndarray
@@ -185,14 +185,18 @@ def _type_sizes(count: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def real_like_embeddings(n: int, dim: int, windows_per_recording: int, seed: int = 0) -> RealLike:
-    """``n`` windows shaped like real BirdNET output at ``dim`` dimensions (see the module docstring)."""
+def real_like_embeddings(
+    n: int, dim: int, windows_per_recording: int, seed: int = 0, out: np.ndarray | None = None
+) -> RealLike:
+    """``n`` windows shaped like real BirdNET output at ``dim`` dimensions (see the module
+    docstring), written chunk by chunk into ``out`` [n, dim] where given (a float16 file
+    on disk holds ten million of them in 20 GB), else into a new float32 array."""
     params = anchor(dim)
     rng = np.random.default_rng(seed)
     types = max(8, round(3 * np.sqrt(n * CALL_FRACTION)))
     type_chance = _type_sizes(types)
     type_centres = _centres(params, params.song_seeds, types, rng)
-    embeddings = np.empty((n, dim), np.float32)
+    embeddings = np.empty((n, dim), np.float32) if out is None else out
     recording = np.repeat(np.arange(-(-n // windows_per_recording)), windows_per_recording)[:n]
     call_type = np.full(n, -1, np.int64)
     per_chunk = max(1, CHUNK_ROWS // windows_per_recording) * windows_per_recording

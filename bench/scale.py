@@ -41,6 +41,7 @@ import datetime as dt
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
 import zoneinfo
 
@@ -50,6 +51,12 @@ from bench.database import bench_database
 from bench.real_like import real_like_embeddings
 
 K = 100
+# Above this many windows, the corpus's embeddings and each project's exact scores live in
+# files on disk (float16 embeddings: 20 GB at 10M x 1024-d, beside the database's 45),
+# read back in chunks, and never all in memory.
+IN_MEMORY_MAX_WINDOWS = 2_000_000
+# Rows a chunked numpy pass reads at once.
+NUMPY_CHUNK = 100_000
 # Exact cosines of stored float16 vectors are good to about this: hits closer than it to
 # the 100th best are ties.
 TIE = 1e-3
@@ -68,10 +75,11 @@ def site_zone(site: int) -> str:
 class Corpus:
     """The synthetic season as numpy knows it, row i = the i-th window written.
 
-    embeddings: float32 [N, D]; window_ids, project, deployment, site, recording,
-    call_type (-1 for background): int [N]; started: datetime64[ms] [N] (UTC); start_s:
-    float [N], the window's start in its recording; local_hour: int [N] and local_day:
-    datetime64[D] [N], in each deployment's zone; window_s, hop_s: the framing.
+    embeddings: float32 [N, D], or float16 in a file on disk (``on_disk``); window_ids,
+    project, deployment, site, recording, call_type (-1 for background): int [N]; started:
+    datetime64[ms] [N] (UTC); start_s: float [N], the window's start in its recording;
+    local_hour: int [N] and local_day: datetime64[D] [N], in each deployment's zone;
+    window_s, hop_s: the framing.
     """
 
     embeddings: np.ndarray
@@ -122,7 +130,7 @@ def _write_deployment(
     )
     ids = []
     for i, recording in enumerate(recordings):
-        chunk = embeddings[i * per_recording : (i + 1) * per_recording]
+        chunk = np.asarray(embeddings[i * per_recording : (i + 1) * per_recording], np.float32)
         starts = np.arange(len(chunk), dtype=np.float64) * hop_s
         replace_windows(recording.pk, model, starts, starts + window_s, chunk)
         ids.append(
@@ -176,7 +184,7 @@ def build_corpus(user, n: int, dim: int, recording_s: float = 3600.0, seed: int 
     window_s = 3.0 if dim <= 1024 else 5.0
     hop_s = hop_s or window_s
     model = register_embedding_model("bench-scale", "1", dim, window_s, window_s, 32_000)
-    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed)
+    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed, out=large_array((n, dim), np.float16))
     big, small = create_project(user, "season", labels=["call"]), create_project(user, "small", labels=["call"])
     layout, bounds = corpus_layout(n)
     pieces = []
@@ -232,7 +240,7 @@ def reopen_corpus(n: int, dim: int, recording_s: float = 3600.0, seed: int = 0):
     big, small = Project.objects.get(name="season"), Project.objects.get(name="small")
     model = EmbeddingModel.objects.get(name="bench-scale", embedding_dim=dim)
     hop_s = Recording.objects.filter(deployment__project=big).values_list("hop_s", flat=True).first() or model.hop_s
-    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed)
+    generated = real_like_embeddings(n, dim, int(recording_s / hop_s), seed, out=large_array((n, dim), np.float16))
     _, bounds = corpus_layout(n)
     pieces = []
     recordings_seen = 0
@@ -293,7 +301,8 @@ def compose_queries(corpus: Corpus, project: int, count: int, seed: int = 1) -> 
         # An uploaded clip: the same sound in another recording, at another level (the
         # embedding of a mix of this window and another of its kind, at the clip's scale).
         other_of_kind = int(rng.choice(same)) if len(same) > 1 else first
-        clip = rng.uniform(0.3, 3.0) * (0.7 * corpus.embeddings[first] + 0.3 * corpus.embeddings[other_of_kind])
+        mixed = 0.7 * corpus.embeddings[first].astype(np.float32) + 0.3 * corpus.embeddings[other_of_kind]
+        clip = rng.uniform(0.3, 3.0) * mixed
         queries += [
             Query("window", (first,), (), call),
             Query("clip", (), (), call, clip.astype(np.float32)),
@@ -325,13 +334,44 @@ def exact_scores(corpus: Corpus, queries: list[Query], chunk: int = 100_000) -> 
     negatives = np.stack(
         [stored_unit(q.negatives[0]) if q.negatives else np.zeros(directions.shape[1], np.float32) for q in queries]
     )
-    scores = np.empty((len(queries), len(corpus.embeddings)), np.float32)
-    for first in range(0, len(corpus.embeddings), chunk):
+    n = len(corpus.embeddings)
+    scores = large_array((len(queries), n), np.float32)
+    for first in range(0, n, chunk):
         unit = stored_unit(slice(first, first + chunk))
         scores[:, first : first + len(unit)] = (unit @ directions.T - NEGATIVE_WEIGHT * (unit @ negatives.T)).T
     for i, q in enumerate(queries):
         scores[i, list(q.positives + q.negatives)] = -np.inf
     return scores
+
+
+def large_array(shape: tuple[int, int], on_disk_dtype, in_memory_dtype=np.float32) -> np.ndarray:
+    """A zeroed array of ``shape``: in memory, or past IN_MEMORY_MAX_WINDOWS along either
+    side, in a file (of ``on_disk_dtype``) that is gone when the process ends."""
+    if max(shape) <= IN_MEMORY_MAX_WINDOWS:
+        return np.zeros(shape, in_memory_dtype)
+    folder = os.environ.get("PERCH_AGILE_BENCH_TMP")  # by default the system's temporary folder
+    return np.memmap(tempfile.TemporaryFile(dir=folder), on_disk_dtype, "w+", shape=shape)
+
+
+def numpy_pass(corpus: Corpus, rows: int, query: np.ndarray) -> np.ndarray:
+    """The timing reference for one search: numpy's product of the first ``rows``
+    embeddings (the big project's) with ``query`` [D], NUMPY_CHUNK rows at a time, keeping
+    the best K; their rows [K], best first."""
+    best_rows, best_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for first in range(0, rows, NUMPY_CHUNK):
+        chunk = corpus.embeddings[first : min(rows, first + NUMPY_CHUNK)].astype(np.float32, copy=False)
+        scores = np.concatenate([best_scores, chunk @ query])
+        candidates = np.concatenate([best_rows, np.arange(first, first + len(chunk))])
+        kept = np.argpartition(-scores, K)[:K] if len(scores) > K else np.arange(len(scores))
+        best_rows, best_scores = candidates[kept], scores[kept]
+    return best_rows[np.argsort(-best_scores)]
+
+
+def big_project_rows(corpus: Corpus) -> int:
+    """How many rows the big project has: the first ones, as ``build_corpus`` writes them."""
+    rows = int((corpus.project == 0).sum())
+    assert not corpus.project[:rows].any(), "the big project's rows come first"
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -767,7 +807,8 @@ def run(args) -> None:
         user = get_user_model().objects.create_user("bench")
         big, small, model, corpus, write_rate = build_corpus(user, n, dim, args.recording_s, hop_s=args.hop or None)
         print(f"write (replace_windows, no index yet):        {write_rate:10,.0f} rows/s")
-        numpy_build = _best_of(lambda: _unit(corpus.embeddings[corpus.project == 0]) @ corpus.embeddings[0], 2)
+        first = corpus.embeddings[0].astype(np.float32)
+        numpy_build = _best_of(lambda: numpy_pass(corpus, big_project_rows(corpus), first), 2)
         started = time.perf_counter()
         build_search_index(big, model)
         build_big = time.perf_counter() - started
@@ -785,16 +826,16 @@ def run(args) -> None:
         f"tables + indexes: {size / n:,.0f} bytes per window, {per_million:.2f} GiB per million (goal <= 6), "
         f"of which the search index and its reduced vectors {search_size / n * 1e6 / 2**30:.2f}"
     )
-    big_rows = corpus.embeddings[corpus.project == 0]
-    query = _unit(big_rows[0])
-    numpy_ms = 1000 * _best_of(lambda: np.argpartition(-(big_rows @ query), K)[:K])
+    query = _unit(corpus.embeddings[0].astype(np.float32))
+    big_rows = big_project_rows(corpus)
+    numpy_ms = 1000 * _best_of(lambda: numpy_pass(corpus, big_rows, query))
     figures = measure_searches(
         big, small, model, corpus, args.queries, searcher=search_process(), cases=args.cases or None
     )
     print_search_figures(figures)
-    print(f"(exact numpy over the big project's float32 rows, one query: {numpy_ms:.1f} ms)")
-    if args.searches_only:
-        return
+    print(f"(exact numpy over the big project's rows, one query: {numpy_ms:.1f} ms)")
+    if args.searches_only or n > IN_MEMORY_MAX_WINDOWS:
+        return  # scoring, queues and a new deployment: at a season's scale, not a programme's
     classifier, label = trained_classifier(user, big, model, corpus)
     scoring_rate, reference_rate = measure_scoring(classifier, big, model, corpus)
     print(
