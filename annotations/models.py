@@ -670,6 +670,12 @@ class SearchIndex(models.Model):
     probe = models.BinaryField(null=True)  # search_probe.IndexProbe.to_bytes(): a sample of its windows
     # Its table carries each window's deployment_id and started_at (built since migration 0037).
     places = models.BooleanField(default=False)
+    # Deployments with an HNSW graph of their own on ``vector_table`` (a partial index,
+    # ``{index_name}_d{deployment}``): searches filtered to them walk those graphs. Built
+    # after ``index_name`` serves, largest deployment first; ``deployment_graphs_planned``
+    # counts those the running build will make (0 outside that phase).
+    deployment_graphs = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    deployment_graphs_planned = models.IntegerField(default=0)
     vectors_written = models.BigIntegerField(default=0)  # rows of the running build's table so far
     max_window_id = models.BigIntegerField(default=0)
     windows = models.BigIntegerField(default=0)  # windows in the index

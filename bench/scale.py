@@ -745,6 +745,16 @@ def table_bytes() -> tuple[int, int]:
     return int(windows), int(search)
 
 
+def timed_build(project, model) -> tuple[float, float]:
+    """Seconds until the project's graph serves (``SearchIndex.build_seconds``) and until
+    the whole build, its deployments' graphs included, is done."""
+    from annotations.search_index import build_search_index
+
+    started = time.perf_counter()
+    row = build_search_index(project, model)
+    return row.build_seconds, time.perf_counter() - started
+
+
 def added_deployment_rates(user, project, model, dim: int, windows: int) -> tuple[float, float]:
     """Rows/s of writing a new deployment into a project without an index and into the
     indexed ``project``, on the same table: what the project's own index costs ingest."""
@@ -794,8 +804,6 @@ def main() -> None:
 def run(args) -> None:
     from django.contrib.auth import get_user_model
 
-    from annotations.search_index import build_search_index
-
     n, dim = args.windows, args.dim
     print(f"{n:,} windows x {dim}-d shaped like real BirdNET output (bench.real_like), k={K}, {args.queries} per kind")
     if args.hop:
@@ -809,15 +817,11 @@ def run(args) -> None:
         print(f"write (replace_windows, no index yet):        {write_rate:10,.0f} rows/s")
         first = corpus.embeddings[0].astype(np.float32)
         numpy_build = _best_of(lambda: numpy_pass(corpus, big_project_rows(corpus), first), 2)
-        started = time.perf_counter()
-        build_search_index(big, model)
-        build_big = time.perf_counter() - started
-        started = time.perf_counter()
-        build_search_index(small, model)
-        build_small = time.perf_counter() - started
+        (big_serves, build_big), (small_serves, build_small) = timed_build(big, model), timed_build(small, model)
         print(
-            f"index build: big project {build_big:7.1f} s ({build_big / numpy_build:,.0f}x one exact numpy pass), "
-            f"small project {build_small:.1f} s; goal <= 300 s"
+            f"index build: big project's graph serves after {big_serves:7.1f} s ({big_serves / numpy_build:,.0f}x "
+            f"one exact numpy pass), its deployments' graphs after {build_big:.1f} s; small project "
+            f"{small_serves:.1f} s / {build_small:.1f} s; goal <= 300 s"
         )
     windows_size, search_size = table_bytes()
     size = windows_size + search_size

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 
 import numpy as np
 import pytest
 from django.db import connection, transaction
+from django.template.loader import render_to_string
 from django.test import Client
 from django.utils import timezone
 
+from annotations import search_index
 from annotations.deployments import create_deployment, create_project, edit_start_time
 from annotations.embedding_store import (
     center_array,
@@ -35,9 +38,12 @@ from annotations.search import (
     window_conditions,
 )
 from annotations.search import nearest as search_nearest
-from annotations.search.filters import clock, time_of_day
+from annotations.search.filters import WindowConditions, clock, time_of_day
+from annotations.search.index import PLACE_GRAPHS_MAX, place_graphs
 from annotations.search_index import (
+    DEPLOYMENT_GRAPHS_SHARE,
     WRITING_SHARE,
+    IndexState,
     build_search_index,
     index_state,
     index_summaries,
@@ -301,7 +307,98 @@ def test_a_running_builds_progress_counts_the_vectors_written_then_the_index(pro
     project, model, vectors, _ = project_with_vectors
     SearchIndex.objects.create(project=project, model=model, status="running", vectors_written=len(vectors) // 2)
     (summary,) = index_summaries(project)
-    assert summary.progress == pytest.approx(WRITING_SHARE / 2) and summary.windows_not_indexed == len(vectors)
+    assert summary.progress == pytest.approx(WRITING_SHARE * (1 - DEPLOYMENT_GRAPHS_SHARE) / 2)
+    assert summary.windows_not_indexed == len(vectors)
+    # The project's graph serves; one of the deployments' four graphs is built.
+    SearchIndex.objects.filter(project=project).update(deployment_graphs=[7], deployment_graphs_planned=4)
+    (summary,) = index_summaries(project)
+    assert summary.progress == pytest.approx(1 - DEPLOYMENT_GRAPHS_SHARE * 3 / 4)
+    card = render_to_string("frontend/_search_index.html", {"index": summary})
+    assert card.startswith("ready; each deployment's own graph being built, 1 of 4")
+
+
+@pytest.fixture
+def three_deployments(project_with_vectors, monkeypatch):
+    """The fixture's deployment D (400 windows, site R1), E (160, site R1) and F (60, site
+    R2), and graphs for deployments of at least 100 windows."""
+    monkeypatch.setattr(search_index, "DEPLOYMENT_GRAPH_MIN_WINDOWS", 100)
+    project, model, vectors, ids = project_with_vectors
+    project.deployments.update(site="R1")
+    rng = np.random.default_rng(11)
+    added = (rng.standard_normal((220, 4)) @ rng.standard_normal((4, 16))).astype(np.float32)
+    e = create_deployment(project, "E", site="R1")
+    f = create_deployment(project, "F", site="R2")
+    ids += store_windows(e, model, added[:160], per_recording=40)
+    ids += store_windows(f, model, added[160:], per_recording=30)
+    return project, model, np.concatenate([vectors, added]), ids, [*project.deployments.order_by("name")]
+
+
+def test_deployments_get_graphs_of_their_own_that_answer_searches_filtered_to_them(three_deployments):
+    project, model, vectors, ids, (d, e, f) = three_deployments
+    built = build_search_index(project, model)
+    assert built.status == "done" and built.deployment_graphs == [d.pk, e.pk]  # the largest first; F too small
+    state = index_state(project, model)
+    assert state.deployment_graphs == {d.pk, e.pk}
+    deployment_of = np.repeat([d.pk, e.pk, f.pk], [400, 160, 60])
+    for filters, deployments in (
+        (SearchFilters(deployment_id=e.pk), [e.pk]),
+        (SearchFilters(site="R1"), [d.pk, e.pk]),
+        (SearchFilters(site="R1", hour_from=0, hour_to=24), None),  # no start times: nothing passes
+    ):
+        where = window_conditions(project, model, filters)
+        graphs = place_graphs(state, where, filters.deployment_id, bool(filters.site))
+        assert graphs == (deployments or [d.pk, e.pk])
+        if deployments is None:
+            continue
+        with transaction.atomic(), raw_connection().cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            params = {**where.params, "query": vectors[0], "exclude": [], "k": 10, "pool": 20}
+            params["reduced_query"] = reduce_query(vectors[0], state.reduction)
+            sql, _ = index_sql(project, model, state, where, None, graphs=graphs)
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        for deployment_id in deployments:  # each walks its own graph, and none the project's
+            assert f"{state.index_name}_d{deployment_id} " in plan, plan
+        assert f"{state.index_name} " not in plan, plan
+        passing = np.isin(deployment_of, deployments)
+        for query in (vectors[450], vectors[10] + vectors[500]):
+            nearest = nearest_window_ids(project, model, query, 20, filters=filters, exact_scan_max=0)
+            exact = [ids[i] for i in np.flatnonzero(passing)[exact_top(vectors[passing], query, 20)]]
+            assert nearest.path == "index" and ids_of(nearest) == exact, filters
+
+
+def test_a_filter_is_left_to_the_projects_graph_unless_every_deployment_it_names_has_one():
+    reduction = None
+    state = IndexState("i", "t", 10, 10, "done", reduction, places=True, deployment_graphs=frozenset({1, 2, 3}))
+    site = WindowConditions(["site"], [], {"site_deployments": [1, 2]})
+    assert place_graphs(state, site, None, True) == [1, 2]
+    assert place_graphs(state, site, 2, True) == [2]  # a deployment of the site
+    assert place_graphs(state, site, 3, True) == []  # not of the site: nothing passes, no graph to walk
+    assert place_graphs(state, WindowConditions([], [], {}), 3, False) == [3]
+    assert place_graphs(state, WindowConditions([], [], {}), None, False) == []  # no place filter
+    with_new = WindowConditions(["site"], [], {"site_deployments": [1, 2, 4]})  # 4 has no graph yet
+    assert place_graphs(state, with_new, None, True) == []
+    many = frozenset(range(PLACE_GRAPHS_MAX + 1))
+    wide = WindowConditions(["site"], [], {"site_deployments": sorted(many)})
+    assert place_graphs(dataclasses.replace(state, deployment_graphs=many), wide, None, True) == []
+    assert place_graphs(dataclasses.replace(state, places=False), site, None, True) == []
+
+
+def test_deployment_graphs_that_a_crash_cut_short_are_built_by_the_next_build(three_deployments):
+    project, model, vectors, ids, (d, e, f) = three_deployments
+    built = build_search_index(project, model)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {built.index_name}_d{e.pk}")
+    SearchIndex.objects.filter(pk=built.pk).update(status="running", deployment_graphs=[d.pk], build_started_at=None)
+    site = SearchFilters(site="R1")
+    nearest = nearest_window_ids(project, model, vectors[450], 10, filters=site, exact_scan_max=0)
+    assert nearest.path == "sketch" and ids[450] == ids_of(nearest)[0]  # without E's graph, as before graphs
+    nearest = nearest_window_ids(project, model, vectors[450], 10, filters=site, exact_scan_max=0, sketch_scan_max=0)
+    assert nearest.path == "index" and ids[450] == ids_of(nearest)[0]  # the project's graph, filtered
+    assert index_wanted(project, model)
+    rebuilt = build_search_index(project, model)
+    assert rebuilt.index_name == built.index_name and rebuilt.deployment_graphs == [d.pk, e.pk]
+    assert rebuilt.status == "done" and not index_wanted(project, model)
 
 
 def test_embeddings_of_different_models_never_mix(project_with_vectors, make_user):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 
 from annotations.embedding_store import bound_cursor
@@ -10,6 +12,11 @@ from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
 from annotations.search_index import IndexState, newest_window_id
 from annotations.search_reduction import reduce_query
+
+# A filter of at most this many deployments, each with a graph of its own, walks their
+# graphs one after another (about 3-4 ms each at 50,000 windows); over more, the
+# project's graph filtered costs less.
+PLACE_GRAPHS_MAX = 8
 
 # hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. The iterative
 # scan reads on past it to the pool (bench/scale.py at 1M: ef_search k and a pool of 2 k
@@ -47,6 +54,7 @@ def index_sql(
     where: WindowConditions,
     newest_id: int | None,
     per_recording: bool = False,
+    graphs: Sequence[int] = (),
 ) -> tuple[str, str | None]:
     """(the project's HNSW index over its windows up to ``index.max_window_id``, the
     ``pool`` best by reduced vectors that pass ``where``, with exact scores; an exact scan
@@ -58,6 +66,10 @@ def index_sql(
     the scan returns 5-20 rows for each that passes a filter of 10-15%, and each row
     joined to its window first cost a read of that window's 2 KB row. The reduced query
     is the parameter ``reduced_query``.
+
+    ``graphs``: deployments (``index.deployment_graphs``) whose own graphs answer instead,
+    each its own pool, all of them merged by the caller: the filter names these
+    deployments alone (``place_graphs``).
     """
     project_id, model_id, bound = int(project.pk), int(model.pk), int(index.max_window_id)
     # A window replaced since the build (a recording embedded again) has left the window
@@ -65,10 +77,14 @@ def index_sql(
     indexed = f"{index.vector_table} v JOIN annotations_window w ON w.id = v.window_id"
     order = f"v.reduced <=> %(reduced_query)b::halfvec({index.reduction.dim})"
     limit = "" if per_recording else "pool"
-    on_index_table = index.places and where.placed_in_time_only
-    index_part = nearest_sql(
-        indexed, "true", model, where.on("v") if on_index_table else where.all, index_order=order, limit=limit
-    )
+    conditions = where.on("v") if index.places and where.placed_in_time_only else where.all
+    if graphs:
+        # "= D" matches the partial index's predicate, so the planner walks that graph.
+        index_part = " UNION ALL ".join(
+            f"({nearest_sql(indexed, f'v.deployment_id = {int(d)}', model, conditions, order, limit)})" for d in graphs
+        )
+    else:
+        index_part = nearest_sql(indexed, "true", model, conditions, index_order=order, limit=limit)
     if newest_id is None or newest_id <= bound:
         return index_part, None  # nothing written since the build
     # Bounded on both sides: whichever index the planner walks, it stops at the newest window.
@@ -86,6 +102,7 @@ def index_rows(
     per_recording: bool,
     anchored: bool = True,
     widest: bool = False,
+    graphs: Sequence[int] = (),
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the project's index and its newer windows, in the
     caller's transaction: POOL_PER_K times k windows, the best by the index's reduced
@@ -93,15 +110,20 @@ def index_rows(
     (``per_recording``), read through a cursor in batches. ``anchored``: the query has
     windows of its own, whose neighbourhood checks the answer (``safety_net``);
     ``widest``: the graph searched as widely as pgvector allows (EF_SEARCH_MAX), for a
-    query whose first answer failed its check (``annotations.search_probe``)."""
-    k, filtered = params["k"], bool(where.all)
+    query whose first answer failed its check (``annotations.search_probe``); ``graphs``:
+    the deployments whose own graphs answer (``index_sql``), not ``per_recording``."""
+    if graphs and per_recording:
+        raise ValueError("each recording's best is read through the project's graph alone")
+    k = params["k"]
+    # A place's own graphs hold only windows of that place: filtered by anything else?
+    filtered = bool(where.time) or not where.placed_in_time_only if graphs else bool(where.all)
     pool = POOL_PER_K * k
     floor = WIDE_EF_SEARCH_MIN if filtered or per_recording or not anchored else EF_SEARCH_MIN
     ef_search = EF_SEARCH_MAX if widest else min(max(k, floor), EF_SEARCH_MAX)
     params["pool"] = pool
     params["reduced_query"] = reduce_query(params["query"], index.reduction)
     newest_id = newest_window_id(project, model)
-    index_part, newer_part = index_sql(project, model, index, where, newest_id, per_recording)
+    index_part, newer_part = index_sql(project, model, index, where, newest_id, per_recording, graphs)
     with bound_cursor(raw) as cursor:
         # The index part must walk the HNSW index. Under a filter the planner guesses a few
         # thousand rows pass (4,032 for an hours filter that 107,000 pass, at 1M), and past a
@@ -146,3 +168,18 @@ def _windows_per_recording(raw: psycopg.Connection, index_part: str, params: dic
             rows += batch
             recordings.update(row[2] for row in batch)
     return rows
+
+
+def place_graphs(index: IndexState, where: WindowConditions, deployment_id: int | None, site: bool) -> list[int]:
+    """The deployments whose own graphs answer a search filtered to ``deployment_id`` or a
+    site (``where``'s ``site_deployments``), when each of them has one and they are at
+    most PLACE_GRAPHS_MAX; otherwise none. A deployment without a graph (small, or
+    ingested since the build) leaves the search to the project's graph."""
+    if not (index.places and index.deployment_graphs) or (deployment_id is None and not site):
+        return []
+    deployments = set(where.params["site_deployments"]) if site else {deployment_id}
+    if deployment_id is not None:
+        deployments &= {deployment_id}
+    if not deployments or len(deployments) > PLACE_GRAPHS_MAX or not deployments <= index.deployment_graphs:
+        return []
+    return sorted(deployments)

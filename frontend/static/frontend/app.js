@@ -304,8 +304,12 @@ function showSearchIndexes(indexes) {
     const bar = card.querySelector("progress");
     bar.hidden = index.status !== "running";
     bar.value = index.progress || 0;
-    const state = { running: "building", queued: "queued", failed: "the last build failed", done: "ready" }[index.status] || "none yet";
-    const percent = index.status === "running" && index.progress !== null ? `, ${Math.round(index.progress * 100)}%` : "";
+    let state = { running: "building", queued: "queued", failed: "the last build failed", done: "ready" }[index.status] || "none yet";
+    let percent = index.status === "running" && index.progress !== null ? `, ${Math.round(index.progress * 100)}%` : "";
+    if (index.status === "running" && index.deployment_graphs_planned) {
+      state = "ready; each deployment's own graph being built";
+      percent = `, ${index.deployment_graphs_built} of ${index.deployment_graphs_planned}`;
+    }
     const newer = index.windows_not_indexed ? `, ${index.windows_not_indexed} newer ones searched exactly until the next build` : "";
     card.querySelector("[data-field=index-status]").textContent = `${state}${percent} · ${index.windows_indexed} windows indexed${newer}`;
   }
