@@ -17,7 +17,8 @@ numpy on the same vectors in the same run:
 
 - write rate into an empty table, and of a new deployment into a project without an index
   and into the indexed project, on the same table;
-- index build time and bytes per window (table and indexes);
+- index build time (until the project's graph serves, and until its deployments' own graphs are built)
+  and bytes per window (table and indexes);
 - for every filter case x query kind (``QUERY_KINDS``: queries composed as the page
   composes them, two thirds calls and one third background), p50 / p95, the paths taken,
   recall@100 against exact cosine over the stored (float16) vectors, tie-tolerant recall
