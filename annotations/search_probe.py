@@ -53,6 +53,10 @@ class IndexProbe:
         units = np.frombuffer(data, "<f2", count * embedding_dim, offset=8 + 8 * count).reshape(count, embedding_dim)
         return cls(ids, units.astype(np.float32))
 
+    def subset(self, keep: np.ndarray) -> IndexProbe:
+        """The probe windows where ``keep`` (bool [P]) is true."""
+        return IndexProbe(self.window_ids[keep], self.units[keep])
+
     @classmethod
     def of(cls, window_ids: np.ndarray, embeddings: np.ndarray) -> IndexProbe:
         """The first PROBE_WINDOWS of a random sample: ids int [N], embeddings float [N, D]."""

@@ -39,7 +39,7 @@ from annotations.search import (
 )
 from annotations.search import nearest as search_nearest
 from annotations.search.filters import WindowConditions, clock, time_of_day
-from annotations.search.index import PLACE_GRAPHS_MAX, place_graphs
+from annotations.search.index import PLACE_GRAPHS_MAX, place_graphs, probe_of_places
 from annotations.search_index import (
     DEPLOYMENT_GRAPHS_SHARE,
     WRITING_SHARE,
@@ -365,6 +365,30 @@ def test_deployments_get_graphs_of_their_own_that_answer_searches_filtered_to_th
             nearest = nearest_window_ids(project, model, query, 20, filters=filters, exact_scan_max=0)
             exact = [ids[i] for i in np.flatnonzero(passing)[exact_top(vectors[passing], query, 20)]]
             assert nearest.path == "index" and ids_of(nearest) == exact, filters
+
+
+def test_an_answer_from_a_deployments_graph_that_misses_its_probe_windows_is_searched_again_widely(
+    three_deployments, monkeypatch
+):
+    project, model, vectors, ids, (d, e, f) = three_deployments
+    build_search_index(project, model)
+    state = index_state(project, model)
+    in_e = probe_of_places(raw_connection(), state, [e.pk])
+    assert set(in_e.window_ids.tolist()) == set(ids[400:560])  # E's windows of the probe (all, under 2,048)
+    real_index_rows = search_nearest.index_rows
+    asked = []
+
+    def lost_unless_widest(*args, **kwargs):
+        asked.append((args[-1], kwargs.get("graphs")))
+        rows = real_index_rows(*args, **kwargs)
+        return rows if args[-1] else [(window_id, -score, recording) for window_id, score, recording in rows]
+
+    monkeypatch.setattr(search_nearest, "index_rows", lost_unless_widest)
+    clip = vectors[450] + 0.1 * vectors[500]
+    widened = nearest_window_ids(project, model, clip, 20, filters=SearchFilters(deployment_id=e.pk), exact_scan_max=0)
+    assert asked == [(False, [e.pk]), (True, [e.pk])] and widened.widened and widened.path == "index"
+    passing = np.arange(400, 560)
+    assert ids_of(widened) == [ids[i] for i in passing[exact_top(vectors[passing], clip, 20)]]
 
 
 def test_a_filter_is_left_to_the_projects_graph_unless_every_deployment_it_names_has_one():

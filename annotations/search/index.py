@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import psycopg
 
 from annotations.embedding_store import bound_cursor
@@ -11,6 +12,7 @@ from annotations.models import EmbeddingModel, Project
 from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
 from annotations.search_index import IndexState, newest_window_id
+from annotations.search_probe import IndexProbe
 from annotations.search_reduction import reduce_query
 
 # A filter of at most this many deployments, each with a graph of its own, walks their
@@ -184,3 +186,28 @@ def place_graphs(index: IndexState, where: WindowConditions, deployment_id: int 
     if not deployments or len(deployments) > PLACE_GRAPHS_MAX or not deployments <= index.deployment_graphs:
         return []
     return sorted(deployments)
+
+
+# Each index's probe windows' deployments, read once per process (index names are unique
+# per build): a place's graphs are checked against the probe windows of that place.
+_PROBE_DEPLOYMENTS: dict[str, np.ndarray] = {}
+
+
+def probe_of_places(raw: psycopg.Connection, index: IndexState, graphs: Sequence[int]) -> IndexProbe:
+    """The probe windows (``index.probe``) of the deployments ``graphs``, in the caller's
+    transaction: their density is the project's, so an answer from a place's own graph
+    that settled in the wrong part of it misses them as an unfiltered one misses the
+    project's."""
+    deployments = _PROBE_DEPLOYMENTS.get(index.index_name)
+    if deployments is None:
+        with bound_cursor(raw) as cursor:
+            cursor.execute(
+                f"SELECT window_id, deployment_id FROM {index.vector_table} WHERE window_id = ANY(%(ids)s)",
+                {"ids": index.probe.window_ids.tolist()},
+            )
+            of_window = dict(cursor.fetchall())
+        deployments = np.array([of_window.get(int(w), -1) for w in index.probe.window_ids], np.int64)
+        if len(_PROBE_DEPLOYMENTS) >= 32:
+            _PROBE_DEPLOYMENTS.clear()
+        _PROBE_DEPLOYMENTS[index.index_name] = deployments
+    return index.probe.subset(np.isin(deployments, list(graphs)))

@@ -14,12 +14,12 @@ from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
 from annotations.search.filters import SearchFilters, WindowConditions, recording_conditions, window_conditions
-from annotations.search.index import index_rows, place_graphs
+from annotations.search.index import index_rows, place_graphs, probe_of_places
 from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
 from annotations.search_index import IndexState, index_state
-from annotations.search_probe import probe_misses
+from annotations.search_probe import IndexProbe, probe_misses
 from annotations.sun import ensure_sun_days
 
 MAX_K = 500
@@ -132,10 +132,10 @@ def nearest_window_ids(
             anchored = bool(anchor_window_ids)
             found = _index_rows(raw, alias, project, model, index, where, params, per_recording, anchored, graphs)
             rows = _ranked(found, per_recording, k)
-            # Under a filter or per recording, probe windows that do not pass would count as misses.
-            checkable = index.probe is not None and not where.all and not per_recording
-            if checkable and probe_misses(index.probe, query, rows, k, set(exclude_window_ids)):
-                found = _index_rows(raw, alias, project, model, index, where, params, per_recording, anchored, (), True)
+            probe = _probe_for(raw, alias, index, where, graphs, per_recording)
+            if probe is not None and probe_misses(probe, query, rows, k, set(exclude_window_ids)):
+                widest = (where, params, per_recording, anchored, graphs, True)
+                found = _index_rows(raw, alias, project, model, index, *widest)
                 rows, widened = _ranked(found, per_recording, k), True
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
@@ -144,6 +144,31 @@ def nearest_window_ids(
             rows = _ranked(span_rows, per_recording, k)
     scored = [(window_id, score) for window_id, score, _ in rows]
     return NearestWindows(scored, path, candidates, rescued, widened)
+
+
+def _probe_for(
+    raw: psycopg.Connection,
+    alias: str,
+    index: IndexState,
+    where: WindowConditions,
+    graphs: Sequence[int],
+    per_recording: bool,
+) -> IndexProbe | None:
+    """The probe windows an index answer must hold where they beat its k-th: every one
+    unfiltered; those of the places whose own graphs answer a filter of place alone; none
+    otherwise (under other filters, or per recording, probe windows that do not pass
+    would count as misses)."""
+    if index.probe is None or per_recording:
+        return None
+    if not where.all:
+        return index.probe
+    if graphs and not where.time and where.placed_in_time_only:
+        try:
+            with transaction.atomic(using=alias):  # a savepoint, to go on after the error
+                return probe_of_places(raw, index, graphs)
+        except psycopg.errors.UndefinedTable:
+            return None  # a rebuild retired the index meanwhile, and the new one answered
+    return None
 
 
 def _index_rows(
