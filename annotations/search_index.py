@@ -24,6 +24,7 @@ written, then PostgreSQL's ``pg_stat_progress_create_index``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -254,7 +255,8 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
             max_window_id = newest_window_id(project, model) or 0
             if row.index_name and row.places and row.max_window_id >= max_window_id:
                 # Current: only graphs that a crash kept from being built are left to build.
-                _build_deployment_graphs(row, row.index_name, row.vector_table)
+                with _build_memory(cursor):
+                    _build_deployment_graphs(row, row.index_name, row.vector_table)
                 SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.DONE, deployment_graphs_planned=0)
                 row.refresh_from_db()
                 return row
@@ -271,8 +273,8 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
                 # Check deferred foreign keys now, or CREATE INDEX refuses to run.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             reduction, probe, windows = _write_reduced_vectors(row, project, model, max_window_id, table)
-            cursor.execute(f"SET maintenance_work_mem = '{settings.PERCH_AGILE_INDEX_BUILD_MEMORY}'")
-            cursor.execute(f"CREATE INDEX {name} ON {table} {HNSW_OPTIONS}")
+            with _build_memory(cursor):
+                cursor.execute(f"CREATE INDEX {name} ON {table} {HNSW_OPTIONS}")
             old_table = row.vector_table
             # The project's graph serves from here on; the deployments' graphs follow.
             SearchIndex.objects.filter(pk=row.pk).update(
@@ -297,13 +299,24 @@ def build_search_index(project: Project, model: EmbeddingModel) -> SearchIndex:
             # from one_window_per_start alone (it only visits pages not yet marked).
             vacuum = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
             cursor.execute(f"{vacuum} {Window._meta.db_table}, {table}")
-            _build_deployment_graphs(row, name, table)
-            cursor.execute("RESET maintenance_work_mem")
+            with _build_memory(cursor):
+                _build_deployment_graphs(row, name, table)
             SearchIndex.objects.filter(pk=row.pk).update(status=TaskStatus.DONE, deployment_graphs_planned=0)
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INDEX_LOCK_NAMESPACE, project.pk])
     row.refresh_from_db()
     return row
+
+
+@contextlib.contextmanager
+def _build_memory(cursor):
+    """The session's maintenance_work_mem at the index builds' setting: a graph that does
+    not fit spills, and takes ten times as long."""
+    cursor.execute(f"SET maintenance_work_mem = '{settings.PERCH_AGILE_INDEX_BUILD_MEMORY}'")
+    try:
+        yield
+    finally:
+        cursor.execute("RESET maintenance_work_mem")
 
 
 def _build_deployment_graphs(row: SearchIndex, name: str, table: str) -> None:
@@ -402,24 +415,21 @@ def build_progress(row: SearchIndex, windows: int) -> float | None:
             [f"window_hnsw_p{int(row.project_id)}_m{int(row.model_id)}_%"],
         )
         found = cursor.fetchone()
-    if found is None and row.deployment_graphs_planned:  # between two of the deployments' graphs
-        graphs = len(row.deployment_graphs) / row.deployment_graphs_planned
-        return 1 - DEPLOYMENT_GRAPHS_SHARE + DEPLOYMENT_GRAPHS_SHARE * min(graphs, 1.0)
-    if found is None:
+    if found is None and not row.deployment_graphs_planned:  # writing the reduced vectors
         written = SearchIndex.objects.values_list("vectors_written", flat=True).get(pk=row.pk)
         share = WRITING_SHARE * (1 - DEPLOYMENT_GRAPHS_SHARE)
         return share * min(written / windows, 1.0) if windows else 0.0
-    blocks_done, blocks_total, tuples_done, tuples_total = found
+    blocks_done, blocks_total, tuples_done, tuples_total = found or (0, 0, 0, 0)  # or between two graphs
     if tuples_total:
-        indexed = tuples_done / tuples_total
+        indexed = min(tuples_done / tuples_total, 1.0)
     elif blocks_total:
-        indexed = blocks_done / blocks_total
+        indexed = min(blocks_done / blocks_total, 1.0)
     else:
         indexed = 0.0
-    if row.deployment_graphs_planned:
-        graphs = (len(row.deployment_graphs) + min(indexed, 1.0)) / row.deployment_graphs_planned
+    if row.deployment_graphs_planned:  # the project's graph serves; its deployments' graphs are built
+        graphs = (len(row.deployment_graphs) + indexed) / row.deployment_graphs_planned
         return 1 - DEPLOYMENT_GRAPHS_SHARE + DEPLOYMENT_GRAPHS_SHARE * min(graphs, 1.0)
-    return (WRITING_SHARE + (1 - WRITING_SHARE) * min(indexed, 1.0)) * (1 - DEPLOYMENT_GRAPHS_SHARE)
+    return (WRITING_SHARE + (1 - WRITING_SHARE) * indexed) * (1 - DEPLOYMENT_GRAPHS_SHARE)
 
 
 def delete_index(row: SearchIndex) -> None:

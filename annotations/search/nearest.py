@@ -134,8 +134,8 @@ def nearest_window_ids(
             rows = _ranked(found, per_recording, k)
             probe = _probe_for(raw, alias, index, where, graphs, per_recording)
             if probe is not None and probe_misses(probe, query, rows, k, set(exclude_window_ids)):
-                widest = (where, params, per_recording, anchored, graphs, True)
-                found = _index_rows(raw, alias, project, model, index, *widest)
+                as_widely_as_it_can = (where, params, per_recording, anchored, graphs, True)
+                found = _index_rows(raw, alias, project, model, index, *as_widely_as_it_can)
                 rows, widened = _ranked(found, per_recording, k), True
             if missed_neighbours(raw, model, anchor_window_ids, where, params, rows, per_recording):
                 path, rescued = (SearchPath.SKETCH if sketchable else SearchPath.EXACT), True
