@@ -41,7 +41,7 @@ from annotations.models import (
 )
 from annotations.queueing import INGEST_RECORDING, enqueue_in_order_on_commit, enqueue_on_commit
 from annotations.recording_time import EARLIEST, LATEST, plausible_start, recording_start
-from annotations.search_index import delete_index, sync_index_start_times
+from annotations.search_index import delete_index, request_builds_for_zones, sync_index_start_times
 from annotations.spectrograms import cache_folder
 from annotations.vocabulary import add_label
 
@@ -240,10 +240,13 @@ def update_deployment(deployment: Deployment, **metadata) -> Deployment:
             f"{_band_words(deployment)} already, and their windows, labels and detections are in that time: "
             "add the files as a new deployment to embed them at another speed or band"
         )
+    zone = deployment.timezone
     for field, value in metadata.items():
         setattr(deployment, field, value)
     _check_metadata(deployment)
     deployment.save()
+    if deployment.timezone != zone:
+        request_builds_for_zones(deployment.project)  # its windows' local times of day moved
     return deployment
 
 

@@ -656,7 +656,7 @@ class SearchIndex(models.Model):
     """A project's HNSW index over one model's windows: those with ids up to ``max_window_id``.
 
     The index is over ``vector_table``, a table of (window_id, deployment_id, started_at,
-    reduced) built with it:
+    local_second, reduced) built with it:
     each window's reduced vector under ``reduction`` (``annotations.search_reduction``).
     Windows written later are not in it (an insert into an HNSW index costs many times a
     plain one), so searches scan them exactly until the index is rebuilt by a worker.
@@ -671,11 +671,18 @@ class SearchIndex(models.Model):
     # Its table carries each window's deployment_id and started_at (built since migration 0037).
     places = models.BooleanField(default=False)
     # Deployments with an HNSW graph of their own on ``vector_table`` (a partial index,
-    # ``{index_name}_d{deployment}``): searches filtered to them walk those graphs. Built
-    # after ``index_name`` serves, largest deployment first; ``deployment_graphs_planned``
-    # counts those the running build will make (0 outside that phase).
+    # ``{index_name}_d{deployment}``): searches filtered to them walk those graphs.
     deployment_graphs = ArrayField(models.BigIntegerField(), default=list, blank=True)
-    deployment_graphs_planned = models.IntegerField(default=0)
+    # Bands of the local time of day (``search_index.HOUR_BAND_S`` each, 0 from midnight)
+    # with a graph of their own (``{index_name}_h{band}``): searches by time of day walk them.
+    hour_graphs = ArrayField(models.SmallIntegerField(), default=list, blank=True)
+    # "deployment_id=Zone/Name" of each deployment whose windows' local times of day its
+    # table carries (column local_second): where a zone changed since, the hours' graphs
+    # do not serve, and the index is wanted again. Empty for tables without local times.
+    local_zones = ArrayField(models.CharField(max_length=80), default=list, blank=True)
+    # Deployments' and hours' graphs are built after ``index_name`` serves, the largest
+    # deployment first; the graphs the running build will have made (0 outside that phase).
+    graphs_planned = models.IntegerField(default=0)
     vectors_written = models.BigIntegerField(default=0)  # rows of the running build's table so far
     max_window_id = models.BigIntegerField(default=0)
     windows = models.BigIntegerField(default=0)  # windows in the index

@@ -39,9 +39,9 @@ from annotations.search import (
 )
 from annotations.search import nearest as search_nearest
 from annotations.search.filters import WindowConditions, clock, time_of_day
-from annotations.search.index import PLACE_GRAPHS_MAX, place_graphs, probe_of_places
+from annotations.search.index import PLACE_GRAPHS_MAX, place_graphs, probe_of_graphs
 from annotations.search_index import (
-    DEPLOYMENT_GRAPHS_SHARE,
+    GRAPHS_SHARE,
     WRITING_SHARE,
     IndexState,
     build_search_index,
@@ -307,21 +307,21 @@ def test_a_running_builds_progress_counts_the_vectors_written_then_the_index(pro
     project, model, vectors, _ = project_with_vectors
     SearchIndex.objects.create(project=project, model=model, status="running", vectors_written=len(vectors) // 2)
     (summary,) = index_summaries(project)
-    assert summary.progress == pytest.approx(WRITING_SHARE * (1 - DEPLOYMENT_GRAPHS_SHARE) / 2)
+    assert summary.progress == pytest.approx(WRITING_SHARE * (1 - GRAPHS_SHARE) / 2)
     assert summary.windows_not_indexed == len(vectors)
-    # The project's graph serves; one of the deployments' four graphs is built.
-    SearchIndex.objects.filter(project=project).update(deployment_graphs=[7], deployment_graphs_planned=4)
+    # The project's graph serves; a deployment's and a band of hours' graphs of six are built.
+    SearchIndex.objects.filter(project=project).update(deployment_graphs=[7], hour_graphs=[1], graphs_planned=6)
     (summary,) = index_summaries(project)
-    assert summary.progress == pytest.approx(1 - DEPLOYMENT_GRAPHS_SHARE * 3 / 4)
+    assert summary.progress == pytest.approx(1 - GRAPHS_SHARE * 4 / 6)
     card = render_to_string("frontend/_search_index.html", {"index": summary})
-    assert card.startswith("ready; each deployment's own graph being built, 1 of 4")
+    assert card.startswith("ready; graphs of each deployment and time of day being built, 2 of 6")
 
 
 @pytest.fixture
 def three_deployments(project_with_vectors, monkeypatch):
     """The fixture's deployment D (400 windows, site R1), E (160, site R1) and F (60, site
     R2), and graphs for deployments of at least 100 windows."""
-    monkeypatch.setattr(search_index, "DEPLOYMENT_GRAPH_MIN_WINDOWS", 100)
+    monkeypatch.setattr(search_index, "GRAPH_MIN_WINDOWS", 100)
     project, model, vectors, ids = project_with_vectors
     project.deployments.update(site="R1")
     rng = np.random.default_rng(11)
@@ -347,7 +347,7 @@ def test_deployments_get_graphs_of_their_own_that_answer_searches_filtered_to_th
     ):
         where = window_conditions(project, model, filters)
         graphs = place_graphs(state, where, filters.deployment_id, bool(filters.site))
-        assert graphs == (deployments or [d.pk, e.pk])
+        assert [part.deployment_id for part in graphs] == (deployments or [d.pk, e.pk])
         if deployments is None:
             continue
         with transaction.atomic(), raw_connection().cursor() as cursor:
@@ -373,13 +373,14 @@ def test_an_answer_from_a_deployments_graph_that_misses_its_probe_windows_is_sea
     project, model, vectors, ids, (d, e, f) = three_deployments
     build_search_index(project, model)
     state = index_state(project, model)
-    in_e = probe_of_places(raw_connection(), state, [e.pk])
+    where = window_conditions(project, model, SearchFilters(deployment_id=e.pk))
+    in_e = probe_of_graphs(raw_connection(), state, place_graphs(state, where, e.pk, False))
     assert set(in_e.window_ids.tolist()) == set(ids[400:560])  # E's windows of the probe (all, under 2,048)
     real_index_rows = search_nearest.index_rows
     asked = []
 
     def lost_unless_widest(*args, **kwargs):
-        asked.append((args[-1], kwargs.get("graphs")))
+        asked.append((args[-1], [part.deployment_id for part in kwargs.get("graphs")]))
         rows = real_index_rows(*args, **kwargs)
         return rows if args[-1] else [(window_id, -score, recording) for window_id, score, recording in rows]
 
@@ -394,18 +395,23 @@ def test_an_answer_from_a_deployments_graph_that_misses_its_probe_windows_is_sea
 def test_a_filter_is_left_to_the_projects_graph_unless_every_deployment_it_names_has_one():
     reduction = None
     state = IndexState("i", "t", 10, 10, "done", reduction, places=True, deployment_graphs=frozenset({1, 2, 3}))
+
+    def graphs(state, where, deployment_id, site):
+        return [part.deployment_id for part in place_graphs(state, where, deployment_id, site)]
+
     site = WindowConditions(["site"], [], {"site_deployments": [1, 2]})
-    assert place_graphs(state, site, None, True) == [1, 2]
-    assert place_graphs(state, site, 2, True) == [2]  # a deployment of the site
-    assert place_graphs(state, site, 3, True) == []  # not of the site: nothing passes, no graph to walk
-    assert place_graphs(state, WindowConditions([], [], {}), 3, False) == [3]
-    assert place_graphs(state, WindowConditions([], [], {}), None, False) == []  # no place filter
+    assert graphs(state, site, None, True) == [1, 2]
+    assert place_graphs(state, site, None, True)[0].where == "v.deployment_id = 1"  # the partial index's predicate
+    assert graphs(state, site, 2, True) == [2]  # a deployment of the site
+    assert graphs(state, site, 3, True) == []  # not of the site: nothing passes, no graph to walk
+    assert graphs(state, WindowConditions([], [], {}), 3, False) == [3]
+    assert graphs(state, WindowConditions([], [], {}), None, False) == []  # no place filter
     with_new = WindowConditions(["site"], [], {"site_deployments": [1, 2, 4]})  # 4 has no graph yet
-    assert place_graphs(state, with_new, None, True) == []
+    assert graphs(state, with_new, None, True) == []
     many = frozenset(range(PLACE_GRAPHS_MAX + 1))
     wide = WindowConditions(["site"], [], {"site_deployments": sorted(many)})
-    assert place_graphs(dataclasses.replace(state, deployment_graphs=many), wide, None, True) == []
-    assert place_graphs(dataclasses.replace(state, places=False), site, None, True) == []
+    assert graphs(dataclasses.replace(state, deployment_graphs=many), wide, None, True) == []
+    assert graphs(dataclasses.replace(state, places=False), site, None, True) == []
 
 
 def test_deployment_graphs_that_a_crash_cut_short_are_built_by_the_next_build(three_deployments):

@@ -167,10 +167,11 @@ class SearchIndexSerializer(serializers.Serializer):
     progress = serializers.FloatField(allow_null=True, help_text="0..1 while a build runs")
     windows_indexed = serializers.IntegerField()
     windows_not_indexed = serializers.IntegerField(help_text="searched exactly until the next build")
-    deployment_graphs_built = serializers.IntegerField(
-        help_text="while a build runs: deployments given a graph of their own so far (the project's graph serves)"
+    graphs_built = serializers.IntegerField(
+        help_text="while a build runs: deployments and bands of the time of day given a graph of their own so far "
+        "(the project's graph serves)"
     )
-    deployment_graphs_planned = serializers.IntegerField(help_text="while a build runs: deployments it will give one")
+    graphs_planned = serializers.IntegerField(help_text="while a build runs: the graphs of their own it will make")
 
 
 class EmbeddingMapSerializer(serializers.ModelSerializer):

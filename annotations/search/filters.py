@@ -143,28 +143,41 @@ class WindowConditions:
     candidate row), and their parameters."""
 
     other: list[str]  # deployment, site, predicted classes, labeled or not
-    time: list[str]  # dates and hours, on the window's local start
+    days: list[str]  # dates and minutes from sunrise or sunset, on the window's local start
     params: dict
     # They test only a window's deployment_id and started_at, which a search index's table
     # carries beside each reduced vector (annotations.search_index).
     placed_in_time_only: bool = True
+    hours: list[str] = dataclasses.field(default_factory=list)  # the time of day, on its local start
+    # The time of day kept, in seconds since local midnight [from, to) (from > to wraps it).
+    seconds: tuple[int, int] | None = None
+    # (deployment_id, time zone) of each of the project's deployments, under a date or hour filter.
+    zones: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def time(self) -> list[str]:
+        return self.days + self.hours
 
     @property
     def all(self) -> list[str]:
         return self.other + self.time
 
-    def on(self, table: str) -> list[str]:
-        """``all`` over the alias ``table`` instead of ``w``: a table whose deployment_id and
-        started_at are the windows' own, where ``placed_in_time_only``."""
+    def on(self, table: str, hours: bool = True) -> list[str]:
+        """``all`` over the alias ``table`` instead of ``w`` (without the time of day, for
+        not ``hours``): a table whose deployment_id and started_at are the windows' own,
+        where ``placed_in_time_only``."""
         if not self.placed_in_time_only:
             raise ValueError("these conditions test more of a window than its deployment and start")
-        return [re.sub(r"\bw\.", f"{table}.", condition) for condition in self.all]
+        conditions = self.all if hours else self.other + self.days
+        return [re.sub(r"\bw\.", f"{table}.", condition) for condition in conditions]
 
 
 def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFilters) -> WindowConditions:
     """What a window must pass to be a hit of a search under ``filters``."""
     conditions: list[str] = []
-    times: list[str] = []
+    days: list[str] = []
+    hours: list[str] = []
+    seconds = None
     params: dict = {}
     if filters.deployment_id is not None:
         conditions.append("w.deployment_id = %(deployment)s")
@@ -172,22 +185,24 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
     if filters.site:
         conditions.append("w.deployment_id = ANY(%(site_deployments)s)")
         params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
-    local = _local_time(project, params) if filters.timed else ""
+    zones = tuple(project.deployments.order_by("pk").values_list("pk", "timezone")) if filters.timed else ()
+    local = _local_time(zones, params) if filters.timed else ""
     if filters.date_from is not None:
-        times.append(f"{local}::date >= %(date_from)s")
+        days.append(f"{local}::date >= %(date_from)s")
         params["date_from"] = filters.date_from
     if filters.date_to is not None:
-        times.append(f"{local}::date <= %(date_to)s")
+        days.append(f"{local}::date <= %(date_to)s")
         params["date_to"] = filters.date_to
     if filters.hours:
         hour_from, hour_to = hour_range(filters)
         # Whole seconds since local midnight: minutes compare exactly, no float rounding.
         second = f"EXTRACT(EPOCH FROM {local}::time)"
         joiner = "AND" if hour_from <= hour_to else "OR"  # 22 to 4 wraps midnight
-        times.append(f"({second} >= %(second_from)s {joiner} {second} < %(second_to)s)")
-        params.update(second_from=round(hour_from * 3600), second_to=round(hour_to * 3600))
+        hours.append(f"({second} >= %(second_from)s {joiner} {second} < %(second_to)s)")
+        seconds = (round(hour_from * 3600), round(hour_to * 3600))
+        params.update(second_from=seconds[0], second_to=seconds[1])
     if filters.sun_event:
-        times.append(sun_condition(filters, "w.deployment_id", "w.started_at"))
+        days.append(sun_condition(filters, "w.deployment_id", "w.started_at"))
         params.update(sun_params(filters))
     if filters.predicted_class:
         conditions.append("w.top_classes && %(classes)s::integer[]")
@@ -199,20 +214,21 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
         conditions.append(exists if filters.labeled == LabeledFilter.LABELED else f"NOT {exists}")
         params["label"] = filters.label_id
     placed_in_time_only = not filters.predicted_class and filters.labeled == LabeledFilter.ANY
-    return WindowConditions(conditions, times, params, placed_in_time_only)
+    return WindowConditions(conditions, days, params, placed_in_time_only, hours, seconds, zones)
 
 
-def _local_time(project: Project, params: dict) -> str:
+def _local_time(zones: tuple[tuple[int, str], ...], params: dict) -> str:
     """A window's local wall-clock time in its deployment's time zone (null when its start
-    is unknown), choosing the zone by deployment only where the project has several."""
-    zones: dict[str, list[int]] = {}
-    for deployment_id, zone in project.deployments.values_list("pk", "timezone"):
-        zones.setdefault(zone, []).append(deployment_id)
-    if len(zones) <= 1:
-        params["zone_0"] = next(iter(zones), "UTC")
+    is unknown), choosing the zone by deployment only where the project has several;
+    ``zones``: (deployment_id, zone) of each of the project's deployments."""
+    by_zone: dict[str, list[int]] = {}
+    for deployment_id, zone in zones:
+        by_zone.setdefault(zone, []).append(deployment_id)
+    if len(by_zone) <= 1:
+        params["zone_0"] = next(iter(by_zone), "UTC")
         return "(w.started_at AT TIME ZONE %(zone_0)s)"
     cases = []
-    for i, (zone, deployment_ids) in enumerate(sorted(zones.items())):
+    for i, (zone, deployment_ids) in enumerate(sorted(by_zone.items())):
         params[f"zone_{i}"], params[f"zone_{i}_deployments"] = zone, deployment_ids
         deployments, zone_name = f"%(zone_{i}_deployments)s", f"%(zone_{i})s"
         cases.append(f"WHEN w.deployment_id = ANY({deployments}) THEN w.started_at AT TIME ZONE {zone_name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ from annotations.embedding_store import bound_cursor
 from annotations.models import EmbeddingModel, Project
 from annotations.search.filters import WindowConditions
 from annotations.search.sql import nearest_sql
-from annotations.search_index import IndexState, newest_window_id
+from annotations.search_index import HOUR_BAND_S, IndexState, hour_band_predicate, newest_window_id, zones_changed
 from annotations.search_probe import IndexProbe
 from annotations.search_reduction import reduce_query
 
@@ -19,6 +20,28 @@ from annotations.search_reduction import reduce_query
 # graphs one after another (about 3-4 ms each at 50,000 windows); over more, the
 # project's graph filtered costs less.
 PLACE_GRAPHS_MAX = 8
+# A time of day over at most this many bands (HOUR_BAND_S) walks their graphs: up to
+# eight hours, or twelve that begin and end on a band's edge.
+HOUR_GRAPHS_MAX = 3
+DAY_S = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphPart:
+    """A partial graph on the index's table that a search walks instead of the project's
+    graph: a deployment's, or a band of the time of day's (``annotations.search_index``)."""
+
+    where: str  # SQL over the index's table ``v``: the partial index's predicate, and any clip of it
+    deployment_id: int | None = None  # a deployment's graph
+    seconds: tuple[int, int] | None = None  # a band's graph: the local seconds of the day [from, to) it keeps
+
+    def holds(self, deployments: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """bool [n]: which windows of deployments int64 [n], local seconds of the day
+        int64 [n] (-1 where unknown), pass ``where``."""
+        if self.seconds is not None:
+            return (seconds >= self.seconds[0]) & (seconds < self.seconds[1])
+        return deployments == self.deployment_id
+
 
 # hnsw.ef_search: pgvector's default of 40 would cap a top-50 at 40 rows. The iterative
 # scan reads on past it to the pool (bench/scale.py at 1M: ef_search k and a pool of 2 k
@@ -69,9 +92,9 @@ def index_sql(
     joined to its window first cost a read of that window's 2 KB row. The reduced query
     is the parameter ``reduced_query``.
 
-    ``graphs``: deployments (``index.deployment_graphs``) whose own graphs answer instead,
-    each its own pool, all of them merged by the caller: the filter names these
-    deployments alone (``place_graphs``).
+    ``graphs``: the partial graphs that answer instead (``place_graphs``,
+    ``hour_graphs``), each its own pool, all of them merged by the caller; a band's graph
+    tests the time of day by its own clip.
     """
     project_id, model_id, bound = int(project.pk), int(model.pk), int(index.max_window_id)
     # A window replaced since the build (a recording embedded again) has left the window
@@ -81,9 +104,10 @@ def index_sql(
     limit = "" if per_recording else "pool"
     conditions = where.on("v") if index.places and where.placed_in_time_only else where.all
     if graphs:
-        # "= D" matches the partial index's predicate, so the planner walks that graph.
+        # Each part's SQL holds its partial index's predicate, so the planner walks that graph.
         index_part = " UNION ALL ".join(
-            f"({nearest_sql(indexed, f'v.deployment_id = {int(d)}', model, conditions, order, limit)})" for d in graphs
+            f"({nearest_sql(indexed, part.where, model, where.on('v', hours=part.seconds is None), order, limit)})"
+            for part in graphs
         )
     else:
         index_part = nearest_sql(indexed, "true", model, conditions, index_order=order, limit=limit)
@@ -104,7 +128,7 @@ def index_rows(
     per_recording: bool,
     anchored: bool = True,
     widest: bool = False,
-    graphs: Sequence[int] = (),
+    graphs: Sequence[GraphPart] = (),
 ) -> list[tuple[int, float, int]]:
     """Rows (id, score, recording_id) of the project's index and its newer windows, in the
     caller's transaction: POOL_PER_K times k windows, the best by the index's reduced
@@ -113,10 +137,10 @@ def index_rows(
     windows of its own, whose neighbourhood checks the answer (``safety_net``);
     ``widest``: the graph searched as widely as pgvector allows (EF_SEARCH_MAX), for a
     query whose first answer failed its check (``annotations.search_probe``); ``graphs``:
-    the deployments whose own graphs answer (``index_sql``), not ``per_recording``."""
+    the partial graphs that answer (``index_sql``), not ``per_recording``."""
     if graphs and per_recording:
         raise ValueError("each recording's best is read through the project's graph alone")
-    # A place's own graphs explore as widely as a filtered search does: at 5M, a deployment's
+    # Partial graphs explore as widely as a filtered search does: at 5M, a deployment's
     # graph of 250,000 windows searched at ef_search 100 left background queries (a recorder's
     # near-alike hours) with 0.01-0.46 of their nearest windows.
     k, filtered = params["k"], bool(where.all)
@@ -173,11 +197,11 @@ def _windows_per_recording(raw: psycopg.Connection, index_part: str, params: dic
     return rows
 
 
-def place_graphs(index: IndexState, where: WindowConditions, deployment_id: int | None, site: bool) -> list[int]:
-    """The deployments whose own graphs answer a search filtered to ``deployment_id`` or a
-    site (``where``'s ``site_deployments``), when each of them has one and they are at
-    most PLACE_GRAPHS_MAX; otherwise none. A deployment without a graph (small, or
-    ingested since the build) leaves the search to the project's graph."""
+def place_graphs(index: IndexState, where: WindowConditions, deployment_id: int | None, site: bool) -> list[GraphPart]:
+    """The graphs of the deployments of a search filtered to ``deployment_id`` or a site
+    (``where``'s ``site_deployments``), when each of them has one and they are at most
+    PLACE_GRAPHS_MAX; otherwise none. A deployment without a graph (small, or ingested
+    since the build) leaves the search to the project's graph."""
     if not (index.places and index.deployment_graphs) or (deployment_id is None and not site):
         return []
     deployments = set(where.params["site_deployments"]) if site else {deployment_id}
@@ -185,29 +209,62 @@ def place_graphs(index: IndexState, where: WindowConditions, deployment_id: int 
         deployments &= {deployment_id}
     if not deployments or len(deployments) > PLACE_GRAPHS_MAX or not deployments <= index.deployment_graphs:
         return []
-    return sorted(deployments)
+    return [GraphPart(f"v.deployment_id = {int(d)}", deployment_id=int(d)) for d in sorted(deployments)]
 
 
-# Each index's probe windows' deployments, read once per process (index names are unique
-# per build): a place's graphs are checked against the probe windows of that place.
-_PROBE_DEPLOYMENTS: dict[str, np.ndarray] = {}
+def hour_graphs(index: IndexState, where: WindowConditions) -> list[GraphPart]:
+    """The graphs of the bands of the time of day that a search's hour filter touches, each
+    clipped to the hours it keeps, when each band has one, they are at most
+    HOUR_GRAPHS_MAX, and every deployment's time zone is the one its table's local times
+    were worked out in; otherwise none."""
+    if not (index.hour_graphs and index.local_zones and where.seconds and where.placed_in_time_only):
+        return []
+    if zones_changed(index.local_zones, where.zones):
+        return []  # its local times of day are not the deployments' now, until the next build
+    start, end = where.seconds
+    ranges = [(start, end)] if start <= end else [(start, DAY_S), (0, end)]  # 22 to 4 wraps midnight
+    parts = []
+    for first, last in ranges:
+        for band in range(first // HOUR_BAND_S, -(-last // HOUR_BAND_S)):
+            low, high = max(first, band * HOUR_BAND_S), min(last, (band + 1) * HOUR_BAND_S)
+            clip = [f"v.local_second >= {low}"] * (low > band * HOUR_BAND_S)
+            clip += [f"v.local_second < {high}"] * (high < (band + 1) * HOUR_BAND_S)
+            predicate = hour_band_predicate(band, "v.local_second")
+            parts.append((band, GraphPart(" AND ".join([predicate, *clip]), seconds=(low, high))))
+    if not parts or len(parts) > HOUR_GRAPHS_MAX or any(band not in index.hour_graphs for band, _ in parts):
+        return []
+    return [part for _, part in parts]
 
 
-def probe_of_places(raw: psycopg.Connection, index: IndexState, graphs: Sequence[int]) -> IndexProbe:
-    """The probe windows (``index.probe``) of the deployments ``graphs``, in the caller's
-    transaction: their density is the project's, so an answer from a place's own graph
-    that settled in the wrong part of it misses them as an unfiltered one misses the
-    project's."""
-    deployments = _PROBE_DEPLOYMENTS.get(index.index_name)
-    if deployments is None:
+# Each index's probe windows' deployments and local seconds of the day, read once per
+# process (index names are unique per build): partial graphs are checked against the
+# probe windows they hold.
+_PROBE_PLACES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def probe_of_graphs(raw: psycopg.Connection, index: IndexState, graphs: Sequence[GraphPart]) -> IndexProbe:
+    """The probe windows (``index.probe``) that ``graphs`` hold, in the caller's transaction:
+    their density is the project's, so an answer from a partial graph that settled in the
+    wrong part of it misses them as an unfiltered one misses the project's."""
+    places = _PROBE_PLACES.get(index.index_name)
+    if places is None:
+        # A table built before it carried local times of day has no hours' graphs.
+        seconds = "local_second" if index.local_zones else "NULL::integer"
         with bound_cursor(raw) as cursor:
             cursor.execute(
-                f"SELECT window_id, deployment_id FROM {index.vector_table} WHERE window_id = ANY(%(ids)s)",
+                f"SELECT window_id, deployment_id, {seconds} FROM {index.vector_table} WHERE window_id = ANY(%(ids)s)",
                 {"ids": index.probe.window_ids.tolist()},
             )
-            of_window = dict(cursor.fetchall())
-        deployments = np.array([of_window.get(int(w), -1) for w in index.probe.window_ids], np.int64)
-        if len(_PROBE_DEPLOYMENTS) >= 32:
-            _PROBE_DEPLOYMENTS.clear()
-        _PROBE_DEPLOYMENTS[index.index_name] = deployments
-    return index.probe.subset(np.isin(deployments, list(graphs)))
+            of_window = {window_id: (deployment, second) for window_id, deployment, second in cursor.fetchall()}
+        found = [of_window.get(int(w), (-1, None)) for w in index.probe.window_ids]
+        places = (
+            np.array([deployment for deployment, _ in found], np.int64),
+            np.array([-1 if second is None else second for _, second in found], np.int64),
+        )
+        if len(_PROBE_PLACES) >= 32:
+            _PROBE_PLACES.clear()
+        _PROBE_PLACES[index.index_name] = places
+    held = np.zeros(len(index.probe.window_ids), bool)
+    for part in graphs:
+        held |= part.holds(*places)
+    return index.probe.subset(held)

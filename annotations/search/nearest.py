@@ -14,7 +14,7 @@ from annotations.errors import InputError
 from annotations.models import EmbeddingModel, Project
 from annotations.search.exact import EXACT_SCAN_MAX_WINDOWS, exact_sql
 from annotations.search.filters import SearchFilters, WindowConditions, recording_conditions, window_conditions
-from annotations.search.index import index_rows, place_graphs, probe_of_places
+from annotations.search.index import GraphPart, hour_graphs, index_rows, place_graphs, probe_of_graphs
 from annotations.search.safety_net import missed_neighbours
 from annotations.search.sketch import SKETCH_SCAN_MAX_WINDOWS, sketch_params, sketch_sql
 from annotations.search.spans import SPAN_PLAN, candidate_windows, recording_spans
@@ -113,10 +113,15 @@ def nearest_window_ids(
     # would for a place alone: at 1M, one deployment (50,000 windows) 10-12 ms against the
     # sketch's 23-32. Under a time filter too they read 3-4 rows for each that passes (a
     # site over 10 days: 47-51 ms against the sketch's 34-41), so there the sketch keeps
-    # what it can. Each recording's best reads the project's graph through a cursor.
+    # what it can. So do the graphs of the bands of a time of day, for an hour filter
+    # alone. Each recording's best reads the project's graph through a cursor.
     graphs = [] if per_recording else place_graphs(index, where, filters.deployment_id, bool(filters.site))
     if graphs and path == SearchPath.SKETCH and index.index_name and not where.time:
         path = SearchPath.INDEX
+    if not graphs and not per_recording:
+        graphs = hour_graphs(index, where)
+        if graphs and path == SearchPath.SKETCH and not (where.other or where.days):
+            path = SearchPath.INDEX
     raw = raw_connection(alias)
     rescued = widened = False
     with transaction.atomic(using=alias):
@@ -151,21 +156,22 @@ def _probe_for(
     alias: str,
     index: IndexState,
     where: WindowConditions,
-    graphs: Sequence[int],
+    graphs: Sequence[GraphPart],
     per_recording: bool,
 ) -> IndexProbe | None:
     """The probe windows an index answer must hold where they beat its k-th: every one
-    unfiltered; those of the places whose own graphs answer a filter of place alone; none
-    otherwise (under other filters, or per recording, probe windows that do not pass
-    would count as misses)."""
+    unfiltered; those that partial graphs hold where the graphs are the whole filter (a
+    place's, or an hour filter's bands); none otherwise (under other filters, or per
+    recording, probe windows that do not pass would count as misses)."""
     if index.probe is None or per_recording:
         return None
     if not where.all:
         return index.probe
-    if graphs and not where.time and where.placed_in_time_only:
+    by_hours = bool(graphs) and graphs[0].seconds is not None
+    if graphs and where.placed_in_time_only and not (where.other or where.days if by_hours else where.time):
         try:
             with transaction.atomic(using=alias):  # a savepoint, to go on after the error
-                return probe_of_places(raw, index, graphs)
+                return probe_of_graphs(raw, index, graphs)
         except psycopg.errors.UndefinedTable:
             return None  # a rebuild retired the index meanwhile, and the new one answered
     return None
@@ -181,12 +187,12 @@ def _index_rows(
     params: dict,
     per_recording: bool,
     anchored: bool,
-    graphs: Sequence[int] = (),
+    graphs: Sequence[GraphPart] = (),
     widest: bool = False,
 ) -> list[tuple[int, float, int]]:
     """``index_rows``, once more with the new index where a rebuild retired the one that
-    ``index`` names between reading it and using it (its table is dropped; the new one's
-    deployments have no graphs yet, and the project's graph answers)."""
+    ``index`` names between reading it and using it (its table is dropped; the new one
+    has no partial graphs yet, and the project's graph answers)."""
     try:
         with transaction.atomic(using=alias):  # a savepoint, to go on after the error
             return index_rows(raw, project, model, index, where, params, per_recording, anchored, widest, graphs=graphs)

@@ -306,9 +306,9 @@ function showSearchIndexes(indexes) {
     bar.value = index.progress || 0;
     let state = { running: "building", queued: "queued", failed: "the last build failed", done: "ready" }[index.status] || "none yet";
     let percent = index.status === "running" && index.progress !== null ? `, ${Math.round(index.progress * 100)}%` : "";
-    if (index.status === "running" && index.deployment_graphs_planned) {
-      state = "ready; each deployment's own graph being built";
-      percent = `, ${index.deployment_graphs_built} of ${index.deployment_graphs_planned}`;
+    if (index.status === "running" && index.graphs_planned) {
+      state = "ready; graphs of each deployment and time of day being built";
+      percent = `, ${index.graphs_built} of ${index.graphs_planned}`;
     }
     const newer = index.windows_not_indexed ? `, ${index.windows_not_indexed} newer ones searched exactly until the next build` : "";
     card.querySelector("[data-field=index-status]").textContent = `${state}${percent} · ${index.windows_indexed} windows indexed${newer}`;
