@@ -154,6 +154,7 @@ def zones_changed(local_zones: tuple[tuple[int, str], ...], zones: tuple[tuple[i
 
 
 def project_zones(project: Project) -> tuple[tuple[int, str], ...]:
+    """(deployment_id, time zone) of each of the project's deployments, by id."""
     return tuple(Deployment.objects.filter(project=project).order_by("pk").values_list("pk", "timezone"))
 
 

@@ -8,6 +8,7 @@ import re
 
 from annotations.errors import InputError
 from annotations.models import EmbeddingModel, LabeledFilter, Project
+from annotations.search_index import project_zones
 from annotations.sun import check_sun_filter
 
 
@@ -185,7 +186,7 @@ def window_conditions(project: Project, model: EmbeddingModel, filters: SearchFi
     if filters.site:
         conditions.append("w.deployment_id = ANY(%(site_deployments)s)")
         params["site_deployments"] = list(project.deployments.filter(site=filters.site).values_list("pk", flat=True))
-    zones = tuple(project.deployments.order_by("pk").values_list("pk", "timezone")) if filters.timed else ()
+    zones = project_zones(project) if filters.timed else ()
     local = _local_time(zones, params) if filters.timed else ""
     if filters.date_from is not None:
         days.append(f"{local}::date >= %(date_from)s")

@@ -227,10 +227,12 @@ def hour_graphs(index: IndexState, where: WindowConditions) -> list[GraphPart]:
     for first, last in ranges:
         for band in range(first // HOUR_BAND_S, -(-last // HOUR_BAND_S)):
             low, high = max(first, band * HOUR_BAND_S), min(last, (band + 1) * HOUR_BAND_S)
-            clip = [f"v.local_second >= {low}"] * (low > band * HOUR_BAND_S)
-            clip += [f"v.local_second < {high}"] * (high < (band + 1) * HOUR_BAND_S)
-            predicate = hour_band_predicate(band, "v.local_second")
-            parts.append((band, GraphPart(" AND ".join([predicate, *clip]), seconds=(low, high))))
+            where_sql = hour_band_predicate(band, "v.local_second")
+            if low > band * HOUR_BAND_S:
+                where_sql += f" AND v.local_second >= {low}"
+            if high < (band + 1) * HOUR_BAND_S:
+                where_sql += f" AND v.local_second < {high}"
+            parts.append((band, GraphPart(where_sql, seconds=(low, high))))
     if not parts or len(parts) > HOUR_GRAPHS_MAX or any(band not in index.hour_graphs for band, _ in parts):
         return []
     return [part for _, part in parts]

@@ -168,7 +168,9 @@ def _probe_for(
     if not where.all:
         return index.probe
     by_hours = bool(graphs) and graphs[0].seconds is not None
-    if graphs and where.placed_in_time_only and not (where.other or where.days if by_hours else where.time):
+    # The bands' graphs stand for the hour filter; a place's, for the place filter.
+    graphs_are_the_filter = not (where.other or where.days) if by_hours else not where.time
+    if graphs and where.placed_in_time_only and graphs_are_the_filter:
         try:
             with transaction.atomic(using=alias):  # a savepoint, to go on after the error
                 return probe_of_graphs(raw, index, graphs)
