@@ -15,6 +15,7 @@ from annotations.deployments import create_deployment, create_project, edit_star
 from annotations.embedding_store import raw_connection, register_embedding_model
 from annotations.models import SearchIndex
 from annotations.search import SearchFilters, index_sql, nearest_window_ids, window_conditions
+from annotations.search import nearest as search_nearest
 from annotations.search.filters import WindowConditions
 from annotations.search.index import hour_graphs, probe_of_graphs
 from annotations.search_index import IndexState, build_search_index, index_state, index_wanted
@@ -140,3 +141,27 @@ def test_a_new_time_zone_or_start_time_keeps_every_hour_filter_right(hours_of_da
     assert sorted(rebuilt.hour_graphs) == [0, 1, 2, 3, 4, 5] and not index_wanted(project, model)
     assert hour_graphs(index_state(project, model), window_conditions(project, model, afternoon))
     assert SearchIndex.objects.get(pk=rebuilt.pk).local_zones == [f"{d0.pk}={ZONES[0]}", f"{d1.pk}=UTC"]
+
+
+def test_each_recordings_best_under_an_hour_filter_of_one_band_reads_that_bands_graph(hours_of_day, monkeypatch):
+    project, model, vectors, ids, hours = hours_of_day
+    build_search_index(project, model)
+    real_index_rows = search_nearest.index_rows
+    walked = []
+
+    def recording_graphs(*args, **kwargs):
+        walked.append([part.where for part in kwargs.get("graphs", ())])
+        return real_index_rows(*args, **kwargs)
+
+    monkeypatch.setattr(search_nearest, "index_rows", recording_graphs)
+    recording = np.arange(len(ids)) // PER_HOUR  # a recording starts at each hour
+    for hour_from, hour_to, band_walked in ((4, 8, True), (22, 4, False)):
+        filters = SearchFilters(hour_from=hour_from, hour_to=hour_to, one_per_recording=True)
+        query = vectors[4 * PER_HOUR + 2] + 0.5 * vectors[200]
+        nearest = nearest_window_ids(project, model, query, 5, filters=filters, exact_scan_max=0, sketch_scan_max=0)
+        passing = (hours >= hour_from) & (hours < hour_to) if hour_from < hour_to else (hours >= 22) | (hours < 4)
+        best = {}
+        for i in np.flatnonzero(passing)[exact_top(vectors[passing], query, int(passing.sum()))]:
+            best.setdefault(recording[i], ids[i])  # each recording's first, in order of score
+        assert nearest.path == "index" and ids_of(nearest) == list(best.values())[:5], filters
+        assert walked[-1] == (["v.local_second >= 14400 AND v.local_second < 28800"] if band_walked else [])

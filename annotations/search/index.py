@@ -137,9 +137,9 @@ def index_rows(
     windows of its own, whose neighbourhood checks the answer (``safety_net``);
     ``widest``: the graph searched as widely as pgvector allows (EF_SEARCH_MAX), for a
     query whose first answer failed its check (``annotations.search_probe``); ``graphs``:
-    the partial graphs that answer (``index_sql``), not ``per_recording``."""
-    if graphs and per_recording:
-        raise ValueError("each recording's best is read through the project's graph alone")
+    the partial graphs that answer (``index_sql``), one at most for ``per_recording``."""
+    if len(graphs) > 1 and per_recording:
+        raise ValueError("each recording's best is read in order through one graph")
     # Partial graphs explore as widely as a filtered search does: at 5M, a deployment's
     # graph of 250,000 windows searched at ef_search 100 left background queries (a recorder's
     # near-alike hours) with 0.01-0.46 of their nearest windows.

@@ -114,13 +114,17 @@ def nearest_window_ids(
     # sketch's 23-32. Under a time filter too they read 3-4 rows for each that passes (a
     # site over 10 days: 47-51 ms against the sketch's 34-41), so there the sketch keeps
     # what it can. So do the graphs of the bands of a time of day, for an hour filter
-    # alone. Each recording's best reads the project's graph through a cursor.
+    # alone. Each recording's best reads one graph in order through a cursor: a band's,
+    # where the filter keeps one band (a deployment's holds too few recordings for a page of
+    # them), else the project's.
     graphs = [] if per_recording else place_graphs(index, where, filters.deployment_id, bool(filters.site))
     if graphs and path == SearchPath.SKETCH and index.index_name and not where.time:
         path = SearchPath.INDEX
-    if not graphs and not per_recording:
+    if not graphs:
         graphs = hour_graphs(index, where)
-        if graphs and path == SearchPath.SKETCH and not (where.other or where.days):
+        if per_recording and len(graphs) > 1:
+            graphs = []
+        if graphs and path == SearchPath.SKETCH and not (where.other or where.days or per_recording):
             path = SearchPath.INDEX
     raw = raw_connection(alias)
     rescued = widened = False
