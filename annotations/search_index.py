@@ -432,13 +432,15 @@ def _build_graphs(row: SearchIndex, name: str, table: str) -> None:
             [GRAPH_MIN_WINDOWS],
         )
         bands = [int(band) for (band,) in cursor.fetchall()]
-        built = SearchIndex.objects.values_list("deployment_graphs", "hour_graphs").get(pk=row.pk)
+        fields = ("deployment_graphs", "hour_graphs")
+        built = dict(zip(fields, SearchIndex.objects.values_list(*fields).get(pk=row.pk), strict=True))
         wanted = [
             *(("deployment_graphs", d, f"{name}_d{d}", f"deployment_id = {d}") for d in deployment_ids),
             *(("hour_graphs", band, f"{name}_h{band}", hour_band_predicate(band)) for band in bands),
         ]
-        to_build = [graph for graph in wanted if graph[1] not in built[graph[0] == "hour_graphs"]]
-        SearchIndex.objects.filter(pk=row.pk).update(graphs_planned=len(built[0]) + len(built[1]) + len(to_build))
+        to_build = [graph for graph in wanted if graph[1] not in built[graph[0]]]  # (field, key, index, predicate)
+        planned = sum(len(keys) for keys in built.values()) + len(to_build)
+        SearchIndex.objects.filter(pk=row.pk).update(graphs_planned=planned)
         for field, key, index, predicate in to_build:
             cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} {HNSW_OPTIONS} WHERE {predicate}")
             # Only while the table still serves: a search must never name a graph that is gone.
